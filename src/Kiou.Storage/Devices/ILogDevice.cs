@@ -1,0 +1,38 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace Kiou.Storage.Devices;
+
+/// <summary>
+/// Where segment bytes go: writes and fdatasyncs on open segment files, completed asynchronously.
+/// </summary>
+/// <remarks>
+/// Contract (the io_uring writer and the synchronous pwrite writer both keep it):
+/// - <see cref="Write"/> writes all of <c>data</c> at <c>position</c>. A short write is retried by the
+///   device itself; the callback reports either <c>data.Length</c> or a negative errno, never a partial count.
+/// - <see cref="Flush"/> is an fdatasync of the file. It covers every write whose callback ran before
+///   the flush was issued.
+/// - Callbacks run on the device's own completion thread (or, for the sync device, may run on the calling
+///   thread before Write returns). They must not block. Callers must not hold locks that a callback takes
+///   while calling Write or Flush.
+/// - <c>data</c> must stay valid and unchanged until the write's callback has run.
+/// - Completions of different operations may arrive in any order; callers order them (see PartitionLog).
+/// </remarks>
+public interface ILogDevice : IDisposable
+{
+    /// <summary>"io_uring" or "sync": shown in the start-up line and in logs.</summary>
+    string Mode { get; }
+
+    void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token);
+
+    void Flush(SafeFileHandle file, ILogDeviceCallback callback, long token);
+}
+
+/// <summary>Receives completions from an <see cref="ILogDevice"/>. <c>token</c> is the caller's own.</summary>
+public interface ILogDeviceCallback
+{
+    /// <param name="result">bytes written (the whole buffer) or a negative errno.</param>
+    void OnWriteDone(long token, int result);
+
+    /// <param name="result">0 or a negative errno.</param>
+    void OnFlushDone(long token, int result);
+}
