@@ -1,0 +1,332 @@
+using Kiou.Broker.Controller;
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Handlers;
+
+// Topic administration, served on both listeners; the controller owns the metadata and persists it.
+// CreateTopics v2-7: partitions -1 = KIOU_NUM_PARTITIONS, replication factor 1 or -1; manual assignments may name
+//   only this node; v5+ echo partitions, replication factor and configs, v7 the topic id.
+// DeleteTopics v1-6 (v6: by name or id). CreatePartitions v0-3 (only increases).
+// DescribeConfigs v1-4: topics (every config, with its source) and this broker (read-only).
+// AlterConfigs v0-2 / IncrementalAlterConfigs v0-1: topics only; broker settings come from KIOU_* variables.
+public sealed partial class BrokerHandlers
+{
+    const sbyte ResourceTopic = 2;
+    const sbyte ResourceBroker = 4;
+    const sbyte SourceTopicConfig = 1;
+    const sbyte SourceStaticBroker = 4;
+    const sbyte SourceDefault = 5;
+
+    ValueTask<IKafkaMessage?> CreateTopics(RequestContext ctx, CreateTopicsRequest request)
+    {
+        var response = new CreateTopicsResponse();
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var t in request.Topics)
+            names[t.Name] = names.GetValueOrDefault(t.Name) + 1;
+        foreach (var t in request.Topics)
+        {
+            var result = new CreateTopicsResponse.CreatableTopicResult { Name = t.Name, NumPartitions = -1, ReplicationFactor = -1 };
+            response.Topics.Add(result);
+            if (names[t.Name] > 1)
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic '{t.Name}' appears more than once in the request");
+                continue;
+            }
+            int partitions = t.NumPartitions;
+            short rf = t.ReplicationFactor;
+            if (t.Assignments.Count > 0)
+            {
+                if (partitions != -1 || rf != -1)
+                {
+                    (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, "Both a replica assignment and a partition count or replication factor were given");
+                    continue;
+                }
+                bool ok = t.Assignments.All(a => a.BrokerIds.Count == 1 && a.BrokerIds[0] == _config.NodeId);
+                if (!ok)
+                {
+                    (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidReplicaAssignment, $"Replica assignments may only name this broker ({_config.NodeId})");
+                    continue;
+                }
+                partitions = t.Assignments.Count;
+                rf = 1;
+            }
+            var configs = new Dictionary<string, string?>(StringComparer.Ordinal);
+            string? nullConfig = null;
+            foreach (var c in t.Configs)
+            {
+                if (c.Value is null)
+                    nullConfig = c.Name;
+                configs[c.Name] = c.Value;
+            }
+            if (nullConfig is not null)
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidConfig, $"Null value not supported for topic config {nullConfig}");
+                continue;
+            }
+            var created = _controller.CreateTopic(t.Name, partitions, rf, configs, request.validateOnly);
+            result.ErrorCode = created.ErrorCode;
+            result.ErrorMessage = created.Message;
+            if (created.ErrorCode == ErrorCodes.None && created.Topic is { } topic)
+            {
+                result.TopicId = topic.Id;
+                result.NumPartitions = topic.Partitions;
+                result.ReplicationFactor = 1;
+                result.Configs = [];
+                foreach (var d in TopicConfigs.All)
+                {
+                    bool set = topic.Configs.TryGetValue(d.Name, out var v);
+                    result.Configs.Add(new CreateTopicsResponse.CreatableTopicConfigs
+                    {
+                        Name = d.Name,
+                        Value = set ? v : d.Default,
+                        ReadOnly = false,
+                        ConfigSource = set ? SourceTopicConfig : SourceDefault,
+                        IsSensitive = false,
+                    });
+                }
+            }
+            else if (created.ErrorCode != ErrorCodes.TopicAlreadyExists)
+            {
+                _log.Info($"{ctx.Client}: CreateTopics {t.Name} refused: {created.Message}");
+            }
+        }
+        return Done(response);
+    }
+
+    async ValueTask<IKafkaMessage?> DeleteTopics(RequestContext ctx, DeleteTopicsRequest request)
+    {
+        var response = new DeleteTopicsResponse();
+        var wanted = new List<(string? Name, Guid Id)>();
+        if (ctx.ApiVersion >= 6)
+        {
+            foreach (var t in request.Topics)
+                wanted.Add((t.Name, t.TopicId));
+        }
+        else
+        {
+            foreach (var n in request.TopicNames)
+                wanted.Add((n, Guid.Empty));
+        }
+        foreach (var (name, id) in wanted)
+        {
+            var result = new DeleteTopicsResponse.DeletableTopicResult { Name = name, TopicId = id };
+            response.Responses.Add(result);
+            string? target = name;
+            if (target is null)
+            {
+                var byId = _controller.Find(id);
+                if (byId is null)
+                {
+                    (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.UnknownTopicId, $"Topic id {id} does not exist");
+                    continue;
+                }
+                target = byId.Name;
+                result.Name = target;
+            }
+            var deleted = await _controller.DeleteTopicAsync(target).ConfigureAwait(false);
+            result.ErrorCode = deleted.ErrorCode;
+            result.ErrorMessage = deleted.Message;
+            if (deleted.Topic is { } t)
+                result.TopicId = t.Id;
+        }
+        return response;
+    }
+
+    ValueTask<IKafkaMessage?> CreatePartitions(RequestContext ctx, CreatePartitionsRequest request)
+    {
+        var response = new CreatePartitionsResponse();
+        foreach (var t in request.Topics)
+        {
+            var result = new CreatePartitionsResponse.CreatePartitionsTopicResult { Name = t.Name };
+            response.Results.Add(result);
+            if (t.Assignments is not null && !t.Assignments.All(a => a.BrokerIds.Count == 1 && a.BrokerIds[0] == _config.NodeId))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidReplicaAssignment, $"Replica assignments may only name this broker ({_config.NodeId})");
+                continue;
+            }
+            var r = _controller.CreatePartitions(t.Name, t.Count, request.ValidateOnly);
+            result.ErrorCode = r.ErrorCode;
+            result.ErrorMessage = r.Message;
+        }
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> DescribeConfigs(RequestContext ctx, DescribeConfigsRequest request)
+    {
+        var response = new DescribeConfigsResponse();
+        foreach (var resource in request.Resources)
+        {
+            var result = new DescribeConfigsResponse.DescribeConfigsResult { ResourceType = resource.ResourceType, ResourceName = resource.ResourceName };
+            response.Results.Add(result);
+            bool Wanted(string name) => resource.ConfigurationKeys is null || resource.ConfigurationKeys.Contains(name);
+            if (resource.ResourceType == ResourceTopic)
+            {
+                var topic = _controller.Find(resource.ResourceName);
+                if (topic is null)
+                {
+                    (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.UnknownTopicOrPartition, $"Topic '{resource.ResourceName}' does not exist");
+                    continue;
+                }
+                foreach (var d in TopicConfigs.All)
+                {
+                    if (!Wanted(d.Name))
+                        continue;
+                    bool set = topic.Configs.TryGetValue(d.Name, out var v);
+                    var entry = new DescribeConfigsResponse.DescribeConfigsResourceResult
+                    {
+                        Name = d.Name,
+                        Value = set ? v : d.Default,
+                        ReadOnly = false,
+                        IsDefault = !set,
+                        ConfigSource = set ? SourceTopicConfig : SourceDefault,
+                        IsSensitive = false,
+                        ConfigType = ConfigTypeOf(d.Kind),
+                        Documentation = d.Note,
+                    };
+                    if (request.IncludeSynonyms)
+                    {
+                        if (set)
+                            entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = d.Name, Value = v, Source = SourceTopicConfig });
+                        entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = d.Name, Value = d.Default, Source = SourceDefault });
+                    }
+                    result.Configs.Add(entry);
+                }
+            }
+            else if (resource.ResourceType == ResourceBroker)
+            {
+                if (resource.ResourceName.Length > 0 && resource.ResourceName != _config.NodeId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                {
+                    (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"This is broker {_config.NodeId}, not '{resource.ResourceName}'");
+                    continue;
+                }
+                foreach (var (name, value, type) in BrokerConfigEntries())
+                {
+                    if (!Wanted(name))
+                        continue;
+                    result.Configs.Add(new DescribeConfigsResponse.DescribeConfigsResourceResult
+                    {
+                        Name = name,
+                        Value = value,
+                        ReadOnly = true,
+                        ConfigSource = SourceStaticBroker,
+                        ConfigType = type,
+                    });
+                }
+            }
+            else
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Resource type {resource.ResourceType} is not supported: KIOU describes topics (2) and brokers (4)");
+            }
+        }
+        return Done(response);
+    }
+
+    IEnumerable<(string Name, string Value, sbyte Type)> BrokerConfigEntries()
+    {
+        string I(long v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        yield return ("broker.id", I(_config.NodeId), 3);
+        yield return ("node.id", I(_config.NodeId), 3);
+        yield return ("log.dirs", _config.DataDir, 2);
+        yield return ("listeners", $"PLAINTEXT://{_config.Host}:{_config.Port},CONTROLLER://{_config.ControllerHost}:{_config.ControllerPort}", 7);
+        yield return ("advertised.listeners", $"PLAINTEXT://{_config.EffectiveAdvertisedHost}:{_config.Port}", 7);
+        yield return ("num.partitions", I(_config.DefaultPartitions), 3);
+        yield return ("default.replication.factor", "1", 3);
+        yield return ("auto.create.topics.enable", _config.AutoCreateTopics ? "true" : "false", 1);
+        yield return ("delete.topic.enable", "true", 1);
+        yield return ("message.max.bytes", I(_config.MessageMaxBytes), 3);
+        yield return ("socket.request.max.bytes", I(_config.MaxRequestBytes), 3);
+        yield return ("fetch.max.bytes", I(_config.FetchMaxBytes), 3);
+        yield return ("log.retention.check.interval.ms", I(_config.RetentionCheckIntervalMs), 5);
+    }
+
+    static sbyte ConfigTypeOf(TopicConfigs.Kind kind) => kind switch
+    {
+        TopicConfigs.Kind.Bool => 1,
+        TopicConfigs.Kind.String => 2,
+        TopicConfigs.Kind.Int => 3,
+        TopicConfigs.Kind.Long => 5,
+        TopicConfigs.Kind.Double => 6,
+        _ => 0,
+    };
+
+    ValueTask<IKafkaMessage?> AlterConfigs(RequestContext ctx, AlterConfigsRequest request)
+    {
+        var response = new AlterConfigsResponse();
+        foreach (var resource in request.Resources)
+        {
+            var changes = new Dictionary<string, string?>(StringComparer.Ordinal);
+            foreach (var c in resource.Configs)
+                changes[c.Name] = c.Value;
+            var (code, message) = AlterResource(ctx, resource.ResourceType, resource.ResourceName, changes, incremental: false, request.ValidateOnly);
+            response.Responses.Add(new AlterConfigsResponse.AlterConfigsResourceResponse
+            {
+                ErrorCode = code,
+                ErrorMessage = message,
+                ResourceType = resource.ResourceType,
+                ResourceName = resource.ResourceName,
+            });
+        }
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> IncrementalAlterConfigs(RequestContext ctx, IncrementalAlterConfigsRequest request)
+    {
+        var response = new IncrementalAlterConfigsResponse();
+        foreach (var resource in request.Resources)
+        {
+            var changes = new Dictionary<string, string?>(StringComparer.Ordinal);
+            (short, string?) outcome = (ErrorCodes.None, null);
+            var current = resource.ResourceType == ResourceTopic ? _controller.Find(resource.ResourceName) : null;
+            foreach (var c in resource.Configs)
+            {
+                switch (c.ConfigOperation)
+                {
+                    case 0: // SET
+                        changes[c.Name] = c.Value;
+                        break;
+                    case 1: // DELETE: back to the default
+                        changes[c.Name] = null;
+                        break;
+                    case 2 or 3 when c.Name == "cleanup.policy" && current is not null:
+                        var items = TopicConfigs.Effective(current.Configs, c.Name).Split(',', StringSplitOptions.RemoveEmptyEntries).ToList();
+                        foreach (var item in (c.Value ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+                        {
+                            if (c.ConfigOperation == 2 && !items.Contains(item))
+                                items.Add(item);
+                            else if (c.ConfigOperation == 3)
+                                items.Remove(item);
+                        }
+                        changes[c.Name] = string.Join(',', items);
+                        break;
+                    default:
+                        outcome = (ErrorCodes.InvalidConfig, $"Operation {c.ConfigOperation} is not valid for config {c.Name}");
+                        break;
+                }
+            }
+            if (outcome.Item1 == ErrorCodes.None)
+                outcome = AlterResource(ctx, resource.ResourceType, resource.ResourceName, changes, incremental: true, request.ValidateOnly);
+            response.Responses.Add(new IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+            {
+                ErrorCode = outcome.Item1,
+                ErrorMessage = outcome.Item2,
+                ResourceType = resource.ResourceType,
+                ResourceName = resource.ResourceName,
+            });
+        }
+        return Done(response);
+    }
+
+    (short, string?) AlterResource(RequestContext ctx, sbyte type, string name, Dictionary<string, string?> changes, bool incremental, bool validateOnly)
+    {
+        if (type == ResourceBroker)
+            return (ErrorCodes.InvalidRequest, "Broker settings are read-only at run time: set the KIOU_* environment variables and restart");
+        if (type != ResourceTopic)
+            return (ErrorCodes.InvalidRequest, $"Resource type {type} is not supported");
+        var r = _controller.AlterConfigs(name, changes, incremental, validateOnly);
+        if (r.ErrorCode != ErrorCodes.None)
+            _log.Info($"{ctx.Client}: config change for topic {name} refused: {r.Message}");
+        return (r.ErrorCode, r.Message);
+    }
+}

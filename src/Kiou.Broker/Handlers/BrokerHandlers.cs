@@ -1,0 +1,83 @@
+using Kiou.Broker.Controller;
+using Kiou.Broker.Hosting;
+using Kiou.Broker.Logs;
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Handlers;
+
+/// <summary>
+/// The request handlers of the broker and the controller, one file per API family. Each registration below is the
+/// single source of the versions KIOU advertises (shared/kafka-protocol/README.md §8.2 explains each range).
+/// </summary>
+public sealed partial class BrokerHandlers
+{
+    readonly BrokerConfig _config;
+    readonly ClusterController _controller;
+    readonly LogManager _logs;
+    readonly RequestRouter _router;
+    readonly TimeProvider _time;
+    readonly Log _log;
+
+    /// <summary>The only leader epoch on a single node: stamped in batches, reported in Metadata, checked in Fetch.</summary>
+    public const int LeaderEpoch = 0;
+
+    public BrokerHandlers(BrokerConfig config, ClusterController controller, LogManager logs, RequestRouter router, TimeProvider time, Log log)
+    {
+        _config = config;
+        _controller = controller;
+        _logs = logs;
+        _router = router;
+        _time = time;
+        _log = log;
+    }
+
+    public void RegisterAll()
+    {
+        // Produce: advertised from 0 so that librdkafka < 2.11.1 keeps gzip/snappy/lz4 (README §8.3); v0-2 (legacy
+        // message sets) close the connection, as Kafka 4 does.
+        Add<ProduceRequest>(ProduceRequest.ApiKey, 0, 11, Produce, minServed: 3);
+        Add<FetchRequest>(FetchRequest.ApiKey, 4, 12, Fetch);
+        Add<ListOffsetsRequest>(ListOffsetsRequest.ApiKey, 1, 7, ListOffsets);
+        Add<MetadataRequest>(MetadataRequest.ApiKey, 0, 12, Metadata);
+        Add<ApiVersionsRequest>(ApiVersionsRequest.ApiKey, 0, 4, ApiVersions);
+        Add<CreateTopicsRequest>(CreateTopicsRequest.ApiKey, 2, 7, CreateTopics);
+        Add<DeleteTopicsRequest>(DeleteTopicsRequest.ApiKey, 1, 6, DeleteTopics);
+        Add<OffsetForLeaderEpochRequest>(OffsetForLeaderEpochRequest.ApiKey, 2, 4, OffsetForLeaderEpoch);
+        Add<DescribeConfigsRequest>(DescribeConfigsRequest.ApiKey, 1, 4, DescribeConfigs);
+        Add<AlterConfigsRequest>(AlterConfigsRequest.ApiKey, 0, 2, AlterConfigs);
+        Add<CreatePartitionsRequest>(CreatePartitionsRequest.ApiKey, 0, 3, CreatePartitions);
+        Add<IncrementalAlterConfigsRequest>(IncrementalAlterConfigsRequest.ApiKey, 0, 1, IncrementalAlterConfigs);
+        Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
+    }
+
+    void Add<TRequest>(short apiKey, short min, short max, Func<RequestContext, TRequest, ValueTask<IKafkaMessage?>> handle, short minServed = -1)
+        where TRequest : class, IKafkaMessage, new()
+    {
+        _router.Register(new ApiHandler
+        {
+            ApiKey = apiKey,
+            MinVersion = min,
+            MaxVersion = max,
+            MinServedVersion = minServed,
+            CreateRequest = static () => new TRequest(),
+            Handle = (ctx, request) => handle(ctx, (TRequest)request),
+        });
+    }
+
+    static ValueTask<IKafkaMessage?> Done(IKafkaMessage response) => ValueTask.FromResult<IKafkaMessage?>(response);
+
+    long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    ValueTask<IKafkaMessage?> ApiVersions(RequestContext ctx, ApiVersionsRequest request) =>
+        Done(new ApiVersionsResponse { ErrorCode = ErrorCodes.None, ApiKeys = _router.AdvertisedVersions() });
+
+    /// <summary>Epoch check of Fetch v9+, ListOffsets v4+ and OffsetForLeaderEpoch v2+: -1 skips it.</summary>
+    static short CheckLeaderEpoch(int currentLeaderEpoch) => currentLeaderEpoch switch
+    {
+        < 0 => ErrorCodes.None,
+        LeaderEpoch => ErrorCodes.None,
+        > LeaderEpoch => ErrorCodes.UnknownLeaderEpoch,
+    };
+}

@@ -1,0 +1,132 @@
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+using Kiou.Storage;
+
+namespace Kiou.Broker.Handlers;
+
+// Fetch v4-12 (by topic name; v13+ by topic id is not served yet).
+// - reads never pass the high watermark (the completed tail);
+// - partitions are filled in request order, each up to PartitionMaxBytes and the whole response up to
+//   min(MaxBytes, KIOU_FETCH_MAX_BYTES); the first batch of the first partition with data is returned whole even
+//   when larger (Kafka's rule, so a large batch can't block a consumer);
+// - long polling: with fewer than MinBytes available the request parks until an append to one of its partitions
+//   publishes (woken by that append, not by a timer) or MaxWaitMs passes;
+// - fetch sessions are declined: SessionId is always 0 and every request is a full fetch.
+public sealed partial class BrokerHandlers
+{
+    ValueTask<IKafkaMessage?> Fetch(RequestContext ctx, FetchRequest request)
+    {
+        if (request.SessionId != 0)
+        {
+            return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
+        }
+        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _);
+        if (request.MaxWaitMs <= 0 || bytes >= Math.Max(1, request.MinBytes) || anyError)
+            return Done(response);
+        return LongPollAsync(ctx, request, response);
+    }
+
+    async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first)
+    {
+        long deadline = NowMs + request.MaxWaitMs;
+        FetchResponse response = first;
+        while (true)
+        {
+            long remaining = deadline - NowMs;
+            if (remaining <= 0)
+                return response;
+            var seen = WatermarksOf(request);
+            response.Dispose();
+            using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.ConnectionClosed))
+            {
+                var waits = new List<Task>(seen.Count + 1) { Task.Delay(TimeSpan.FromMilliseconds(remaining), _time, cts.Token) };
+                foreach (var (log, hw) in seen)
+                    waits.Add(log.WaitForAppendAsync(hw, cts.Token));
+                await Task.WhenAny(waits).ConfigureAwait(false);
+                cts.Cancel();
+                ctx.ConnectionClosed.ThrowIfCancellationRequested();
+            }
+            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _);
+            if (bytes >= Math.Max(1, request.MinBytes) || anyError)
+                return response;
+        }
+    }
+
+    List<(PartitionLog Log, long HighWatermark)> WatermarksOf(FetchRequest request)
+    {
+        var list = new List<(PartitionLog, long)>();
+        foreach (var topic in request.Topics)
+        {
+            foreach (var p in topic.Partitions)
+            {
+                if (_logs.Get(topic.Topic, p.Partition) is { } log)
+                    list.Add((log, log.HighWatermark));
+            }
+        }
+        return list;
+    }
+
+    FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions)
+    {
+        var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
+        long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
+        bytes = 0;
+        anyError = false;
+        partitions = 0;
+        foreach (var topic in request.Topics)
+        {
+            var topicResponse = new FetchResponse.FetchableTopicResponse { Topic = topic.Topic, TopicId = topic.TopicId };
+            response.Responses.Add(topicResponse);
+            var topicLogs = _logs.Get(topic.Topic);
+            foreach (var p in topic.Partitions)
+            {
+                partitions++;
+                var pd = new FetchResponse.PartitionData
+                {
+                    PartitionIndex = p.Partition,
+                    HighWatermark = -1,
+                    LastStableOffset = -1,
+                    LogStartOffset = -1,
+                    Records = ReadOnlyMemory<byte>.Empty,
+                };
+                topicResponse.Partitions.Add(pd);
+                if (topicLogs is null || (uint)p.Partition >= (uint)topicLogs.Partitions.Length)
+                {
+                    pd.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    anyError = true;
+                    continue;
+                }
+                var log = topicLogs.Partitions[p.Partition];
+                short epochError = CheckLeaderEpoch(p.CurrentLeaderEpoch);
+                if (epochError != ErrorCodes.None)
+                {
+                    pd.ErrorCode = epochError;
+                    anyError = true;
+                    continue;
+                }
+                int limit = (int)Math.Min(Math.Max(0, p.PartitionMaxBytes), Math.Max(0, budget - bytes));
+                var read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0);
+                pd.HighWatermark = read.HighWatermark;
+                pd.LastStableOffset = read.HighWatermark;
+                pd.LogStartOffset = read.LogStartOffset;
+                if (read.Error == ReadError.OffsetOutOfRange)
+                {
+                    read.Dispose();
+                    pd.ErrorCode = ErrorCodes.OffsetOutOfRange;
+                    anyError = true;
+                    continue;
+                }
+                if (read.Records.Length == 0)
+                {
+                    read.Dispose();
+                    continue;
+                }
+                pd.Records = read.Records;
+                response.AddLease(read);
+                bytes += read.Records.Length;
+            }
+        }
+        return response;
+    }
+}

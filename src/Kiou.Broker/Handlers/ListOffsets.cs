@@ -1,0 +1,96 @@
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Handlers;
+
+// ListOffsets v1-7 (v0's multi-offset answer is not served).
+// Timestamp -1: the high watermark; -2: the log start offset; -3 (v7): the record with the largest timestamp;
+// >= 0: the first offset whose timestamp is at least that, through the time index; -1/-1 with NONE when none is.
+// A partition listed twice gets INVALID_REQUEST, as in Kafka.
+//
+// OffsetForLeaderEpoch v2-4: one epoch (0) for the life of every partition. Epoch 0 ends at the high watermark;
+// any other epoch is unknown (-1/-1), which is Kafka's answer for an epoch above every known one.
+public sealed partial class BrokerHandlers
+{
+    ValueTask<IKafkaMessage?> ListOffsets(RequestContext ctx, ListOffsetsRequest request)
+    {
+        var response = new ListOffsetsResponse();
+        foreach (var topic in request.Topics)
+        {
+            var topicResponse = new ListOffsetsResponse.ListOffsetsTopicResponse { Name = topic.Name };
+            response.Topics.Add(topicResponse);
+            var seen = new HashSet<int>();
+            foreach (var p in topic.Partitions)
+            {
+                var pr = new ListOffsetsResponse.ListOffsetsPartitionResponse { PartitionIndex = p.PartitionIndex, Timestamp = -1, Offset = -1, LeaderEpoch = -1 };
+                topicResponse.Partitions.Add(pr);
+                if (!seen.Add(p.PartitionIndex))
+                {
+                    pr.ErrorCode = ErrorCodes.InvalidRequest;
+                    continue;
+                }
+                var log = _logs.Get(topic.Name, p.PartitionIndex);
+                if (log is null)
+                {
+                    pr.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    continue;
+                }
+                pr.ErrorCode = CheckLeaderEpoch(p.CurrentLeaderEpoch);
+                if (pr.ErrorCode != ErrorCodes.None)
+                    continue;
+                pr.LeaderEpoch = LeaderEpoch;
+                switch (p.Timestamp)
+                {
+                    case -1:
+                        pr.Offset = log.HighWatermark;
+                        break;
+                    case -2:
+                        pr.Offset = log.LogStartOffset;
+                        break;
+                    case -3:
+                        (pr.Offset, pr.Timestamp) = log.MaxTimestampEntry();
+                        break;
+                    case >= 0:
+                        (pr.Offset, pr.Timestamp) = log.LookupByTimestamp(p.Timestamp);
+                        if (pr.Offset < 0)
+                            pr.LeaderEpoch = -1;
+                        break;
+                    default:
+                        // -4 / -5 (tiered storage) and anything else: not a timestamp we know.
+                        pr.ErrorCode = ErrorCodes.InvalidRequest;
+                        break;
+                }
+            }
+        }
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> OffsetForLeaderEpoch(RequestContext ctx, OffsetForLeaderEpochRequest request)
+    {
+        var response = new OffsetForLeaderEpochResponse();
+        foreach (var topic in request.Topics)
+        {
+            var topicResponse = new OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult { Topic = topic.Topic };
+            response.Topics.Add(topicResponse);
+            foreach (var p in topic.Partitions)
+            {
+                var pr = new OffsetForLeaderEpochResponse.EpochEndOffset { Partition = p.Partition, LeaderEpoch = -1, EndOffset = -1 };
+                topicResponse.Partitions.Add(pr);
+                var log = _logs.Get(topic.Topic, p.Partition);
+                if (log is null)
+                {
+                    pr.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    continue;
+                }
+                pr.ErrorCode = CheckLeaderEpoch(p.CurrentLeaderEpoch);
+                if (pr.ErrorCode == ErrorCodes.None && p.LeaderEpoch == LeaderEpoch)
+                {
+                    pr.LeaderEpoch = LeaderEpoch;
+                    pr.EndOffset = log.HighWatermark;
+                }
+            }
+        }
+        return Done(response);
+    }
+}

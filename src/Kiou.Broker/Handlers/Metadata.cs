@@ -1,0 +1,110 @@
+using Kiou.Broker.Controller;
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Handlers;
+
+// Metadata v0-12. This node is the only broker, the controller and the leader of every partition (epoch 0,
+// replicas = isr = [this node]). "All topics" is an empty list in v0 and null from v1. Unknown topics are
+// auto-created when the request allows it (v4+; implicitly in v0-3) and KIOU_AUTO_CREATE_TOPICS is on, never
+// for an "all topics" request. v12 may name topics by id only.
+//
+// DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
+// UNSUPPORTED_ENDPOINT_TYPE as a broker does.
+public sealed partial class BrokerHandlers
+{
+    ValueTask<IKafkaMessage?> Metadata(RequestContext ctx, MetadataRequest request)
+    {
+        var response = new MetadataResponse
+        {
+            ClusterId = _controller.ClusterId,
+            ControllerId = _config.NodeId,
+            Brokers = [new MetadataResponse.MetadataResponseBroker { NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }],
+        };
+        bool all = request.Topics is null || (ctx.ApiVersion == 0 && request.Topics.Count == 0);
+        if (all)
+        {
+            foreach (var topic in _controller.Topics.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
+                response.Topics.Add(DescribeTopic(topic));
+            return Done(response);
+        }
+        bool allowAutoCreate = (ctx.ApiVersion < 4 || request.AllowAutoTopicCreation) && _config.AutoCreateTopics;
+        foreach (var wanted in request.Topics!)
+        {
+            TopicInfo? topic = wanted.Name is null ? _controller.Find(wanted.TopicId) : _controller.Find(wanted.Name);
+            if (topic is not null)
+            {
+                response.Topics.Add(DescribeTopic(topic));
+                continue;
+            }
+            var missing = new MetadataResponse.MetadataResponseTopic { Name = wanted.Name, TopicId = wanted.TopicId };
+            response.Topics.Add(missing);
+            if (wanted.Name is null)
+            {
+                missing.ErrorCode = ErrorCodes.UnknownTopicId;
+                continue;
+            }
+            if (TopicNames.Validate(wanted.Name) is not null)
+            {
+                missing.ErrorCode = ErrorCodes.InvalidTopicException;
+                continue;
+            }
+            if (!allowAutoCreate)
+            {
+                missing.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                continue;
+            }
+            var created = _controller.CreateTopic(wanted.Name, -1, -1, new Dictionary<string, string?>(), validateOnly: false);
+            if (created.ErrorCode == ErrorCodes.None || created.ErrorCode == ErrorCodes.TopicAlreadyExists)
+            {
+                var now = _controller.Find(wanted.Name);
+                if (now is not null)
+                {
+                    response.Topics[^1] = DescribeTopic(now);
+                    if (created.ErrorCode == ErrorCodes.None)
+                        _log.Info($"{ctx.Client}: auto-created topic {wanted.Name} (set KIOU_AUTO_CREATE_TOPICS=false to turn this off)");
+                    continue;
+                }
+            }
+            missing.ErrorCode = created.ErrorCode;
+        }
+        return Done(response);
+    }
+
+    MetadataResponse.MetadataResponseTopic DescribeTopic(TopicInfo topic)
+    {
+        var t = new MetadataResponse.MetadataResponseTopic { Name = topic.Name, TopicId = topic.Id, IsInternal = false };
+        for (int p = 0; p < topic.Partitions; p++)
+        {
+            t.Partitions.Add(new MetadataResponse.MetadataResponsePartition
+            {
+                PartitionIndex = p,
+                LeaderId = _config.NodeId,
+                LeaderEpoch = LeaderEpoch,
+                ReplicaNodes = [_config.NodeId],
+                IsrNodes = [_config.NodeId],
+                OfflineReplicas = [],
+            });
+        }
+        return t;
+    }
+
+    ValueTask<IKafkaMessage?> DescribeCluster(RequestContext ctx, DescribeClusterRequest request)
+    {
+        var response = new DescribeClusterResponse
+        {
+            EndpointType = request.EndpointType,
+            ClusterId = _controller.ClusterId,
+            ControllerId = _config.NodeId,
+        };
+        if (request.EndpointType != 1)
+        {
+            response.ErrorCode = ErrorCodes.UnsupportedEndpointType;
+            response.ErrorMessage = "this listener answers only for brokers (EndpointType 1)";
+            return Done(response);
+        }
+        response.Brokers.Add(new DescribeClusterResponse.DescribeClusterBroker { BrokerId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port });
+        return Done(response);
+    }
+}

@@ -1,0 +1,137 @@
+using System.Runtime.InteropServices;
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+using Kiou.Protocol.Records;
+using Kiou.Storage;
+
+namespace Kiou.Broker.Handlers;
+
+// Produce v3-11 (v0-2 are advertised for old librdkafka but close the connection).
+// - acks 0: no response at all; if any partition failed, the connection is closed afterwards (Kafka's behaviour).
+// - acks 1: answered once the batch is written (the completed tail covers it).
+// - acks -1: the same on one node, or once the batch is durable when the topic's flush policy is Always (KIOU_FLUSH=always,
+//   flush.messages=1 or flush.ms=0).
+// - every partition is validated and appended independently; appends of one request start in request order before
+//   the first await, so pipelined requests on a connection keep their order.
+public sealed partial class BrokerHandlers
+{
+    ValueTask<IKafkaMessage?> Produce(RequestContext ctx, ProduceRequest request)
+    {
+        short acks = request.Acks;
+        var response = new ProduceResponse();
+        List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log)>? appends = null;
+        bool failed = false;
+        foreach (var topic in request.TopicData)
+        {
+            var topicResponse = new ProduceResponse.TopicProduceResponse { Name = topic.Name };
+            response.Responses.Add(topicResponse);
+            var topicLogs = _logs.Get(topic.Name);
+            foreach (var data in topic.PartitionData)
+            {
+                var pr = new ProduceResponse.PartitionProduceResponse { Index = data.Index, BaseOffset = -1, LogAppendTimeMs = -1, LogStartOffset = -1 };
+                topicResponse.PartitionResponses.Add(pr);
+                short error = ErrorCodes.None;
+                PartitionLog? log = null;
+                if (acks is not (0 or 1 or -1))
+                    error = ErrorCodes.InvalidRequiredAcks;
+                else if (request.TransactionalId is not null)
+                    error = ErrorCodes.TransactionalIdAuthorizationFailed; // transactions are not supported
+                else if (topicLogs is null || (uint)data.Index >= (uint)topicLogs.Partitions.Length)
+                    error = ErrorCodes.UnknownTopicOrPartition;
+                else
+                {
+                    log = topicLogs.Partitions[data.Index];
+                    error = Validate(data.Records, log.Config, request);
+                }
+                if (error != ErrorCodes.None || log is null)
+                {
+                    pr.ErrorCode = error;
+                    pr.ErrorMessage = ProduceErrorMessage(error, log?.Config);
+                    failed = true;
+                    if (error is ErrorCodes.CorruptMessage or ErrorCodes.InvalidRecord)
+                        _log.Warn($"{ctx.Client}: rejected a batch for {topic.Name}-{data.Index}: {pr.ErrorMessage}");
+                    continue;
+                }
+                bool waitDurable = acks == -1 && log.Config.Flush.Mode == FlushMode.Always;
+                ValueTask<AppendResult> append;
+                try
+                {
+                    append = log.AppendAsync(MemoryMarshal.AsMemory(data.Records!.Value), waitDurable);
+                }
+                catch (Exception e)
+                {
+                    append = ValueTask.FromException<AppendResult>(e);
+                }
+                (appends ??= []).Add((pr, append, log));
+            }
+        }
+        if (appends is null)
+            return Finish(ctx, acks, response, failed);
+        return FinishAsync(ctx, acks, response, appends, failed);
+    }
+
+    async ValueTask<IKafkaMessage?> FinishAsync(RequestContext ctx, short acks, ProduceResponse response,
+        List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log)> appends, bool failed)
+    {
+        foreach (var (pr, append, log) in appends)
+        {
+            try
+            {
+                var result = await append.ConfigureAwait(false);
+                pr.BaseOffset = result.BaseOffset;
+                pr.LogAppendTimeMs = result.LogAppendTimeMs;
+                pr.LogStartOffset = result.LogStartOffset;
+            }
+            catch (RecordListTooLargeException e)
+            {
+                pr.ErrorCode = ErrorCodes.RecordListTooLarge;
+                pr.ErrorMessage = e.Message;
+                failed = true;
+            }
+            catch (StorageException e)
+            {
+                // KAFKA_STORAGE_ERROR exists from Produce v4; Kafka answers older versions with NOT_LEADER_OR_FOLLOWER.
+                pr.ErrorCode = ctx.ApiVersion >= 4 ? ErrorCodes.KafkaStorageError : ErrorCodes.NotLeaderOrFollower;
+                pr.ErrorMessage = e.Message;
+                failed = true;
+            }
+        }
+        return Finish(ctx, acks, response, failed).Result;
+    }
+
+    static ValueTask<IKafkaMessage?> Finish(RequestContext ctx, short acks, ProduceResponse response, bool failed)
+    {
+        if (acks != 0)
+            return Done(response);
+        if (failed)
+            ctx.CloseConnection = true;
+        return ValueTask.FromResult<IKafkaMessage?>(null);
+    }
+
+    static short Validate(ReadOnlyMemory<byte>? records, LogConfig config, ProduceRequest request)
+    {
+        if (records is not { Length: > 0 } r)
+            return ErrorCodes.InvalidRecord;
+        short error = RecordBatch.ValidateForProduce(r.Span, config.MaxMessageBytes, out var info);
+        if (error != ErrorCodes.None)
+            return error;
+        if (info.TimestampType == 1)
+            return ErrorCodes.InvalidTimestamp; // only the broker may set LogAppendTime
+        return ErrorCodes.None;
+    }
+
+    static string? ProduceErrorMessage(short error, LogConfig? config) => error switch
+    {
+        ErrorCodes.None => null,
+        ErrorCodes.InvalidRequiredAcks => "acks must be 0, 1 or -1 (all)",
+        ErrorCodes.TransactionalIdAuthorizationFailed => "transactions are not supported by KIOU",
+        ErrorCodes.UnknownTopicOrPartition => "This server does not host this topic-partition.",
+        ErrorCodes.CorruptMessage => "the record batch is corrupt (CRC-32C mismatch, truncated, or inconsistent lengths)",
+        ErrorCodes.InvalidRecord => "the record batch is invalid (not a single magic-2 batch, offsets or count inconsistent, or a control batch)",
+        ErrorCodes.MessageTooLarge => $"the record batch is larger than max.message.bytes ({config?.MaxMessageBytes})",
+        ErrorCodes.UnsupportedCompressionType => "unknown compression codec in the batch attributes",
+        ErrorCodes.InvalidTimestamp => "the batch already carries LogAppendTime; only the broker may set it",
+        _ => null,
+    };
+}

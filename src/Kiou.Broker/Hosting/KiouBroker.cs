@@ -1,0 +1,134 @@
+using System.Net;
+using Kiou.Broker.Controller;
+using Kiou.Broker.Handlers;
+using Kiou.Broker.Logs;
+using Kiou.Broker.Network;
+using Kiou.Storage.Devices;
+
+namespace Kiou.Broker.Hosting;
+
+/// <summary>
+/// The whole broker in one object: data dir lock, log device, partition logs, controller, request handlers and
+/// the two listeners. <see cref="Start"/> either returns a running broker or throws <see cref="ConfigException"/>
+/// with one sentence for the operator. <see cref="DisposeAsync"/> stops accepting, lets in-flight writes finish
+/// and closes every file cleanly.
+/// </summary>
+public sealed class KiouBroker : IAsyncDisposable
+{
+    readonly Log _log;
+    readonly FileStream _lock;
+    readonly ILogDevice _device;
+    readonly LogManager _logs;
+    readonly Listener _broker;
+    readonly Listener _controllerListener;
+    int _disposed;
+
+    KiouBroker(BrokerConfig config, Log log, FileStream dirLock, ILogDevice device, LogManager logs, ClusterController controller,
+        Listener broker, Listener controllerListener)
+    {
+        Config = config;
+        _log = log;
+        _lock = dirLock;
+        _device = device;
+        _logs = logs;
+        Controller = controller;
+        _broker = broker;
+        _controllerListener = controllerListener;
+    }
+
+    public BrokerConfig Config { get; }
+    public ClusterController Controller { get; }
+    public LogManager Logs => _logs;
+    public IPEndPoint BrokerEndPoint => _broker.LocalEndPoint;
+    public IPEndPoint ControllerEndPoint => _controllerListener.LocalEndPoint;
+    public string IoMode => _device.Mode;
+    public string BootstrapServers => $"{BrokerEndPoint.Address}:{BrokerEndPoint.Port}";
+
+    public static KiouBroker Start(BrokerConfig config, Log log, TimeProvider? time = null)
+    {
+        time ??= TimeProvider.System;
+        string dataDir = Path.GetFullPath(config.DataDir);
+        config = config with { DataDir = dataDir };
+        FileStream dirLock = LockDataDir(dataDir);
+        ILogDevice? device = null;
+        LogManager? logs = null;
+        Listener? broker = null, controllerListener = null;
+        try
+        {
+            var router = new RequestRouter();
+            broker = Listener.Bind(config.Host, config.Port, router, config, log, ListenerKind.Broker);
+            controllerListener = Listener.Bind(config.ControllerHost, config.ControllerPort, router, config, log, ListenerKind.Controller);
+            // Port 0 (tests) means "any free port": advertise the one we got.
+            config = config with { Port = broker.LocalEndPoint.Port, ControllerPort = controllerListener.LocalEndPoint.Port };
+            device = OpenDevice(config, log);
+            logs = new LogManager(config, device, time, log);
+            var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
+            controller.Start();
+            var handlers = new BrokerHandlers(config, controller, logs, router, time, log);
+            handlers.RegisterAll();
+            logs.StartBackgroundWork();
+            broker.Start();
+            controllerListener.Start();
+            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener);
+        }
+        catch
+        {
+            broker?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            controllerListener?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            logs?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            device?.Dispose();
+            dirLock.Dispose();
+            throw;
+        }
+    }
+
+    static FileStream LockDataDir(string dataDir)
+    {
+        try
+        {
+            Directory.CreateDirectory(dataDir);
+            string probe = Path.Combine(dataDir, ".write-test");
+            File.WriteAllText(probe, "ok");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"data dir {dataDir} is not writable ({e.Message}); fix its permissions or point KIOU_DATA_DIR elsewhere");
+        }
+        try
+        {
+            return new FileStream(Path.Combine(dataDir, ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            throw new ConfigException($"data dir {dataDir} is in use by another KIOU broker; stop it or point KIOU_DATA_DIR elsewhere");
+        }
+    }
+
+    static ILogDevice OpenDevice(BrokerConfig config, Log log)
+    {
+        if (config.IoMode == "sync")
+            return new SyncLogDevice();
+        var uring = UringLogDevice.TryCreate(out string? whyNot);
+        if (uring is not null)
+            return uring;
+        if (config.IoMode == "uring")
+            throw new ConfigException($"KIOU_IO=uring but io_uring cannot be used here: {whyNot}");
+        log.Warn($"io_uring is not available ({whyNot}); using synchronous pwrite writes instead. Set KIOU_IO=sync to silence this warning.");
+        return new SyncLogDevice();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        await _broker.StopAcceptingAsync().ConfigureAwait(false);
+        await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
+        await _broker.DisposeAsync().ConfigureAwait(false);
+        await _controllerListener.DisposeAsync().ConfigureAwait(false);
+        await _logs.DisposeAsync().ConfigureAwait(false);
+        _device.Dispose();
+        _lock.Dispose();
+        _log.Info("stopped: every in-flight write finished and all files are closed");
+    }
+}

@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Kiou.Broker.Hosting;
+
+namespace Kiou.Broker.Network;
+
+/// <summary>Accepts TCP connections on one address and runs a <see cref="Connection"/> for each.</summary>
+public sealed class Listener : IAsyncDisposable
+{
+    readonly Socket _socket;
+    readonly RequestRouter _router;
+    readonly BrokerConfig _config;
+    readonly Log _log;
+    readonly ListenerKind _kind;
+    readonly CancellationTokenSource _stop = new();
+    readonly ConcurrentDictionary<Connection, Task> _connections = new();
+    Task? _accept;
+
+    Listener(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
+    {
+        _socket = socket;
+        _router = router;
+        _config = config;
+        _log = log;
+        _kind = kind;
+    }
+
+    public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
+    public ListenerKind Kind => _kind;
+
+    /// <summary>Binds and listens; throws <see cref="ConfigException"/> with a sentence for the operator when it can't.</summary>
+    public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
+    {
+        IPAddress address = ResolveHost(host, kind);
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(new IPEndPoint(address, port));
+            socket.Listen(512);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            string variable = kind == ListenerKind.Broker ? "KIOU_PORT" : "KIOU_CONTROLLER_PORT";
+            string why = e.SocketErrorCode switch
+            {
+                SocketError.AddressAlreadyInUse => "the address is already in use (is another broker running?); stop the other process or choose another port with " + variable,
+                SocketError.AccessDenied => "permission denied; choose a port above 1023 with " + variable,
+                SocketError.AddressNotAvailable => "that address is not on this machine; check " + (kind == ListenerKind.Broker ? "KIOU_HOST" : "KIOU_CONTROLLER_HOST"),
+                _ => e.Message,
+            };
+            throw new ConfigException($"cannot listen on {host}:{port} ({kind.ToString().ToLowerInvariant()} listener): {why}");
+        }
+        return new Listener(socket, router, config, log, kind);
+    }
+
+    static IPAddress ResolveHost(string host, ListenerKind kind)
+    {
+        if (IPAddress.TryParse(host, out var ip))
+            return ip;
+        if (host == "localhost")
+            return IPAddress.Loopback;
+        try
+        {
+            var addresses = Dns.GetHostAddresses(host);
+            return addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses[0];
+        }
+        catch (Exception e) when (e is SocketException or IndexOutOfRangeException)
+        {
+            throw new ConfigException($"cannot resolve {kind.ToString().ToLowerInvariant()} listener host '{host}'");
+        }
+    }
+
+    public void Start() => _accept = AcceptLoopAsync();
+
+    async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                _log.Warn($"{_kind.ToString().ToLowerInvariant()} listener: accept failed: {e.Message}");
+                continue;
+            }
+            if (_connections.Count >= _config.MaxConnections)
+            {
+                _log.Warn($"{_kind.ToString().ToLowerInvariant()} listener: refusing {client.RemoteEndPoint}: {_config.MaxConnections} connections are open already");
+                client.Dispose();
+                continue;
+            }
+            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token);
+            _connections[connection] = RunConnectionAsync(connection);
+        }
+    }
+
+    async Task RunConnectionAsync(Connection connection)
+    {
+        await Task.Yield();
+        try
+        {
+            await connection.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _connections.TryRemove(connection, out _);
+        }
+    }
+
+    /// <summary>Stops accepting. Open connections are closed once their in-flight requests have been answered.</summary>
+    public async Task StopAcceptingAsync()
+    {
+        _stop.Cancel();
+        _socket.Dispose();
+        if (_accept is not null)
+            await _accept.ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAcceptingAsync().ConfigureAwait(false);
+        foreach (var c in _connections.Keys)
+            c.Close();
+        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,55 @@
+using System.Buffers.Binary;
+using Kiou.Protocol.Records;
+
+namespace Kiou.Broker.Tests;
+
+/// <summary>Builds valid uncompressed RecordBatch v2 bytes (README §5) for raw-protocol tests.</summary>
+public static class TestBatches
+{
+    public static byte[] Uncompressed(int count, long baseTimestamp = 1700000000000)
+    {
+        var records = new List<byte>();
+        for (int i = 0; i < count; i++)
+        {
+            var body = new List<byte> { 0 }; // attributes
+            Varint(body, i); // timestamp delta (varlong, small)
+            Varint(body, i); // offset delta
+            Varint(body, 1); // key length
+            body.Add((byte)('k' + i % 10));
+            Varint(body, 3); // value length
+            body.AddRange("v-"u8.ToArray());
+            body.Add((byte)('0' + i % 10));
+            Varint(body, 0); // headers
+            Varint(records, body.Count);
+            records.AddRange(body);
+        }
+        var batch = new byte[61 + records.Count];
+        var s = batch.AsSpan();
+        BinaryPrimitives.WriteInt64BigEndian(s, 0);
+        BinaryPrimitives.WriteInt32BigEndian(s[8..], batch.Length - 12);
+        BinaryPrimitives.WriteInt32BigEndian(s[12..], -1);
+        s[16] = 2;
+        BinaryPrimitives.WriteInt16BigEndian(s[21..], 0);
+        BinaryPrimitives.WriteInt32BigEndian(s[23..], count - 1);
+        BinaryPrimitives.WriteInt64BigEndian(s[27..], baseTimestamp);
+        BinaryPrimitives.WriteInt64BigEndian(s[35..], baseTimestamp + count - 1);
+        BinaryPrimitives.WriteInt64BigEndian(s[43..], -1);
+        BinaryPrimitives.WriteInt16BigEndian(s[51..], -1);
+        BinaryPrimitives.WriteInt32BigEndian(s[53..], -1);
+        BinaryPrimitives.WriteInt32BigEndian(s[57..], count);
+        records.CopyTo(batch, 61);
+        BinaryPrimitives.WriteUInt32BigEndian(s[17..], Crc32C.Compute(s[21..]));
+        return batch;
+    }
+
+    static void Varint(List<byte> output, long value)
+    {
+        ulong v = (ulong)((value << 1) ^ (value >> 63));
+        while (v >= 0x80)
+        {
+            output.Add((byte)(v | 0x80));
+            v >>= 7;
+        }
+        output.Add((byte)v);
+    }
+}
