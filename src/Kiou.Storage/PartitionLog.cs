@@ -1,0 +1,1456 @@
+using System.Buffers;
+using System.Diagnostics;
+using Kiou.IoUring.Interop;
+using Kiou.Protocol.Records;
+using Kiou.Storage.Devices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Kiou.Storage;
+
+/// <summary>
+/// The disk-backed log of one topic-partition: a directory <c>&lt;data dir&gt;/&lt;topic&gt;-&lt;partition&gt;/</c> of
+/// segments (<see cref="Segment"/>) holding RecordBatch v2 bytes exactly as stored and served.
+/// </summary>
+/// <remarks>
+/// <para>Three tails, as offsets (STYLE §3), with one invariant checked at every update:
+/// <c>LogStart ≤ Durable ≤ Completed (HighWatermark) ≤ Reserved (LogEndOffset)</c>.
+/// Reserved: handed to appenders, bytes may be in flight. Completed: every write below has called back and
+/// been published in offset order; reads never go past it. Durable: covered by a finished fdatasync.</para>
+/// <para>Threads: any thread may call any member. One short lock guards the tails, the segment list and the
+/// in-memory indexes. Device writes and flushes are issued outside it; their callbacks (device thread, or the
+/// caller's thread for <see cref="SyncLogDevice"/>) take it briefly. File reads happen outside it, never past the
+/// completed position captured under it. Awaiters are resumed asynchronously, never inside the lock.</para>
+/// <para>Append: reserve offsets and file position under the lock (next offset = base + lastOffsetDelta + 1),
+/// stamp baseOffset (and the leader epoch, and LogAppendTime when configured) into the caller's memory, write
+/// that memory (no copy) through the device. Completions may arrive out of order; an early one waits for its
+/// predecessors. Publishing advances the high watermark, appends index entries, wakes
+/// <see cref="WaitForAppendAsync"/> and answers the append (or queues it for durability).</para>
+/// <para>Flush: at most one round of fdatasyncs in flight; a round covers the completed tail captured when it was
+/// issued, and when it finishes every waiter below that tail is answered at once (group commit). Rounds are
+/// requested by durable appends, <see cref="FlushAsync"/>, rolls (the sealed segment), Flush=Always and
+/// flush.messages.</para>
+/// <para>I/O errors: see <see cref="AppendAsync"/>. Design notes: docs/design/three-tails.md.</para>
+/// </remarks>
+public sealed class PartitionLog : IAsyncDisposable
+{
+    /// <summary>One node, one leader epoch forever (README §7.5).</summary>
+    public const int LeaderEpoch = 0;
+
+    private readonly object _lock = new();
+    private readonly string _directory;
+    private readonly string _name;
+    private readonly ILogDevice _device;
+    private readonly TimeProvider _time;
+    private readonly Action<string> _log;
+    private readonly DeviceCallback _callback;
+    private readonly PendingAppend.Pool _pool = new();
+    private readonly List<Segment> _segments;
+    private readonly RingQueue<PendingAppend> _pending = new();
+    private readonly Queue<PendingAppend> _durableAppends = new();
+    private readonly Queue<(long Target, TaskCompletionSource Task)> _durableTasks = new();
+    private readonly List<(Segment Segment, long Target)> _flushTargets = new();
+    private readonly List<Task> _indexWrites = new();
+
+    private LogConfig _config;
+    private Segment _active;
+    private long _logStart;
+    private long _durable;
+    private long _completed;
+    private long _reserved;
+    private long _sizeBytes;
+    private long _nextSequence;
+
+    private bool _failed;
+    private long _failedFrom = long.MaxValue;
+    private int _failureErrno;
+
+    private bool _flushInFlight;
+    private int _flushOutstanding;
+    private int _flushErrno;
+    private long _flushRound;
+    private long _flushRoundCompleted;
+    private long _backgroundFlushTarget = -1;
+
+    private TaskCompletionSource? _hwSignal;
+    private TaskCompletionSource? _drained;
+    private TaskCompletionSource? _flushIdle;
+    private bool _closing;
+    private bool _closed;
+
+    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, List<Segment> segments)
+    {
+        _directory = directory;
+        Topic = topic;
+        Partition = partition;
+        _name = $"{topic}-{partition}";
+        _config = config;
+        _device = device;
+        _time = time;
+        _log = log;
+        _callback = new DeviceCallback(this);
+        _segments = segments;
+        _active = segments[^1];
+        _logStart = segments[0].BaseOffset;
+        _reserved = _active.ReservedEnd;
+        _completed = _active.CompletedEnd;
+        _durable = _completed;
+        foreach (Segment s in segments)
+        {
+            _sizeBytes += s.Size;
+        }
+    }
+
+    public string Topic { get; }
+
+    public int Partition { get; }
+
+    /// <summary>Topic config; may be replaced at any time (AlterConfigs). Appends read it once each.</summary>
+    public LogConfig Config
+    {
+        get => Volatile.Read(ref _config);
+        set => Volatile.Write(ref _config, value ?? throw new ArgumentNullException(nameof(value)));
+    }
+
+    public long LogStartOffset => Volatile.Read(ref _logStart);
+
+    /// <summary>The completed tail: every offset below it is written and may be fetched.</summary>
+    public long HighWatermark => Volatile.Read(ref _completed);
+
+    /// <summary>The reserved tail: the offset the next append gets.</summary>
+    public long LogEndOffset => Volatile.Read(ref _reserved);
+
+    /// <summary>Every offset below it is covered by a finished fdatasync.</summary>
+    public long DurableOffset => Volatile.Read(ref _durable);
+
+    /// <summary>Bytes of all segment files, including writes in flight.</summary>
+    public long SizeBytes => Volatile.Read(ref _sizeBytes);
+
+    /// <summary>True after an I/O error until the next append has truncated the damage away and resumed.</summary>
+    public bool IsFailed => Volatile.Read(ref _failed);
+
+    /// <summary>"sync" or "io_uring".</summary>
+    public string DeviceMode => _device.Mode;
+
+    internal int SegmentCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _segments.Count;
+            }
+        }
+    }
+
+    internal IReadOnlyList<long> SegmentBaseOffsets
+    {
+        get
+        {
+            lock (_lock)
+            {
+                var bases = new long[_segments.Count];
+                for (int i = 0; i < bases.Length; i++)
+                {
+                    bases[i] = _segments[i].BaseOffset;
+                }
+
+                return bases;
+            }
+        }
+    }
+
+    internal string DirectoryPath => _directory;
+
+    /// <summary>
+    /// Opens the partition's directory under <paramref name="dataDir"/>, creating it if needed, and recovers it
+    /// (<see cref="Recovery"/>): torn or corrupt tails are truncated with a log line, missing or inconsistent
+    /// indexes rebuilt. The recovered data is fdatasync'ed, so all of it starts out durable.
+    /// </summary>
+    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dataDir);
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        ArgumentOutOfRangeException.ThrowIfNegative(partition);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(log);
+        if (topic.Contains('/') || topic is "." or "..")
+        {
+            throw new ArgumentException($"topic name '{topic}' cannot be a directory name", nameof(topic));
+        }
+
+        string name = $"{topic}-{partition}";
+        string directory = Path.Combine(dataDir, name);
+        long nowMs = time.GetUtcNow().ToUnixTimeMilliseconds();
+        List<Segment> segments;
+        try
+        {
+            Directory.CreateDirectory(directory);
+            segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log);
+            if (segments.Count == 0)
+            {
+                segments.Add(Segment.Create(directory, 0, nowMs));
+                FileSync.SyncDirectory(directory);
+            }
+            else
+            {
+                int rc = FileSync.DataSync(segments[^1].Handle);
+                if (rc < 0)
+                {
+                    throw new StorageException($"partition {name}: fdatasync of {segments[^1].LogPath} failed at open with {ErrnoNames.Describe(rc)}; {ErrnoNames.Advice(rc)}", -rc);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException && ex is not StorageException)
+        {
+            int errno = ErrnoNames.FromException(ex);
+            throw new StorageException($"partition {name}: cannot open {directory}: {ex.Message} ({ErrnoNames.Describe(errno)}); {ErrnoNames.Advice(errno)}", errno, ex);
+        }
+
+        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, segments);
+        partitionLog.CheckInvariants();
+        return partitionLog;
+    }
+
+    /// <summary>
+    /// Appends one batch that already passed <see cref="RecordBatch.ValidateForProduce"/>. The log stamps
+    /// baseOffset, the partition leader epoch and, with LogAppendTime, the append time into the caller's memory,
+    /// which must stay alive and unchanged until the returned task completes. No copy is made.
+    /// </summary>
+    /// <param name="waitDurable">Complete only once <see cref="DurableOffset"/> covers the batch (acks=all with
+    /// Flush=Always); this requests a flush whatever the flush mode.</param>
+    /// <exception cref="RecordListTooLargeException">The batch is larger than segment.bytes.</exception>
+    /// <exception cref="StorageException">
+    /// The write (or a flush) failed with an errno, an earlier in-flight write of this partition failed, or the
+    /// partition is failed or closed. On an I/O error the failing append and every later in-flight append fail;
+    /// nothing already published changes. Once in-flight writes have drained, the next append truncates the
+    /// unpublished bytes and resumes, or throws again if that fails.
+    /// </exception>
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable)
+    {
+        Span<byte> span = batch.Span;
+        if (!RecordBatch.TryReadHeader(span, out BatchHeader header) || header.TotalSize != span.Length)
+        {
+            throw new ArgumentException($"partition {_name}: an append must be exactly one RecordBatch v2 ({span.Length} bytes given)", nameof(batch));
+        }
+
+        LogConfig config = Config;
+        if (span.Length > config.SegmentBytesEffective)
+        {
+            throw new RecordListTooLargeException($"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}");
+        }
+
+        long appendTimeMs = -1;
+        if (config.LogAppendTime)
+        {
+            appendTimeMs = NowMs();
+            RecordBatch.StampLogAppendTime(span, appendTimeMs); // recomputes the CRC: outside the lock
+        }
+
+        long maxTimestamp = RecordBatch.MaxTimestamp(span);
+        PendingAppend op = _pool.Rent();
+        string? message = null;
+        SafeFileHandle[]? flushes = null;
+        long round = 0;
+        SafeFileHandle file;
+        int position;
+        long sequence;
+        short version;
+        try
+        {
+            lock (_lock)
+            {
+                EnsureWritableLocked(ref message);
+                long nowMs = NowMs();
+                if (ShouldRollLocked(span.Length, header.LastOffsetDelta, config, nowMs))
+                {
+                    RollLocked(nowMs, ref message);
+                }
+
+                long baseOffset = _reserved;
+                long endOffset = baseOffset + header.LastOffsetDelta + 1;
+                RecordBatch.SetBaseOffset(span, baseOffset);
+                RecordBatch.SetPartitionLeaderEpoch(span, LeaderEpoch);
+
+                Segment segment = _active;
+                position = segment.Size;
+                Debug.Assert((long)position + span.Length <= config.SegmentBytesEffective || position == 0, "segment overfilled");
+                segment.Size = position + span.Length;
+                segment.ReservedEnd = endOffset;
+                _sizeBytes += span.Length;
+                _reserved = endOffset;
+                sequence = _nextSequence++;
+                op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _logStart);
+                version = op.Version;
+                _pending.Enqueue(op);
+                file = segment.Handle;
+                flushes = StartFlushLocked(out round);
+                AssertTailsLocked();
+            }
+        }
+        catch
+        {
+            _pool.Return(op);
+            throw;
+        }
+        finally
+        {
+            if (message is not null)
+            {
+                _log(message);
+            }
+        }
+
+        IssueFlushes(flushes, round);
+        try
+        {
+            _device.Write(file, position, batch, _callback, sequence);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The device refused the write outright; treat it like a failed completion.
+            OnWriteDone(sequence, ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex));
+        }
+
+        return new ValueTask<AppendResult>(op, version);
+    }
+
+    /// <summary>
+    /// Whole batches from the one containing <paramref name="offset"/>, never past the high watermark, from one
+    /// segment, at most <paramref name="maxBytes"/> in total; with <paramref name="minOneBatch"/> the first batch
+    /// is returned whole even if larger. Offsets between the high watermark and the log end offset (in flight)
+    /// give an empty result, as in Kafka; below the log start or above the log end offset give
+    /// <see cref="ReadError.OffsetOutOfRange"/>. Dispose the result.
+    /// </summary>
+    public ReadResult Read(long offset, int maxBytes, bool minOneBatch)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            Segment segment;
+            int indexPosition;
+            long indexBase;
+            int limit;
+            long hw;
+            long logStart;
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_closed, this);
+                hw = _completed;
+                logStart = _logStart;
+                if (offset < logStart || offset > _reserved)
+                {
+                    return new ReadResult(ReadError.OffsetOutOfRange, hw, logStart, null, 0);
+                }
+
+                if (offset >= hw)
+                {
+                    return new ReadResult(ReadError.None, hw, logStart, null, 0);
+                }
+
+                segment = FindSegmentLocked(offset);
+                (int rel, indexPosition) = segment.Index.Lookup(offset - segment.BaseOffset);
+                indexBase = segment.BaseOffset + rel;
+                limit = segment.CompletedSize;
+            }
+
+            try
+            {
+                return ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart);
+            }
+            catch (ObjectDisposedException) when (attempt < 3)
+            {
+                // Retention deleted the segment after the lookup: look again (now out of range).
+            }
+        }
+    }
+
+    /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>
+    public long BytesAvailable(long offset)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            Segment segment;
+            int indexPosition;
+            long indexBase;
+            int limit;
+            long later = 0;
+            lock (_lock)
+            {
+                if (_closed || offset < _logStart || offset >= _completed)
+                {
+                    return 0;
+                }
+
+                segment = FindSegmentLocked(offset);
+                int i = _segments.IndexOf(segment);
+                for (int j = i + 1; j < _segments.Count; j++)
+                {
+                    later += _segments[j].CompletedSize;
+                }
+
+                limit = segment.CompletedSize;
+                if (segment.LastBatchBaseOffset >= 0 && offset >= segment.LastBatchBaseOffset)
+                {
+                    return limit - segment.LastBatchPosition + later;
+                }
+
+                (int rel, indexPosition) = segment.Index.Lookup(offset - segment.BaseOffset);
+                indexBase = segment.BaseOffset + rel;
+            }
+
+            try
+            {
+                if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out _))
+                {
+                    throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
+                }
+
+                return limit - batchPosition + later;
+            }
+            catch (ObjectDisposedException) when (attempt < 3)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// Completes when <see cref="HighWatermark"/> &gt; <paramref name="highWatermarkSeen"/>, woken by the publish
+    /// (not polled), or when the log closes. One shared signal: cheap when nobody waits.
+    /// </summary>
+    public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct)
+    {
+        if (Volatile.Read(ref _completed) > highWatermarkSeen)
+        {
+            return Task.CompletedTask;
+        }
+
+        Task signal;
+        lock (_lock)
+        {
+            if (_completed > highWatermarkSeen || _closed)
+            {
+                return Task.CompletedTask;
+            }
+
+            _hwSignal ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            signal = _hwSignal.Task;
+        }
+
+        return ct.CanBeCanceled ? signal.WaitAsync(ct) : signal;
+    }
+
+    /// <summary>
+    /// ListOffsets by timestamp (README §7.4): the first offset below the high watermark whose record timestamp is
+    /// ≥ <paramref name="timestamp"/>, with that timestamp; (-1, -1) if none. Goes through the time index, then
+    /// walks batch headers. Exact for uncompressed batches (their records are walked). A compressed batch is not
+    /// decompressed: the answer is its base offset, with its baseTimestamp if that already reaches the target,
+    /// else its maxTimestamp. With LogAppendTime every record has the batch's maxTimestamp, so the answer is the
+    /// batch's base offset.
+    /// </summary>
+    public (long Offset, long Timestamp) LookupByTimestamp(long timestamp)
+    {
+        int segmentIndex = 0;
+        while (true)
+        {
+            Segment segment;
+            int indexPosition;
+            long indexBase;
+            int limit;
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_closed, this);
+                while (segmentIndex < _segments.Count && _segments[segmentIndex].MaxTimestamp < timestamp)
+                {
+                    segmentIndex++;
+                }
+
+                if (segmentIndex >= _segments.Count)
+                {
+                    return (-1, -1);
+                }
+
+                segment = _segments[segmentIndex];
+                int startRelative = segment.TimeIndex.Lookup(timestamp);
+                (int rel, indexPosition) = segment.Index.Lookup(startRelative);
+                indexBase = segment.BaseOffset + rel;
+                limit = segment.CompletedSize;
+                segmentIndex++;
+            }
+
+            try
+            {
+                int position = indexPosition;
+                long expected = indexBase;
+                while (segment.TryFindBatch(expected, position, expected, limit, timestamp, out int batchPosition, out BatchHeader h))
+                {
+                    if (ResolveTimestamp(segment, batchPosition, h, timestamp, out long offset, out long found))
+                    {
+                        return (offset, found);
+                    }
+
+                    // The header's maxTimestamp overstated the records: keep looking.
+                    position = batchPosition + h.TotalSize;
+                    expected = h.NextOffset;
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                // Deleted by retention meanwhile: continue with the next segment.
+            }
+        }
+    }
+
+    /// <summary>
+    /// ListOffsets -3: the offset and timestamp of the record with the largest timestamp (the first such record);
+    /// (-1, -1) if the log holds no timestamped record. Exact for uncompressed batches; for compressed or
+    /// LogAppendTime batches, the batch's base offset.
+    /// </summary>
+    public (long Offset, long Timestamp) MaxTimestampEntry()
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            Segment? best = null;
+            int indexPosition;
+            long indexBase;
+            int limit;
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_closed, this);
+                foreach (Segment s in _segments)
+                {
+                    if (s.MaxTimestamp >= 0 && (best is null || s.MaxTimestamp > best.MaxTimestamp))
+                    {
+                        best = s;
+                    }
+                }
+
+                if (best is null)
+                {
+                    return (-1, -1);
+                }
+
+                (int rel, indexPosition) = best.Index.Lookup(best.OffsetOfMaxTimestamp - best.BaseOffset);
+                indexBase = best.BaseOffset + rel;
+                limit = best.CompletedSize;
+            }
+
+            try
+            {
+                long target = best.OffsetOfMaxTimestamp;
+                long max = best.MaxTimestamp;
+                if (!best.TryFindBatch(target, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader h))
+                {
+                    throw best.Corrupt(indexPosition, $"the batch at offset {target} with the max timestamp is missing");
+                }
+
+                if (h.Codec == CompressionType.None && h.TimestampType == TimestampType.CreateTime
+                    && ResolveTimestamp(best, batchPosition, h, max, out long offset, out long found) && found == max)
+                {
+                    return (offset, max);
+                }
+
+                return (h.BaseOffset, max);
+            }
+            catch (ObjectDisposedException) when (attempt < 3)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// fdatasyncs everything completed so far; completes when <see cref="DurableOffset"/> reaches the high
+    /// watermark as it was at the call. Used by the interval flusher, roll and close. Throws
+    /// <see cref="StorageException"/> if the flush fails.
+    /// </summary>
+    public Task FlushAsync()
+    {
+        TaskCompletionSource tcs;
+        SafeFileHandle[]? flushes;
+        long round;
+        lock (_lock)
+        {
+            if (_closed || _durable >= _completed)
+            {
+                return Task.CompletedTask;
+            }
+
+            tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _durableTasks.Enqueue((_completed, tcs));
+            flushes = StartFlushLocked(out round);
+        }
+
+        IssueFlushes(flushes, round);
+        return tcs.Task;
+    }
+
+    /// <summary>
+    /// Deletes whole old segments: those whose newest timestamp is older than retention.ms before
+    /// <paramref name="nowMs"/>, and the oldest ones while the log exceeds retention.bytes by at least their size.
+    /// Never the active segment, and only segments whose bytes are durable. Advances <see cref="LogStartOffset"/>.
+    /// </summary>
+    public void EnforceRetention(long nowMs)
+    {
+        LogConfig config = Config;
+        var deleted = new List<(Segment Segment, string Why)>();
+        lock (_lock)
+        {
+            if (_closing)
+            {
+                return;
+            }
+
+            long excess = config.RetentionBytes >= 0 ? _sizeBytes - config.RetentionBytes : -1;
+            while (_segments.Count > 1)
+            {
+                Segment oldest = _segments[0];
+                if (oldest == _active || !oldest.FullyFlushed || oldest.IndexWriteInProgress)
+                {
+                    break;
+                }
+
+                long newest = oldest.MaxTimestamp >= 0 ? oldest.MaxTimestamp : oldest.LastAppendMs;
+                string? why = null;
+                if (config.RetentionMs >= 0 && nowMs - newest > config.RetentionMs)
+                {
+                    why = $"its newest record is {nowMs - newest} ms old (retention.ms={config.RetentionMs})";
+                }
+                else if (excess >= 0 && excess - oldest.Size >= 0)
+                {
+                    why = $"the log is {_sizeBytes} bytes (retention.bytes={config.RetentionBytes})";
+                }
+
+                if (why is null)
+                {
+                    break;
+                }
+
+                excess -= oldest.Size;
+                _segments.RemoveAt(0);
+                _sizeBytes -= oldest.Size;
+                _logStart = _segments[0].BaseOffset;
+                deleted.Add((oldest, why));
+                AssertTailsLocked();
+            }
+        }
+
+        if (deleted.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var (segment, why) in deleted)
+        {
+            try
+            {
+                segment.CloseAndDelete();
+                _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
+            }
+            catch (IOException ex)
+            {
+                _log($"partition {_name}: retention could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
+            }
+        }
+
+        FileSync.SyncDirectory(_directory);
+    }
+
+    /// <summary>Closes the log (in-flight appends finish first, nothing is flushed) and removes its directory (DeleteTopics).</summary>
+    public async Task DeleteAsync()
+    {
+        await CloseAsync(clean: false).ConfigureAwait(false);
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+
+    /// <summary>Lets in-flight writes finish, flushes, writes the index files and a clean-shutdown marker, closes.</summary>
+    public ValueTask DisposeAsync() => new(CloseAsync(clean: true));
+
+    /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
+    internal void CheckInvariants()
+    {
+        lock (_lock)
+        {
+            Check(_segments.Count > 0, "no segments");
+            Check(_logStart == _segments[0].BaseOffset, $"log start {_logStart} != first segment base {_segments[0].BaseOffset}");
+            Check(_logStart <= _durable, $"log start {_logStart} > durable {_durable}");
+            Check(_durable <= _completed, $"durable {_durable} > completed {_completed}");
+            Check(_completed <= _reserved, $"completed {_completed} > reserved {_reserved}");
+            Check(_active == _segments[^1] && !_active.Sealed, "the last segment is not the active one");
+            Check(_active.ReservedEnd == _reserved, $"active segment reserved end {_active.ReservedEnd} != reserved {_reserved}");
+            long size = 0;
+            for (int i = 0; i < _segments.Count; i++)
+            {
+                Segment s = _segments[i];
+                size += s.Size;
+                Check(s.CompletedSize <= s.Size, $"{s.Name}: completed size {s.CompletedSize} > size {s.Size}");
+                Check(s.CompletedEnd <= s.ReservedEnd, $"{s.Name}: completed end > reserved end");
+                Check(s.FlushedEnd <= s.CompletedEnd, $"{s.Name}: flushed end {s.FlushedEnd} > completed end {s.CompletedEnd}");
+                if (i < _segments.Count - 1)
+                {
+                    Check(s.Sealed, $"{s.Name} is not sealed but not last");
+                    Check(s.SealedEnd == _segments[i + 1].BaseOffset, $"{s.Name} ends at {s.SealedEnd}, next starts at {_segments[i + 1].BaseOffset}");
+                    Check(s.CompletedEnd == s.SealedEnd || _segments[i + 1].CompletedEnd == _segments[i + 1].BaseOffset, $"{s.Name} not complete but a later segment has published data");
+                }
+            }
+
+            Check(size == _sizeBytes, $"size {_sizeBytes} != sum of segments {size}");
+            long expected = -1;
+            for (int i = 0; i < _pending.Count; i++)
+            {
+                PendingAppend op = _pending[i];
+                Check(expected < 0 || op.BaseOffset == expected, $"in-flight appends not dense at {op.BaseOffset} (expected {expected})");
+                Check(op.BaseOffset >= _completed, $"in-flight append {op.BaseOffset} below completed {_completed}");
+                expected = op.EndOffset;
+            }
+
+            Check(_pending.Count == 0 || _pending.Front.BaseOffset == _completed, "the first in-flight append does not start at the completed tail");
+            Check(_pending.Count == 0 ? _failed || _completed == _reserved : expected == _reserved, "in-flight appends do not end at the reserved tail");
+        }
+
+        static void Check(bool condition, string what)
+        {
+            if (!condition)
+            {
+                throw new InvalidOperationException("PartitionLog invariant violated: " + what);
+            }
+        }
+    }
+
+    private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    [Conditional("DEBUG")]
+    private void AssertTailsLocked()
+    {
+        Debug.Assert(Monitor.IsEntered(_lock), "tails read without the lock");
+        Debug.Assert(_logStart <= _durable, "log start beyond durable");
+        Debug.Assert(_durable <= _completed, "durable beyond completed");
+        Debug.Assert(_completed <= _reserved, "completed beyond reserved");
+    }
+
+    private Segment FindSegmentLocked(long offset)
+    {
+        int lo = 0;
+        int hi = _segments.Count - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) >>> 1;
+            if (_segments[mid].BaseOffset <= offset)
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid - 1;
+            }
+        }
+
+        Debug.Assert(_segments[lo].BaseOffset <= offset, "offset below the first segment");
+        return _segments[lo];
+    }
+
+    private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
+    {
+        if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
+        {
+            throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
+        }
+
+        int length;
+        if (first.TotalSize > maxBytes)
+        {
+            if (!minOneBatch)
+            {
+                return new ReadResult(ReadError.None, hw, logStart, null, 0);
+            }
+
+            length = first.TotalSize;
+        }
+        else
+        {
+            length = Math.Min(maxBytes, limit - batchPosition);
+        }
+
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            segment.ReadExactly(batchPosition, buffer.AsSpan(0, length));
+
+            // Keep whole batches only, re-checking each header on the way (data-protecting: throws in Release).
+            int p = 0;
+            long expected = first.BaseOffset;
+            while (length - p >= RecordBatch.HeaderSize)
+            {
+                if (!RecordBatch.TryReadHeader(buffer.AsSpan(p, length - p), out BatchHeader h) || h.BaseOffset != expected)
+                {
+                    throw segment.Corrupt(batchPosition + p, $"batch header does not follow offset {expected}");
+                }
+
+                if (h.TotalSize > length - p)
+                {
+                    break;
+                }
+
+                p += h.TotalSize;
+                expected = h.NextOffset;
+            }
+
+            Debug.Assert(p >= first.TotalSize, "first batch not returned whole");
+            return new ReadResult(ReadError.None, hw, logStart, buffer, p);
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+    }
+
+    /// <summary>The first record of the batch at <paramref name="batchPosition"/> with timestamp ≥ target (see <see cref="LookupByTimestamp"/>).</summary>
+    private static bool ResolveTimestamp(Segment segment, int batchPosition, BatchHeader h, long target, out long offset, out long timestamp)
+    {
+        if (h.TimestampType == TimestampType.LogAppendTime)
+        {
+            offset = h.BaseOffset;
+            timestamp = h.MaxTimestamp;
+            return h.MaxTimestamp >= target;
+        }
+
+        if (h.Codec != CompressionType.None)
+        {
+            offset = h.BaseOffset;
+            timestamp = h.BaseTimestamp >= target ? h.BaseTimestamp : h.MaxTimestamp;
+            return h.MaxTimestamp >= target;
+        }
+
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(h.TotalSize);
+        try
+        {
+            segment.ReadExactly(batchPosition, buffer.AsSpan(0, h.TotalSize));
+            var cursor = RecordCursor.ForBatch(buffer.AsSpan(0, h.TotalSize));
+            while (cursor.MoveNext())
+            {
+                long recordTimestamp = h.BaseTimestamp + cursor.TimestampDelta;
+                if (recordTimestamp >= target)
+                {
+                    offset = h.BaseOffset + cursor.OffsetDelta;
+                    timestamp = recordTimestamp;
+                    return true;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        offset = -1;
+        timestamp = -1;
+        return false;
+    }
+
+    private void EnsureWritableLocked(ref string? message)
+    {
+        if (_closing)
+        {
+            throw new StorageException($"partition {_name} is closed (topic deleted or broker shutting down); retry on the new leader or after restart");
+        }
+
+        if (!_failed)
+        {
+            return;
+        }
+
+        if (_pending.Count > 0 || _flushInFlight)
+        {
+            throw new StorageException(
+                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and still draining {_pending.Count} in-flight write(s); retry shortly ({ErrnoNames.Advice(_failureErrno)})",
+                Math.Abs(_failureErrno));
+        }
+
+        // Drained: truncate the unpublished bytes (written or not) and take appends again.
+        int segmentIndex = _segments.Count - 1;
+        while (segmentIndex > 0 && _segments[segmentIndex].BaseOffset > _completed)
+        {
+            segmentIndex--;
+        }
+
+        Segment keep = _segments[segmentIndex];
+        try
+        {
+            for (int i = _segments.Count - 1; i > segmentIndex; i--)
+            {
+                Segment drop = _segments[i];
+                Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
+                _segments.RemoveAt(i);
+                _sizeBytes -= drop.Size;
+                drop.CloseAndDelete();
+            }
+
+            RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            _active = _segments[^1];
+            int errno = ErrnoNames.FromException(ex);
+            throw new StorageException(
+                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {keep.Name} back to position {keep.CompletedSize}: {ex.Message}; {ErrnoNames.Advice(errno)}",
+                errno,
+                ex);
+        }
+
+        int dropped = keep.Size - keep.CompletedSize;
+        _sizeBytes -= dropped;
+        keep.ReopenAtCompleted();
+        _active = keep;
+        _reserved = _completed;
+        _failed = false;
+        _failedFrom = long.MaxValue;
+        if (_durable < _completed)
+        {
+            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
+        }
+
+        message = $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
+        _failureErrno = 0;
+        AssertTailsLocked();
+    }
+
+    private bool ShouldRollLocked(int size, int lastOffsetDelta, LogConfig config, long nowMs)
+    {
+        Segment active = _active;
+        if (active.Size == 0)
+        {
+            return false;
+        }
+
+        return (long)active.Size + size > config.SegmentBytesEffective
+            || (config.SegmentMs > 0 && nowMs - active.RollBaseMs >= config.SegmentMs)
+            || _reserved + lastOffsetDelta + 1 - active.BaseOffset > int.MaxValue;
+    }
+
+    private void RollLocked(long nowMs, ref string? message)
+    {
+        Segment old = _active;
+        Segment next;
+        try
+        {
+            next = Segment.Create(_directory, _reserved, nowMs);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            int errno = ErrnoNames.FromException(ex);
+            throw new StorageException($"partition {_name}: cannot create segment {Segment.FileName(_reserved)}.log: {ex.Message}; {ErrnoNames.Advice(errno)}", errno, ex);
+        }
+
+        int rc = FileSync.SyncDirectory(_directory);
+        if (rc < 0)
+        {
+            message = $"partition {_name}: fsync of {_directory} after creating {next.Name} failed with {ErrnoNames.Describe(rc)}";
+        }
+
+        old.Seal();
+        if (old.CompletedEnd == old.SealedEnd)
+        {
+            old.FinishTimeIndex();
+        }
+
+        _segments.Add(next);
+        _active = next;
+
+        // Flush=Roll durability: the sealed segment is fdatasync'ed once all its writes have completed.
+        _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, old.SealedEnd);
+    }
+
+    private void OnWriteDone(long token, int result)
+    {
+        string? message = null;
+        SafeFileHandle[]? flushes;
+        long round;
+        lock (_lock)
+        {
+            Debug.Assert(_pending.Count > 0, "write completion with nothing in flight");
+            int index = (int)(token - _pending.Front.Sequence);
+            PendingAppend op = _pending[index];
+            if (op.Sequence != token || op.State != PendingAppend.WriteState.InFlight)
+            {
+                throw new InvalidOperationException($"partition {_name}: unexpected write completion for token {token}");
+            }
+
+            if (result == op.Size)
+            {
+                op.State = PendingAppend.WriteState.Written;
+            }
+            else
+            {
+                op.State = PendingAppend.WriteState.Failed;
+                op.Errno = result < 0 ? result : -ErrnoNames.EIO;
+                MarkFailedLocked(op.Errno, op.BaseOffset, $"the write of offsets {op.BaseOffset}..{op.EndOffset - 1} at position {op.Position} of {op.Segment.Name}", ref message);
+            }
+
+            PublishLocked();
+            flushes = StartFlushLocked(out round);
+        }
+
+        if (message is not null)
+        {
+            _log(message);
+        }
+
+        IssueFlushes(flushes, round);
+    }
+
+    private void MarkFailedLocked(int errno, long fromOffset, string what, ref string? message)
+    {
+        _failedFrom = Math.Min(_failedFrom, fromOffset);
+        if (_failed)
+        {
+            return;
+        }
+
+        _failed = true;
+        _failureErrno = errno;
+        message = $"partition {_name}: {what} failed with {ErrnoNames.Describe(errno)}; the partition is failed: appends from offset {_failedFrom} on fail with KAFKA_STORAGE_ERROR, "
+            + $"published data below offset {_completed} is untouched, and once the in-flight writes drain the next append truncates the unpublished bytes and resumes; {ErrnoNames.Advice(errno)}";
+    }
+
+    /// <summary>Publishes finished writes in offset order; answers or fails their appends.</summary>
+    private void PublishLocked()
+    {
+        LogConfig config = Config;
+        bool advanced = false;
+        long nowMs = 0;
+        while (_pending.Count > 0 && _pending.Front.State != PendingAppend.WriteState.InFlight)
+        {
+            PendingAppend op = _pending.Dequeue();
+            if (op.State == PendingAppend.WriteState.Written && op.BaseOffset < _failedFrom)
+            {
+                if (op.BaseOffset != _completed)
+                {
+                    throw new InvalidOperationException($"partition {_name}: publishing offset {op.BaseOffset} at completed tail {_completed}");
+                }
+
+                if (!advanced)
+                {
+                    nowMs = NowMs();
+                }
+
+                Segment segment = op.Segment;
+                segment.OnPublished(op.BaseOffset, op.EndOffset, op.Position, op.Size, op.MaxTimestamp, config.IndexIntervalBytes, nowMs);
+                if (segment.Sealed && segment.CompletedEnd == segment.SealedEnd)
+                {
+                    segment.FinishTimeIndex();
+                }
+
+                Volatile.Write(ref _completed, op.EndOffset);
+                advanced = true;
+                AssertTailsLocked();
+                if (op.WaitDurable && _durable < op.EndOffset)
+                {
+                    _durableAppends.Enqueue(op);
+                }
+                else
+                {
+                    op.Complete();
+                }
+            }
+            else
+            {
+                int errno = op.State == PendingAppend.WriteState.Failed ? op.Errno : _failureErrno;
+                string cause = op.State == PendingAppend.WriteState.Failed
+                    ? $"the write of offsets {op.BaseOffset}..{op.EndOffset - 1} failed with {ErrnoNames.Describe(errno)}"
+                    : $"an earlier write or flush failed with {ErrnoNames.Describe(errno)}";
+                op.Fail(new StorageException($"partition {_name}: {cause}; the append was not stored, retry it ({ErrnoNames.Advice(errno)})", Math.Abs(errno)));
+            }
+        }
+
+        if (advanced)
+        {
+            FlushPolicy flush = config.Flush;
+            if (flush.Mode == FlushMode.Always
+                || (flush.MessagesEnabled && _completed - Math.Max(_durable, _flushRoundCompleted) >= flush.Messages))
+            {
+                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
+            }
+
+            if (_hwSignal is not null)
+            {
+                _hwSignal.TrySetResult();
+                _hwSignal = null;
+            }
+        }
+
+        if (_pending.Count == 0 && _drained is not null)
+        {
+            _drained.TrySetResult();
+            _drained = null;
+        }
+    }
+
+    /// <summary>
+    /// Starts a flush round if one is wanted and none is in flight: captures the completed tail and returns the
+    /// files holding completed-but-not-durable bytes. The caller issues them outside the lock.
+    /// </summary>
+    private SafeFileHandle[]? StartFlushLocked(out long round)
+    {
+        round = 0;
+        if (_flushInFlight || _closed || _completed <= _durable)
+        {
+            return null;
+        }
+
+        bool wanted = _durableAppends.Count > 0
+            || _durableTasks.Count > 0
+            || (_backgroundFlushTarget > _durable && _backgroundFlushTarget <= _completed);
+        if (!wanted)
+        {
+            return null;
+        }
+
+        Debug.Assert(_flushTargets.Count == 0, "flush targets left over");
+        foreach (Segment s in _segments)
+        {
+            if (s.FlushedEnd < s.CompletedEnd)
+            {
+                _flushTargets.Add((s, s.CompletedEnd));
+            }
+        }
+
+        if (_flushTargets.Count == 0)
+        {
+            Debug.Fail("completed beyond durable with every segment flushed");
+            AdvanceDurableLocked();
+            return null;
+        }
+
+        _flushInFlight = true;
+        _flushRound++;
+        _flushOutstanding = _flushTargets.Count;
+        _flushErrno = 0;
+        _flushRoundCompleted = _completed;
+        round = _flushRound;
+        var files = new SafeFileHandle[_flushTargets.Count];
+        for (int i = 0; i < files.Length; i++)
+        {
+            files[i] = _flushTargets[i].Segment.Handle;
+        }
+
+        return files;
+    }
+
+    private void IssueFlushes(SafeFileHandle[]? files, long round)
+    {
+        if (files is null)
+        {
+            return;
+        }
+
+        foreach (SafeFileHandle file in files)
+        {
+            try
+            {
+                _device.Flush(file, _callback, round);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+            {
+                OnFlushDone(round, ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex));
+            }
+        }
+    }
+
+    private void OnFlushDone(long token, int result)
+    {
+        string? message = null;
+        SafeFileHandle[]? flushes;
+        long round;
+        List<Segment>? indexWrites = null;
+        lock (_lock)
+        {
+            if (!_flushInFlight || token != _flushRound)
+            {
+                throw new InvalidOperationException($"partition {_name}: unexpected flush completion for round {token}");
+            }
+
+            if (result < 0 && _flushErrno == 0)
+            {
+                _flushErrno = result;
+            }
+
+            if (--_flushOutstanding > 0)
+            {
+                return;
+            }
+
+            _flushInFlight = false;
+            if (_flushErrno == 0)
+            {
+                foreach (var (segment, target) in _flushTargets)
+                {
+                    segment.FlushedEnd = Math.Max(segment.FlushedEnd, target);
+                }
+
+                _flushTargets.Clear();
+                AdvanceDurableLocked();
+                indexWrites = CollectIndexWritesLocked();
+            }
+            else
+            {
+                int errno = _flushErrno;
+                _flushTargets.Clear();
+                MarkFailedLocked(errno, _completed, "fdatasync", ref message);
+                var failure = new StorageException($"partition {_name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable, retry the produce ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
+                while (_durableAppends.Count > 0)
+                {
+                    _durableAppends.Dequeue().Fail(failure);
+                }
+
+                while (_durableTasks.Count > 0)
+                {
+                    _durableTasks.Dequeue().Task.TrySetException(failure);
+                }
+
+                _backgroundFlushTarget = -1;
+            }
+
+            flushes = StartFlushLocked(out round);
+            if (flushes is null && _flushIdle is not null)
+            {
+                _flushIdle.TrySetResult();
+                _flushIdle = null;
+            }
+        }
+
+        if (message is not null)
+        {
+            _log(message);
+        }
+
+        ScheduleIndexWrites(indexWrites);
+        IssueFlushes(flushes, round);
+    }
+
+    /// <summary>Recomputes the durable tail from the segments' flushed ends, answers waiters below it.</summary>
+    private void AdvanceDurableLocked()
+    {
+        long durable = _completed;
+        foreach (Segment s in _segments)
+        {
+            if (s.FlushedEnd < s.CompletedEnd)
+            {
+                durable = s.FlushedEnd;
+                break;
+            }
+        }
+
+        if (durable < _durable)
+        {
+            throw new InvalidOperationException($"partition {_name}: durable tail would go back from {_durable} to {durable}");
+        }
+
+        Volatile.Write(ref _durable, durable);
+        AssertTailsLocked();
+        while (_durableAppends.Count > 0 && _durableAppends.Peek().EndOffset <= durable)
+        {
+            _durableAppends.Dequeue().Complete();
+        }
+
+        while (_durableTasks.Count > 0 && _durableTasks.Peek().Target <= durable)
+        {
+            _durableTasks.Dequeue().Task.TrySetResult();
+        }
+
+        if (_backgroundFlushTarget <= durable)
+        {
+            _backgroundFlushTarget = -1;
+        }
+    }
+
+    /// <summary>Sealed segments that just became fully durable: their index files can be written now.</summary>
+    private List<Segment>? CollectIndexWritesLocked()
+    {
+        List<Segment>? indexWrites = null;
+        foreach (Segment s in _segments)
+        {
+            if (s.FullyFlushed && !s.IndexFilesCurrent && !s.IndexWriteInProgress)
+            {
+                s.IndexWriteInProgress = true;
+                (indexWrites ??= new List<Segment>()).Add(s);
+            }
+        }
+
+        return indexWrites;
+    }
+
+    private void ScheduleIndexWrites(List<Segment>? segments)
+    {
+        if (segments is null)
+        {
+            return;
+        }
+
+        foreach (Segment segment in segments)
+        {
+            Task task = Task.Run(() => WriteIndexFiles(segment));
+            lock (_lock)
+            {
+                _indexWrites.RemoveAll(t => t.IsCompleted);
+                _indexWrites.Add(task);
+            }
+        }
+    }
+
+    private void WriteIndexFiles(Segment segment)
+    {
+        string? failure = null;
+        try
+        {
+            segment.WriteIndexFiles();
+            FileSync.SyncDirectory(_directory);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            failure = ex.Message;
+        }
+
+        lock (_lock)
+        {
+            segment.IndexWriteInProgress = false;
+            segment.IndexFilesCurrent = failure is null;
+        }
+
+        if (failure is not null)
+        {
+            _log($"partition {_name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
+        }
+    }
+
+    private async Task CloseAsync(bool clean)
+    {
+        Task drained;
+        lock (_lock)
+        {
+            if (_closing)
+            {
+                return;
+            }
+
+            _closing = true;
+            if (_pending.Count == 0)
+            {
+                drained = Task.CompletedTask;
+            }
+            else
+            {
+                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                drained = _drained.Task;
+            }
+        }
+
+        await drained.ConfigureAwait(false);
+
+        bool flushed = false;
+        if (clean)
+        {
+            try
+            {
+                await FlushAsync().ConfigureAwait(false);
+                flushed = true;
+            }
+            catch (StorageException ex)
+            {
+                _log($"partition {_name}: the final flush at close failed ({ex.Message}); the next start scans the log");
+            }
+        }
+
+        // No new flush rounds from here on; wait for a round started by appends, and for index writes.
+        Segment[] segments;
+        Segment active;
+        bool failed;
+        lock (_lock)
+        {
+            _closed = true;
+            _hwSignal?.TrySetResult();
+            _hwSignal = null;
+        }
+
+        while (true)
+        {
+            Task wait;
+            lock (_lock)
+            {
+                _indexWrites.RemoveAll(static t => t.IsCompleted);
+                if (_flushInFlight)
+                {
+                    _flushIdle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    wait = _flushIdle.Task;
+                }
+                else if (_indexWrites.Count > 0)
+                {
+                    wait = Task.WhenAll(_indexWrites);
+                }
+                else
+                {
+                    segments = _segments.ToArray();
+                    active = _active;
+                    failed = _failed;
+                    if (clean)
+                    {
+                        active.FinishTimeIndex();
+                    }
+
+                    break;
+                }
+            }
+
+            await wait.ConfigureAwait(false);
+        }
+
+        if (clean)
+        {
+            foreach (Segment s in segments)
+            {
+                if (!s.IndexFilesCurrent)
+                {
+                    try
+                    {
+                        s.WriteIndexFiles();
+                        s.IndexFilesCurrent = true;
+                    }
+                    catch (IOException ex)
+                    {
+                        _log($"partition {_name}: could not write the index files of {s.Name} at close ({ex.Message}); they will be rebuilt at the next start");
+                    }
+                }
+            }
+
+            if (flushed && !failed)
+            {
+                try
+                {
+                    Recovery.WriteCleanMarker(_directory, active.BaseOffset, active.Size);
+                }
+                catch (IOException ex)
+                {
+                    _log($"partition {_name}: could not write the clean-shutdown marker ({ex.Message}); the next start scans the active segment");
+                }
+            }
+        }
+
+        foreach (Segment s in segments)
+        {
+            s.Handle.Dispose();
+        }
+    }
+
+    /// <summary>Routes device completions to the log without making the callbacks part of its public surface.</summary>
+    private sealed class DeviceCallback(PartitionLog log) : ILogDeviceCallback
+    {
+        public void OnWriteDone(long token, int result) => log.OnWriteDone(token, result);
+
+        public void OnFlushDone(long token, int result) => log.OnFlushDone(token, result);
+    }
+}

@@ -1,0 +1,357 @@
+using System.Buffers;
+using System.Diagnostics;
+using Kiou.IoUring.Interop;
+using Kiou.Protocol.Records;
+using Microsoft.Win32.SafeHandles;
+
+namespace Kiou.Storage;
+
+/// <summary>
+/// One segment of a partition log: the <c>.log</c> file holding whole RecordBatch v2 batches back to back, and its
+/// in-memory <see cref="OffsetIndex"/> and <see cref="TimeIndex"/>. Files are named by the base offset padded to
+/// 20 digits.
+/// </summary>
+/// <remarks>
+/// Lifecycle: created at roll (or loaded by <see cref="Recovery"/>), active while appends go to it, sealed at
+/// the next roll (<see cref="SealedEnd"/> fixed), its index files written once its bytes are durable, deleted by
+/// retention. All mutable fields are guarded by the owning <see cref="PartitionLog"/>'s lock; the file is read
+/// without it, never past <see cref="CompletedSize"/> as captured under the lock.
+/// Sizes and positions are int32: segment.bytes is capped at int.MaxValue.
+/// </remarks>
+internal sealed class Segment
+{
+    private const int ScanChunkBytes = 8192; // two pages: a few small batches' headers per read
+
+    private Segment(string directory, long baseOffset, SafeFileHandle handle)
+    {
+        BaseOffset = baseOffset;
+        string name = FileName(baseOffset);
+        LogPath = Path.Combine(directory, name + ".log");
+        IndexPath = Path.Combine(directory, name + ".index");
+        TimeIndexPath = Path.Combine(directory, name + ".timeindex");
+        Handle = handle;
+        CompletedEnd = baseOffset;
+        ReservedEnd = baseOffset;
+        FlushedEnd = baseOffset;
+    }
+
+    public long BaseOffset { get; }
+
+    public string LogPath { get; }
+
+    public string IndexPath { get; }
+
+    public string TimeIndexPath { get; }
+
+    public string Name => Path.GetFileName(LogPath);
+
+    public SafeFileHandle Handle { get; }
+
+    /// <summary>File bytes handed out to appenders (reserved); the next write goes here.</summary>
+    public int Size { get; set; }
+
+    /// <summary>File bytes below which every write has completed and been published.</summary>
+    public int CompletedSize { get; set; }
+
+    /// <summary>Offset after the last published batch in this segment.</summary>
+    public long CompletedEnd { get; set; }
+
+    /// <summary>Offset after the last reserved batch in this segment.</summary>
+    public long ReservedEnd { get; set; }
+
+    /// <summary>Offset below which this segment's bytes are covered by a finished fdatasync.</summary>
+    public long FlushedEnd { get; set; }
+
+    /// <summary>Set at roll: no more appends; the segment ends at <see cref="SealedEnd"/>.</summary>
+    public bool Sealed { get; private set; }
+
+    public long SealedEnd { get; private set; } = -1;
+
+    /// <summary>True once the index files on disk match the in-memory indexes (loaded, or written after sealing).</summary>
+    public bool IndexFilesCurrent { get; set; }
+
+    public bool IndexWriteInProgress { get; set; }
+
+    public OffsetIndex Index { get; private set; } = new();
+
+    public TimeIndex TimeIndex { get; private set; } = new();
+
+    public int BytesSinceIndexEntry { get; set; }
+
+    /// <summary>Largest batch maxTimestamp published in this segment, -1 if none.</summary>
+    public long MaxTimestamp { get; private set; } = -1;
+
+    /// <summary>Base offset of the first batch that reached <see cref="MaxTimestamp"/>, -1 if none.</summary>
+    public long OffsetOfMaxTimestamp { get; private set; } = -1;
+
+    /// <summary>Clock time (TimeProvider) the segment.ms roll is measured from.</summary>
+    public long RollBaseMs { get; set; }
+
+    /// <summary>Clock time of the last publish (or of loading): retention's fallback when batches carry no timestamps.</summary>
+    public long LastAppendMs { get; set; }
+
+    /// <summary>Base offset and position of the last published batch, for cheap lookups at the tail.</summary>
+    public long LastBatchBaseOffset { get; private set; } = -1;
+
+    public int LastBatchPosition { get; private set; } = -1;
+
+    public bool FullyFlushed => Sealed && CompletedEnd == SealedEnd && FlushedEnd == SealedEnd;
+
+    public static string FileName(long baseOffset) => baseOffset.ToString("D20", System.Globalization.CultureInfo.InvariantCulture);
+
+    public static bool TryParseFileName(string fileName, out long baseOffset)
+    {
+        baseOffset = -1;
+        string stem = Path.GetFileNameWithoutExtension(fileName);
+        return stem.Length == 20
+            && long.TryParse(stem, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out baseOffset);
+    }
+
+    /// <summary>Creates a new, empty segment file (fails if one exists: a stale file would hold other data).</summary>
+    public static Segment Create(string directory, long baseOffset, long nowMs)
+    {
+        string path = Path.Combine(directory, FileName(baseOffset) + ".log");
+        var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        return new Segment(directory, baseOffset, handle) { RollBaseMs = nowMs, LastAppendMs = nowMs };
+    }
+
+    public static Segment OpenExisting(string directory, long baseOffset)
+    {
+        string path = Path.Combine(directory, FileName(baseOffset) + ".log");
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        return new Segment(directory, baseOffset, handle);
+    }
+
+    public long FileLength() => RandomAccess.GetLength(Handle);
+
+    /// <summary>
+    /// Records a published batch (offset order, under the lock): index entries every interval bytes, time index
+    /// max-so-far, completed tails. Same rule as Kafka's LogSegment.append: the max timestamp is updated first,
+    /// then an entry pointing at this batch is added if more than the interval has passed since the last one.
+    /// </summary>
+    public void OnPublished(long baseOffset, long nextOffset, int position, int size, long maxTimestamp, int indexIntervalBytes, long nowMs)
+    {
+        Debug.Assert(baseOffset == CompletedEnd, "publish out of order");
+        Debug.Assert(position == CompletedSize, "publish at a gap in the file");
+        Debug.Assert(nextOffset > baseOffset, "empty offset range");
+        if (maxTimestamp > MaxTimestamp)
+        {
+            MaxTimestamp = maxTimestamp;
+            OffsetOfMaxTimestamp = baseOffset;
+        }
+
+        int relative = checked((int)(baseOffset - BaseOffset));
+        if (BytesSinceIndexEntry >= indexIntervalBytes && (Index.Count > 0 || position > 0))
+        {
+            Index.Append(relative, position);
+            if (MaxTimestamp >= 0)
+            {
+                TimeIndex.MaybeAppend(MaxTimestamp, checked((int)(OffsetOfMaxTimestamp - BaseOffset)));
+            }
+
+            BytesSinceIndexEntry = 0;
+        }
+
+        BytesSinceIndexEntry += size;
+        CompletedSize = position + size;
+        CompletedEnd = nextOffset;
+        LastBatchBaseOffset = baseOffset;
+        LastBatchPosition = position;
+        LastAppendMs = nowMs;
+    }
+
+    /// <summary>Adds the final time index entry so its last entry is the segment's max timestamp (seal, close).</summary>
+    public void FinishTimeIndex()
+    {
+        if (MaxTimestamp >= 0)
+        {
+            TimeIndex.MaybeAppend(MaxTimestamp, checked((int)(OffsetOfMaxTimestamp - BaseOffset)));
+        }
+    }
+
+    public void Seal()
+    {
+        Debug.Assert(!Sealed, "sealed twice");
+        Sealed = true;
+        SealedEnd = ReservedEnd;
+    }
+
+    /// <summary>After an I/O error: forget reservations past the completed tail and take appends again.</summary>
+    public void ReopenAtCompleted()
+    {
+        Sealed = false;
+        SealedEnd = -1;
+        Size = CompletedSize;
+        ReservedEnd = CompletedEnd;
+        IndexFilesCurrent = false;
+        IndexWriteInProgress = false;
+    }
+
+    /// <summary>Used by recovery: replaces the indexes with ones loaded from disk and the stats they imply.</summary>
+    public void SetLoadedState(OffsetIndex index, TimeIndex timeIndex, int size, long endOffset, long lastBatchBase, int lastBatchPosition, int bytesSinceIndexEntry)
+    {
+        Index = index;
+        TimeIndex = timeIndex;
+        Size = size;
+        CompletedSize = size;
+        CompletedEnd = endOffset;
+        ReservedEnd = endOffset;
+        FlushedEnd = endOffset;
+        LastBatchBaseOffset = lastBatchBase;
+        LastBatchPosition = lastBatchPosition;
+        BytesSinceIndexEntry = bytesSinceIndexEntry;
+        if (timeIndex.Count > 0)
+        {
+            MaxTimestamp = timeIndex.LastTimestamp;
+            OffsetOfMaxTimestamp = BaseOffset + timeIndex.LastRelativeOffset;
+        }
+    }
+
+    /// <summary>Used by recovery: marks the segment sealed at its recovered end (every segment but the last).</summary>
+    public void SealRecovered()
+    {
+        Sealed = true;
+        SealedEnd = CompletedEnd;
+        FlushedEnd = CompletedEnd;
+    }
+
+    /// <summary>Used by recovery's full scan: reset to empty before replaying batches through <see cref="OnPublished"/>.</summary>
+    public void ResetForScan()
+    {
+        Index = new OffsetIndex();
+        TimeIndex = new TimeIndex();
+        Size = 0;
+        CompletedSize = 0;
+        CompletedEnd = BaseOffset;
+        ReservedEnd = BaseOffset;
+        FlushedEnd = BaseOffset;
+        MaxTimestamp = -1;
+        OffsetOfMaxTimestamp = -1;
+        BytesSinceIndexEntry = 0;
+        LastBatchBaseOffset = -1;
+        LastBatchPosition = -1;
+    }
+
+    /// <summary>
+    /// Writes <c>.index</c> and <c>.timeindex</c> from the in-memory indexes: each to a temporary file, fsync'ed,
+    /// then renamed over the old one, so a crash leaves either the old file, the new one, or none.
+    /// Call only when the indexes no longer change (sealed and published, or closing).
+    /// </summary>
+    public void WriteIndexFiles()
+    {
+        WriteAtomically(IndexPath, Index.Serialize());
+        WriteAtomically(TimeIndexPath, TimeIndex.Serialize());
+    }
+
+    private static void WriteAtomically(string path, byte[] bytes)
+    {
+        string temp = path + ".tmp";
+        using (var handle = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            RandomAccess.Write(handle, bytes, 0);
+            int rc = FileSync.DataSync(handle);
+            if (rc < 0)
+            {
+                throw new IOException($"fdatasync of {temp} failed: {ErrnoNames.Describe(rc)}", -rc);
+            }
+        }
+
+        File.Move(temp, path, overwrite: true);
+    }
+
+    public void DeleteIndexFiles()
+    {
+        File.Delete(IndexPath);
+        File.Delete(TimeIndexPath);
+    }
+
+    /// <summary>Closes the file and removes the segment's three files.</summary>
+    public void CloseAndDelete()
+    {
+        Handle.Dispose();
+        File.Delete(LogPath);
+        DeleteIndexFiles();
+    }
+
+    /// <summary>Reads exactly <paramref name="destination"/>.Length bytes at <paramref name="position"/>, or throws.</summary>
+    public void ReadExactly(long position, Span<byte> destination)
+    {
+        while (destination.Length > 0)
+        {
+            int n = RandomAccess.Read(Handle, destination, position);
+            if (n <= 0)
+            {
+                throw new EndOfStreamException($"{Name}: unexpected end of file at position {position}");
+            }
+
+            destination = destination[n..];
+            position += n;
+        }
+    }
+
+    /// <summary>
+    /// Scans batch headers forward from <paramref name="position"/> (a batch start holding
+    /// <paramref name="expectedBaseOffset"/>) up to <paramref name="limit"/>, for the batch that contains
+    /// <paramref name="offset"/> or, with <paramref name="minMaxTimestamp"/> ≥ 0, the first batch at or after it
+    /// whose maxTimestamp reaches that value. False if the limit comes first. Headers that contradict the log
+    /// (bad magic, a length past the limit, a base offset other than the one expected) throw
+    /// <see cref="StorageException"/>: such bytes are never served.
+    /// </summary>
+    public bool TryFindBatch(long offset, int position, long expectedBaseOffset, int limit, long minMaxTimestamp, out int batchPosition, out BatchHeader header)
+    {
+        byte[] chunk = ArrayPool<byte>.Shared.Rent(ScanChunkBytes);
+        try
+        {
+            long chunkStart = 0;
+            int chunkLength = 0;
+            int p = position;
+            long expected = expectedBaseOffset;
+            while (p < limit)
+            {
+                if (limit - p < RecordBatch.HeaderSize)
+                {
+                    throw Corrupt(p, $"only {limit - p} bytes left where a batch header was expected");
+                }
+
+                if (p < chunkStart || p + RecordBatch.HeaderSize > chunkStart + chunkLength)
+                {
+                    chunkStart = p;
+                    chunkLength = Math.Min(ScanChunkBytes, limit - p);
+                    ReadExactly(chunkStart, chunk.AsSpan(0, chunkLength));
+                }
+
+                ReadOnlySpan<byte> at = chunk.AsSpan((int)(p - chunkStart), RecordBatch.HeaderSize);
+                if (!RecordBatch.TryReadHeader(at, out header))
+                {
+                    throw Corrupt(p, "invalid batch header");
+                }
+
+                if (header.BaseOffset != expected || header.TotalSize > limit - p)
+                {
+                    throw Corrupt(p, $"batch at base offset {header.BaseOffset} (expected {expected}), {header.TotalSize} bytes with {limit - p} left");
+                }
+
+                bool contains = header.NextOffset > offset;
+                if (contains && (minMaxTimestamp < 0 || header.MaxTimestamp >= minMaxTimestamp))
+                {
+                    batchPosition = p;
+                    return true;
+                }
+
+                expected = header.NextOffset;
+                p += header.TotalSize;
+            }
+
+            batchPosition = -1;
+            header = default;
+            return false;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+    }
+
+    public StorageException Corrupt(long position, string what) =>
+        new($"{Name} is corrupt at position {position}: {what}. The partition refuses to serve these bytes; restart the broker to rebuild the log from its last valid batch.");
+}
