@@ -597,22 +597,21 @@ public sealed unsafe class Ring : IDisposable
     internal static string DescribeSetupFailure(int errno, int entries) => errno switch
     {
         Errno.ENOSYS => "io_uring_setup failed with ENOSYS: this kernel has no io_uring (built without CONFIG_IO_URING, or older than 5.1)",
-        Errno.EPERM => "io_uring_setup failed with EPERM: " + DescribeDisabledSysctl() + " or a seccomp profile blocks io_uring (Docker's default profile does; run with --security-opt seccomp=<profile allowing io_uring_*>)",
+        Errno.EPERM => "io_uring_setup failed with EPERM: " + DescribeEperm(),
         Errno.ENOMEM => $"io_uring_setup failed with ENOMEM: not enough locked memory for {entries} entries (RLIMIT_MEMLOCK, `ulimit -l`, charged on kernels before 5.12) or the system is out of memory",
         Errno.EINVAL => $"io_uring_setup failed with EINVAL: entries={entries} or a setup flag is not supported by this kernel",
         Errno.EMFILE or Errno.ENFILE => "io_uring_setup failed: too many open files (EMFILE/ENFILE)",
         _ => $"io_uring_setup failed: errno {errno}",
     };
 
-    private static string DescribeDisabledSysctl()
+    private static string DescribeEperm()
     {
-        string? value = IoUringSupport.ReadDisabledSysctl();
-        return value switch
+        const string Seccomp = "a seccomp profile blocks io_uring_setup (Docker's default profile does: allow the io_uring_* syscalls in a custom profile)";
+        return IoUringSupport.ReadDisabledSysctl() switch
         {
-            null => "kernel.io_uring_disabled (if the kernel has it)",
-            "0" => "kernel.io_uring_disabled is 0, so likely not the sysctl;",
-            "1" => "kernel.io_uring_disabled=1 (only members of kernel.io_uring_group may create rings)",
-            _ => $"kernel.io_uring_disabled={value} (io_uring is off for all processes)",
+            null or "0" => Seccomp + "; kernel.io_uring_disabled is 0 or absent",
+            "1" => "kernel.io_uring_disabled=1 lets only members of kernel.io_uring_group create rings, or " + Seccomp,
+            string value => $"kernel.io_uring_disabled={value} (sysctl) turns io_uring off for every process",
         };
     }
 }

@@ -20,3 +20,17 @@ public sealed class UringFactAttribute : FactAttribute
         }
     }
 }
+
+/// <summary>The theory counterpart of <see cref="UringFactAttribute"/>.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class UringTheoryAttribute : TheoryAttribute
+{
+    public UringTheoryAttribute()
+    {
+        var fact = new UringFactAttribute();
+        if (fact.Skip is { } reason)
+        {
+            Skip = reason;
+        }
+    }
+}

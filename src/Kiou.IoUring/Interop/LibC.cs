@@ -49,7 +49,6 @@ internal static unsafe partial class LibC
     public static int O_DIRECT => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
 
     public const int EFD_CLOEXEC = O_CLOEXEC;
-    public const int EFD_NONBLOCK = O_NONBLOCK;
 
     [LibraryImport(Library, EntryPoint = "syscall", SetLastError = true)]
     private static partial long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
