@@ -1,0 +1,489 @@
+using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
+using Kiou.IoUring.Interop;
+
+namespace Kiou.IoUring;
+
+/// <summary>Settings for a <see cref="RingWorker"/>.</summary>
+public sealed class RingWorkerOptions
+{
+    /// <summary>SQ entries: the most SQEs one io_uring_enter carries. In-flight operations: twice this, minus one.</summary>
+    public int Entries { get; init; } = 256;
+
+    /// <summary>Bound of the queue between enqueuing threads and the worker (a power of two).</summary>
+    public int QueueCapacity { get; init; } = 4096;
+
+    /// <summary>See <see cref="RingOptions.ForceAsync"/>.</summary>
+    public bool ForceAsync { get; init; }
+
+    /// <summary>See <see cref="RingOptions.SingleIssuer"/>. The worker creates its ring on its own thread, so this fits.</summary>
+    public bool SingleIssuer { get; init; } = true;
+
+    public string ThreadName { get; init; } = "kiou-ring";
+
+    /// <summary>Test seam: when positive, each write SQE asks for at most this many bytes, so the kernel's result
+    /// is short and the resubmission path runs.</summary>
+    internal int WriteBytesMaxForTest { get; init; }
+}
+
+/// <summary>
+/// The thread that owns a <see cref="Ring"/>: other threads enqueue operations, the worker batches them into
+/// io_uring_enter calls, harvests completions and runs the callbacks.
+/// </summary>
+/// <remarks>
+/// Owning thread: one dedicated background thread does every submission, every harvest and every callback.
+/// Any thread may call <see cref="TryEnqueue"/> / <see cref="Enqueue"/>; callbacks may enqueue too (those go to
+/// a worker-local queue and never wait).
+/// Wake-up: the worker only ever sleeps inside io_uring_enter. It keeps one IORING_OP_READ armed on an eventfd;
+/// an enqueuing thread writes the eventfd only when the worker has announced it is about to sleep
+/// (<see cref="_sleeping"/>), so a busy worker costs producers no syscall. The announce/recheck pair uses full
+/// fences on both sides (Dekker), so a wake-up cannot be lost.
+/// Batching: each loop turn moves everything queued since the previous turn into SQEs and hands them to the
+/// kernel in the same io_uring_enter that then waits (more than <see cref="RingWorkerOptions.Entries"/> queued:
+/// one enter per full SQ).
+/// Bounds: the shared queue holds <see cref="RingWorkerOptions.QueueCapacity"/> requests; in flight are at
+/// most the ring's CQ size minus one (the armed eventfd read), so the CQ cannot overflow; the worker-local
+/// queue is bounded by the same capacity and overflowing it throws (a callback fan-out bug).
+/// Lifecycle: the constructor starts the thread and returns once the ring is set up (or throws
+/// <see cref="RingSetupException"/>). Dispose refuses new requests, lets everything already enqueued complete
+/// (callbacks run), closes the ring and joins the thread.
+/// </remarks>
+public sealed unsafe class RingWorker : IDisposable
+{
+    private const ulong WakeUserData = ulong.MaxValue;
+
+    private readonly RingWorkerOptions _options;
+    private readonly BoundedMpscQueue<RingRequest> _queue;
+    private readonly Queue<RingRequest> _localQueue = new();
+    private readonly Queue<int> _retry = new(); // ops holding a slot whose SQE is still to be queued
+    private readonly Thread _thread;
+    private readonly int _eventFd;
+    private readonly byte* _wakeBuffer; // the armed eventfd read lands here (8 bytes)
+
+    // Worker thread only.
+    private Ring _ring = null!;
+    private Op[] _ops = null!;
+    private int[] _freeOps = null!;
+    private int _freeOpCount;
+    private bool _wakeArmed;
+    private long _enterCount;
+    private long _sqeCount;
+    private int _largestBatch;
+
+    // Shared.
+    private int _sleeping;        // 1: the worker may be about to sleep; a producer that swaps it to 0 writes the eventfd
+    private int _closing;         // 1: Dispose began, producers refuse
+    private int _producersActive; // producers between their _closing check and their enqueue's end
+    private volatile bool _drainAndExit;
+    private ExceptionDispatchInfo? _startFailure;
+
+    private struct Op
+    {
+        public RingRequest Request;
+        public int BytesDone; // writes: bytes the kernel already reported, the next SQE starts after them
+    }
+
+    /// <exception cref="RingSetupException">io_uring setup was refused; the message names the likely cause.</exception>
+    public RingWorker(RingWorkerOptions? options = null)
+    {
+        _options = options ?? new RingWorkerOptions();
+        _queue = new BoundedMpscQueue<RingRequest>(_options.QueueCapacity);
+        // Blocking on purpose: io_uring completes a read on an O_NONBLOCK file with -EAGAIN instead of
+        // waiting for it to become readable. Our write(2) to it cannot block (the counter never nears 2^64).
+        _eventFd = LibC.eventfd(0, LibC.EFD_CLOEXEC);
+        if (_eventFd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new RingSetupException($"eventfd failed: errno {errno}", errno);
+        }
+        _wakeBuffer = (byte*)NativeMemory.AllocZeroed(sizeof(ulong));
+        using var started = new ManualResetEventSlim();
+        _thread = new Thread(() => Run(started))
+        {
+            IsBackground = true,
+            Name = _options.ThreadName,
+        };
+        _thread.Start();
+        started.Wait();
+        if (_startFailure is not null)
+        {
+            _thread.Join();
+            ReleaseNativeResources();
+            _startFailure.Throw();
+        }
+    }
+
+    /// <summary>Opcodes the kernel supports, or null on kernels without IORING_REGISTER_PROBE (before 5.6).</summary>
+    public RingProbe? Probe { get; private set; }
+
+    /// <summary>True on the worker thread, i.e. inside a completion callback.</summary>
+    public bool IsWorkerThread => Thread.CurrentThread == _thread;
+
+    /// <summary>io_uring_enter calls so far (diagnostics: SQEs per enter shows the batching).</summary>
+    public long EnterCount => Volatile.Read(ref _enterCount);
+
+    /// <summary>SQEs queued so far, including the eventfd reads and write resubmissions.</summary>
+    public long SqeCount => Volatile.Read(ref _sqeCount);
+
+    /// <summary>The most SQEs one io_uring_enter has submitted.</summary>
+    public int LargestBatch => Volatile.Read(ref _largestBatch);
+
+    /// <summary>
+    /// Queues <paramref name="request"/> for the worker. False when the shared queue is full (never on the
+    /// worker thread, whose requests go to its local queue).
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The worker is shutting down, or the request's file handle is closed.</exception>
+    public bool TryEnqueue(in RingRequest request)
+    {
+        if (request.Callback is null)
+        {
+            throw new ArgumentException("use RingRequest.Write, Fsync or Read to build a request", nameof(request));
+        }
+        if (IsWorkerThread)
+        {
+            EnqueueLocal(request);
+            return true;
+        }
+        Interlocked.Increment(ref _producersActive);
+        try
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _closing) != 0, this);
+            bool added = false;
+            request.File.DangerousAddRef(ref added); // released when the operation completes
+            if (!_queue.TryEnqueue(request))
+            {
+                request.File.DangerousRelease();
+                return false;
+            }
+            // Full fence: our publish above must be visible before we read _sleeping, pairing with the
+            // worker's Interlocked.Exchange(ref _sleeping, 1) before it rechecks the queue.
+            Interlocked.MemoryBarrier();
+            if (Volatile.Read(ref _sleeping) != 0 && Interlocked.Exchange(ref _sleeping, 0) != 0)
+            {
+                SignalEventFd();
+            }
+            return true;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _producersActive);
+        }
+    }
+
+    /// <summary>
+    /// Queues <paramref name="request"/>, waiting (spinning, then yielding) while the shared queue is full.
+    /// Never waits on the worker thread.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The worker is shutting down, or the request's file handle is closed.</exception>
+    public void Enqueue(in RingRequest request)
+    {
+        var spinner = new SpinWait();
+        while (!TryEnqueue(request))
+        {
+            spinner.SpinOnce();
+        }
+    }
+
+    /// <summary>
+    /// Refuses new requests, waits until everything already enqueued has completed and its callback has run,
+    /// then closes the ring and ends the thread. Must not be called from a callback.
+    /// </summary>
+    public void Dispose()
+    {
+        if (IsWorkerThread)
+        {
+            throw new InvalidOperationException("RingWorker.Dispose called from its own worker thread (a completion callback)");
+        }
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+        {
+            _thread.Join(); // a concurrent or repeated Dispose: just wait for the first one
+            return;
+        }
+        // After this, no producer is inside TryEnqueue and every later one sees _closing: the queue holds its
+        // final contents, and nobody but us writes the eventfd any more.
+        var spinner = new SpinWait();
+        while (Volatile.Read(ref _producersActive) != 0)
+        {
+            spinner.SpinOnce();
+        }
+        _drainAndExit = true;
+        SignalEventFd();
+        _thread.Join();
+        ReleaseNativeResources();
+    }
+
+    private void ReleaseNativeResources()
+    {
+        LibC.close(_eventFd);
+        NativeMemory.Free(_wakeBuffer);
+    }
+
+    private void EnqueueLocal(in RingRequest request)
+    {
+        if (_localQueue.Count >= _options.QueueCapacity)
+        {
+            throw new InvalidOperationException($"completion callbacks enqueued more than {_options.QueueCapacity} operations without returning to the ring worker");
+        }
+        bool added = false;
+        request.File.DangerousAddRef(ref added);
+        _localQueue.Enqueue(request);
+    }
+
+    private void SignalEventFd()
+    {
+        ulong one = 1;
+        nint written = LibC.write(_eventFd, &one, sizeof(ulong));
+        // EAGAIN would mean the counter is at 2^64-2: impossible with one increment per sleep.
+        Debug.Assert(written == sizeof(ulong), "eventfd write failed");
+    }
+
+    private void Run(ManualResetEventSlim started)
+    {
+        try
+        {
+            _ring = new Ring(new RingOptions
+            {
+                Entries = _options.Entries,
+                ForceAsync = _options.ForceAsync,
+                SingleIssuer = _options.SingleIssuer,
+            });
+            try
+            {
+                Probe = _ring.Probe();
+            }
+            catch (RingException)
+            {
+                Probe = null; // before 5.6; the device decides whether that is acceptable
+            }
+            int opCount = _ring.Capacity - 1; // one slot stays free for the armed eventfd read
+            _ops = new Op[opCount];
+            _freeOps = new int[opCount];
+            for (int i = 0; i < opCount; i++)
+            {
+                _freeOps[i] = opCount - 1 - i;
+            }
+            _freeOpCount = opCount;
+        }
+        catch (Exception e)
+        {
+            _ring?.Dispose();
+            _startFailure = ExceptionDispatchInfo.Capture(e);
+            started.Set();
+            return;
+        }
+        started.Set();
+        try
+        {
+            Loop();
+        }
+        finally
+        {
+            _ring.Dispose();
+        }
+    }
+
+    private void Loop()
+    {
+        var completions = new Completion[Math.Min(_ring.Capacity, 256)];
+        ArmWake();
+        while (true)
+        {
+            bool exiting = _drainAndExit;
+            bool backlog = FillSqes();
+            if (exiting && !backlog && _freeOpCount == _ops.Length)
+            {
+                if (!_wakeArmed)
+                {
+                    Debug.Assert(_ring.InFlight == 0, "ring not idle at exit");
+                    return;
+                }
+                // Complete our own eventfd read so nothing is in flight when the ring closes.
+                SignalEventFd();
+            }
+
+            if (_ring.CompletionsReady > 0)
+            {
+                Enter(0);
+            }
+            else if (backlog)
+            {
+                Enter(1); // everything is in flight; a completion will make room
+            }
+            else
+            {
+                // Announce the sleep, then look once more: a producer that enqueued before seeing the
+                // announcement is caught by this check, one that enqueued after it writes the eventfd.
+                Interlocked.Exchange(ref _sleeping, 1);
+                if (!_queue.IsEmpty)
+                {
+                    Interlocked.Exchange(ref _sleeping, 0);
+                    Enter(0);
+                }
+                else
+                {
+                    Enter(1);
+                    Volatile.Write(ref _sleeping, 0);
+                }
+            }
+
+            int count;
+            while ((count = _ring.Drain(completions)) > 0)
+            {
+                // Drain has copied the CQEs out and released the ring slots; callbacks run only now.
+                for (int i = 0; i < count; i++)
+                {
+                    Complete(completions[i], exiting);
+                }
+            }
+        }
+    }
+
+    private void Enter(int minComplete)
+    {
+        int submitted = minComplete == 0 ? _ring.Submit() : _ring.SubmitAndWait(minComplete);
+        Volatile.Write(ref _enterCount, _enterCount + 1);
+        if (submitted > _largestBatch)
+        {
+            Volatile.Write(ref _largestBatch, submitted);
+        }
+    }
+
+    // Moves requests into SQEs: resubmissions first, then callback-enqueued, then the shared queue.
+    // Returns true when requests remain that could not be placed (all op slots in flight, or the SQ is full
+    // and the kernel is not taking entries).
+    private bool FillSqes()
+    {
+        while (_retry.Count > 0)
+        {
+            if (!TryQueueSqe(_retry.Peek()))
+            {
+                return true;
+            }
+            _retry.Dequeue();
+        }
+        while (_freeOpCount > 0)
+        {
+            RingRequest request;
+            if (_localQueue.Count > 0)
+            {
+                request = _localQueue.Dequeue();
+            }
+            else if (!_queue.TryDequeue(out request))
+            {
+                return false;
+            }
+            int op = _freeOps[--_freeOpCount];
+            _ops[op] = new Op { Request = request };
+            if (!TryQueueSqe(op))
+            {
+                _retry.Enqueue(op);
+                return true;
+            }
+        }
+        return _localQueue.Count > 0 || !_queue.IsEmpty;
+    }
+
+    private bool TryQueueSqe(int op)
+    {
+        if (QueueSqe(op))
+        {
+            return true;
+        }
+        // The SQ is full: hand it to the kernel and try once more.
+        Debug.Assert(_ring.Unsubmitted == _ring.SqEntries, "ring refused an SQE with slots free and SQ space");
+        Enter(0);
+        return QueueSqe(op);
+    }
+
+    private bool QueueSqe(int op)
+    {
+        ref Op o = ref _ops[op];
+        int fd = (int)o.Request.File.DangerousGetHandle();
+        bool queued;
+        switch (o.Request.Operation)
+        {
+            case RingOperation.Write:
+                ReadOnlyMemory<byte> rest = o.Request.Buffer.Slice(o.BytesDone);
+                if (_options.WriteBytesMaxForTest > 0 && rest.Length > _options.WriteBytesMaxForTest)
+                {
+                    rest = rest[.._options.WriteBytesMaxForTest];
+                }
+                queued = _ring.TryQueueWrite(fd, rest, o.Request.FilePosition + o.BytesDone, (ulong)op);
+                break;
+            case RingOperation.Fsync:
+                queued = _ring.TryQueueFsync(fd, o.Request.DataSync, (ulong)op);
+                break;
+            case RingOperation.Read:
+                queued = _ring.TryQueueRead(fd, MemoryMarshal.AsMemory(o.Request.Buffer), o.Request.FilePosition, (ulong)op);
+                break;
+            default:
+                throw new UnreachableException();
+        }
+        if (queued)
+        {
+            Volatile.Write(ref _sqeCount, _sqeCount + 1);
+        }
+        return queued;
+    }
+
+    private void ArmWake()
+    {
+        Debug.Assert(!_wakeArmed, "eventfd read armed twice");
+        if (!_ring.TryQueueRead(_eventFd, _wakeBuffer, sizeof(ulong), 0, WakeUserData))
+        {
+            Enter(0);
+            bool queued = _ring.TryQueueRead(_eventFd, _wakeBuffer, sizeof(ulong), 0, WakeUserData);
+            Debug.Assert(queued, "no room for the eventfd read although one slot is reserved for it");
+        }
+        Volatile.Write(ref _sqeCount, _sqeCount + 1);
+        _wakeArmed = true;
+    }
+
+    private void Complete(in Completion completion, bool exiting)
+    {
+        if (completion.UserData == WakeUserData)
+        {
+            _wakeArmed = false;
+            if (completion.Result != sizeof(ulong))
+            {
+                throw new RingException($"eventfd read completed with {completion.Result}", -completion.Result);
+            }
+            if (!exiting)
+            {
+                ArmWake();
+            }
+            return;
+        }
+
+        int op = (int)completion.UserData;
+        ref Op o = ref _ops[op];
+        int result = completion.Result;
+        if (o.Request.Operation == RingOperation.Write && result >= 0)
+        {
+            int remaining = o.Request.Buffer.Length - o.BytesDone;
+            Debug.Assert(result <= remaining, "kernel wrote more than asked");
+            if (result < remaining)
+            {
+                if (result > 0)
+                {
+                    // Short write (e.g. a signal, a file size limit reached mid-buffer): send the rest.
+                    o.BytesDone += result;
+                    _retry.Enqueue(op);
+                    return;
+                }
+                result = -Errno.EIO; // no progress at all: report rather than loop forever
+            }
+            else
+            {
+                result = o.Request.Buffer.Length;
+            }
+        }
+
+        RingRequest request = o.Request;
+        o = default;
+        _freeOps[_freeOpCount++] = op;
+        request.File.DangerousRelease();
+        request.Callback.OnRingCompletion(request.Operation, request.State, request.Token, result);
+    }
+}
