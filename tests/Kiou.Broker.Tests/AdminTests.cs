@@ -36,8 +36,11 @@ public sealed class AdminTests
         Assert.True(entries["segment.bytes"].IsDefault);
         Assert.Equal("LogAppendTime", entries["message.timestamp.type"].Value);
 
-        await adminB.IncrementalAlterConfigsAsync([new ConfigResource { Type = ResourceType.Topic, Name = "orders" }]
-            .ToDictionary(r => r, _ => (List<ConfigEntry>)[new ConfigEntry { Name = "retention.ms", Value = "7200000", IncrementalOperation = AlterConfigOpType.Set }]));
+        await adminB.IncrementalAlterConfigsAsync(new Dictionary<ConfigResource, List<ConfigEntry>>
+        {
+            [new ConfigResource { Type = ResourceType.Topic, Name = "orders" }] =
+                [new ConfigEntry { Name = "retention.ms", Value = "7200000", IncrementalOperation = AlterConfigOpType.Set }],
+        });
         described = await adminB.DescribeConfigsAsync([new ConfigResource { Type = ResourceType.Topic, Name = "orders" }]);
         Assert.Equal("7200000", described[0].Entries["retention.ms"].Value);
 

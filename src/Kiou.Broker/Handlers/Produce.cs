@@ -116,7 +116,7 @@ public sealed partial class BrokerHandlers
         short error = RecordBatch.ValidateForProduce(r.Span, config.MaxMessageBytes, out var info);
         if (error != ErrorCodes.None)
             return error;
-        if (info.TimestampType == 1)
+        if (info.TimestampType == TimestampType.LogAppendTime)
             return ErrorCodes.InvalidTimestamp; // only the broker may set LogAppendTime
         return ErrorCodes.None;
     }
