@@ -50,7 +50,11 @@ public sealed partial class BrokerHandlers
         Add<CreatePartitionsRequest>(CreatePartitionsRequest.ApiKey, 0, 3, CreatePartitions);
         Add<IncrementalAlterConfigsRequest>(IncrementalAlterConfigsRequest.ApiKey, 0, 1, IncrementalAlterConfigs);
         Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
+        RegisterGroupApis();
     }
+
+    /// <summary>The group coordinator's APIs (Handlers/Groups*.cs), when built in.</summary>
+    partial void RegisterGroupApis();
 
     void Add<TRequest>(short apiKey, short min, short max, Func<RequestContext, TRequest, ValueTask<IKafkaMessage?>> handle, short minServed = -1)
         where TRequest : class, IKafkaMessage, new()
