@@ -253,7 +253,7 @@ public sealed class MessageEmitter
         }
         _w.Close();
         _w.Open("else");
-        _w.Line($"var {list} = new List<{elementType}>({count});");
+        _w.Line($"var {list} = new List<{elementType}>(Math.Min({count}, 64)); // the count is untrusted: grow as elements really parse");
         _w.Open($"for (int i = 0; i < {count} && !{rd}.Failed; i++)");
         if (element.IsStruct)
         {

@@ -36,7 +36,8 @@ public sealed class Listener : IAsyncDisposable
         var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // No ReuseAddress: on Linux .NET maps it to SO_REUSEPORT too, which would let a second broker bind the
+            // same port. .NET already sets SO_REUSEADDR on Unix, so a restart can rebind despite TIME_WAIT.
             socket.Bind(new IPEndPoint(address, port));
             socket.Listen(512);
         }

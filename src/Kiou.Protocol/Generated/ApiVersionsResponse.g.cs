@@ -53,7 +53,7 @@ public sealed partial class ApiVersionsResponse : IKafkaMessage
         }
         else
         {
-            var apiKeysList = new List<ApiVersion>(apiKeysCount);
+            var apiKeysList = new List<ApiVersion>(Math.Min(apiKeysCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < apiKeysCount && !reader.Failed; i++)
             {
                 var apiKeysItem = new ApiVersion();
@@ -81,7 +81,7 @@ public sealed partial class ApiVersionsResponse : IKafkaMessage
                     }
                     else
                     {
-                        var supportedFeaturesList = new List<SupportedFeatureKey>(supportedFeaturesCount);
+                        var supportedFeaturesList = new List<SupportedFeatureKey>(Math.Min(supportedFeaturesCount, 64)); // the count is untrusted: grow as elements really parse
                         for (int i = 0; i < supportedFeaturesCount && !taggedField.Failed; i++)
                         {
                             var supportedFeaturesItem = new SupportedFeatureKey();
@@ -106,7 +106,7 @@ public sealed partial class ApiVersionsResponse : IKafkaMessage
                     }
                     else
                     {
-                        var finalizedFeaturesList = new List<FinalizedFeatureKey>(finalizedFeaturesCount);
+                        var finalizedFeaturesList = new List<FinalizedFeatureKey>(Math.Min(finalizedFeaturesCount, 64)); // the count is untrusted: grow as elements really parse
                         for (int i = 0; i < finalizedFeaturesCount && !taggedField.Failed; i++)
                         {
                             var finalizedFeaturesItem = new FinalizedFeatureKey();

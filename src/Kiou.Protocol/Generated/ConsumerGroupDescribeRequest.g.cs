@@ -36,7 +36,7 @@ public sealed partial class ConsumerGroupDescribeRequest : IKafkaMessage
         }
         else
         {
-            var groupIdsList = new List<string>(groupIdsCount);
+            var groupIdsList = new List<string>(Math.Min(groupIdsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < groupIdsCount && !reader.Failed; i++)
             {
                 groupIdsList.Add(reader.ReadCompactString());

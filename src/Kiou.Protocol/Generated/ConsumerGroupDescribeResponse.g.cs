@@ -37,7 +37,7 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
         }
         else
         {
-            var groupsList = new List<DescribedGroup>(groupsCount);
+            var groupsList = new List<DescribedGroup>(Math.Min(groupsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < groupsCount && !reader.Failed; i++)
             {
                 var groupsItem = new DescribedGroup();
@@ -105,7 +105,7 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
             }
             else
             {
-                var membersList = new List<Member>(membersCount);
+                var membersList = new List<Member>(Math.Min(membersCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < membersCount && !reader.Failed; i++)
                 {
                     var membersItem = new Member();
@@ -184,7 +184,7 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
             }
             else
             {
-                var subscribedTopicNamesList = new List<string>(subscribedTopicNamesCount);
+                var subscribedTopicNamesList = new List<string>(Math.Min(subscribedTopicNamesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < subscribedTopicNamesCount && !reader.Failed; i++)
                 {
                     subscribedTopicNamesList.Add(reader.ReadCompactString());
@@ -239,7 +239,7 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());
@@ -276,7 +276,7 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
             }
             else
             {
-                var topicPartitionsList = new List<TopicPartitions>(topicPartitionsCount);
+                var topicPartitionsList = new List<TopicPartitions>(Math.Min(topicPartitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicPartitionsCount && !reader.Failed; i++)
                 {
                     var topicPartitionsItem = new TopicPartitions();

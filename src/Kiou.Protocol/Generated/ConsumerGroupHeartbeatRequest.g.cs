@@ -66,7 +66,7 @@ public sealed partial class ConsumerGroupHeartbeatRequest : IKafkaMessage
         }
         else
         {
-            var subscribedTopicNamesList = new List<string>(subscribedTopicNamesCount);
+            var subscribedTopicNamesList = new List<string>(Math.Min(subscribedTopicNamesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < subscribedTopicNamesCount && !reader.Failed; i++)
             {
                 subscribedTopicNamesList.Add(reader.ReadCompactString());
@@ -85,7 +85,7 @@ public sealed partial class ConsumerGroupHeartbeatRequest : IKafkaMessage
         }
         else
         {
-            var topicPartitionsList = new List<TopicPartitionsData>(topicPartitionsCount);
+            var topicPartitionsList = new List<TopicPartitionsData>(Math.Min(topicPartitionsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicPartitionsCount && !reader.Failed; i++)
             {
                 var topicPartitionsItem = new TopicPartitionsData();
@@ -155,7 +155,7 @@ public sealed partial class ConsumerGroupHeartbeatRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());

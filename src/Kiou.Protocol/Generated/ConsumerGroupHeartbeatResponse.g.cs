@@ -97,7 +97,7 @@ public sealed partial class ConsumerGroupHeartbeatResponse : IKafkaMessage
             }
             else
             {
-                var topicPartitionsList = new List<TopicPartitions>(topicPartitionsCount);
+                var topicPartitionsList = new List<TopicPartitions>(Math.Min(topicPartitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicPartitionsCount && !reader.Failed; i++)
                 {
                     var topicPartitionsItem = new TopicPartitions();
@@ -138,7 +138,7 @@ public sealed partial class ConsumerGroupHeartbeatResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());

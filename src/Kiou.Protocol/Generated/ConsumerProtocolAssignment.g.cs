@@ -34,7 +34,7 @@ public sealed partial class ConsumerProtocolAssignment : IKafkaMessage
         }
         else
         {
-            var assignedPartitionsList = new List<TopicPartition>(assignedPartitionsCount);
+            var assignedPartitionsList = new List<TopicPartition>(Math.Min(assignedPartitionsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < assignedPartitionsCount && !reader.Failed; i++)
             {
                 var assignedPartitionsItem = new TopicPartition();
@@ -72,7 +72,7 @@ public sealed partial class ConsumerProtocolAssignment : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());

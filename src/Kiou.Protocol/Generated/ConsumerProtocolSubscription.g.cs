@@ -40,7 +40,7 @@ public sealed partial class ConsumerProtocolSubscription : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<string>(topicsCount);
+            var topicsList = new List<string>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 topicsList.Add(reader.ReadString());
@@ -57,7 +57,7 @@ public sealed partial class ConsumerProtocolSubscription : IKafkaMessage
             }
             else
             {
-                var ownedPartitionsList = new List<TopicPartition>(ownedPartitionsCount);
+                var ownedPartitionsList = new List<TopicPartition>(Math.Min(ownedPartitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < ownedPartitionsCount && !reader.Failed; i++)
                 {
                     var ownedPartitionsItem = new TopicPartition();
@@ -119,7 +119,7 @@ public sealed partial class ConsumerProtocolSubscription : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());

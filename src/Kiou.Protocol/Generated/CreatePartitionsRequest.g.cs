@@ -40,7 +40,7 @@ public sealed partial class CreatePartitionsRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<CreatePartitionsTopic>(topicsCount);
+            var topicsList = new List<CreatePartitionsTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new CreatePartitionsTopic();
@@ -96,7 +96,7 @@ public sealed partial class CreatePartitionsRequest : IKafkaMessage
             }
             else
             {
-                var assignmentsList = new List<CreatePartitionsAssignment>(assignmentsCount);
+                var assignmentsList = new List<CreatePartitionsAssignment>(Math.Min(assignmentsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < assignmentsCount && !reader.Failed; i++)
                 {
                     var assignmentsItem = new CreatePartitionsAssignment();
@@ -150,7 +150,7 @@ public sealed partial class CreatePartitionsRequest : IKafkaMessage
             }
             else
             {
-                var brokerIdsList = new List<int>(brokerIdsCount);
+                var brokerIdsList = new List<int>(Math.Min(brokerIdsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < brokerIdsCount && !reader.Failed; i++)
                 {
                     brokerIdsList.Add(reader.ReadInt32());

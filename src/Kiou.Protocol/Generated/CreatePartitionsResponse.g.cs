@@ -38,7 +38,7 @@ public sealed partial class CreatePartitionsResponse : IKafkaMessage
         }
         else
         {
-            var resultsList = new List<CreatePartitionsTopicResult>(resultsCount);
+            var resultsList = new List<CreatePartitionsTopicResult>(Math.Min(resultsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < resultsCount && !reader.Failed; i++)
             {
                 var resultsItem = new CreatePartitionsTopicResult();

@@ -40,7 +40,7 @@ public sealed partial class CreateTopicsRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<CreatableTopic>(topicsCount);
+            var topicsList = new List<CreatableTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new CreatableTopic();
@@ -109,7 +109,7 @@ public sealed partial class CreateTopicsRequest : IKafkaMessage
             }
             else
             {
-                var assignmentsList = new List<CreatableReplicaAssignment>(assignmentsCount);
+                var assignmentsList = new List<CreatableReplicaAssignment>(Math.Min(assignmentsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < assignmentsCount && !reader.Failed; i++)
                 {
                     var assignmentsItem = new CreatableReplicaAssignment();
@@ -125,7 +125,7 @@ public sealed partial class CreateTopicsRequest : IKafkaMessage
             }
             else
             {
-                var configsList = new List<CreatableTopicConfig>(configsCount);
+                var configsList = new List<CreatableTopicConfig>(Math.Min(configsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < configsCount && !reader.Failed; i++)
                 {
                     var configsItem = new CreatableTopicConfig();
@@ -182,7 +182,7 @@ public sealed partial class CreateTopicsRequest : IKafkaMessage
             }
             else
             {
-                var brokerIdsList = new List<int>(brokerIdsCount);
+                var brokerIdsList = new List<int>(Math.Min(brokerIdsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < brokerIdsCount && !reader.Failed; i++)
                 {
                     brokerIdsList.Add(reader.ReadInt32());

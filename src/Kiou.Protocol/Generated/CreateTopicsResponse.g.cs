@@ -41,7 +41,7 @@ public sealed partial class CreateTopicsResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<CreatableTopicResult>(topicsCount);
+            var topicsList = new List<CreatableTopicResult>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new CreatableTopicResult();
@@ -124,7 +124,7 @@ public sealed partial class CreateTopicsResponse : IKafkaMessage
                 }
                 else
                 {
-                    var configsList = new List<CreatableTopicConfigs>(configsCount);
+                    var configsList = new List<CreatableTopicConfigs>(Math.Min(configsCount, 64)); // the count is untrusted: grow as elements really parse
                     for (int i = 0; i < configsCount && !reader.Failed; i++)
                     {
                         var configsItem = new CreatableTopicConfigs();

@@ -34,7 +34,7 @@ public sealed partial class DeleteGroupsRequest : IKafkaMessage
         }
         else
         {
-            var groupsNamesList = new List<string>(groupsNamesCount);
+            var groupsNamesList = new List<string>(Math.Min(groupsNamesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < groupsNamesCount && !reader.Failed; i++)
             {
                 groupsNamesList.Add(reader.ReadString(flexible));

@@ -37,7 +37,7 @@ public sealed partial class DeleteRecordsRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<DeleteRecordsTopic>(topicsCount);
+            var topicsList = new List<DeleteRecordsTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new DeleteRecordsTopic();
@@ -87,7 +87,7 @@ public sealed partial class DeleteRecordsRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<DeleteRecordsPartition>(partitionsCount);
+                var partitionsList = new List<DeleteRecordsPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new DeleteRecordsPartition();

@@ -38,7 +38,7 @@ public sealed partial class DeleteRecordsResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<DeleteRecordsTopicResult>(topicsCount);
+            var topicsList = new List<DeleteRecordsTopicResult>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new DeleteRecordsTopicResult();
@@ -87,7 +87,7 @@ public sealed partial class DeleteRecordsResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<DeleteRecordsPartitionResult>(partitionsCount);
+                var partitionsList = new List<DeleteRecordsPartitionResult>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new DeleteRecordsPartitionResult();

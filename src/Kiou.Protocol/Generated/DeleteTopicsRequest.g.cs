@@ -42,7 +42,7 @@ public sealed partial class DeleteTopicsRequest : IKafkaMessage
             }
             else
             {
-                var topicsList = new List<DeleteTopicState>(topicsCount);
+                var topicsList = new List<DeleteTopicState>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicsCount && !reader.Failed; i++)
                 {
                     var topicsItem = new DeleteTopicState();
@@ -61,7 +61,7 @@ public sealed partial class DeleteTopicsRequest : IKafkaMessage
             }
             else
             {
-                var topicNamesList = new List<string>(topicNamesCount);
+                var topicNamesList = new List<string>(Math.Min(topicNamesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicNamesCount && !reader.Failed; i++)
                 {
                     topicNamesList.Add(reader.ReadString(flexible));

@@ -41,7 +41,7 @@ public sealed partial class DeleteTopicsResponse : IKafkaMessage
         }
         else
         {
-            var responsesList = new List<DeletableTopicResult>(responsesCount);
+            var responsesList = new List<DeletableTopicResult>(Math.Min(responsesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < responsesCount && !reader.Failed; i++)
             {
                 var responsesItem = new DeletableTopicResult();

@@ -63,7 +63,7 @@ public sealed partial class DescribeClusterResponse : IKafkaMessage
         }
         else
         {
-            var brokersList = new List<DescribeClusterBroker>(brokersCount);
+            var brokersList = new List<DescribeClusterBroker>(Math.Min(brokersCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < brokersCount && !reader.Failed; i++)
             {
                 var brokersItem = new DescribeClusterBroker();

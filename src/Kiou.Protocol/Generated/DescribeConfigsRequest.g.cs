@@ -40,7 +40,7 @@ public sealed partial class DescribeConfigsRequest : IKafkaMessage
         }
         else
         {
-            var resourcesList = new List<DescribeConfigsResource>(resourcesCount);
+            var resourcesList = new List<DescribeConfigsResource>(Math.Min(resourcesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < resourcesCount && !reader.Failed; i++)
             {
                 var resourcesItem = new DescribeConfigsResource();
@@ -108,7 +108,7 @@ public sealed partial class DescribeConfigsRequest : IKafkaMessage
             }
             else
             {
-                var configurationKeysList = new List<string>(configurationKeysCount);
+                var configurationKeysList = new List<string>(Math.Min(configurationKeysCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < configurationKeysCount && !reader.Failed; i++)
                 {
                     configurationKeysList.Add(reader.ReadString(flexible));

@@ -38,7 +38,7 @@ public sealed partial class DescribeConfigsResponse : IKafkaMessage
         }
         else
         {
-            var resultsList = new List<DescribeConfigsResult>(resultsCount);
+            var resultsList = new List<DescribeConfigsResult>(Math.Min(resultsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < resultsCount && !reader.Failed; i++)
             {
                 var resultsItem = new DescribeConfigsResult();
@@ -99,7 +99,7 @@ public sealed partial class DescribeConfigsResponse : IKafkaMessage
             }
             else
             {
-                var configsList = new List<DescribeConfigsResourceResult>(configsCount);
+                var configsList = new List<DescribeConfigsResourceResult>(Math.Min(configsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < configsCount && !reader.Failed; i++)
                 {
                     var configsItem = new DescribeConfigsResourceResult();
@@ -186,7 +186,7 @@ public sealed partial class DescribeConfigsResponse : IKafkaMessage
                 }
                 else
                 {
-                    var synonymsList = new List<DescribeConfigsSynonym>(synonymsCount);
+                    var synonymsList = new List<DescribeConfigsSynonym>(Math.Min(synonymsCount, 64)); // the count is untrusted: grow as elements really parse
                     for (int i = 0; i < synonymsCount && !reader.Failed; i++)
                     {
                         var synonymsItem = new DescribeConfigsSynonym();

@@ -37,7 +37,7 @@ public sealed partial class DescribeGroupsRequest : IKafkaMessage
         }
         else
         {
-            var groupsList = new List<string>(groupsCount);
+            var groupsList = new List<string>(Math.Min(groupsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < groupsCount && !reader.Failed; i++)
             {
                 groupsList.Add(reader.ReadString(flexible));

@@ -41,7 +41,7 @@ public sealed partial class DescribeGroupsResponse : IKafkaMessage
         }
         else
         {
-            var groupsList = new List<DescribedGroup>(groupsCount);
+            var groupsList = new List<DescribedGroup>(Math.Min(groupsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < groupsCount && !reader.Failed; i++)
             {
                 var groupsItem = new DescribedGroup();
@@ -112,7 +112,7 @@ public sealed partial class DescribeGroupsResponse : IKafkaMessage
             }
             else
             {
-                var membersList = new List<DescribedGroupMember>(membersCount);
+                var membersList = new List<DescribedGroupMember>(Math.Min(membersCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < membersCount && !reader.Failed; i++)
                 {
                     var membersItem = new DescribedGroupMember();

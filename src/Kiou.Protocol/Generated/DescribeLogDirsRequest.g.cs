@@ -34,7 +34,7 @@ public sealed partial class DescribeLogDirsRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<DescribableLogDirTopic>(topicsCount);
+            var topicsList = new List<DescribableLogDirTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new DescribableLogDirTopic();
@@ -89,7 +89,7 @@ public sealed partial class DescribeLogDirsRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());

@@ -45,7 +45,7 @@ public sealed partial class DescribeLogDirsResponse : IKafkaMessage
         }
         else
         {
-            var resultsList = new List<DescribeLogDirsResult>(resultsCount);
+            var resultsList = new List<DescribeLogDirsResult>(Math.Min(resultsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < resultsCount && !reader.Failed; i++)
             {
                 var resultsItem = new DescribeLogDirsResult();
@@ -108,7 +108,7 @@ public sealed partial class DescribeLogDirsResponse : IKafkaMessage
             }
             else
             {
-                var topicsList = new List<DescribeLogDirsTopic>(topicsCount);
+                var topicsList = new List<DescribeLogDirsTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicsCount && !reader.Failed; i++)
                 {
                     var topicsItem = new DescribeLogDirsTopic();
@@ -168,7 +168,7 @@ public sealed partial class DescribeLogDirsResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<DescribeLogDirsPartition>(partitionsCount);
+                var partitionsList = new List<DescribeLogDirsPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new DescribeLogDirsPartition();

@@ -32,7 +32,7 @@ public sealed partial class DescribeProducersRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<TopicRequest>(topicsCount);
+            var topicsList = new List<TopicRequest>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new TopicRequest();
@@ -72,7 +72,7 @@ public sealed partial class DescribeProducersRequest : IKafkaMessage
             }
             else
             {
-                var partitionIndexesList = new List<int>(partitionIndexesCount);
+                var partitionIndexesList = new List<int>(Math.Min(partitionIndexesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionIndexesCount && !reader.Failed; i++)
                 {
                     partitionIndexesList.Add(reader.ReadInt32());

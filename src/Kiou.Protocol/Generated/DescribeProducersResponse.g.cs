@@ -37,7 +37,7 @@ public sealed partial class DescribeProducersResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<TopicResponse>(topicsCount);
+            var topicsList = new List<TopicResponse>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new TopicResponse();
@@ -78,7 +78,7 @@ public sealed partial class DescribeProducersResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<PartitionResponse>(partitionsCount);
+                var partitionsList = new List<PartitionResponse>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new PartitionResponse();
@@ -127,7 +127,7 @@ public sealed partial class DescribeProducersResponse : IKafkaMessage
             }
             else
             {
-                var activeProducersList = new List<ProducerState>(activeProducersCount);
+                var activeProducersList = new List<ProducerState>(Math.Min(activeProducersCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < activeProducersCount && !reader.Failed; i++)
                 {
                     var activeProducersItem = new ProducerState();

@@ -85,7 +85,7 @@ public sealed partial class FetchRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<FetchTopic>(topicsCount);
+            var topicsList = new List<FetchTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new FetchTopic();
@@ -103,7 +103,7 @@ public sealed partial class FetchRequest : IKafkaMessage
             }
             else
             {
-                var forgottenTopicsDataList = new List<ForgottenTopic>(forgottenTopicsDataCount);
+                var forgottenTopicsDataList = new List<ForgottenTopic>(Math.Min(forgottenTopicsDataCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < forgottenTopicsDataCount && !reader.Failed; i++)
                 {
                     var forgottenTopicsDataItem = new ForgottenTopic();
@@ -262,7 +262,7 @@ public sealed partial class FetchRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<FetchPartition>(partitionsCount);
+                var partitionsList = new List<FetchPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new FetchPartition();
@@ -420,7 +420,7 @@ public sealed partial class FetchRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<int>(partitionsCount);
+                var partitionsList = new List<int>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     partitionsList.Add(reader.ReadInt32());

@@ -55,7 +55,7 @@ public sealed partial class FetchResponse : IKafkaMessage
         }
         else
         {
-            var responsesList = new List<FetchableTopicResponse>(responsesCount);
+            var responsesList = new List<FetchableTopicResponse>(Math.Min(responsesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < responsesCount && !reader.Failed; i++)
             {
                 var responsesItem = new FetchableTopicResponse();
@@ -79,7 +79,7 @@ public sealed partial class FetchResponse : IKafkaMessage
                     }
                     else
                     {
-                        var nodeEndpointsList = new List<NodeEndpoint>(nodeEndpointsCount);
+                        var nodeEndpointsList = new List<NodeEndpoint>(Math.Min(nodeEndpointsCount, 64)); // the count is untrusted: grow as elements really parse
                         for (int i = 0; i < nodeEndpointsCount && !taggedField.Failed; i++)
                         {
                             var nodeEndpointsItem = new NodeEndpoint();
@@ -160,7 +160,7 @@ public sealed partial class FetchResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<PartitionData>(partitionsCount);
+                var partitionsList = new List<PartitionData>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new PartitionData();
@@ -255,7 +255,7 @@ public sealed partial class FetchResponse : IKafkaMessage
                 }
                 else
                 {
-                    var abortedTransactionsList = new List<AbortedTransaction>(abortedTransactionsCount);
+                    var abortedTransactionsList = new List<AbortedTransaction>(Math.Min(abortedTransactionsCount, 64)); // the count is untrusted: grow as elements really parse
                     for (int i = 0; i < abortedTransactionsCount && !reader.Failed; i++)
                     {
                         var abortedTransactionsItem = new AbortedTransaction();

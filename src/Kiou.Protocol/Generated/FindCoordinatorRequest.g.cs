@@ -50,7 +50,7 @@ public sealed partial class FindCoordinatorRequest : IKafkaMessage
             }
             else
             {
-                var coordinatorKeysList = new List<string>(coordinatorKeysCount);
+                var coordinatorKeysList = new List<string>(Math.Min(coordinatorKeysCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < coordinatorKeysCount && !reader.Failed; i++)
                 {
                     coordinatorKeysList.Add(reader.ReadCompactString());

@@ -72,7 +72,7 @@ public sealed partial class FindCoordinatorResponse : IKafkaMessage
             }
             else
             {
-                var coordinatorsList = new List<Coordinator>(coordinatorsCount);
+                var coordinatorsList = new List<Coordinator>(Math.Min(coordinatorsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < coordinatorsCount && !reader.Failed; i++)
                 {
                     var coordinatorsItem = new Coordinator();

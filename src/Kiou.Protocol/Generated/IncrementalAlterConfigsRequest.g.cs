@@ -37,7 +37,7 @@ public sealed partial class IncrementalAlterConfigsRequest : IKafkaMessage
         }
         else
         {
-            var resourcesList = new List<AlterConfigsResource>(resourcesCount);
+            var resourcesList = new List<AlterConfigsResource>(Math.Min(resourcesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < resourcesCount && !reader.Failed; i++)
             {
                 var resourcesItem = new AlterConfigsResource();
@@ -91,7 +91,7 @@ public sealed partial class IncrementalAlterConfigsRequest : IKafkaMessage
             }
             else
             {
-                var configsList = new List<AlterableConfig>(configsCount);
+                var configsList = new List<AlterableConfig>(Math.Min(configsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < configsCount && !reader.Failed; i++)
                 {
                     var configsItem = new AlterableConfig();

@@ -38,7 +38,7 @@ public sealed partial class IncrementalAlterConfigsResponse : IKafkaMessage
         }
         else
         {
-            var responsesList = new List<AlterConfigsResourceResponse>(responsesCount);
+            var responsesList = new List<AlterConfigsResourceResponse>(Math.Min(responsesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < responsesCount && !reader.Failed; i++)
             {
                 var responsesItem = new AlterConfigsResourceResponse();

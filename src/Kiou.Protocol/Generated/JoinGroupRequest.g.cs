@@ -67,7 +67,7 @@ public sealed partial class JoinGroupRequest : IKafkaMessage
         }
         else
         {
-            var protocolsList = new List<JoinGroupRequestProtocol>(protocolsCount);
+            var protocolsList = new List<JoinGroupRequestProtocol>(Math.Min(protocolsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < protocolsCount && !reader.Failed; i++)
             {
                 var protocolsItem = new JoinGroupRequestProtocol();

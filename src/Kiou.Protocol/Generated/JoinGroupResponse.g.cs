@@ -74,7 +74,7 @@ public sealed partial class JoinGroupResponse : IKafkaMessage
         }
         else
         {
-            var membersList = new List<JoinGroupResponseMember>(membersCount);
+            var membersList = new List<JoinGroupResponseMember>(Math.Min(membersCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < membersCount && !reader.Failed; i++)
             {
                 var membersItem = new JoinGroupResponseMember();

@@ -47,7 +47,7 @@ public sealed partial class LeaveGroupRequest : IKafkaMessage
             }
             else
             {
-                var membersList = new List<MemberIdentity>(membersCount);
+                var membersList = new List<MemberIdentity>(Math.Min(membersCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < membersCount && !reader.Failed; i++)
                 {
                     var membersItem = new MemberIdentity();

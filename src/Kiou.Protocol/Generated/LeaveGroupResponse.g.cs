@@ -47,7 +47,7 @@ public sealed partial class LeaveGroupResponse : IKafkaMessage
             }
             else
             {
-                var membersList = new List<MemberResponse>(membersCount);
+                var membersList = new List<MemberResponse>(Math.Min(membersCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < membersCount && !reader.Failed; i++)
                 {
                     var membersItem = new MemberResponse();

@@ -39,7 +39,7 @@ public sealed partial class ListGroupsRequest : IKafkaMessage
             }
             else
             {
-                var statesFilterList = new List<string>(statesFilterCount);
+                var statesFilterList = new List<string>(Math.Min(statesFilterCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < statesFilterCount && !reader.Failed; i++)
                 {
                     statesFilterList.Add(reader.ReadCompactString());
@@ -56,7 +56,7 @@ public sealed partial class ListGroupsRequest : IKafkaMessage
             }
             else
             {
-                var typesFilterList = new List<string>(typesFilterCount);
+                var typesFilterList = new List<string>(Math.Min(typesFilterCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < typesFilterCount && !reader.Failed; i++)
                 {
                     typesFilterList.Add(reader.ReadCompactString());

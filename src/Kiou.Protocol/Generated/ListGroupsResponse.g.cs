@@ -45,7 +45,7 @@ public sealed partial class ListGroupsResponse : IKafkaMessage
         }
         else
         {
-            var groupsList = new List<ListedGroup>(groupsCount);
+            var groupsList = new List<ListedGroup>(Math.Min(groupsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < groupsCount && !reader.Failed; i++)
             {
                 var groupsItem = new ListedGroup();

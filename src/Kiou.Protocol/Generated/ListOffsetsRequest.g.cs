@@ -48,7 +48,7 @@ public sealed partial class ListOffsetsRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<ListOffsetsTopic>(topicsCount);
+            var topicsList = new List<ListOffsetsTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new ListOffsetsTopic();
@@ -109,7 +109,7 @@ public sealed partial class ListOffsetsRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<ListOffsetsPartition>(partitionsCount);
+                var partitionsList = new List<ListOffsetsPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new ListOffsetsPartition();

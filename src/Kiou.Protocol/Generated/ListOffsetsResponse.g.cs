@@ -41,7 +41,7 @@ public sealed partial class ListOffsetsResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<ListOffsetsTopicResponse>(topicsCount);
+            var topicsList = new List<ListOffsetsTopicResponse>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new ListOffsetsTopicResponse();
@@ -93,7 +93,7 @@ public sealed partial class ListOffsetsResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<ListOffsetsPartitionResponse>(partitionsCount);
+                var partitionsList = new List<ListOffsetsPartitionResponse>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new ListOffsetsPartitionResponse();
@@ -157,7 +157,7 @@ public sealed partial class ListOffsetsResponse : IKafkaMessage
                 }
                 else
                 {
-                    var oldStyleOffsetsList = new List<long>(oldStyleOffsetsCount);
+                    var oldStyleOffsetsList = new List<long>(Math.Min(oldStyleOffsetsCount, 64)); // the count is untrusted: grow as elements really parse
                     for (int i = 0; i < oldStyleOffsetsCount && !reader.Failed; i++)
                     {
                         oldStyleOffsetsList.Add(reader.ReadInt64());

@@ -50,7 +50,7 @@ public sealed partial class MetadataRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<MetadataRequestTopic>(topicsCount);
+            var topicsList = new List<MetadataRequestTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new MetadataRequestTopic();

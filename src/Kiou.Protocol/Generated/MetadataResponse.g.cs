@@ -53,7 +53,7 @@ public sealed partial class MetadataResponse : IKafkaMessage
         }
         else
         {
-            var brokersList = new List<MetadataResponseBroker>(brokersCount);
+            var brokersList = new List<MetadataResponseBroker>(Math.Min(brokersCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < brokersCount && !reader.Failed; i++)
             {
                 var brokersItem = new MetadataResponseBroker();
@@ -77,7 +77,7 @@ public sealed partial class MetadataResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<MetadataResponseTopic>(topicsCount);
+            var topicsList = new List<MetadataResponseTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new MetadataResponseTopic();
@@ -218,7 +218,7 @@ public sealed partial class MetadataResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<MetadataResponsePartition>(partitionsCount);
+                var partitionsList = new List<MetadataResponsePartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new MetadataResponsePartition();
@@ -313,7 +313,7 @@ public sealed partial class MetadataResponse : IKafkaMessage
             }
             else
             {
-                var replicaNodesList = new List<int>(replicaNodesCount);
+                var replicaNodesList = new List<int>(Math.Min(replicaNodesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < replicaNodesCount && !reader.Failed; i++)
                 {
                     replicaNodesList.Add(reader.ReadInt32());
@@ -327,7 +327,7 @@ public sealed partial class MetadataResponse : IKafkaMessage
             }
             else
             {
-                var isrNodesList = new List<int>(isrNodesCount);
+                var isrNodesList = new List<int>(Math.Min(isrNodesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < isrNodesCount && !reader.Failed; i++)
                 {
                     isrNodesList.Add(reader.ReadInt32());
@@ -343,7 +343,7 @@ public sealed partial class MetadataResponse : IKafkaMessage
                 }
                 else
                 {
-                    var offlineReplicasList = new List<int>(offlineReplicasCount);
+                    var offlineReplicasList = new List<int>(Math.Min(offlineReplicasCount, 64)); // the count is untrusted: grow as elements really parse
                     for (int i = 0; i < offlineReplicasCount && !reader.Failed; i++)
                     {
                         offlineReplicasList.Add(reader.ReadInt32());

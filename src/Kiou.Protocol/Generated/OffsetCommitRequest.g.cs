@@ -63,7 +63,7 @@ public sealed partial class OffsetCommitRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<OffsetCommitRequestTopic>(topicsCount);
+            var topicsList = new List<OffsetCommitRequestTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new OffsetCommitRequestTopic();
@@ -125,7 +125,7 @@ public sealed partial class OffsetCommitRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetCommitRequestPartition>(partitionsCount);
+                var partitionsList = new List<OffsetCommitRequestPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetCommitRequestPartition();

@@ -41,7 +41,7 @@ public sealed partial class OffsetCommitResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<OffsetCommitResponseTopic>(topicsCount);
+            var topicsList = new List<OffsetCommitResponseTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new OffsetCommitResponseTopic();
@@ -93,7 +93,7 @@ public sealed partial class OffsetCommitResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetCommitResponsePartition>(partitionsCount);
+                var partitionsList = new List<OffsetCommitResponsePartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetCommitResponsePartition();

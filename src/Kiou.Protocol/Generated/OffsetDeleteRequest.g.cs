@@ -37,7 +37,7 @@ public sealed partial class OffsetDeleteRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<OffsetDeleteRequestTopic>(topicsCount);
+            var topicsList = new List<OffsetDeleteRequestTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new OffsetDeleteRequestTopic();
@@ -76,7 +76,7 @@ public sealed partial class OffsetDeleteRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetDeleteRequestPartition>(partitionsCount);
+                var partitionsList = new List<OffsetDeleteRequestPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetDeleteRequestPartition();

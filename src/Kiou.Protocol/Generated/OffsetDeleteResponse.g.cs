@@ -41,7 +41,7 @@ public sealed partial class OffsetDeleteResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<OffsetDeleteResponseTopic>(topicsCount);
+            var topicsList = new List<OffsetDeleteResponseTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new OffsetDeleteResponseTopic();
@@ -81,7 +81,7 @@ public sealed partial class OffsetDeleteResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetDeleteResponsePartition>(partitionsCount);
+                var partitionsList = new List<OffsetDeleteResponsePartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetDeleteResponsePartition();

@@ -53,7 +53,7 @@ public sealed partial class OffsetFetchRequest : IKafkaMessage
             }
             else
             {
-                var topicsList = new List<OffsetFetchRequestTopic>(topicsCount);
+                var topicsList = new List<OffsetFetchRequestTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicsCount && !reader.Failed; i++)
                 {
                     var topicsItem = new OffsetFetchRequestTopic();
@@ -72,7 +72,7 @@ public sealed partial class OffsetFetchRequest : IKafkaMessage
             }
             else
             {
-                var groupsList = new List<OffsetFetchRequestGroup>(groupsCount);
+                var groupsList = new List<OffsetFetchRequestGroup>(Math.Min(groupsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < groupsCount && !reader.Failed; i++)
                 {
                     var groupsItem = new OffsetFetchRequestGroup();
@@ -148,7 +148,7 @@ public sealed partial class OffsetFetchRequest : IKafkaMessage
             }
             else
             {
-                var partitionIndexesList = new List<int>(partitionIndexesCount);
+                var partitionIndexesList = new List<int>(Math.Min(partitionIndexesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionIndexesCount && !reader.Failed; i++)
                 {
                     partitionIndexesList.Add(reader.ReadInt32());
@@ -206,7 +206,7 @@ public sealed partial class OffsetFetchRequest : IKafkaMessage
             }
             else
             {
-                var topicsList = new List<OffsetFetchRequestTopics>(topicsCount);
+                var topicsList = new List<OffsetFetchRequestTopics>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicsCount && !reader.Failed; i++)
                 {
                     var topicsItem = new OffsetFetchRequestTopics();
@@ -260,7 +260,7 @@ public sealed partial class OffsetFetchRequest : IKafkaMessage
             }
             else
             {
-                var partitionIndexesList = new List<int>(partitionIndexesCount);
+                var partitionIndexesList = new List<int>(Math.Min(partitionIndexesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionIndexesCount && !reader.Failed; i++)
                 {
                     partitionIndexesList.Add(reader.ReadInt32());

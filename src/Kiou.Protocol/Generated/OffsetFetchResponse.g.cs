@@ -49,7 +49,7 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             }
             else
             {
-                var topicsList = new List<OffsetFetchResponseTopic>(topicsCount);
+                var topicsList = new List<OffsetFetchResponseTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicsCount && !reader.Failed; i++)
                 {
                     var topicsItem = new OffsetFetchResponseTopic();
@@ -72,7 +72,7 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             }
             else
             {
-                var groupsList = new List<OffsetFetchResponseGroup>(groupsCount);
+                var groupsList = new List<OffsetFetchResponseGroup>(Math.Min(groupsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < groupsCount && !reader.Failed; i++)
                 {
                     var groupsItem = new OffsetFetchResponseGroup();
@@ -140,7 +140,7 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetFetchResponsePartition>(partitionsCount);
+                var partitionsList = new List<OffsetFetchResponsePartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetFetchResponsePartition();
@@ -244,7 +244,7 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             }
             else
             {
-                var topicsList = new List<OffsetFetchResponseTopics>(topicsCount);
+                var topicsList = new List<OffsetFetchResponseTopics>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < topicsCount && !reader.Failed; i++)
                 {
                     var topicsItem = new OffsetFetchResponseTopics();
@@ -288,7 +288,7 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetFetchResponsePartitions>(partitionsCount);
+                var partitionsList = new List<OffsetFetchResponsePartitions>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetFetchResponsePartitions();

@@ -41,7 +41,7 @@ public sealed partial class OffsetForLeaderEpochRequest : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<OffsetForLeaderTopic>(topicsCount);
+            var topicsList = new List<OffsetForLeaderTopic>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new OffsetForLeaderTopic();
@@ -93,7 +93,7 @@ public sealed partial class OffsetForLeaderEpochRequest : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<OffsetForLeaderPartition>(partitionsCount);
+                var partitionsList = new List<OffsetForLeaderPartition>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new OffsetForLeaderPartition();

@@ -41,7 +41,7 @@ public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage
         }
         else
         {
-            var topicsList = new List<OffsetForLeaderTopicResult>(topicsCount);
+            var topicsList = new List<OffsetForLeaderTopicResult>(Math.Min(topicsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicsCount && !reader.Failed; i++)
             {
                 var topicsItem = new OffsetForLeaderTopicResult();
@@ -93,7 +93,7 @@ public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage
             }
             else
             {
-                var partitionsList = new List<EpochEndOffset>(partitionsCount);
+                var partitionsList = new List<EpochEndOffset>(Math.Min(partitionsCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionsCount && !reader.Failed; i++)
                 {
                     var partitionsItem = new EpochEndOffset();

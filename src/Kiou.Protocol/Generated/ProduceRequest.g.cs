@@ -49,7 +49,7 @@ public sealed partial class ProduceRequest : IKafkaMessage
         }
         else
         {
-            var topicDataList = new List<TopicProduceData>(topicDataCount);
+            var topicDataList = new List<TopicProduceData>(Math.Min(topicDataCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < topicDataCount && !reader.Failed; i++)
             {
                 var topicDataItem = new TopicProduceData();
@@ -103,7 +103,7 @@ public sealed partial class ProduceRequest : IKafkaMessage
             }
             else
             {
-                var partitionDataList = new List<PartitionProduceData>(partitionDataCount);
+                var partitionDataList = new List<PartitionProduceData>(Math.Min(partitionDataCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionDataCount && !reader.Failed; i++)
                 {
                     var partitionDataItem = new PartitionProduceData();

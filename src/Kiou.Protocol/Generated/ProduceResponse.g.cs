@@ -40,7 +40,7 @@ public sealed partial class ProduceResponse : IKafkaMessage
         }
         else
         {
-            var responsesList = new List<TopicProduceResponse>(responsesCount);
+            var responsesList = new List<TopicProduceResponse>(Math.Min(responsesCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < responsesCount && !reader.Failed; i++)
             {
                 var responsesItem = new TopicProduceResponse();
@@ -68,7 +68,7 @@ public sealed partial class ProduceResponse : IKafkaMessage
                     }
                     else
                     {
-                        var nodeEndpointsList = new List<NodeEndpoint>(nodeEndpointsCount);
+                        var nodeEndpointsList = new List<NodeEndpoint>(Math.Min(nodeEndpointsCount, 64)); // the count is untrusted: grow as elements really parse
                         for (int i = 0; i < nodeEndpointsCount && !taggedField.Failed; i++)
                         {
                             var nodeEndpointsItem = new NodeEndpoint();
@@ -134,7 +134,7 @@ public sealed partial class ProduceResponse : IKafkaMessage
             }
             else
             {
-                var partitionResponsesList = new List<PartitionProduceResponse>(partitionResponsesCount);
+                var partitionResponsesList = new List<PartitionProduceResponse>(Math.Min(partitionResponsesCount, 64)); // the count is untrusted: grow as elements really parse
                 for (int i = 0; i < partitionResponsesCount && !reader.Failed; i++)
                 {
                     var partitionResponsesItem = new PartitionProduceResponse();
@@ -213,7 +213,7 @@ public sealed partial class ProduceResponse : IKafkaMessage
                 }
                 else
                 {
-                    var recordErrorsList = new List<BatchIndexAndErrorMessage>(recordErrorsCount);
+                    var recordErrorsList = new List<BatchIndexAndErrorMessage>(Math.Min(recordErrorsCount, 64)); // the count is untrusted: grow as elements really parse
                     for (int i = 0; i < recordErrorsCount && !reader.Failed; i++)
                     {
                         var recordErrorsItem = new BatchIndexAndErrorMessage();

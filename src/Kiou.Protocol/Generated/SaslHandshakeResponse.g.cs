@@ -37,7 +37,7 @@ public sealed partial class SaslHandshakeResponse : IKafkaMessage
         }
         else
         {
-            var mechanismsList = new List<string>(mechanismsCount);
+            var mechanismsList = new List<string>(Math.Min(mechanismsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < mechanismsCount && !reader.Failed; i++)
             {
                 mechanismsList.Add(reader.ReadString());

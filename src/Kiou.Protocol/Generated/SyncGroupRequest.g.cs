@@ -64,7 +64,7 @@ public sealed partial class SyncGroupRequest : IKafkaMessage
         }
         else
         {
-            var assignmentsList = new List<SyncGroupRequestAssignment>(assignmentsCount);
+            var assignmentsList = new List<SyncGroupRequestAssignment>(Math.Min(assignmentsCount, 64)); // the count is untrusted: grow as elements really parse
             for (int i = 0; i < assignmentsCount && !reader.Failed; i++)
             {
                 var assignmentsItem = new SyncGroupRequestAssignment();
