@@ -26,6 +26,8 @@ public sealed record BrokerConfig
     public long RetentionCheckIntervalMs { get; init; } = 300000;
     public int MaxInFlightRequestsPerConnection { get; init; } = 128;
     public int MaxConnections { get; init; } = 10000;
+    /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>
+    internal Func<Kiou.Storage.Devices.ILogDevice, Kiou.Storage.Devices.ILogDevice>? WrapDevice { get; init; }
 
     public string EffectiveAdvertisedHost =>
         AdvertisedHost ?? (Host is "0.0.0.0" or "::" or "" ? "127.0.0.1" : Host);

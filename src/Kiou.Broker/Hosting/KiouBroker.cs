@@ -61,6 +61,8 @@ public sealed class KiouBroker : IAsyncDisposable
             // Port 0 (tests) means "any free port": advertise the one we got.
             config = config with { Port = broker.LocalEndPoint.Port, ControllerPort = controllerListener.LocalEndPoint.Port };
             device = OpenDevice(config, log);
+            if (config.WrapDevice is not null)
+                device = config.WrapDevice(device);
             logs = new LogManager(config, device, time, log);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             controller.Start();
