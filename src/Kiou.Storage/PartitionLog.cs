@@ -29,7 +29,7 @@ namespace Kiou.Storage;
 /// issued, and when it finishes every waiter below that tail is answered at once (group commit). Rounds are
 /// requested by durable appends, <see cref="FlushAsync"/>, rolls (the sealed segment), Flush=Always and
 /// flush.messages.</para>
-/// <para>I/O errors: see <see cref="AppendAsync"/>. Design notes: docs/design/three-tails.md.</para>
+/// <para>I/O errors: see <see cref="AppendAsync"/>.</para>
 /// </remarks>
 public sealed class PartitionLog : IAsyncDisposable
 {
@@ -865,7 +865,8 @@ public sealed class PartitionLog : IAsyncDisposable
             return;
         }
 
-        if (_pending.Count > 0 || _flushInFlight)
+        // A flush in flight covers only completed bytes, which truncation keeps: no need to wait for it.
+        if (_pending.Count > 0)
         {
             throw new StorageException(
                 $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and still draining {_pending.Count} in-flight write(s); retry shortly ({ErrnoNames.Advice(_failureErrno)})",
