@@ -604,7 +604,7 @@ public sealed class PartitionLog : IAsyncDisposable
             while (_segments.Count > 1)
             {
                 Segment oldest = _segments[0];
-                if (oldest == _active || !oldest.FullyFlushed || oldest.IndexWriteInProgress)
+                if (oldest == _active || !oldest.FullyFlushed)
                 {
                     break;
                 }
@@ -628,7 +628,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 excess -= oldest.Size;
                 _segments.RemoveAt(0);
                 _sizeBytes -= oldest.Size;
-                _logStart = _segments[0].BaseOffset;
+                Volatile.Write(ref _logStart, _segments[0].BaseOffset);
+                oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
                 deleted.Add((oldest, why));
                 AssertTailsLocked();
             }
@@ -641,18 +642,26 @@ public sealed class PartitionLog : IAsyncDisposable
 
         foreach (var (segment, why) in deleted)
         {
-            try
+            _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
+            if (!segment.DeletePending)
             {
-                segment.CloseAndDelete();
-                _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
-            }
-            catch (IOException ex)
-            {
-                _log($"partition {_name}: retention could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
+                DeleteSegmentFiles(segment);
             }
         }
 
         FileSync.SyncDirectory(_directory);
+    }
+
+    private void DeleteSegmentFiles(Segment segment)
+    {
+        try
+        {
+            segment.CloseAndDelete();
+        }
+        catch (IOException ex)
+        {
+            _log($"partition {_name}: could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
+        }
     }
 
     /// <summary>Closes the log (in-flight appends finish first, nothing is flushed) and removes its directory (DeleteTopics).</summary>
@@ -1317,13 +1326,20 @@ public sealed class PartitionLog : IAsyncDisposable
             failure = ex.Message;
         }
 
+        bool delete;
         lock (_lock)
         {
             segment.IndexWriteInProgress = false;
             segment.IndexFilesCurrent = failure is null;
+            delete = segment.DeletePending;
         }
 
-        if (failure is not null)
+        if (delete)
+        {
+            DeleteSegmentFiles(segment);
+            FileSync.SyncDirectory(_directory);
+        }
+        else if (failure is not null)
         {
             _log($"partition {_name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
         }

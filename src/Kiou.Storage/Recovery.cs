@@ -99,7 +99,11 @@ internal static class Recovery
 
         if (segments.Count > 0)
         {
+            // The active segment's index files go stale with the first append; remove them so a crash before the
+            // next roll or clean close leads to a full scan, never to a stale index trusted on a sealed segment.
             Segment active = segments[^1];
+            active.DeleteIndexFiles();
+            active.IndexFilesCurrent = false;
             active.RollBaseMs = nowMs;
             if (active.CompletedSize > 0)
             {

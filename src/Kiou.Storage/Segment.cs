@@ -72,6 +72,9 @@ internal sealed class Segment
 
     public bool IndexWriteInProgress { get; set; }
 
+    /// <summary>Removed by retention while its index files were being written: the writer deletes the files when done.</summary>
+    public bool DeletePending { get; set; }
+
     public OffsetIndex Index { get; private set; } = new();
 
     public TimeIndex TimeIndex { get; private set; } = new();
