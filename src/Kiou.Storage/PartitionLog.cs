@@ -220,8 +220,9 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     /// <param name="waitDurable">Complete only once <see cref="DurableOffset"/> covers the batch (acks=all with
     /// Flush=Always); this requests a flush whatever the flush mode.</param>
-    /// <exception cref="RecordListTooLargeException">The batch is larger than segment.bytes.</exception>
-    /// <exception cref="StorageException">
+    /// <exception cref="ArgumentException">Thrown at once: the memory is not exactly one RecordBatch v2.</exception>
+    /// <exception cref="RecordListTooLargeException">Through the task: the batch is larger than segment.bytes.</exception>
+    /// <exception cref="StorageException">Through the task:
     /// The write (or a flush) failed with an errno, an earlier in-flight write of this partition failed, or the
     /// partition is failed or closed. On an I/O error the failing append and every later in-flight append fail;
     /// nothing already published changes. Once in-flight writes have drained, the next append truncates the
@@ -238,7 +239,8 @@ public sealed class PartitionLog : IAsyncDisposable
         LogConfig config = Config;
         if (span.Length > config.SegmentBytesEffective)
         {
-            throw new RecordListTooLargeException($"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}");
+            return ValueTask.FromException<AppendResult>(new RecordListTooLargeException(
+                $"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}"));
         }
 
         long appendTimeMs = -1;
@@ -288,6 +290,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 flushes = StartFlushLocked(out round);
                 AssertTailsLocked();
             }
+        }
+        catch (StorageException ex)
+        {
+            _pool.Return(op);
+            return ValueTask.FromException<AppendResult>(ex);
         }
         catch
         {

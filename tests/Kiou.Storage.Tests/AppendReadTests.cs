@@ -83,7 +83,7 @@ public sealed class AppendReadTests : IDisposable
         Assert.Throws<ArgumentException>(() => { _ = log.AppendAsync(new byte[10], false); });
         byte[] twoBatches = [.. BatchBuilder.Simple(1), .. BatchBuilder.Simple(1)];
         Assert.Throws<ArgumentException>(() => { _ = log.AppendAsync(twoBatches, false); });
-        Assert.Throws<RecordListTooLargeException>(() => { _ = log.AppendAsync(BatchBuilder.Simple(1, valueBytes: 300), false); });
+        await Assert.ThrowsAsync<RecordListTooLargeException>(async () => await log.AppendAsync(BatchBuilder.Simple(1, valueBytes: 300), false));
         Assert.Equal(0, log.LogEndOffset);
         log.CheckInvariants();
     }
