@@ -1426,6 +1426,18 @@ public sealed class PartitionLog : IAsyncDisposable
                         active.FinishTimeIndex();
                     }
 
+                    // No flush will come for these any more (delete, or a failed final flush).
+                    var closedError = new StorageException($"partition {_name} was closed before the data became durable; retry the produce");
+                    while (_durableAppends.Count > 0)
+                    {
+                        _durableAppends.Dequeue().Fail(closedError);
+                    }
+
+                    while (_durableTasks.Count > 0)
+                    {
+                        _durableTasks.Dequeue().Task.TrySetException(closedError);
+                    }
+
                     break;
                 }
             }
@@ -1433,7 +1445,8 @@ public sealed class PartitionLog : IAsyncDisposable
             await wait.ConfigureAwait(false);
         }
 
-        if (clean)
+        // Index files only over durable bytes: a sealed segment's files are trusted at the next start.
+        if (clean && flushed)
         {
             foreach (Segment s in segments)
             {
@@ -1451,7 +1464,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
             }
 
-            if (flushed && !failed)
+            if (!failed)
             {
                 try
                 {
