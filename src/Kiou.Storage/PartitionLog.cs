@@ -687,6 +687,16 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Lets in-flight writes finish, flushes, writes the index files and a clean-shutdown marker, closes.</summary>
     public ValueTask DisposeAsync() => new(CloseAsync(clean: true));
 
+    /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
+    internal Task WhenBackgroundIdleAsync()
+    {
+        lock (_lock)
+        {
+            _indexWrites.RemoveAll(static t => t.IsCompleted);
+            return Task.WhenAll(_indexWrites.ToArray());
+        }
+    }
+
     /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
     internal void CheckInvariants()
     {
@@ -725,7 +735,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 expected = op.EndOffset;
             }
 
-            Check(_pending.Count == 0 || _pending.Front.BaseOffset == _completed, "the first in-flight append does not start at the completed tail");
+            // After an I/O error, failed appends leave the queue without publishing: the rest start past a gap.
+            Check(
+                _pending.Count == 0 || _pending.Front.BaseOffset == _completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
+                "the first in-flight append does not start at the completed tail");
+            Check(_failed || _failedFrom == long.MaxValue, "failure point set on a healthy partition");
             Check(_pending.Count == 0 ? _failed || _completed == _reserved : expected == _reserved, "in-flight appends do not end at the reserved tail");
         }
 
@@ -890,41 +904,21 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         // Drained: truncate the unpublished bytes (written or not) and take appends again.
-        int segmentIndex = _segments.Count - 1;
-        while (segmentIndex > 0 && _segments[segmentIndex].BaseOffset > _completed)
-        {
-            segmentIndex--;
-        }
-
-        Segment keep = _segments[segmentIndex];
+        int dropped;
         try
         {
-            for (int i = _segments.Count - 1; i > segmentIndex; i--)
-            {
-                Segment drop = _segments[i];
-                Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
-                _segments.RemoveAt(i);
-                _sizeBytes -= drop.Size;
-                drop.CloseAndDelete();
-            }
-
-            RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
+            dropped = TruncateToCompletedLocked(ref message);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            _active = _segments[^1];
             int errno = ErrnoNames.FromException(ex);
             throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {keep.Name} back to position {keep.CompletedSize}: {ex.Message}; {ErrnoNames.Advice(errno)}",
+                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {_active.Name} back to offset {_completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
                 errno,
                 ex);
         }
 
-        int dropped = keep.Size - keep.CompletedSize;
-        _sizeBytes -= dropped;
-        keep.ReopenAtCompleted();
-        _active = keep;
-        _reserved = _completed;
+        Segment keep = _active;
         _failed = false;
         _failedFrom = long.MaxValue;
         if (_durable < _completed)
@@ -932,9 +926,52 @@ public sealed class PartitionLog : IAsyncDisposable
             _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
         }
 
-        message = $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
+        message = (message is null ? string.Empty : message + " ")
+            + $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
         _failureErrno = 0;
         AssertTailsLocked();
+    }
+
+    /// <summary>
+    /// Cuts everything past the completed tail (after an I/O error, with nothing in flight): the segment holding the
+    /// tail is truncated first (if that throws, nothing changed), later segments are deleted, the kept segment
+    /// becomes active again. Returns the bytes dropped.
+    /// </summary>
+    private int TruncateToCompletedLocked(ref string? message)
+    {
+        Debug.Assert(_pending.Count == 0, "truncating under in-flight writes");
+        int keepIndex = _segments.Count - 1;
+        while (keepIndex > 0 && _segments[keepIndex].BaseOffset > _completed)
+        {
+            keepIndex--;
+        }
+
+        Segment keep = _segments[keepIndex];
+        RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
+        int dropped = keep.Size - keep.CompletedSize;
+        for (int i = _segments.Count - 1; i > keepIndex; i--)
+        {
+            Segment drop = _segments[i];
+            Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
+            _segments.RemoveAt(i);
+            _sizeBytes -= drop.Size;
+            dropped += drop.Size;
+            try
+            {
+                drop.CloseAndDelete();
+            }
+            catch (IOException ex)
+            {
+                // Recovery drops it at the next start: it begins past the end of the kept segment.
+                message = $"partition {_name}: could not delete {drop.LogPath} ({ex.Message}); the next start removes it";
+            }
+        }
+
+        _sizeBytes -= keep.Size - keep.CompletedSize;
+        keep.ReopenAtCompleted();
+        _active = keep;
+        _reserved = _completed;
+        return dropped;
     }
 
     private bool ShouldRollLocked(int size, int lastOffsetDelta, LogConfig config, long nowMs)
@@ -1184,7 +1221,6 @@ public sealed class PartitionLog : IAsyncDisposable
         string? message = null;
         SafeFileHandle[]? flushes;
         long round;
-        List<Segment>? indexWrites = null;
         lock (_lock)
         {
             if (!_flushInFlight || token != _flushRound)
@@ -1211,8 +1247,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
 
                 _flushTargets.Clear();
+                StartIndexWritesLocked();
                 AdvanceDurableLocked();
-                indexWrites = CollectIndexWritesLocked();
             }
             else
             {
@@ -1246,7 +1282,6 @@ public sealed class PartitionLog : IAsyncDisposable
             _log(message);
         }
 
-        ScheduleIndexWrites(indexWrites);
         IssueFlushes(flushes, round);
     }
 
@@ -1286,36 +1321,20 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    /// <summary>Sealed segments that just became fully durable: their index files can be written now.</summary>
-    private List<Segment>? CollectIndexWritesLocked()
+    /// <summary>
+    /// Starts the index file writes of sealed segments that just became fully durable, on the thread pool (file
+    /// I/O never runs in a device callback). Registered under the lock, so whoever sees the durable tail also
+    /// sees the write in <see cref="_indexWrites"/>.
+    /// </summary>
+    private void StartIndexWritesLocked()
     {
-        List<Segment>? indexWrites = null;
         foreach (Segment s in _segments)
         {
             if (s.FullyFlushed && !s.IndexFilesCurrent && !s.IndexWriteInProgress)
             {
                 s.IndexWriteInProgress = true;
-                (indexWrites ??= new List<Segment>()).Add(s);
-            }
-        }
-
-        return indexWrites;
-    }
-
-    private void ScheduleIndexWrites(List<Segment>? segments)
-    {
-        if (segments is null)
-        {
-            return;
-        }
-
-        foreach (Segment segment in segments)
-        {
-            Task task = Task.Run(() => WriteIndexFiles(segment));
-            lock (_lock)
-            {
-                _indexWrites.RemoveAll(t => t.IsCompleted);
-                _indexWrites.Add(task);
+                _indexWrites.RemoveAll(static t => t.IsCompleted);
+                _indexWrites.Add(Task.Run(() => WriteIndexFiles(s)));
             }
         }
     }
@@ -1375,6 +1394,34 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         await drained.ConfigureAwait(false);
+
+        if (clean)
+        {
+            // Writes that completed after an I/O error were never published: cut them now, or recovery would
+            // bring back appends that were answered with an error.
+            string? message = null;
+            lock (_lock)
+            {
+                if (_failed)
+                {
+                    try
+                    {
+                        int dropped = TruncateToCompletedLocked(ref message);
+                        message = (message is null ? string.Empty : message + " ")
+                            + $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {_active.Name} back to offset {_completed} (dropped {dropped} unpublished bytes)";
+                    }
+                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                    {
+                        message = $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {_completed} ({ex.Message}); the next start scans the log";
+                    }
+                }
+            }
+
+            if (message is not null)
+            {
+                _log(message);
+            }
+        }
 
         bool flushed = false;
         if (clean)

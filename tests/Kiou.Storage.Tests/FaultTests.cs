@@ -171,6 +171,32 @@ public sealed class FaultTests : IDisposable
     }
 
     [Fact]
+    public async Task FailedAppendsWhoseBytesLanded_DoNotComeBackAfterRestart()
+    {
+        await using (PartitionLog log = _f.Open())
+        {
+            await LogFixture.AppendMany(log, 3);
+            int next = _f.Device.WritesIssued;
+            _f.Device.HoldWrites = true;
+            _f.Device.WriteFault = i => i == next ? EIO : null;
+            Task<AppendResult> a = log.AppendAsync(BatchBuilder.Simple(1), false).AsTask();
+            Task<AppendResult> b = log.AppendAsync(BatchBuilder.Simple(1), false).AsTask(); // written, but after the failure
+            _f.Device.ReleaseWrite(1);
+            _f.Device.ReleaseWrite(0);
+            await Assert.ThrowsAsync<StorageException>(() => a);
+            await Assert.ThrowsAsync<StorageException>(() => b);
+            Assert.True(log.IsFailed);
+        }
+
+        Assert.Contains(_f.Lines, l => l.Contains("closing after EIO") && l.Contains("truncated"));
+        await using (PartitionLog log = _f.Open())
+        {
+            Assert.Equal(3, log.HighWatermark);
+            Assert.Equal(3, LogFixture.ReadAll(log, 0).Count);
+        }
+    }
+
+    [Fact]
     public async Task Failure_IsPerPartition()
     {
         await using PartitionLog a = _f.Open();

@@ -106,6 +106,7 @@ public sealed class RandomizedModelTests
                     // Crash: abandon the log (no close), then maybe tear the last segment's tail.
                     IReadOnlyList<long> bases = log.SegmentBaseOffsets;
                     await log.FlushAsync();
+                    await log.WhenBackgroundIdleAsync(); // a real crash stops these too; here they would race the reopen
                     string path = f.SegmentPath(bases[^1]);
                     long length = new FileInfo(path).Length;
                     int cut = rng.Next(0, 3) == 0 ? 0 : rng.Next(1, (int)Math.Min(length, 300) + 1);
@@ -136,7 +137,7 @@ public sealed class RandomizedModelTests
                 else
                 {
                     await log.FlushAsync();
-                    await Task.Delay(20);
+                    await log.WhenBackgroundIdleAsync();
                     log.Config = config with { RetentionBytes = rng.Next(0, 5000) };
                     log.EnforceRetention(f.Time.NowMs);
                     log.Config = config;

@@ -163,7 +163,7 @@ public sealed class SegmentRetentionTests : IDisposable
         Assert.Equal(0, log.LogStartOffset);
         _f.Device.ReleaseAllFlushes();
         await log.FlushAsync();
-        await Task.Delay(50); // index files of sealed segments are written in the background
+        await log.WhenBackgroundIdleAsync(); // index files of sealed segments are written in the background
         log.EnforceRetention(_f.Time.NowMs);
         Assert.Equal(1, log.SegmentCount);
         Assert.Equal(log.SegmentBaseOffsets[0], log.LogStartOffset);
@@ -180,7 +180,7 @@ public sealed class SegmentRetentionTests : IDisposable
         {
             await LogFixture.AppendMany(log, 20, valueBytes: 60);
             await log.FlushAsync();
-            await Task.Delay(50);
+            await log.WhenBackgroundIdleAsync();
             log.EnforceRetention(_f.Time.NowMs);
             start = log.LogStartOffset;
             kept = LogFixture.ReadAll(log, start);
