@@ -29,7 +29,7 @@ namespace Kiou.Storage;
 /// issued, and when it finishes every waiter below that tail is answered at once (group commit). Rounds are
 /// requested by durable appends, <see cref="FlushAsync"/>, rolls (the sealed segment), Flush=Always and
 /// flush.messages.</para>
-/// <para>I/O errors: see <see cref="AppendAsync"/>. Design notes: docs/design/three-tails.md.</para>
+/// <para>I/O errors: see <see cref="AppendAsync"/>.</para>
 /// </remarks>
 public sealed class PartitionLog : IAsyncDisposable
 {
@@ -220,8 +220,9 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     /// <param name="waitDurable">Complete only once <see cref="DurableOffset"/> covers the batch (acks=all with
     /// Flush=Always); this requests a flush whatever the flush mode.</param>
-    /// <exception cref="RecordListTooLargeException">The batch is larger than segment.bytes.</exception>
-    /// <exception cref="StorageException">
+    /// <exception cref="ArgumentException">Thrown at once: the memory is not exactly one RecordBatch v2.</exception>
+    /// <exception cref="RecordListTooLargeException">Through the task: the batch is larger than segment.bytes.</exception>
+    /// <exception cref="StorageException">Through the task:
     /// The write (or a flush) failed with an errno, an earlier in-flight write of this partition failed, or the
     /// partition is failed or closed. On an I/O error the failing append and every later in-flight append fail;
     /// nothing already published changes. Once in-flight writes have drained, the next append truncates the
@@ -238,7 +239,8 @@ public sealed class PartitionLog : IAsyncDisposable
         LogConfig config = Config;
         if (span.Length > config.SegmentBytesEffective)
         {
-            throw new RecordListTooLargeException($"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}");
+            return ValueTask.FromException<AppendResult>(new RecordListTooLargeException(
+                $"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}"));
         }
 
         long appendTimeMs = -1;
@@ -288,6 +290,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 flushes = StartFlushLocked(out round);
                 AssertTailsLocked();
             }
+        }
+        catch (StorageException ex)
+        {
+            _pool.Return(op);
+            return ValueTask.FromException<AppendResult>(ex);
         }
         catch
         {
@@ -604,7 +611,7 @@ public sealed class PartitionLog : IAsyncDisposable
             while (_segments.Count > 1)
             {
                 Segment oldest = _segments[0];
-                if (oldest == _active || !oldest.FullyFlushed || oldest.IndexWriteInProgress)
+                if (oldest == _active || !oldest.FullyFlushed)
                 {
                     break;
                 }
@@ -628,7 +635,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 excess -= oldest.Size;
                 _segments.RemoveAt(0);
                 _sizeBytes -= oldest.Size;
-                _logStart = _segments[0].BaseOffset;
+                Volatile.Write(ref _logStart, _segments[0].BaseOffset);
+                oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
                 deleted.Add((oldest, why));
                 AssertTailsLocked();
             }
@@ -641,18 +649,26 @@ public sealed class PartitionLog : IAsyncDisposable
 
         foreach (var (segment, why) in deleted)
         {
-            try
+            _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
+            if (!segment.DeletePending)
             {
-                segment.CloseAndDelete();
-                _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
-            }
-            catch (IOException ex)
-            {
-                _log($"partition {_name}: retention could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
+                DeleteSegmentFiles(segment);
             }
         }
 
         FileSync.SyncDirectory(_directory);
+    }
+
+    private void DeleteSegmentFiles(Segment segment)
+    {
+        try
+        {
+            segment.CloseAndDelete();
+        }
+        catch (IOException ex)
+        {
+            _log($"partition {_name}: could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
+        }
     }
 
     /// <summary>Closes the log (in-flight appends finish first, nothing is flushed) and removes its directory (DeleteTopics).</summary>
@@ -670,6 +686,16 @@ public sealed class PartitionLog : IAsyncDisposable
 
     /// <summary>Lets in-flight writes finish, flushes, writes the index files and a clean-shutdown marker, closes.</summary>
     public ValueTask DisposeAsync() => new(CloseAsync(clean: true));
+
+    /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
+    internal Task WhenBackgroundIdleAsync()
+    {
+        lock (_lock)
+        {
+            _indexWrites.RemoveAll(static t => t.IsCompleted);
+            return Task.WhenAll(_indexWrites.ToArray());
+        }
+    }
 
     /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
     internal void CheckInvariants()
@@ -709,7 +735,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 expected = op.EndOffset;
             }
 
-            Check(_pending.Count == 0 || _pending.Front.BaseOffset == _completed, "the first in-flight append does not start at the completed tail");
+            // After an I/O error, failed appends leave the queue without publishing: the rest start past a gap.
+            Check(
+                _pending.Count == 0 || _pending.Front.BaseOffset == _completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
+                "the first in-flight append does not start at the completed tail");
+            Check(_failed || _failedFrom == long.MaxValue, "failure point set on a healthy partition");
             Check(_pending.Count == 0 ? _failed || _completed == _reserved : expected == _reserved, "in-flight appends do not end at the reserved tail");
         }
 
@@ -865,7 +895,8 @@ public sealed class PartitionLog : IAsyncDisposable
             return;
         }
 
-        if (_pending.Count > 0 || _flushInFlight)
+        // A flush in flight covers only completed bytes, which truncation keeps: no need to wait for it.
+        if (_pending.Count > 0)
         {
             throw new StorageException(
                 $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and still draining {_pending.Count} in-flight write(s); retry shortly ({ErrnoNames.Advice(_failureErrno)})",
@@ -873,41 +904,21 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         // Drained: truncate the unpublished bytes (written or not) and take appends again.
-        int segmentIndex = _segments.Count - 1;
-        while (segmentIndex > 0 && _segments[segmentIndex].BaseOffset > _completed)
-        {
-            segmentIndex--;
-        }
-
-        Segment keep = _segments[segmentIndex];
+        int dropped;
         try
         {
-            for (int i = _segments.Count - 1; i > segmentIndex; i--)
-            {
-                Segment drop = _segments[i];
-                Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
-                _segments.RemoveAt(i);
-                _sizeBytes -= drop.Size;
-                drop.CloseAndDelete();
-            }
-
-            RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
+            dropped = TruncateToCompletedLocked(ref message);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            _active = _segments[^1];
             int errno = ErrnoNames.FromException(ex);
             throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {keep.Name} back to position {keep.CompletedSize}: {ex.Message}; {ErrnoNames.Advice(errno)}",
+                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {_active.Name} back to offset {_completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
                 errno,
                 ex);
         }
 
-        int dropped = keep.Size - keep.CompletedSize;
-        _sizeBytes -= dropped;
-        keep.ReopenAtCompleted();
-        _active = keep;
-        _reserved = _completed;
+        Segment keep = _active;
         _failed = false;
         _failedFrom = long.MaxValue;
         if (_durable < _completed)
@@ -915,9 +926,52 @@ public sealed class PartitionLog : IAsyncDisposable
             _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
         }
 
-        message = $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
+        message = (message is null ? string.Empty : message + " ")
+            + $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
         _failureErrno = 0;
         AssertTailsLocked();
+    }
+
+    /// <summary>
+    /// Cuts everything past the completed tail (after an I/O error, with nothing in flight): the segment holding the
+    /// tail is truncated first (if that throws, nothing changed), later segments are deleted, the kept segment
+    /// becomes active again. Returns the bytes dropped.
+    /// </summary>
+    private int TruncateToCompletedLocked(ref string? message)
+    {
+        Debug.Assert(_pending.Count == 0, "truncating under in-flight writes");
+        int keepIndex = _segments.Count - 1;
+        while (keepIndex > 0 && _segments[keepIndex].BaseOffset > _completed)
+        {
+            keepIndex--;
+        }
+
+        Segment keep = _segments[keepIndex];
+        RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
+        int dropped = keep.Size - keep.CompletedSize;
+        for (int i = _segments.Count - 1; i > keepIndex; i--)
+        {
+            Segment drop = _segments[i];
+            Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
+            _segments.RemoveAt(i);
+            _sizeBytes -= drop.Size;
+            dropped += drop.Size;
+            try
+            {
+                drop.CloseAndDelete();
+            }
+            catch (IOException ex)
+            {
+                // Recovery drops it at the next start: it begins past the end of the kept segment.
+                message = $"partition {_name}: could not delete {drop.LogPath} ({ex.Message}); the next start removes it";
+            }
+        }
+
+        _sizeBytes -= keep.Size - keep.CompletedSize;
+        keep.ReopenAtCompleted();
+        _active = keep;
+        _reserved = _completed;
+        return dropped;
     }
 
     private bool ShouldRollLocked(int size, int lastOffsetDelta, LogConfig config, long nowMs)
@@ -1167,7 +1221,6 @@ public sealed class PartitionLog : IAsyncDisposable
         string? message = null;
         SafeFileHandle[]? flushes;
         long round;
-        List<Segment>? indexWrites = null;
         lock (_lock)
         {
             if (!_flushInFlight || token != _flushRound)
@@ -1194,8 +1247,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
 
                 _flushTargets.Clear();
+                StartIndexWritesLocked();
                 AdvanceDurableLocked();
-                indexWrites = CollectIndexWritesLocked();
             }
             else
             {
@@ -1229,7 +1282,6 @@ public sealed class PartitionLog : IAsyncDisposable
             _log(message);
         }
 
-        ScheduleIndexWrites(indexWrites);
         IssueFlushes(flushes, round);
     }
 
@@ -1269,36 +1321,20 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    /// <summary>Sealed segments that just became fully durable: their index files can be written now.</summary>
-    private List<Segment>? CollectIndexWritesLocked()
+    /// <summary>
+    /// Starts the index file writes of sealed segments that just became fully durable, on the thread pool (file
+    /// I/O never runs in a device callback). Registered under the lock, so whoever sees the durable tail also
+    /// sees the write in <see cref="_indexWrites"/>.
+    /// </summary>
+    private void StartIndexWritesLocked()
     {
-        List<Segment>? indexWrites = null;
         foreach (Segment s in _segments)
         {
             if (s.FullyFlushed && !s.IndexFilesCurrent && !s.IndexWriteInProgress)
             {
                 s.IndexWriteInProgress = true;
-                (indexWrites ??= new List<Segment>()).Add(s);
-            }
-        }
-
-        return indexWrites;
-    }
-
-    private void ScheduleIndexWrites(List<Segment>? segments)
-    {
-        if (segments is null)
-        {
-            return;
-        }
-
-        foreach (Segment segment in segments)
-        {
-            Task task = Task.Run(() => WriteIndexFiles(segment));
-            lock (_lock)
-            {
-                _indexWrites.RemoveAll(t => t.IsCompleted);
-                _indexWrites.Add(task);
+                _indexWrites.RemoveAll(static t => t.IsCompleted);
+                _indexWrites.Add(Task.Run(() => WriteIndexFiles(s)));
             }
         }
     }
@@ -1316,13 +1352,20 @@ public sealed class PartitionLog : IAsyncDisposable
             failure = ex.Message;
         }
 
+        bool delete;
         lock (_lock)
         {
             segment.IndexWriteInProgress = false;
             segment.IndexFilesCurrent = failure is null;
+            delete = segment.DeletePending;
         }
 
-        if (failure is not null)
+        if (delete)
+        {
+            DeleteSegmentFiles(segment);
+            FileSync.SyncDirectory(_directory);
+        }
+        else if (failure is not null)
         {
             _log($"partition {_name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
         }
@@ -1351,6 +1394,34 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         await drained.ConfigureAwait(false);
+
+        if (clean)
+        {
+            // Writes that completed after an I/O error were never published: cut them now, or recovery would
+            // bring back appends that were answered with an error.
+            string? message = null;
+            lock (_lock)
+            {
+                if (_failed)
+                {
+                    try
+                    {
+                        int dropped = TruncateToCompletedLocked(ref message);
+                        message = (message is null ? string.Empty : message + " ")
+                            + $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {_active.Name} back to offset {_completed} (dropped {dropped} unpublished bytes)";
+                    }
+                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                    {
+                        message = $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {_completed} ({ex.Message}); the next start scans the log";
+                    }
+                }
+            }
+
+            if (message is not null)
+            {
+                _log(message);
+            }
+        }
 
         bool flushed = false;
         if (clean)
@@ -1402,6 +1473,18 @@ public sealed class PartitionLog : IAsyncDisposable
                         active.FinishTimeIndex();
                     }
 
+                    // No flush will come for these any more (delete, or a failed final flush).
+                    var closedError = new StorageException($"partition {_name} was closed before the data became durable; retry the produce");
+                    while (_durableAppends.Count > 0)
+                    {
+                        _durableAppends.Dequeue().Fail(closedError);
+                    }
+
+                    while (_durableTasks.Count > 0)
+                    {
+                        _durableTasks.Dequeue().Task.TrySetException(closedError);
+                    }
+
                     break;
                 }
             }
@@ -1409,7 +1492,8 @@ public sealed class PartitionLog : IAsyncDisposable
             await wait.ConfigureAwait(false);
         }
 
-        if (clean)
+        // Index files only over durable bytes: a sealed segment's files are trusted at the next start.
+        if (clean && flushed)
         {
             foreach (Segment s in segments)
             {
@@ -1427,7 +1511,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
             }
 
-            if (flushed && !failed)
+            if (!failed)
             {
                 try
                 {

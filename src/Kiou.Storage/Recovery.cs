@@ -99,7 +99,11 @@ internal static class Recovery
 
         if (segments.Count > 0)
         {
+            // The active segment's index files go stale with the first append; remove them so a crash before the
+            // next roll or clean close leads to a full scan, never to a stale index trusted on a sealed segment.
             Segment active = segments[^1];
+            active.DeleteIndexFiles();
+            active.IndexFilesCurrent = false;
             active.RollBaseMs = nowMs;
             if (active.CompletedSize > 0)
             {
@@ -350,16 +354,22 @@ internal static class Recovery
         segment.ReservedEnd = segment.CompletedEnd;
         segment.FlushedEnd = segment.CompletedEnd;
 
+        int dropped = fileLength - position;
         if (problem is not null)
         {
-            int dropped = fileLength - position;
             RandomAccess.SetLength(segment.Handle, position);
-            int rc = FileSync.DataSync(segment.Handle);
-            if (rc < 0)
-            {
-                throw new StorageException($"partition {partitionName}: fdatasync after truncating {segment.LogPath} failed with {ErrnoNames.Describe(rc)}; {ErrnoNames.Advice(rc)}", -rc);
-            }
+        }
 
+        // What the scan read may exist only in the page cache (a process crash before the roll flush): make it
+        // durable before it is reported as such.
+        int rc = FileSync.DataSync(segment.Handle);
+        if (rc < 0)
+        {
+            throw new StorageException($"partition {partitionName}: fdatasync of {segment.LogPath} failed during recovery with {ErrnoNames.Describe(rc)}; {ErrnoNames.Advice(rc)}", -rc);
+        }
+
+        if (problem is not null)
+        {
             string what = torn
                 ? $"truncated torn tail of {segment.Name} at position {position} (dropped {dropped} bytes); the last batch was incomplete after an unclean stop: {problem}"
                 : $"truncated {segment.Name} at position {position} (dropped {dropped} bytes): {problem}; nothing from there on is served";

@@ -72,6 +72,9 @@ internal sealed class Segment
 
     public bool IndexWriteInProgress { get; set; }
 
+    /// <summary>Removed by retention while its index files were being written: the writer deletes the files when done.</summary>
+    public bool DeletePending { get; set; }
+
     public OffsetIndex Index { get; private set; } = new();
 
     public TimeIndex TimeIndex { get; private set; } = new();
@@ -353,5 +356,5 @@ internal sealed class Segment
     }
 
     public StorageException Corrupt(long position, string what) =>
-        new($"{Name} is corrupt at position {position}: {what}. The partition refuses to serve these bytes; restart the broker to rebuild the log from its last valid batch.");
+        new($"{Name} is corrupt at position {position}: {what}. The partition refuses to serve these bytes; check the disk, then stop the broker and delete {Path.GetFileName(IndexPath)} so the next start rescans the segment and truncates it at its last valid batch.");
 }

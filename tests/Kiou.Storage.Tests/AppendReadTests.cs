@@ -83,7 +83,7 @@ public sealed class AppendReadTests : IDisposable
         Assert.Throws<ArgumentException>(() => { _ = log.AppendAsync(new byte[10], false); });
         byte[] twoBatches = [.. BatchBuilder.Simple(1), .. BatchBuilder.Simple(1)];
         Assert.Throws<ArgumentException>(() => { _ = log.AppendAsync(twoBatches, false); });
-        Assert.Throws<RecordListTooLargeException>(() => { _ = log.AppendAsync(BatchBuilder.Simple(1, valueBytes: 300), false); });
+        await Assert.ThrowsAsync<RecordListTooLargeException>(async () => await log.AppendAsync(BatchBuilder.Simple(1, valueBytes: 300), false));
         Assert.Equal(0, log.LogEndOffset);
         log.CheckInvariants();
     }
@@ -289,6 +289,23 @@ public sealed class AppendReadTests : IDisposable
         Assert.True(Directory.Exists(_f.PartitionDir));
         await log.DeleteAsync();
         Assert.False(Directory.Exists(_f.PartitionDir));
+    }
+
+    [Fact]
+    public async Task DeleteAsync_FailsAppendsStillWaitingForDurability()
+    {
+        PartitionLog log = _f.Open();
+        _f.Device.HoldFlushes = true;
+        Task<AppendResult> durable = log.AppendAsync(BatchBuilder.Simple(1), waitDurable: true).AsTask();
+        Assert.Equal(1, log.HighWatermark);
+        Task delete = log.DeleteAsync();
+        await Task.Delay(20);
+        Assert.False(delete.IsCompleted); // waits for the flush in flight before closing the files
+        _f.Device.HoldFlushes = false;
+        _f.Device.ReleaseAllFlushes();
+        await delete.WaitAsync(TimeSpan.FromSeconds(10));
+        AppendResult r = await durable.WaitAsync(TimeSpan.FromSeconds(10)); // that flush covered it
+        Assert.Equal(0, r.BaseOffset);
     }
 
     private static int CountBatches(ReadOnlySpan<byte> records)

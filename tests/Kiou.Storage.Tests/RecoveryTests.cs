@@ -23,8 +23,9 @@ public sealed class RecoveryTests : IDisposable
 
     private static async Task LogFixture_WaitIndexWrites(PartitionLog log)
     {
-        // Sealed segments write their index files in the background once durable.
-        await Task.Delay(50);
+        // Sealed segments write their index files in the background once durable; a real crash would stop
+        // them, here they would race the reopen.
+        await log.WhenBackgroundIdleAsync();
         log.CheckInvariants();
     }
 

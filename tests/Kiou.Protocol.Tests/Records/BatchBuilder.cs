@@ -35,7 +35,7 @@ public static class BatchBuilder
         int? recordsCount = null)
     {
         var body = new List<byte>();
-        long max = baseTimestamp;
+        long max = records.Count == 0 ? baseTimestamp : long.MinValue; // producers: the largest record timestamp
         for (int i = 0; i < records.Count; i++)
         {
             TestRecord r = records[i];

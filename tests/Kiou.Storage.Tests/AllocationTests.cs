@@ -1,0 +1,38 @@
+using Kiou.Storage.Tests.Support;
+using Kiou.Testing;
+
+namespace Kiou.Storage.Tests;
+
+public sealed class AllocationTests : IDisposable
+{
+    private readonly LogFixture _f = new();
+
+    public void Dispose() => _f.Dispose();
+
+    [Fact]
+    public async Task Append_SteadyState_DoesNotAllocate()
+    {
+        await using PartitionLog log = PartitionLog.Open(_f.DataDir, "alloc", 0, new LogConfig(), _f.Sync, _f.Time, _f.Lines.Enqueue);
+        byte[] batch = BatchBuilder.Simple(5, valueBytes: 100);
+        for (int i = 0; i < 100; i++)
+        {
+            AppendSync(log, batch);
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            AppendSync(log, batch);
+        }
+
+        long perAppend = (GC.GetAllocatedBytesForCurrentThread() - before) / 1000;
+        Assert.True(perAppend < 16, $"{perAppend} bytes allocated per append");
+    }
+
+    private static void AppendSync(PartitionLog log, byte[] batch)
+    {
+        ValueTask<AppendResult> task = log.AppendAsync(batch, false);
+        Assert.True(task.IsCompletedSuccessfully); // the sync device completes the write before returning
+        _ = task.Result;
+    }
+}
