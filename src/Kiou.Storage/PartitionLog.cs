@@ -61,6 +61,10 @@ public sealed class PartitionLog : IAsyncDisposable
     private long _nextSequence;
 
     private bool _failed;
+    // Set by a failed fdatasync and never cleared while open: after a writeback error Linux may have dropped the
+    // dirty pages, so a later "successful" flush proves nothing about them (the fsyncgate lesson). The partition
+    // stays offline until a restart, when recovery re-checks every batch of the tail.
+    private bool _flushFatal;
     private long _failedFrom = long.MaxValue;
     private int _failureErrno;
 
@@ -895,6 +899,13 @@ public sealed class PartitionLog : IAsyncDisposable
             return;
         }
 
+        if (_flushFatal)
+        {
+            throw new StorageException(
+                $"partition {_name} is offline: an fdatasync failed with {ErrnoNames.Describe(_failureErrno)}, so data written before it may not be on disk; fix the disk, then restart the broker (recovery checks the log)",
+                Math.Abs(_failureErrno));
+        }
+
         // A flush in flight covers only completed bytes, which truncation keeps: no need to wait for it.
         if (_pending.Count > 0)
         {
@@ -1255,7 +1266,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 int errno = _flushErrno;
                 _flushTargets.Clear();
                 MarkFailedLocked(errno, _completed, "fdatasync", ref message);
-                var failure = new StorageException($"partition {_name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable, retry the produce ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
+                _flushFatal = true;
+                var failure = new StorageException($"partition {_name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
                 while (_durableAppends.Count > 0)
                 {
                     _durableAppends.Dequeue().Fail(failure);

@@ -149,25 +149,36 @@ public sealed class FaultTests : IDisposable
     }
 
     [Fact]
-    public async Task FlushError_FailsDurableAppends_ThenResumes()
+    public async Task FlushError_FailsDurableAppends_AndKeepsThePartitionOfflineUntilReopened()
     {
-        await using PartitionLog log = _f.Open(new LogConfig { Flush = new FlushPolicy(FlushMode.Always, long.MaxValue, long.MaxValue) });
         bool failing = true;
         _f.Device.FlushFault = _ => failing ? EIO : null;
-        var ex = await Assert.ThrowsAsync<StorageException>(async () => await log.AppendAsync(BatchBuilder.Simple(1), waitDurable: true));
-        Assert.Equal(5, ex.Errno);
-        Assert.Contains("fdatasync", ex.Message);
-        Assert.True(log.IsFailed);
-        Assert.Equal(1, log.HighWatermark); // published data is not withdrawn
-        Assert.Equal(0, log.DurableOffset);
-        Assert.Contains(_f.Lines, l => l.Contains("fdatasync failed with EIO"));
+        await using (PartitionLog log = _f.Open(new LogConfig { Flush = new FlushPolicy(FlushMode.Always, long.MaxValue, long.MaxValue) }))
+        {
+            var ex = await Assert.ThrowsAsync<StorageException>(async () => await log.AppendAsync(BatchBuilder.Simple(1), waitDurable: true));
+            Assert.Equal(5, ex.Errno);
+            Assert.Contains("fdatasync", ex.Message);
+            Assert.True(log.IsFailed);
+            Assert.Equal(1, log.HighWatermark); // published data is not withdrawn
+            Assert.Equal(0, log.DurableOffset);
+            Assert.Contains(_f.Lines, l => l.Contains("fdatasync failed with EIO"));
 
-        failing = false;
-        AppendResult r = await log.AppendAsync(BatchBuilder.Simple(1), waitDurable: true);
-        Assert.Equal(1, r.BaseOffset);
-        Assert.Equal(2, log.DurableOffset);
-        Assert.False(log.IsFailed);
-        log.CheckInvariants();
+            // Even with the fault gone, a failed fdatasync keeps the partition offline: pages whose writeback
+            // failed may be gone, so only a restart (and its recovery scan) may take writes again.
+            failing = false;
+            var offline = await Assert.ThrowsAsync<StorageException>(async () => await log.AppendAsync(BatchBuilder.Simple(1), waitDurable: true));
+            Assert.Contains("restart", offline.Message);
+            Assert.True(log.IsFailed);
+        }
+
+        await using (PartitionLog log = _f.Open(new LogConfig { Flush = new FlushPolicy(FlushMode.Always, long.MaxValue, long.MaxValue) }))
+        {
+            AppendResult r = await log.AppendAsync(BatchBuilder.Simple(1), waitDurable: true);
+            Assert.Equal(1, r.BaseOffset);
+            Assert.Equal(2, log.DurableOffset);
+            Assert.False(log.IsFailed);
+            log.CheckInvariants();
+        }
     }
 
     [Fact]
