@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+
+namespace Kiou.Bench;
+
+sealed record RunResult(string Name, long Records, long Bytes, double Seconds, double BrokerCpuSeconds, double BrokerPeakRssMiB,
+    double? P50Ms = null, double? P99Ms = null, double? P999Ms = null)
+{
+    public double RecordsPerSecond => Records / Seconds;
+    public double MBps => Bytes / Seconds / 1e6;
+    public double CpuSecondsPerGB => Bytes == 0 ? 0 : BrokerCpuSeconds / (Bytes / 1e9);
+}
+
+/// <summary>Load generated with librdkafka (Confluent.Kafka): the same client library as kcat and the perf tools.</summary>
+static class Load
+{
+    public static void CreateTopic(string bootstrap, string topic, int partitions, Dictionary<string, string>? configs = null)
+    {
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
+        admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = partitions, ReplicationFactor = 1, Configs = configs }])
+            .GetAwaiter().GetResult();
+    }
+
+    public static ProducerConfig ProducerConfig(string bootstrap, Acks acks, int batchBytes, int lingerMs) => new()
+    {
+        BootstrapServers = bootstrap,
+        Acks = acks,
+        LingerMs = lingerMs,
+        BatchSize = batchBytes,
+        MessageMaxBytes = Math.Max(1_000_000, batchBytes + 1000),
+        QueueBufferingMaxKbytes = 1024 * 1024,
+        QueueBufferingMaxMessages = 2_000_000,
+        EnableIdempotence = false,
+        CompressionType = CompressionType.None,
+    };
+
+    /// <summary>Produces <paramref name="count"/> records of <paramref name="recordBytes"/> spread over the topic's partitions,
+    /// from <paramref name="clients"/> producer instances (each its own TCP connection), as fast as they go.</summary>
+    public static RunResult Produce(string name, BrokerUnderTest broker, string topic, int partitions, int recordBytes, long count,
+        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5)
+    {
+        var payload = new byte[recordBytes];
+        new Random(42).NextBytes(payload);
+        var producers = new IProducer<Null, byte[]>[clients];
+        for (int i = 0; i < clients; i++)
+            producers[i] = new ProducerBuilder<Null, byte[]>(ProducerConfig(broker.Bootstrap, acks, batchBytes, lingerMs)).Build();
+        // Warm the connections and metadata before timing.
+        foreach (var p in producers)
+            p.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, byte[]> { Value = payload }).GetAwaiter().GetResult();
+        long errors = 0;
+        Action<DeliveryReport<Null, byte[]>> onDelivery = r =>
+        {
+            if (r.Error.IsError)
+                Interlocked.Increment(ref errors);
+        };
+        double cpu0 = broker.CpuSeconds();
+        var sw = Stopwatch.StartNew();
+        var threads = new Thread[clients];
+        for (int c = 0; c < clients; c++)
+        {
+            int client = c;
+            threads[c] = new Thread(() =>
+            {
+                var producer = producers[client];
+                var message = new Message<Null, byte[]> { Value = payload };
+                long mine = count / clients + (client < count % clients ? 1 : 0);
+                for (long i = 0; i < mine; i++)
+                {
+                    var tp = new TopicPartition(topic, (int)((i * clients + client) % partitions));
+                    while (true)
+                    {
+                        try
+                        {
+                            producer.Produce(tp, message, onDelivery);
+                            break;
+                        }
+                        catch (ProduceException<Null, byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                        {
+                            producer.Poll(TimeSpan.FromMilliseconds(1));
+                        }
+                    }
+                }
+                producer.Flush(TimeSpan.FromMinutes(5));
+            });
+            threads[c].Start();
+        }
+        foreach (var t in threads)
+            t.Join();
+        sw.Stop();
+        double cpu = broker.CpuSeconds() - cpu0;
+        foreach (var p in producers)
+            p.Dispose();
+        if (errors > 0)
+            throw new InvalidOperationException($"{name}: {errors} records were not delivered");
+        return new RunResult(name, count, count * recordBytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB());
+    }
+
+    /// <summary>Consumes <paramref name="count"/> records from the beginning of every partition.</summary>
+    public static RunResult Consume(string name, BrokerUnderTest broker, string topic, int partitions, long count)
+    {
+        using var consumer = new ConsumerBuilder<Ignore, byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = broker.Bootstrap,
+            GroupId = "kiou-bench",
+            EnableAutoCommit = false,
+            FetchMaxBytes = 52428800,
+            MaxPartitionFetchBytes = 10485760,
+            QueuedMaxMessagesKbytes = 1024 * 1024,
+        }).Build();
+        consumer.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(topic, p, Offset.Beginning)));
+        long n = 0, bytes = 0;
+        double cpu0 = broker.CpuSeconds();
+        var sw = Stopwatch.StartNew();
+        while (n < count)
+        {
+            var r = consumer.Consume(TimeSpan.FromSeconds(10)) ?? throw new TimeoutException($"{name}: stalled after {n} records");
+            n++;
+            bytes += r.Message.Value.Length;
+        }
+        sw.Stop();
+        double cpu = broker.CpuSeconds() - cpu0;
+        consumer.Close();
+        return new RunResult(name, n, bytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB());
+    }
+
+    /// <summary>End-to-end latency (produce call to consumer receipt) at a fixed rate, in one process so one clock serves both.</summary>
+    public static RunResult Latency(string name, BrokerUnderTest broker, string topic, int ratePerSecond, TimeSpan duration, int recordBytes = 100)
+    {
+        using var consumer = new ConsumerBuilder<Ignore, byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = broker.Bootstrap,
+            GroupId = "kiou-bench-latency",
+            EnableAutoCommit = false,
+            FetchWaitMaxMs = 100,
+            FetchMinBytes = 1,
+        }).Build();
+        consumer.Assign(new TopicPartitionOffset(topic, 0, Offset.End));
+        using var producer = new ProducerBuilder<Null, byte[]>(ProducerConfig(broker.Bootstrap, Acks.Leader, 16384, 0)).Build();
+        // Let the consumer settle at the end of the log.
+        producer.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, byte[]> { Value = new byte[recordBytes] }).GetAwaiter().GetResult();
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed < TimeSpan.FromSeconds(5) && consumer.Consume(TimeSpan.FromMilliseconds(200)) is null)
+        {
+        }
+        long total = (long)(ratePerSecond * duration.TotalSeconds);
+        var latencies = new double[total];
+        long received = 0;
+        var consumerThread = new Thread(() =>
+        {
+            var deadline = Stopwatch.StartNew();
+            while (received < total && deadline.Elapsed < duration + TimeSpan.FromSeconds(20))
+            {
+                var r = consumer.Consume(TimeSpan.FromMilliseconds(100));
+                if (r is null || r.Message.Value.Length < 8)
+                    continue;
+                long sent = BitConverter.ToInt64(r.Message.Value, 0);
+                if (sent == 0)
+                    continue;
+                latencies[received++] = (Stopwatch.GetTimestamp() - sent) * 1000.0 / Stopwatch.Frequency;
+            }
+        });
+        consumerThread.Start();
+        double cpu0 = broker.CpuSeconds();
+        var sw = Stopwatch.StartNew();
+        var tp = new TopicPartition(topic, 0);
+        for (long i = 0; i < total; i++)
+        {
+            long due = (long)(i * (double)Stopwatch.Frequency / ratePerSecond);
+            while (sw.ElapsedTicks < due) // both in Stopwatch ticks
+                Thread.SpinWait(20);
+            var value = new byte[recordBytes];
+            BitConverter.TryWriteBytes(value, Stopwatch.GetTimestamp());
+            producer.Produce(tp, new Message<Null, byte[]> { Value = value });
+        }
+        producer.Flush(TimeSpan.FromSeconds(30));
+        consumerThread.Join();
+        sw.Stop();
+        double cpu = broker.CpuSeconds() - cpu0;
+        var got = latencies.AsSpan(0, (int)received).ToArray();
+        Array.Sort(got);
+        double P(double q) => got.Length == 0 ? double.NaN : got[Math.Min(got.Length - 1, (int)(q * got.Length))];
+        return new RunResult(name, received, received * recordBytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB(), P(0.50), P(0.99), P(0.999));
+    }
+}

@@ -1,0 +1,168 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Confluent.Kafka;
+using Kiou.Bench;
+
+// KIOU's benchmark. One run on one machine: it measures the machine's reference figures, then the broker (a child
+// process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
+// CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
+//
+//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]
+//     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
+//     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
+
+string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
+bool quick = false;
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--suite": suite = args[++i]; break;
+        case "--quick": quick = true; break;
+        case "--out": outDir = args[++i]; break;
+        case "--data-dir": dataRoot = args[++i]; break;
+        case "--broker": broker = args[++i]; break;
+        default:
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]");
+            return 2;
+    }
+}
+double scale = quick ? 0.2 : 1.0;
+var results = new List<(string Group, RunResult Result, string Reference, double Ratio)>();
+var env = new Dictionary<string, object>
+{
+    ["date"] = DateTime.UtcNow.ToString("u", CultureInfo.InvariantCulture),
+    ["cores"] = Environment.ProcessorCount,
+    ["kernel"] = File.Exists("/proc/sys/kernel/osrelease") ? File.ReadAllText("/proc/sys/kernel/osrelease").Trim() : "?",
+    ["librdkafka"] = Library.VersionString,
+    ["suite"] = suite,
+};
+
+Console.Error.WriteLine("measuring the machine's reference figures...");
+double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
+double diskBuffered = Reference.DiskWriteMBps(dataRoot, 1 << 20, 0, TimeSpan.FromSeconds(3));
+double diskSynced = Reference.DiskWriteMBps(dataRoot, 1 << 20, 1 << 20, TimeSpan.FromSeconds(3));
+env["loopback_MBps"] = loopback;
+env["disk_buffered_1MiB_MBps"] = diskBuffered;
+env["disk_fdatasync_every_1MiB_MBps"] = diskSynced;
+Console.Error.WriteLine($"loopback TCP {loopback:F0} MB/s; disk 1 MiB writes {diskBuffered:F0} MB/s buffered, {diskSynced:F0} MB/s with fdatasync each");
+
+void Report(string group, RunResult r, string reference, double referenceMBps)
+{
+    double ratio = referenceMBps > 0 ? r.MBps / referenceMBps : double.NaN;
+    results.Add((group, r, reference, ratio));
+    Console.Error.WriteLine($"  {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.MBps:F1} MB/s, {r.CpuSecondsPerGB:F2} broker CPU-s/GB, peak RSS {r.BrokerPeakRssMiB:F0} MiB" +
+        (r.P50Ms is null ? "" : $", p50 {r.P50Ms:F2} ms, p99 {r.P99Ms:F2} ms, p99.9 {r.P999Ms:F2} ms"));
+}
+
+Dictionary<string, string> Env(string io, string flush = "roll") => new() { ["KIOU_IO"] = io, ["KIOU_FLUSH"] = flush };
+int topicSeq = 0;
+string NewTopic(BrokerUnderTest b, int partitions)
+{
+    string t = $"bench-{topicSeq++}";
+    Load.CreateTopic(b.Bootstrap, t, partitions);
+    return t;
+}
+
+if (suite == "io")
+{
+    foreach (var io in new[] { "uring", "sync" })
+    {
+        using (var b = BrokerUnderTest.Start(broker, dataRoot, Env(io)))
+        {
+            foreach (int size in new[] { 100, 1024 })
+            {
+                foreach (int batch in new[] { 16384, 131072, 1048576 })
+                {
+                    long count = (long)((size == 100 ? 2_000_000 : 300_000) * scale);
+                    string t = NewTopic(b, 1);
+                    Report("io", Load.Produce($"{io} {size} B batch {batch / 1024} KiB acks=1", b, t, 1, size, count, Acks.Leader, batch), "disk buffered", diskBuffered);
+                }
+            }
+        }
+        using (var b = BrokerUnderTest.Start(broker, dataRoot, Env(io, "always")))
+        {
+            string t = NewTopic(b, 1);
+            Report("io", Load.Produce($"{io} 1024 B batch 1024 KiB acks=all KIOU_FLUSH=always", b, t, 1, 1024, (long)(300_000 * scale), Acks.All, 1048576),
+                "disk fdatasync", diskSynced);
+        }
+    }
+}
+else if (suite == "all")
+{
+    using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
+    {
+        string t100 = NewTopic(b, 1);
+        Report("throughput", Load.Produce("1. produce 100 B, acks=1", b, t100, 1, 100, (long)(3_000_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
+        string t1k = NewTopic(b, 1);
+        long n1k = (long)(1_000_000 * scale);
+        var produce1k = Load.Produce("2. produce 1 KiB, acks=1", b, t1k, 1, 1024, n1k, Acks.Leader, 1048576);
+        Report("throughput", produce1k, "loopback", loopback);
+        Report("throughput", Load.Consume("4. consume run 2 from the beginning", b, t1k, 1, n1k), "loopback", loopback);
+        string tl = NewTopic(b, 1);
+        Report("latency", Load.Latency("5. end-to-end latency at 10,000 rec/s", b, tl, 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), "-", 0);
+        string tp = NewTopic(b, 1000);
+        Report("spread", Load.Produce("6a. produce 1 KiB over 1,000 partitions", b, tp, 1000, 1024, (long)(500_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
+        string tc = NewTopic(b, 8);
+        Report("spread", Load.Produce("6b. produce 1 KiB from 200 connections", b, tc, 8, 1024, (long)(400_000 * scale), Acks.Leader, 131072, clients: 200), "loopback", loopback);
+        env["broker_idle_rss_MiB_after"] = b.RssMiB();
+    }
+    using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring", "always")))
+    {
+        string t = NewTopic(b, 1);
+        Report("durable", Load.Produce("3. produce 1 KiB, acks=all, KIOU_FLUSH=always", b, t, 1, 1024, (long)(1_000_000 * scale), Acks.All, 1048576), "disk fdatasync", diskSynced);
+    }
+    using (var idle = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
+    {
+        Thread.Sleep(2000);
+        env["broker_idle_rss_MiB"] = idle.RssMiB();
+    }
+}
+else
+{
+    Console.Error.WriteLine($"unknown suite {suite}: use io or all");
+    return 2;
+}
+
+var md = new StringBuilder();
+md.AppendLine(CultureInfo.InvariantCulture, $"Run {env["date"]}, {env["cores"]} cores, kernel {env["kernel"]}, librdkafka {env["librdkafka"]}, suite {suite}{(quick ? " (quick)" : "")}.");
+md.AppendLine(CultureInfo.InvariantCulture, $"Reference: loopback TCP {loopback:F0} MB/s; disk 1 MiB sequential writes {diskBuffered:F0} MB/s buffered, {diskSynced:F0} MB/s with an fdatasync after each.");
+md.AppendLine();
+md.AppendLine("| run | records/s | MB/s | broker CPU-s/GB | broker peak RSS MiB | vs reference | latency p50 / p99 / p99.9 ms |");
+md.AppendLine("|---|---:|---:|---:|---:|---|---|");
+foreach (var (_, r, reference, ratio) in results)
+{
+    string lat = r.P50Ms is null ? "" : $"{r.P50Ms:F2} / {r.P99Ms:F2} / {r.P999Ms:F2}";
+    string vs = double.IsNaN(ratio) ? "" : $"{ratio:P0} of {reference}";
+    md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RecordsPerSecond:N0} | {r.MBps:F1} | {r.CpuSecondsPerGB:F2} | {r.BrokerPeakRssMiB:F0} | {vs} | {lat} |");
+}
+if (env.TryGetValue("broker_idle_rss_MiB", out var idleRss))
+    md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Idle broker RSS: {idleRss:F0} MiB.");
+Directory.CreateDirectory(outDir);
+string stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+File.WriteAllText(Path.Combine(outDir, $"{suite}-{stamp}.md"), md.ToString());
+File.WriteAllText(Path.Combine(outDir, $"{suite}-{stamp}.json"), JsonSerializer.Serialize(new
+{
+    environment = env,
+    runs = results.Select(x => new
+    {
+        x.Result.Name,
+        x.Result.Records,
+        x.Result.Bytes,
+        x.Result.Seconds,
+        records_per_second = x.Result.RecordsPerSecond,
+        MBps = x.Result.MBps,
+        broker_cpu_seconds = x.Result.BrokerCpuSeconds,
+        broker_cpu_seconds_per_GB = x.Result.CpuSecondsPerGB,
+        broker_peak_rss_MiB = x.Result.BrokerPeakRssMiB,
+        reference = x.Reference,
+        ratio_to_reference = double.IsNaN(x.Ratio) ? (double?)null : x.Ratio,
+        p50_ms = x.Result.P50Ms,
+        p99_ms = x.Result.P99Ms,
+        p999_ms = x.Result.P999Ms,
+    }),
+}, new JsonSerializerOptions { WriteIndented = true }));
+Console.WriteLine(md.ToString());
+Console.Error.WriteLine($"written: {outDir}/{suite}-{stamp}.md and .json");
+return 0;

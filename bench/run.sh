@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# KIOU's benchmark, one command: builds the broker and the driver in Release, then measures the machine's
+# reference figures and the broker under librdkafka load in the same run. Not part of the test suite.
+#   bench/run.sh --suite io     io_uring vs sync append path (issue: io_uring append path)
+#   bench/run.sh --suite all    the six scenarios of BENCHMARKS.md
+# Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet build src/Kiou.Broker/Kiou.Broker.csproj -c Release -o artifacts/kiou --nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
+dotnet build bench/Kiou.Bench/Kiou.Bench.csproj -c Release -o artifacts/bench --nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
+exec dotnet artifacts/bench/Kiou.Bench.dll --broker artifacts/kiou/kiou "$@"
