@@ -53,7 +53,18 @@ public sealed class Connection
 
     public EndPoint? Remote => _remote;
 
-    public void Close() => _closed.Cancel();
+    /// <summary>Asks the connection to close; safe to call at any time, also after the connection has ended.</summary>
+    public void Close()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection ended on its own between the caller's look-up and this call.
+        }
+    }
 
     public async Task RunAsync()
     {
