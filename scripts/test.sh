@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, codec, storage, ring, and integration tests with real clients
-# (Confluent.Kafka/librdkafka from NuGet and kcat from Debian). The broker tests run twice: with the io_uring
-# append path (KIOU_IO=auto: io_uring where the kernel allows it) and with the synchronous pwrite path
-# (KIOU_IO=sync). Prints one closing line "N passed, N failed".
+# (Confluent.Kafka/librdkafka from NuGet, kcat and kafka-python from Debian, KafkaJS from npm). The broker tests
+# run twice: with the io_uring append path (KIOU_IO=auto: io_uring where the kernel allows it) and with the
+# synchronous pwrite path (KIOU_IO=sync). Prints one closing line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v kcat >/dev/null || { echo "kcat is missing: apt-get install -y kcat" >&2; exit 1; }
+/usr/bin/python3 -c 'import kafka' 2>/dev/null || { echo "kafka-python is missing: apt-get install -y python3-kafka" >&2; exit 1; }
+command -v node >/dev/null || { echo "Node.js is missing (for KafkaJS): apt-get install -y nodejs npm" >&2; exit 1; }
+if [ ! -d tests/compat/node_modules/kafkajs ]; then
+  (cd tests/compat && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm could not install KafkaJS (tests/compat)" >&2; exit 1; }
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 dotnet build Kiou.sln -c Release --nologo -v quiet "-clp:ErrorsOnly;NoSummary" || exit 1

@@ -1,31 +1,10 @@
-using System.Diagnostics;
-
 namespace Kiou.Broker.Tests;
 
 /// <summary>kcat (Debian's package, librdkafka inside) driving the broker as a user would.</summary>
 public sealed class KcatTests
 {
-    static (int ExitCode, string Stdout, string Stderr) Kcat(string args, string? stdin = null, int timeoutMs = 30000)
-    {
-        var psi = new ProcessStartInfo("kcat", args)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException("kcat did not start");
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (stdin is not null)
-            p.StandardInput.Write(stdin);
-        p.StandardInput.Close();
-        if (!p.WaitForExit(timeoutMs))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"kcat {args} did not finish in {timeoutMs} ms: {stderr.Result}");
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    static ChildProcess.Result Kcat(string args, string? stdin = null) =>
+        ChildProcess.Run("kcat", args.Split(' ', StringSplitOptions.RemoveEmptyEntries), stdin);
 
     [Fact]
     public async Task Kcat_reads_metadata_produces_and_consumes()
