@@ -8,12 +8,15 @@ using Kiou.Bench;
 // process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
 // CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
 //
-//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]
+//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
-bool quick = false;
+bool quick = false, showThreads = false;
+int rounds = 3;
+string? only = null;
+var ratios = new List<(string Row, double Records, double CpuPerGB)>();
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -23,8 +26,11 @@ for (int i = 0; i < args.Length; i++)
         case "--out": outDir = args[++i]; break;
         case "--data-dir": dataRoot = args[++i]; break;
         case "--broker": broker = args[++i]; break;
+        case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--only": only = args[++i]; break;
+        case "--threads": showThreads = true; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads]");
             return 2;
     }
 }
@@ -67,26 +73,70 @@ string NewTopic(BrokerUnderTest b, int partitions)
 
 if (suite == "io")
 {
-    foreach (var io in new[] { "uring", "sync" })
+    // Both modes run side by side (two brokers, one idle while the other is measured), row by row, and every row is
+    // repeated --rounds times with the order of the modes alternating, so that load from elsewhere on the machine and
+    // the page cache filling up hit both modes alike. The median round (by records/s) of each mode is reported.
+    var rows = new List<(string Label, int Size, int Batch, Acks Acks, string Flush, long Count)>();
+    foreach (int size in new[] { 100, 1024 })
     {
-        using (var b = BrokerUnderTest.Start(broker, dataRoot, Env(io)))
+        foreach (int batch in new[] { 16384, 131072, 1048576 })
+            rows.Add(($"{size} B batch {batch / 1024} KiB acks=1", size, batch, Acks.Leader, "roll", (long)((size == 100 ? 3_000_000 : 600_000) * scale)));
+    }
+    rows.Add(("1024 B batch 1024 KiB acks=all KIOU_FLUSH=always", 1024, 1048576, Acks.All, "always", (long)(600_000 * scale)));
+    var brokers = new Dictionary<(string Io, string Flush), BrokerUnderTest>();
+    try
+    {
+        foreach (string flush in new[] { "roll", "always" })
         {
-            foreach (int size in new[] { 100, 1024 })
+            foreach (string io in new[] { "uring", "sync" })
+                brokers[(io, flush)] = BrokerUnderTest.Start(broker, dataRoot, Env(io, flush));
+        }
+        foreach (var row in rows)
+        {
+            if (only is not null && !row.Label.Contains(only, StringComparison.Ordinal))
+                continue;
+            var byMode = new Dictionary<string, List<RunResult>> { ["uring"] = [], ["sync"] = [] };
+            for (int round = 0; round < rounds; round++)
             {
-                foreach (int batch in new[] { 16384, 131072, 1048576 })
+                string[] order = round % 2 == 0 ? ["uring", "sync"] : ["sync", "uring"];
+                foreach (string io in order)
                 {
-                    long count = (long)((size == 100 ? 2_000_000 : 300_000) * scale);
+                    var b = brokers[(io, row.Flush)];
                     string t = NewTopic(b, 1);
-                    Report("io", Load.Produce($"{io} {size} B batch {batch / 1024} KiB acks=1", b, t, 1, size, count, Acks.Leader, batch), "disk buffered", diskBuffered);
+                    var threads0 = showThreads ? b.ThreadCpuSeconds() : null;
+                    var r = Load.Produce($"{io} {row.Label}", b, t, 1, row.Size, row.Count, row.Acks, row.Batch);
+                    byMode[io].Add(r);
+                    string load = File.ReadAllText("/proc/loadavg").Trim();
+                    Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.MBps:F1} MB/s, {r.CpuSecondsPerGB:F2} CPU-s/GB; load {load}");
+                    if (threads0 is not null)
+                    {
+                        var threads1 = b.ThreadCpuSeconds();
+                        Console.Error.WriteLine("    broker threads (CPU-s): " + string.Join(", ", threads1
+                            .Select(kv => (kv.Key, Seconds: kv.Value - threads0.GetValueOrDefault(kv.Key)))
+                            .Where(x => x.Seconds > 0).OrderByDescending(x => x.Seconds).Select(x => $"{x.Key} {x.Seconds:F2}")));
+                    }
                 }
             }
+            RunResult? uringMedian = null;
+            foreach (string io in new[] { "uring", "sync" })
+            {
+                var sorted = byMode[io].OrderBy(r => r.RecordsPerSecond).ToList();
+                RunResult median = sorted[sorted.Count / 2];
+                string group = io == "uring" ? "io" : "io-sync";
+                string reference = row.Flush == "always" ? "disk fdatasync" : "disk buffered";
+                Report(group, median with { Name = $"{median.Name} (median of {sorted.Count}: {string.Join(" ", sorted.Select(r => (r.RecordsPerSecond / 1000).ToString("F0", CultureInfo.InvariantCulture)))} k rec/s)" },
+                    reference, row.Flush == "always" ? diskSynced : diskBuffered);
+                if (io == "uring")
+                    uringMedian = median;
+                else
+                    ratios.Add((row.Label, uringMedian!.RecordsPerSecond / median.RecordsPerSecond, uringMedian.CpuSecondsPerGB / median.CpuSecondsPerGB));
+            }
         }
-        using (var b = BrokerUnderTest.Start(broker, dataRoot, Env(io, "always")))
-        {
-            string t = NewTopic(b, 1);
-            Report("io", Load.Produce($"{io} 1024 B batch 1024 KiB acks=all KIOU_FLUSH=always", b, t, 1, 1024, (long)(300_000 * scale), Acks.All, 1048576),
-                "disk fdatasync", diskSynced);
-        }
+    }
+    finally
+    {
+        foreach (var b in brokers.Values)
+            b.Dispose();
     }
 }
 else if (suite == "all")
@@ -136,6 +186,12 @@ foreach (var (_, r, reference, ratio) in results)
     string lat = r.P50Ms is null ? "" : $"{r.P50Ms:F2} / {r.P99Ms:F2} / {r.P999Ms:F2}";
     string vs = double.IsNaN(ratio) ? "" : $"{ratio:P0} of {reference}";
     md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RecordsPerSecond:N0} | {r.MBps:F1} | {r.CpuSecondsPerGB:F2} | {r.BrokerPeakRssMiB:F0} | {vs} | {lat} |");
+}
+if (ratios.Count > 0)
+{
+    md.AppendLine().AppendLine("| row | uring/sync records/s | uring/sync CPU-s/GB |").AppendLine("|---|---:|---:|");
+    foreach (var (row, rec, cpu) in ratios)
+        md.AppendLine(CultureInfo.InvariantCulture, $"| {row} | {rec:F2} | {cpu:F2} |");
 }
 if (env.TryGetValue("broker_idle_rss_MiB", out var idleRss))
     md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Idle broker RSS: {idleRss:F0} MiB.");

@@ -22,6 +22,15 @@ public sealed class RingWorkerOptions
 
     public string ThreadName { get; init; } = "kiou-ring";
 
+    /// <summary>
+    /// Merge queued writes to the same file at adjacent positions into one IORING_OP_WRITEV (at most
+    /// <see cref="Ring.WritevBuffersMax"/> buffers, <see cref="CoalesceBytesMax"/> bytes). On by default.
+    /// </summary>
+    public bool CoalesceWrites { get; init; } = true;
+
+    /// <summary>Upper bound of one merged write, in bytes.</summary>
+    public int CoalesceBytesMax { get; init; } = 4 << 20;
+
     /// <summary>Test seam: when positive, each write SQE asks for at most this many bytes, so the kernel's result
     /// is short and the resubmission path runs.</summary>
     internal int WriteBytesMaxForTest { get; init; }
@@ -57,6 +66,7 @@ public sealed unsafe class RingWorker : IDisposable
     private readonly BoundedMpscQueue<RingRequest> _queue;
     private readonly Queue<RingRequest> _localQueue = new();
     private readonly Queue<int> _retry = new(); // ops holding a slot whose SQE is still to be queued
+    private readonly ReadOnlyMemory<byte>[] _iovScratch = new ReadOnlyMemory<byte>[Ring.WritevBuffersMax];
     private readonly Thread _thread;
     private readonly int _eventFd;
     private readonly byte* _wakeBuffer; // the armed eventfd read lands here (8 bytes)
@@ -70,6 +80,9 @@ public sealed unsafe class RingWorker : IDisposable
     private long _enterCount;
     private long _sqeCount;
     private int _largestBatch;
+    private long _coalescedWrites;
+    private RingRequest _carry; // dequeued while looking for a write to merge, placed first in the next turn
+    private bool _hasCarry;
 
     // Shared.
     private int _sleeping;        // 1: the worker may be about to sleep; a producer that swaps it to 0 writes the eventfd
@@ -80,8 +93,11 @@ public sealed unsafe class RingWorker : IDisposable
 
     private struct Op
     {
-        public RingRequest Request;
-        public int BytesDone; // writes: bytes the kernel already reported, the next SQE starts after them
+        public RingRequest Request;  // the only request, or the first of a merged write
+        public RingRequest[]? Group; // merged write: Group[0..GroupCount) back to back from Request.FilePosition
+        public int GroupCount;       // 1 unless merged
+        public int Length;           // writes: bytes of all requests
+        public int BytesDone;        // writes: bytes the kernel already reported, the next SQE starts after them
     }
 
     /// <exception cref="RingSetupException">io_uring setup was refused; the message names the likely cause.</exception>
@@ -125,6 +141,9 @@ public sealed unsafe class RingWorker : IDisposable
 
     /// <summary>SQEs queued so far, including the eventfd reads and write resubmissions.</summary>
     public long SqeCount => Volatile.Read(ref _sqeCount);
+
+    /// <summary>Writes that went to the kernel as part of a merged IORING_OP_WRITEV rather than on their own.</summary>
+    public long CoalescedWrites => Volatile.Read(ref _coalescedWrites);
 
     /// <summary>The most SQEs one io_uring_enter has submitted.</summary>
     public int LargestBatch => Volatile.Read(ref _largestBatch);
@@ -349,7 +368,8 @@ public sealed unsafe class RingWorker : IDisposable
         }
     }
 
-    // Moves requests into SQEs: resubmissions first, then callback-enqueued, then the shared queue.
+    // Moves requests into SQEs: resubmissions first, then callback-enqueued, then the shared queue. Writes to
+    // the same file at adjacent positions that are queued together become one WRITEV (CoalesceWrites).
     // Returns true when requests remain that could not be placed (all op slots in flight, or the SQ is full
     // and the kernel is not taking entries).
     private bool FillSqes()
@@ -364,24 +384,67 @@ public sealed unsafe class RingWorker : IDisposable
         }
         while (_freeOpCount > 0)
         {
-            RingRequest request;
-            if (_localQueue.Count > 0)
-            {
-                request = _localQueue.Dequeue();
-            }
-            else if (!_queue.TryDequeue(out request))
+            if (!TryTakeRequest(out RingRequest request))
             {
                 return false;
             }
             int op = _freeOps[--_freeOpCount];
-            _ops[op] = new Op { Request = request };
+            ref Op o = ref _ops[op];
+            o = new Op { Request = request, Group = o.Group, GroupCount = 1, Length = request.Buffer.Length };
+            if (request.Operation == RingOperation.Write && _options.CoalesceWrites)
+            {
+                Coalesce(ref o);
+            }
             if (!TryQueueSqe(op))
             {
                 _retry.Enqueue(op);
                 return true;
             }
         }
-        return _localQueue.Count > 0 || !_queue.IsEmpty;
+        return _hasCarry || _localQueue.Count > 0 || !_queue.IsEmpty;
+    }
+
+    private bool TryTakeRequest(out RingRequest request)
+    {
+        if (_hasCarry)
+        {
+            request = _carry;
+            _carry = default;
+            _hasCarry = false;
+            return true;
+        }
+        if (_localQueue.Count > 0)
+        {
+            request = _localQueue.Dequeue();
+            return true;
+        }
+        return _queue.TryDequeue(out request);
+    }
+
+    // Appends the following queued writes that continue o's range in the same file; the first that does not
+    // is kept in _carry for the next op.
+    private void Coalesce(ref Op o)
+    {
+        while (o.GroupCount < Ring.WritevBuffersMax && TryTakeRequest(out RingRequest next))
+        {
+            RingRequest last = o.GroupCount == 1 ? o.Request : o.Group![o.GroupCount - 1];
+            if (next.Operation != RingOperation.Write
+                || !ReferenceEquals(next.File, o.Request.File)
+                || next.FilePosition != last.FilePosition + last.Buffer.Length
+                || (long)o.Length + next.Buffer.Length > _options.CoalesceBytesMax)
+            {
+                _carry = next;
+                _hasCarry = true;
+                return;
+            }
+            if (o.GroupCount == 1)
+            {
+                o.Group ??= new RingRequest[Ring.WritevBuffersMax];
+                o.Group[0] = o.Request;
+            }
+            o.Group![o.GroupCount++] = next;
+            o.Length += next.Buffer.Length;
+        }
     }
 
     private bool TryQueueSqe(int op)
@@ -403,13 +466,22 @@ public sealed unsafe class RingWorker : IDisposable
         bool queued;
         switch (o.Request.Operation)
         {
-            case RingOperation.Write:
+            case RingOperation.Write when o.GroupCount == 1:
                 ReadOnlyMemory<byte> rest = o.Request.Buffer.Slice(o.BytesDone);
                 if (_options.WriteBytesMaxForTest > 0 && rest.Length > _options.WriteBytesMaxForTest)
                 {
                     rest = rest[.._options.WriteBytesMaxForTest];
                 }
                 queued = _ring.TryQueueWrite(fd, rest, o.Request.FilePosition + o.BytesDone, (ulong)op);
+                break;
+            case RingOperation.Write:
+                int count = RemainingBuffers(ref o);
+                queued = _ring.TryQueueWritev(fd, _iovScratch.AsSpan(0, count), o.Request.FilePosition + o.BytesDone, (ulong)op);
+                _iovScratch.AsSpan(0, count).Clear();
+                if (queued && o.BytesDone == 0)
+                {
+                    Volatile.Write(ref _coalescedWrites, _coalescedWrites + o.GroupCount);
+                }
                 break;
             case RingOperation.Fsync:
                 queued = _ring.TryQueueFsync(fd, o.Request.DataSync, (ulong)op);
@@ -425,6 +497,33 @@ public sealed unsafe class RingWorker : IDisposable
             Volatile.Write(ref _sqeCount, _sqeCount + 1);
         }
         return queued;
+    }
+
+    // The not yet written part of a merged write, as buffers in _iovScratch (capped by the test seam).
+    private int RemainingBuffers(ref Op o)
+    {
+        int skip = o.BytesDone;
+        int budget = _options.WriteBytesMaxForTest > 0 ? _options.WriteBytesMaxForTest : int.MaxValue;
+        int count = 0;
+        for (int i = 0; i < o.GroupCount && budget > 0; i++)
+        {
+            ReadOnlyMemory<byte> buffer = o.Group![i].Buffer;
+            if (skip >= buffer.Length)
+            {
+                skip -= buffer.Length;
+                continue;
+            }
+            buffer = buffer.Slice(skip);
+            skip = 0;
+            if (buffer.Length > budget)
+            {
+                buffer = buffer[..budget];
+            }
+            budget -= buffer.Length;
+            _iovScratch[count++] = buffer;
+        }
+        Debug.Assert(count > 0, "a merged write with nothing left to write");
+        return count;
     }
 
     private void ArmWake()
@@ -461,7 +560,7 @@ public sealed unsafe class RingWorker : IDisposable
         int result = completion.Result;
         if (o.Request.Operation == RingOperation.Write && result >= 0)
         {
-            int remaining = o.Request.Buffer.Length - o.BytesDone;
+            int remaining = o.Length - o.BytesDone;
             Debug.Assert(result <= remaining, "kernel wrote more than asked");
             if (result < remaining)
             {
@@ -476,14 +575,38 @@ public sealed unsafe class RingWorker : IDisposable
             }
             else
             {
-                result = o.Request.Buffer.Length;
+                o.BytesDone = o.Length;
             }
         }
 
         RingRequest request = o.Request;
-        o = default;
+        int groupCount = o.GroupCount;
+        RingRequest[]? group = o.Group;
+        int bytesDone = o.BytesDone;
+        o.Request = default;
+        o.BytesDone = 0;
         _freeOps[_freeOpCount++] = op;
-        request.File.DangerousRelease();
-        request.Callback.OnRingCompletion(request.Operation, request.State, request.Token, result);
+        if (groupCount == 1)
+        {
+            request.File.DangerousRelease();
+            if (request.Operation == RingOperation.Write && result >= 0)
+            {
+                result = request.Buffer.Length;
+            }
+            request.Callback.OnRingCompletion(request.Operation, request.State, request.Token, result);
+            return;
+        }
+
+        // A merged write: each request in file order gets its own length when all of its bytes were written,
+        // else the error. The group array stays with the op slot; the next merge there overwrites it.
+        int covered = 0;
+        for (int i = 0; i < groupCount; i++)
+        {
+            RingRequest r = group![i];
+            group[i] = default;
+            covered += r.Buffer.Length;
+            r.File.DangerousRelease();
+            r.Callback.OnRingCompletion(RingOperation.Write, r.State, r.Token, covered <= bytesDone ? r.Buffer.Length : result);
+        }
     }
 }

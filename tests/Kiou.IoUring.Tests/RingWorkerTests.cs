@@ -79,7 +79,8 @@ public class RingWorkerTests
     {
         using var dir = new TempDirectory();
         using SafeFileHandle file = File.OpenHandle(dir.File("batch.log"), FileMode.CreateNew, FileAccess.Write);
-        using var worker = new RingWorker(new RingWorkerOptions { Entries = 128 });
+        // Not merged into WRITEVs here: this test counts SQEs per enter.
+        using var worker = new RingWorker(new RingWorkerOptions { Entries = 128, CoalesceWrites = false });
         using var holdWorker = new ManualResetEventSlim();
         using var workerHeld = new ManualResetEventSlim();
         var first = new Recorder(1)
@@ -105,6 +106,111 @@ public class RingWorkerTests
         first.Wait();
 
         Assert.True(worker.LargestBatch >= 100, $"largest batch {worker.LargestBatch}");
+    }
+
+    // Parks the worker in the first write's callback, then queues `writes` while it is held.
+    private static void QueueWhileHeld(RingWorker worker, SafeFileHandle file, Recorder rest, Action queue)
+    {
+        using var holdWorker = new ManualResetEventSlim();
+        using var workerHeld = new ManualResetEventSlim();
+        var first = new Recorder(1)
+        {
+            // Test only: callbacks must not block. This one parks the worker so requests pile up.
+            OnEach = (_, _, _) =>
+            {
+                workerHeld.Set();
+                holdWorker.Wait();
+            },
+        };
+        worker.Enqueue(RingRequest.Write(file, new byte[1], 1L << 30, first, null, 0));
+        workerHeld.Wait();
+        queue();
+        holdWorker.Set();
+        rest.Wait();
+        first.Wait();
+    }
+
+    [UringTheory]
+    [InlineData(0)]
+    [InlineData(3000)]
+    public void Adjacent_writes_queued_together_become_writevs_and_each_gets_its_own_completion(int writeBytesMax)
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("merged.log");
+        const int count = 100;
+        byte[] expected = TestData.Pattern(count * 1000, 3);
+        var rest = new Recorder(count);
+        long coalesced;
+        using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64, WriteBytesMaxForTest = writeBytesMax }))
+        {
+            QueueWhileHeld(worker, file, rest, () =>
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    worker.Enqueue(RingRequest.Write(file, expected.AsMemory(i * 1000, 1000), i * 1000L, rest, null, i));
+                }
+            });
+            coalesced = worker.CoalescedWrites;
+        }
+
+        Assert.All(rest.Calls, calls => Assert.Equal(1, calls));
+        Assert.All(rest.Results, result => Assert.Equal(1000, result));
+        Assert.True(coalesced >= count - 1, $"only {coalesced} of {count} adjacent writes were merged");
+        Assert.Equal(expected, File.ReadAllBytes(path).AsSpan(0, expected.Length).ToArray());
+    }
+
+    [UringFact]
+    public void Writes_with_a_gap_or_an_fsync_between_them_are_not_merged()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("gaps.log");
+        var rest = new Recorder(5);
+        var order = new ConcurrentQueue<long>();
+        rest.OnEach = (_, token, _) => order.Enqueue(token);
+        byte[] data = TestData.Pattern(100, 4);
+        long coalesced;
+        using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64 }))
+        {
+            QueueWhileHeld(worker, file, rest, () =>
+            {
+                worker.Enqueue(RingRequest.Write(file, data, 0, rest, null, 0));
+                worker.Enqueue(RingRequest.Write(file, data, 200, rest, null, 1)); // gap at 100..199
+                worker.Enqueue(RingRequest.Fsync(file, dataSync: true, rest, null, 2));
+                worker.Enqueue(RingRequest.Write(file, data, 300, rest, null, 3)); // adjacent to 1, but after the fsync
+                worker.Enqueue(RingRequest.Write(file, data, 500, rest, null, 4));
+            });
+            coalesced = worker.CoalescedWrites;
+        }
+
+        Assert.Equal(0, coalesced);
+        Assert.Equal([100, 100, 0, 100, 100], rest.Results);
+    }
+
+    [UringFact]
+    public void A_merged_write_that_fails_fails_every_write_in_it()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("readonly.log");
+        File.WriteAllBytes(path, new byte[10]);
+        var rest = new Recorder(8);
+        long coalesced;
+        using (SafeFileHandle file = File.OpenHandle(path, FileMode.Open, FileAccess.Read))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64 }))
+        {
+            QueueWhileHeld(worker, file, rest, () =>
+            {
+                for (int i = 0; i < 8; i++)
+                {
+                    worker.Enqueue(RingRequest.Write(file, new byte[64], i * 64L, rest, null, i));
+                }
+            });
+            coalesced = worker.CoalescedWrites;
+        }
+
+        Assert.True(coalesced >= 7, $"only {coalesced} merged");
+        Assert.All(rest.Results, result => Assert.Equal(-Errno.EBADF, result));
     }
 
     [UringFact]
