@@ -8,13 +8,14 @@ using Kiou.Bench;
 // process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
 // CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
 //
-//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads]
+//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 bool quick = false, showThreads = false;
 int rounds = 3;
+string[] modes = ["uring", "sync"];
 string? only = null;
 var ratios = new List<(string Row, double Records, double CpuPerGB)>();
 for (int i = 0; i < args.Length; i++)
@@ -29,8 +30,9 @@ for (int i = 0; i < args.Length; i++)
         case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--only": only = args[++i]; break;
         case "--threads": showThreads = true; break;
+        case "--modes": modes = args[++i].Split(','); break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]");
             return 2;
     }
 }
@@ -47,8 +49,16 @@ var env = new Dictionary<string, object>
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
-double diskBuffered = Reference.DiskWriteMBps(dataRoot, 1 << 20, 0, TimeSpan.FromSeconds(3));
-double diskSynced = Reference.DiskWriteMBps(dataRoot, 1 << 20, 1 << 20, TimeSpan.FromSeconds(3));
+// Median of three 2-second runs, alternating: one run is at the mercy of whatever else the machine does.
+var buffered = new List<double>();
+var synced = new List<double>();
+for (int i = 0; i < 3; i++)
+{
+    buffered.Add(Reference.DiskWriteMBps(dataRoot, 1 << 20, 0, TimeSpan.FromSeconds(2)));
+    synced.Add(Reference.DiskWriteMBps(dataRoot, 1 << 20, 1 << 20, TimeSpan.FromSeconds(2)));
+}
+double diskBuffered = buffered.Order().ElementAt(1);
+double diskSynced = synced.Order().ElementAt(1);
 env["loopback_MBps"] = loopback;
 env["disk_buffered_1MiB_MBps"] = diskBuffered;
 env["disk_fdatasync_every_1MiB_MBps"] = diskSynced;
@@ -62,7 +72,14 @@ void Report(string group, RunResult r, string reference, double referenceMBps)
         (r.P50Ms is null ? "" : $", p50 {r.P50Ms:F2} ms, p99 {r.P99Ms:F2} ms, p99.9 {r.P999Ms:F2} ms"));
 }
 
-Dictionary<string, string> Env(string io, string flush = "roll") => new() { ["KIOU_IO"] = io, ["KIOU_FLUSH"] = flush };
+Dictionary<string, string> Env(string io, string flush = "roll")
+{
+    // "uring-inline": io_uring with KIOU_URING_WRITES=inline (writes executed by the ring thread, see docs/design/io_uring.md).
+    var e = new Dictionary<string, string> { ["KIOU_IO"] = io.Split('-')[0], ["KIOU_FLUSH"] = flush };
+    if (io.Contains('-'))
+        e["KIOU_URING_WRITES"] = io[(io.IndexOf('-') + 1)..];
+    return e;
+}
 int topicSeq = 0;
 string NewTopic(BrokerUnderTest b, int partitions)
 {
@@ -88,17 +105,17 @@ if (suite == "io")
     {
         foreach (string flush in new[] { "roll", "always" })
         {
-            foreach (string io in new[] { "uring", "sync" })
+            foreach (string io in modes)
                 brokers[(io, flush)] = BrokerUnderTest.Start(broker, dataRoot, Env(io, flush));
         }
         foreach (var row in rows)
         {
             if (only is not null && !row.Label.Contains(only, StringComparison.Ordinal))
                 continue;
-            var byMode = new Dictionary<string, List<RunResult>> { ["uring"] = [], ["sync"] = [] };
+            var byMode = modes.ToDictionary(m => m, _ => new List<RunResult>());
             for (int round = 0; round < rounds; round++)
             {
-                string[] order = round % 2 == 0 ? ["uring", "sync"] : ["sync", "uring"];
+                string[] order = round % 2 == 0 ? modes : modes.Reverse().ToArray();
                 foreach (string io in order)
                 {
                     var b = brokers[(io, row.Flush)];
@@ -117,19 +134,21 @@ if (suite == "io")
                     }
                 }
             }
-            RunResult? uringMedian = null;
-            foreach (string io in new[] { "uring", "sync" })
+            var medians = new Dictionary<string, RunResult>();
+            foreach (string io in modes)
             {
                 var sorted = byMode[io].OrderBy(r => r.RecordsPerSecond).ToList();
                 RunResult median = sorted[sorted.Count / 2];
-                string group = io == "uring" ? "io" : "io-sync";
+                string group = "io-" + io;
                 string reference = row.Flush == "always" ? "disk fdatasync" : "disk buffered";
                 Report(group, median with { Name = $"{median.Name} (median of {sorted.Count}: {string.Join(" ", sorted.Select(r => (r.RecordsPerSecond / 1000).ToString("F0", CultureInfo.InvariantCulture)))} k rec/s)" },
                     reference, row.Flush == "always" ? diskSynced : diskBuffered);
-                if (io == "uring")
-                    uringMedian = median;
-                else
-                    ratios.Add((row.Label, uringMedian!.RecordsPerSecond / median.RecordsPerSecond, uringMedian.CpuSecondsPerGB / median.CpuSecondsPerGB));
+                medians[io] = median;
+            }
+            if (medians.TryGetValue("sync", out var syncMedian))
+            {
+                foreach (var (io, m) in medians.Where(kv => kv.Key != "sync"))
+                    ratios.Add(($"{row.Label} ({io}/sync)", m.RecordsPerSecond / syncMedian.RecordsPerSecond, m.CpuSecondsPerGB / syncMedian.CpuSecondsPerGB));
             }
         }
     }
@@ -189,7 +208,7 @@ foreach (var (_, r, reference, ratio) in results)
 }
 if (ratios.Count > 0)
 {
-    md.AppendLine().AppendLine("| row | uring/sync records/s | uring/sync CPU-s/GB |").AppendLine("|---|---:|---:|");
+    md.AppendLine().AppendLine("| row | records/s ratio | CPU-s/GB ratio |").AppendLine("|---|---:|---:|");
     foreach (var (row, rec, cpu) in ratios)
         md.AppendLine(CultureInfo.InvariantCulture, $"| {row} | {rec:F2} | {cpu:F2} |");
 }

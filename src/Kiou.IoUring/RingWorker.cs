@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
@@ -27,6 +28,15 @@ public sealed class RingWorkerOptions
     /// <see cref="Ring.WritevBuffersMax"/> buffers, <see cref="CoalesceBytesMax"/> bytes). On by default.
     /// </summary>
     public bool CoalesceWrites { get; init; } = true;
+
+    /// <summary>
+    /// The worker executes writes itself (pwritev on its own thread, merged as with <see cref="CoalesceWrites"/>)
+    /// instead of queueing IORING_OP_WRITE; fsyncs and reads still go through the ring. For buffered files on
+    /// filesystems that cannot do non-blocking buffered writes (ext4), where the kernel hands every
+    /// IORING_OP_WRITE to an io-wq worker thread; see docs/design/io_uring.md. Completion order and callbacks are
+    /// unchanged: the callbacks run on the worker after the write, never inside a harvest.
+    /// </summary>
+    public bool InlineWrites { get; init; }
 
     /// <summary>Upper bound of one merged write, in bytes.</summary>
     public int CoalesceBytesMax { get; init; } = 4 << 20;
@@ -67,6 +77,8 @@ public sealed unsafe class RingWorker : IDisposable
     private readonly Queue<RingRequest> _localQueue = new();
     private readonly Queue<int> _retry = new(); // ops holding a slot whose SQE is still to be queued
     private readonly ReadOnlyMemory<byte>[] _iovScratch = new ReadOnlyMemory<byte>[Ring.WritevBuffersMax];
+    private readonly MemoryHandle[] _pinScratch = new MemoryHandle[Ring.WritevBuffersMax];
+    private readonly List<Completion> _inlineDone = new(); // writes done by InlineWrites, their callbacks still to run
     private readonly Thread _thread;
     private readonly int _eventFd;
     private readonly byte* _wakeBuffer; // the armed eventfd read lands here (8 bytes)
@@ -310,6 +322,22 @@ public sealed unsafe class RingWorker : IDisposable
         {
             bool exiting = _drainAndExit;
             bool backlog = FillSqes();
+            if (_inlineDone.Count > 0)
+            {
+                // InlineWrites: writes done on this thread; run their callbacks, pass any fsync queued meanwhile
+                // to the kernel, take what has completed, and look at the queue again before any sleep.
+                for (int i = 0; i < _inlineDone.Count; i++)
+                {
+                    Complete(_inlineDone[i], exiting);
+                }
+                _inlineDone.Clear();
+                if (_ring.Unsubmitted > 0 || _ring.CompletionsReady > 0)
+                {
+                    Enter(0);
+                }
+                DrainAndComplete(completions, exiting);
+                continue;
+            }
             if (exiting && !backlog && _freeOpCount == _ops.Length)
             {
                 if (!_wakeArmed)
@@ -346,14 +374,19 @@ public sealed unsafe class RingWorker : IDisposable
                 }
             }
 
-            int count;
-            while ((count = _ring.Drain(completions)) > 0)
+            DrainAndComplete(completions, exiting);
+        }
+    }
+
+    private void DrainAndComplete(Completion[] completions, bool exiting)
+    {
+        int count;
+        while ((count = _ring.Drain(completions)) > 0)
+        {
+            // Drain has copied the CQEs out and released the ring slots; callbacks run only now.
+            for (int i = 0; i < count; i++)
             {
-                // Drain has copied the CQEs out and released the ring slots; callbacks run only now.
-                for (int i = 0; i < count; i++)
-                {
-                    Complete(completions[i], exiting);
-                }
+                Complete(completions[i], exiting);
             }
         }
     }
@@ -462,6 +495,11 @@ public sealed unsafe class RingWorker : IDisposable
     private bool QueueSqe(int op)
     {
         ref Op o = ref _ops[op];
+        if (_options.InlineWrites && o.Request.Operation == RingOperation.Write && o.BytesDone == 0)
+        {
+            WriteInline(op, ref o);
+            return true;
+        }
         int fd = (int)o.Request.File.DangerousGetHandle();
         bool queued;
         switch (o.Request.Operation)
@@ -497,6 +535,53 @@ public sealed unsafe class RingWorker : IDisposable
             Volatile.Write(ref _sqeCount, _sqeCount + 1);
         }
         return queued;
+    }
+
+    // InlineWrites: one pwritev of the op's buffers on this thread. A short write is finished through the ring
+    // (Complete sees fewer bytes than asked and resubmits the rest as an SQE).
+    private void WriteInline(int op, ref Op o)
+    {
+        int count;
+        if (o.GroupCount == 1)
+        {
+            ReadOnlyMemory<byte> buffer = o.Request.Buffer;
+            if (_options.WriteBytesMaxForTest > 0 && buffer.Length > _options.WriteBytesMaxForTest)
+            {
+                buffer = buffer[.._options.WriteBytesMaxForTest];
+            }
+            _iovScratch[0] = buffer;
+            count = 1;
+        }
+        else
+        {
+            count = RemainingBuffers(ref o);
+        }
+        iovec* iov = stackalloc iovec[Ring.WritevBuffersMax];
+        for (int i = 0; i < count; i++)
+        {
+            _pinScratch[i] = _iovScratch[i].Pin();
+            iov[i].iov_base = _pinScratch[i].Pointer;
+            iov[i].iov_len = (nuint)_iovScratch[i].Length;
+        }
+        int fd = (int)o.Request.File.DangerousGetHandle();
+        nint written;
+        do
+        {
+            written = LibC.pwritev(fd, iov, count, o.Request.FilePosition);
+        }
+        while (written < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        int result = written >= 0 ? (int)written : -Marshal.GetLastPInvokeError();
+        for (int i = 0; i < count; i++)
+        {
+            _pinScratch[i].Dispose();
+            _pinScratch[i] = default;
+            _iovScratch[i] = default;
+        }
+        if (o.GroupCount > 1)
+        {
+            Volatile.Write(ref _coalescedWrites, _coalescedWrites + o.GroupCount);
+        }
+        _inlineDone.Add(new Completion((ulong)op, result, 0));
     }
 
     // The not yet written part of a merged write, as buffers in _iovScratch (capped by the test seam).

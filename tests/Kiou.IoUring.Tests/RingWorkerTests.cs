@@ -35,9 +35,10 @@ public class RingWorkerTests
     }
 
     [UringTheory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void Many_submitting_threads_get_every_completion_exactly_once(bool singleIssuer)
+    [InlineData(true, false)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    public void Many_submitting_threads_get_every_completion_exactly_once(bool singleIssuer, bool inlineWrites)
     {
         using var dir = new TempDirectory();
         string path = dir.File("mpsc.log");
@@ -51,7 +52,7 @@ public class RingWorkerTests
         using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
         {
             // A small SQ, op table and queue so that SQ-full, all-slots-in-flight and queue-full all happen.
-            using var worker = new RingWorker(new RingWorkerOptions { Entries = 16, QueueCapacity = 64, SingleIssuer = singleIssuer });
+            using var worker = new RingWorker(new RingWorkerOptions { Entries = 16, QueueCapacity = 64, SingleIssuer = singleIssuer, InlineWrites = inlineWrites });
             using var go = new Barrier(threads);
             var producers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
             {
@@ -131,9 +132,11 @@ public class RingWorkerTests
     }
 
     [UringTheory]
-    [InlineData(0)]
-    [InlineData(3000)]
-    public void Adjacent_writes_queued_together_become_writevs_and_each_gets_its_own_completion(int writeBytesMax)
+    [InlineData(0, false)]
+    [InlineData(3000, false)]
+    [InlineData(0, true)]
+    [InlineData(3000, true)]
+    public void Adjacent_writes_queued_together_become_writevs_and_each_gets_its_own_completion(int writeBytesMax, bool inlineWrites)
     {
         using var dir = new TempDirectory();
         string path = dir.File("merged.log");
@@ -142,7 +145,7 @@ public class RingWorkerTests
         var rest = new Recorder(count);
         long coalesced;
         using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
-        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64, WriteBytesMaxForTest = writeBytesMax }))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64, WriteBytesMaxForTest = writeBytesMax, InlineWrites = inlineWrites }))
         {
             QueueWhileHeld(worker, file, rest, () =>
             {
@@ -188,8 +191,10 @@ public class RingWorkerTests
         Assert.Equal([100, 100, 0, 100, 100], rest.Results);
     }
 
-    [UringFact]
-    public void A_merged_write_that_fails_fails_every_write_in_it()
+    [UringTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_merged_write_that_fails_fails_every_write_in_it(bool inlineWrites)
     {
         using var dir = new TempDirectory();
         string path = dir.File("readonly.log");
@@ -197,7 +202,7 @@ public class RingWorkerTests
         var rest = new Recorder(8);
         long coalesced;
         using (SafeFileHandle file = File.OpenHandle(path, FileMode.Open, FileAccess.Read))
-        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64 }))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64, InlineWrites = inlineWrites }))
         {
             QueueWhileHeld(worker, file, rest, () =>
             {
@@ -213,8 +218,10 @@ public class RingWorkerTests
         Assert.All(rest.Results, result => Assert.Equal(-Errno.EBADF, result));
     }
 
-    [UringFact]
-    public void A_short_write_is_resubmitted_until_the_whole_buffer_is_written()
+    [UringTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_short_write_is_resubmitted_until_the_whole_buffer_is_written(bool inlineWrites)
     {
         using var dir = new TempDirectory();
         string path = dir.File("short.log");
@@ -223,7 +230,7 @@ public class RingWorkerTests
         long sqes;
 
         using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
-        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 4, WriteBytesMaxForTest = 1000 }))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 4, WriteBytesMaxForTest = 1000, InlineWrites = inlineWrites }))
         {
             long before = worker.SqeCount;
             worker.Enqueue(RingRequest.Write(file, data, 0, recorder, null, 0));
@@ -232,7 +239,8 @@ public class RingWorkerTests
         }
 
         Assert.Equal(10_000, recorder.Results[0]);
-        Assert.True(sqes >= 10, $"only {sqes} SQEs for 10 clamped writes");
+        // Inline: the first 1000 bytes by pwritev on the worker, the rest as SQEs.
+        Assert.True(sqes >= (inlineWrites ? 9 : 10), $"only {sqes} SQEs for 10 clamped writes");
         Assert.Equal(data, File.ReadAllBytes(path));
     }
 
