@@ -92,6 +92,28 @@ sealed class BrokerUnderTest : IDisposable
         return (utime + stime) / TicksPerSecond;
     }
 
+    /// <summary>CPU seconds per thread name (digits stripped, so ".NET TP Worker" threads add up), for diagnostics.</summary>
+    public Dictionary<string, double> ThreadCpuSeconds()
+    {
+        var result = new Dictionary<string, double>();
+        foreach (string dir in Directory.EnumerateDirectories($"/proc/{_process.Id}/task"))
+        {
+            try
+            {
+                string name = new string(File.ReadAllText(Path.Combine(dir, "comm")).Trim().Where(c => !char.IsDigit(c)).ToArray()).Trim();
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                double seconds = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
+                result[name] = result.GetValueOrDefault(name) + seconds;
+            }
+            catch (IOException)
+            {
+                // the thread ended meanwhile
+            }
+        }
+        return result;
+    }
+
     /// <summary>Peak resident set size (VmHWM) in MiB.</summary>
     public double PeakRssMiB() => StatusKb("VmHWM:") / 1024.0;
 

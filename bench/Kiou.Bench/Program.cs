@@ -8,12 +8,16 @@ using Kiou.Bench;
 // process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
 // CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
 //
-//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]
+//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
-bool quick = false;
+bool quick = false, showThreads = false;
+int rounds = 3;
+string[] modes = ["uring", "sync"];
+string? only = null;
+var ratios = new List<(string Row, double Records, double CpuPerGB)>();
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -23,8 +27,12 @@ for (int i = 0; i < args.Length; i++)
         case "--out": outDir = args[++i]; break;
         case "--data-dir": dataRoot = args[++i]; break;
         case "--broker": broker = args[++i]; break;
+        case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--only": only = args[++i]; break;
+        case "--threads": showThreads = true; break;
+        case "--modes": modes = args[++i].Split(','); break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]");
             return 2;
     }
 }
@@ -41,8 +49,16 @@ var env = new Dictionary<string, object>
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
-double diskBuffered = Reference.DiskWriteMBps(dataRoot, 1 << 20, 0, TimeSpan.FromSeconds(3));
-double diskSynced = Reference.DiskWriteMBps(dataRoot, 1 << 20, 1 << 20, TimeSpan.FromSeconds(3));
+// Median of three 2-second runs, alternating: one run is at the mercy of whatever else the machine does.
+var buffered = new List<double>();
+var synced = new List<double>();
+for (int i = 0; i < 3; i++)
+{
+    buffered.Add(Reference.DiskWriteMBps(dataRoot, 1 << 20, 0, TimeSpan.FromSeconds(2)));
+    synced.Add(Reference.DiskWriteMBps(dataRoot, 1 << 20, 1 << 20, TimeSpan.FromSeconds(2)));
+}
+double diskBuffered = buffered.Order().ElementAt(1);
+double diskSynced = synced.Order().ElementAt(1);
 env["loopback_MBps"] = loopback;
 env["disk_buffered_1MiB_MBps"] = diskBuffered;
 env["disk_fdatasync_every_1MiB_MBps"] = diskSynced;
@@ -56,7 +72,14 @@ void Report(string group, RunResult r, string reference, double referenceMBps)
         (r.P50Ms is null ? "" : $", p50 {r.P50Ms:F2} ms, p99 {r.P99Ms:F2} ms, p99.9 {r.P999Ms:F2} ms"));
 }
 
-Dictionary<string, string> Env(string io, string flush = "roll") => new() { ["KIOU_IO"] = io, ["KIOU_FLUSH"] = flush };
+Dictionary<string, string> Env(string io, string flush = "roll")
+{
+    // "uring-inline": io_uring with KIOU_URING_WRITES=inline (writes executed by the ring thread, see docs/design/io_uring.md).
+    var e = new Dictionary<string, string> { ["KIOU_IO"] = io.Split('-')[0], ["KIOU_FLUSH"] = flush };
+    if (io.Contains('-'))
+        e["KIOU_URING_WRITES"] = io[(io.IndexOf('-') + 1)..];
+    return e;
+}
 int topicSeq = 0;
 string NewTopic(BrokerUnderTest b, int partitions)
 {
@@ -67,26 +90,72 @@ string NewTopic(BrokerUnderTest b, int partitions)
 
 if (suite == "io")
 {
-    foreach (var io in new[] { "uring", "sync" })
+    // Both modes run side by side (two brokers, one idle while the other is measured), row by row, and every row is
+    // repeated --rounds times with the order of the modes alternating, so that load from elsewhere on the machine and
+    // the page cache filling up hit both modes alike. The median round (by records/s) of each mode is reported.
+    var rows = new List<(string Label, int Size, int Batch, Acks Acks, string Flush, long Count)>();
+    foreach (int size in new[] { 100, 1024 })
     {
-        using (var b = BrokerUnderTest.Start(broker, dataRoot, Env(io)))
+        foreach (int batch in new[] { 16384, 131072, 1048576 })
+            rows.Add(($"{size} B batch {batch / 1024} KiB acks=1", size, batch, Acks.Leader, "roll", (long)((size == 100 ? 3_000_000 : 600_000) * scale)));
+    }
+    rows.Add(("1024 B batch 1024 KiB acks=all KIOU_FLUSH=always", 1024, 1048576, Acks.All, "always", (long)(600_000 * scale)));
+    var brokers = new Dictionary<(string Io, string Flush), BrokerUnderTest>();
+    try
+    {
+        foreach (string flush in new[] { "roll", "always" })
         {
-            foreach (int size in new[] { 100, 1024 })
+            foreach (string io in modes)
+                brokers[(io, flush)] = BrokerUnderTest.Start(broker, dataRoot, Env(io, flush));
+        }
+        foreach (var row in rows)
+        {
+            if (only is not null && !row.Label.Contains(only, StringComparison.Ordinal))
+                continue;
+            var byMode = modes.ToDictionary(m => m, _ => new List<RunResult>());
+            for (int round = 0; round < rounds; round++)
             {
-                foreach (int batch in new[] { 16384, 131072, 1048576 })
+                string[] order = round % 2 == 0 ? modes : modes.Reverse().ToArray();
+                foreach (string io in order)
                 {
-                    long count = (long)((size == 100 ? 2_000_000 : 300_000) * scale);
+                    var b = brokers[(io, row.Flush)];
                     string t = NewTopic(b, 1);
-                    Report("io", Load.Produce($"{io} {size} B batch {batch / 1024} KiB acks=1", b, t, 1, size, count, Acks.Leader, batch), "disk buffered", diskBuffered);
+                    var threads0 = showThreads ? b.ThreadCpuSeconds() : null;
+                    var r = Load.Produce($"{io} {row.Label}", b, t, 1, row.Size, row.Count, row.Acks, row.Batch);
+                    byMode[io].Add(r);
+                    string load = File.ReadAllText("/proc/loadavg").Trim();
+                    Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.MBps:F1} MB/s, {r.CpuSecondsPerGB:F2} CPU-s/GB; load {load}");
+                    if (threads0 is not null)
+                    {
+                        var threads1 = b.ThreadCpuSeconds();
+                        Console.Error.WriteLine("    broker threads (CPU-s): " + string.Join(", ", threads1
+                            .Select(kv => (kv.Key, Seconds: kv.Value - threads0.GetValueOrDefault(kv.Key)))
+                            .Where(x => x.Seconds > 0).OrderByDescending(x => x.Seconds).Select(x => $"{x.Key} {x.Seconds:F2}")));
+                    }
                 }
             }
+            var medians = new Dictionary<string, RunResult>();
+            foreach (string io in modes)
+            {
+                var sorted = byMode[io].OrderBy(r => r.RecordsPerSecond).ToList();
+                RunResult median = sorted[sorted.Count / 2];
+                string group = "io-" + io;
+                string reference = row.Flush == "always" ? "disk fdatasync" : "disk buffered";
+                Report(group, median with { Name = $"{median.Name} (median of {sorted.Count}: {string.Join(" ", sorted.Select(r => (r.RecordsPerSecond / 1000).ToString("F0", CultureInfo.InvariantCulture)))} k rec/s)" },
+                    reference, row.Flush == "always" ? diskSynced : diskBuffered);
+                medians[io] = median;
+            }
+            if (medians.TryGetValue("sync", out var syncMedian))
+            {
+                foreach (var (io, m) in medians.Where(kv => kv.Key != "sync"))
+                    ratios.Add(($"{row.Label} ({io}/sync)", m.RecordsPerSecond / syncMedian.RecordsPerSecond, m.CpuSecondsPerGB / syncMedian.CpuSecondsPerGB));
+            }
         }
-        using (var b = BrokerUnderTest.Start(broker, dataRoot, Env(io, "always")))
-        {
-            string t = NewTopic(b, 1);
-            Report("io", Load.Produce($"{io} 1024 B batch 1024 KiB acks=all KIOU_FLUSH=always", b, t, 1, 1024, (long)(300_000 * scale), Acks.All, 1048576),
-                "disk fdatasync", diskSynced);
-        }
+    }
+    finally
+    {
+        foreach (var b in brokers.Values)
+            b.Dispose();
     }
 }
 else if (suite == "all")
@@ -136,6 +205,12 @@ foreach (var (_, r, reference, ratio) in results)
     string lat = r.P50Ms is null ? "" : $"{r.P50Ms:F2} / {r.P99Ms:F2} / {r.P999Ms:F2}";
     string vs = double.IsNaN(ratio) ? "" : $"{ratio:P0} of {reference}";
     md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RecordsPerSecond:N0} | {r.MBps:F1} | {r.CpuSecondsPerGB:F2} | {r.BrokerPeakRssMiB:F0} | {vs} | {lat} |");
+}
+if (ratios.Count > 0)
+{
+    md.AppendLine().AppendLine("| row | records/s ratio | CPU-s/GB ratio |").AppendLine("|---|---:|---:|");
+    foreach (var (row, rec, cpu) in ratios)
+        md.AppendLine(CultureInfo.InvariantCulture, $"| {row} | {rec:F2} | {cpu:F2} |");
 }
 if (env.TryGetValue("broker_idle_rss_MiB", out var idleRss))
     md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Idle broker RSS: {idleRss:F0} MiB.");

@@ -34,8 +34,12 @@ static class Reference
         return received / sw.Elapsed.TotalSeconds / 1e6;
     }
 
-    /// <summary>Sequential buffered writes of <paramref name="writeBytes"/>, with an fdatasync after every
-    /// <paramref name="syncEveryBytes"/> (0: never), MB/s.</summary>
+    /// <summary>Sequential buffered writes of <paramref name="writeBytes"/> appended to a new file, with an fdatasync after
+    /// every <paramref name="syncEveryBytes"/> (0: never), MB/s.</summary>
+    /// <remarks>Appending, like the broker: every write allocates new page-cache pages and (delayed) blocks. On the
+    /// 2-core VM of BENCHMARKS.md that, not the disk, is the limit (a few hundred MB/s, varying with what else runs),
+    /// while overwriting pages already cached runs at several GB/s; so "buffered" can come out below "fdatasync each"
+    /// (dd shows the same). See docs/design/io_uring.md.</remarks>
     public static double DiskWriteMBps(string dir, int writeBytes, long syncEveryBytes, TimeSpan duration)
     {
         Directory.CreateDirectory(dir);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
@@ -21,6 +22,24 @@ public sealed class RingWorkerOptions
     public bool SingleIssuer { get; init; } = true;
 
     public string ThreadName { get; init; } = "kiou-ring";
+
+    /// <summary>
+    /// Merge queued writes to the same file at adjacent positions into one IORING_OP_WRITEV (at most
+    /// <see cref="Ring.WritevBuffersMax"/> buffers, <see cref="CoalesceBytesMax"/> bytes). On by default.
+    /// </summary>
+    public bool CoalesceWrites { get; init; } = true;
+
+    /// <summary>
+    /// The worker executes writes itself (pwritev on its own thread, merged as with <see cref="CoalesceWrites"/>)
+    /// instead of queueing IORING_OP_WRITE; fsyncs and reads still go through the ring. For buffered files on
+    /// filesystems that cannot do non-blocking buffered writes (ext4), where the kernel hands every
+    /// IORING_OP_WRITE to an io-wq worker thread; see docs/design/io_uring.md. Completion order and callbacks are
+    /// unchanged: the callbacks run on the worker after the write, never inside a harvest.
+    /// </summary>
+    public bool InlineWrites { get; init; }
+
+    /// <summary>Upper bound of one merged write, in bytes.</summary>
+    public int CoalesceBytesMax { get; init; } = 4 << 20;
 
     /// <summary>Test seam: when positive, each write SQE asks for at most this many bytes, so the kernel's result
     /// is short and the resubmission path runs.</summary>
@@ -57,6 +76,9 @@ public sealed unsafe class RingWorker : IDisposable
     private readonly BoundedMpscQueue<RingRequest> _queue;
     private readonly Queue<RingRequest> _localQueue = new();
     private readonly Queue<int> _retry = new(); // ops holding a slot whose SQE is still to be queued
+    private readonly ReadOnlyMemory<byte>[] _iovScratch = new ReadOnlyMemory<byte>[Ring.WritevBuffersMax];
+    private readonly MemoryHandle[] _pinScratch = new MemoryHandle[Ring.WritevBuffersMax];
+    private readonly List<Completion> _inlineDone = new(); // writes done by InlineWrites, their callbacks still to run
     private readonly Thread _thread;
     private readonly int _eventFd;
     private readonly byte* _wakeBuffer; // the armed eventfd read lands here (8 bytes)
@@ -70,6 +92,9 @@ public sealed unsafe class RingWorker : IDisposable
     private long _enterCount;
     private long _sqeCount;
     private int _largestBatch;
+    private long _coalescedWrites;
+    private RingRequest _carry; // dequeued while looking for a write to merge, placed first in the next turn
+    private bool _hasCarry;
 
     // Shared.
     private int _sleeping;        // 1: the worker may be about to sleep; a producer that swaps it to 0 writes the eventfd
@@ -80,8 +105,11 @@ public sealed unsafe class RingWorker : IDisposable
 
     private struct Op
     {
-        public RingRequest Request;
-        public int BytesDone; // writes: bytes the kernel already reported, the next SQE starts after them
+        public RingRequest Request;  // the only request, or the first of a merged write
+        public RingRequest[]? Group; // merged write: Group[0..GroupCount) back to back from Request.FilePosition
+        public int GroupCount;       // 1 unless merged
+        public int Length;           // writes: bytes of all requests
+        public int BytesDone;        // writes: bytes the kernel already reported, the next SQE starts after them
     }
 
     /// <exception cref="RingSetupException">io_uring setup was refused; the message names the likely cause.</exception>
@@ -125,6 +153,9 @@ public sealed unsafe class RingWorker : IDisposable
 
     /// <summary>SQEs queued so far, including the eventfd reads and write resubmissions.</summary>
     public long SqeCount => Volatile.Read(ref _sqeCount);
+
+    /// <summary>Writes that went to the kernel as part of a merged IORING_OP_WRITEV rather than on their own.</summary>
+    public long CoalescedWrites => Volatile.Read(ref _coalescedWrites);
 
     /// <summary>The most SQEs one io_uring_enter has submitted.</summary>
     public int LargestBatch => Volatile.Read(ref _largestBatch);
@@ -291,6 +322,22 @@ public sealed unsafe class RingWorker : IDisposable
         {
             bool exiting = _drainAndExit;
             bool backlog = FillSqes();
+            if (_inlineDone.Count > 0)
+            {
+                // InlineWrites: writes done on this thread; run their callbacks, pass any fsync queued meanwhile
+                // to the kernel, take what has completed, and look at the queue again before any sleep.
+                for (int i = 0; i < _inlineDone.Count; i++)
+                {
+                    Complete(_inlineDone[i], exiting);
+                }
+                _inlineDone.Clear();
+                if (_ring.Unsubmitted > 0 || _ring.CompletionsReady > 0)
+                {
+                    Enter(0);
+                }
+                DrainAndComplete(completions, exiting);
+                continue;
+            }
             if (exiting && !backlog && _freeOpCount == _ops.Length)
             {
                 if (!_wakeArmed)
@@ -327,14 +374,19 @@ public sealed unsafe class RingWorker : IDisposable
                 }
             }
 
-            int count;
-            while ((count = _ring.Drain(completions)) > 0)
+            DrainAndComplete(completions, exiting);
+        }
+    }
+
+    private void DrainAndComplete(Completion[] completions, bool exiting)
+    {
+        int count;
+        while ((count = _ring.Drain(completions)) > 0)
+        {
+            // Drain has copied the CQEs out and released the ring slots; callbacks run only now.
+            for (int i = 0; i < count; i++)
             {
-                // Drain has copied the CQEs out and released the ring slots; callbacks run only now.
-                for (int i = 0; i < count; i++)
-                {
-                    Complete(completions[i], exiting);
-                }
+                Complete(completions[i], exiting);
             }
         }
     }
@@ -349,7 +401,8 @@ public sealed unsafe class RingWorker : IDisposable
         }
     }
 
-    // Moves requests into SQEs: resubmissions first, then callback-enqueued, then the shared queue.
+    // Moves requests into SQEs: resubmissions first, then callback-enqueued, then the shared queue. Writes to
+    // the same file at adjacent positions that are queued together become one WRITEV (CoalesceWrites).
     // Returns true when requests remain that could not be placed (all op slots in flight, or the SQ is full
     // and the kernel is not taking entries).
     private bool FillSqes()
@@ -364,24 +417,67 @@ public sealed unsafe class RingWorker : IDisposable
         }
         while (_freeOpCount > 0)
         {
-            RingRequest request;
-            if (_localQueue.Count > 0)
-            {
-                request = _localQueue.Dequeue();
-            }
-            else if (!_queue.TryDequeue(out request))
+            if (!TryTakeRequest(out RingRequest request))
             {
                 return false;
             }
             int op = _freeOps[--_freeOpCount];
-            _ops[op] = new Op { Request = request };
+            ref Op o = ref _ops[op];
+            o = new Op { Request = request, Group = o.Group, GroupCount = 1, Length = request.Buffer.Length };
+            if (request.Operation == RingOperation.Write && _options.CoalesceWrites)
+            {
+                Coalesce(ref o);
+            }
             if (!TryQueueSqe(op))
             {
                 _retry.Enqueue(op);
                 return true;
             }
         }
-        return _localQueue.Count > 0 || !_queue.IsEmpty;
+        return _hasCarry || _localQueue.Count > 0 || !_queue.IsEmpty;
+    }
+
+    private bool TryTakeRequest(out RingRequest request)
+    {
+        if (_hasCarry)
+        {
+            request = _carry;
+            _carry = default;
+            _hasCarry = false;
+            return true;
+        }
+        if (_localQueue.Count > 0)
+        {
+            request = _localQueue.Dequeue();
+            return true;
+        }
+        return _queue.TryDequeue(out request);
+    }
+
+    // Appends the following queued writes that continue o's range in the same file; the first that does not
+    // is kept in _carry for the next op.
+    private void Coalesce(ref Op o)
+    {
+        while (o.GroupCount < Ring.WritevBuffersMax && TryTakeRequest(out RingRequest next))
+        {
+            RingRequest last = o.GroupCount == 1 ? o.Request : o.Group![o.GroupCount - 1];
+            if (next.Operation != RingOperation.Write
+                || !ReferenceEquals(next.File, o.Request.File)
+                || next.FilePosition != last.FilePosition + last.Buffer.Length
+                || (long)o.Length + next.Buffer.Length > _options.CoalesceBytesMax)
+            {
+                _carry = next;
+                _hasCarry = true;
+                return;
+            }
+            if (o.GroupCount == 1)
+            {
+                o.Group ??= new RingRequest[Ring.WritevBuffersMax];
+                o.Group[0] = o.Request;
+            }
+            o.Group![o.GroupCount++] = next;
+            o.Length += next.Buffer.Length;
+        }
     }
 
     private bool TryQueueSqe(int op)
@@ -399,17 +495,31 @@ public sealed unsafe class RingWorker : IDisposable
     private bool QueueSqe(int op)
     {
         ref Op o = ref _ops[op];
+        if (_options.InlineWrites && o.Request.Operation == RingOperation.Write && o.BytesDone == 0)
+        {
+            WriteInline(op, ref o);
+            return true;
+        }
         int fd = (int)o.Request.File.DangerousGetHandle();
         bool queued;
         switch (o.Request.Operation)
         {
-            case RingOperation.Write:
+            case RingOperation.Write when o.GroupCount == 1:
                 ReadOnlyMemory<byte> rest = o.Request.Buffer.Slice(o.BytesDone);
                 if (_options.WriteBytesMaxForTest > 0 && rest.Length > _options.WriteBytesMaxForTest)
                 {
                     rest = rest[.._options.WriteBytesMaxForTest];
                 }
                 queued = _ring.TryQueueWrite(fd, rest, o.Request.FilePosition + o.BytesDone, (ulong)op);
+                break;
+            case RingOperation.Write:
+                int count = RemainingBuffers(ref o);
+                queued = _ring.TryQueueWritev(fd, _iovScratch.AsSpan(0, count), o.Request.FilePosition + o.BytesDone, (ulong)op);
+                _iovScratch.AsSpan(0, count).Clear();
+                if (queued && o.BytesDone == 0)
+                {
+                    Volatile.Write(ref _coalescedWrites, _coalescedWrites + o.GroupCount);
+                }
                 break;
             case RingOperation.Fsync:
                 queued = _ring.TryQueueFsync(fd, o.Request.DataSync, (ulong)op);
@@ -425,6 +535,80 @@ public sealed unsafe class RingWorker : IDisposable
             Volatile.Write(ref _sqeCount, _sqeCount + 1);
         }
         return queued;
+    }
+
+    // InlineWrites: one pwritev of the op's buffers on this thread. A short write is finished through the ring
+    // (Complete sees fewer bytes than asked and resubmits the rest as an SQE).
+    private void WriteInline(int op, ref Op o)
+    {
+        int count;
+        if (o.GroupCount == 1)
+        {
+            ReadOnlyMemory<byte> buffer = o.Request.Buffer;
+            if (_options.WriteBytesMaxForTest > 0 && buffer.Length > _options.WriteBytesMaxForTest)
+            {
+                buffer = buffer[.._options.WriteBytesMaxForTest];
+            }
+            _iovScratch[0] = buffer;
+            count = 1;
+        }
+        else
+        {
+            count = RemainingBuffers(ref o);
+        }
+        iovec* iov = stackalloc iovec[Ring.WritevBuffersMax];
+        for (int i = 0; i < count; i++)
+        {
+            _pinScratch[i] = _iovScratch[i].Pin();
+            iov[i].iov_base = _pinScratch[i].Pointer;
+            iov[i].iov_len = (nuint)_iovScratch[i].Length;
+        }
+        int fd = (int)o.Request.File.DangerousGetHandle();
+        nint written;
+        do
+        {
+            written = LibC.pwritev(fd, iov, count, o.Request.FilePosition);
+        }
+        while (written < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        int result = written >= 0 ? (int)written : -Marshal.GetLastPInvokeError();
+        for (int i = 0; i < count; i++)
+        {
+            _pinScratch[i].Dispose();
+            _pinScratch[i] = default;
+            _iovScratch[i] = default;
+        }
+        if (o.GroupCount > 1)
+        {
+            Volatile.Write(ref _coalescedWrites, _coalescedWrites + o.GroupCount);
+        }
+        _inlineDone.Add(new Completion((ulong)op, result, 0));
+    }
+
+    // The not yet written part of a merged write, as buffers in _iovScratch (capped by the test seam).
+    private int RemainingBuffers(ref Op o)
+    {
+        int skip = o.BytesDone;
+        int budget = _options.WriteBytesMaxForTest > 0 ? _options.WriteBytesMaxForTest : int.MaxValue;
+        int count = 0;
+        for (int i = 0; i < o.GroupCount && budget > 0; i++)
+        {
+            ReadOnlyMemory<byte> buffer = o.Group![i].Buffer;
+            if (skip >= buffer.Length)
+            {
+                skip -= buffer.Length;
+                continue;
+            }
+            buffer = buffer.Slice(skip);
+            skip = 0;
+            if (buffer.Length > budget)
+            {
+                buffer = buffer[..budget];
+            }
+            budget -= buffer.Length;
+            _iovScratch[count++] = buffer;
+        }
+        Debug.Assert(count > 0, "a merged write with nothing left to write");
+        return count;
     }
 
     private void ArmWake()
@@ -461,7 +645,7 @@ public sealed unsafe class RingWorker : IDisposable
         int result = completion.Result;
         if (o.Request.Operation == RingOperation.Write && result >= 0)
         {
-            int remaining = o.Request.Buffer.Length - o.BytesDone;
+            int remaining = o.Length - o.BytesDone;
             Debug.Assert(result <= remaining, "kernel wrote more than asked");
             if (result < remaining)
             {
@@ -476,14 +660,38 @@ public sealed unsafe class RingWorker : IDisposable
             }
             else
             {
-                result = o.Request.Buffer.Length;
+                o.BytesDone = o.Length;
             }
         }
 
         RingRequest request = o.Request;
-        o = default;
+        int groupCount = o.GroupCount;
+        RingRequest[]? group = o.Group;
+        int bytesDone = o.BytesDone;
+        o.Request = default;
+        o.BytesDone = 0;
         _freeOps[_freeOpCount++] = op;
-        request.File.DangerousRelease();
-        request.Callback.OnRingCompletion(request.Operation, request.State, request.Token, result);
+        if (groupCount == 1)
+        {
+            request.File.DangerousRelease();
+            if (request.Operation == RingOperation.Write && result >= 0)
+            {
+                result = request.Buffer.Length;
+            }
+            request.Callback.OnRingCompletion(request.Operation, request.State, request.Token, result);
+            return;
+        }
+
+        // A merged write: each request in file order gets its own length when all of its bytes were written,
+        // else the error. The group array stays with the op slot; the next merge there overwrites it.
+        int covered = 0;
+        for (int i = 0; i < groupCount; i++)
+        {
+            RingRequest r = group![i];
+            group[i] = default;
+            covered += r.Buffer.Length;
+            r.File.DangerousRelease();
+            r.Callback.OnRingCompletion(RingOperation.Write, r.State, r.Token, covered <= bytesDone ? r.Buffer.Length : result);
+        }
     }
 }

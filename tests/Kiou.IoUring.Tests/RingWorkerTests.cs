@@ -35,9 +35,10 @@ public class RingWorkerTests
     }
 
     [UringTheory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void Many_submitting_threads_get_every_completion_exactly_once(bool singleIssuer)
+    [InlineData(true, false)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    public void Many_submitting_threads_get_every_completion_exactly_once(bool singleIssuer, bool inlineWrites)
     {
         using var dir = new TempDirectory();
         string path = dir.File("mpsc.log");
@@ -51,7 +52,7 @@ public class RingWorkerTests
         using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
         {
             // A small SQ, op table and queue so that SQ-full, all-slots-in-flight and queue-full all happen.
-            using var worker = new RingWorker(new RingWorkerOptions { Entries = 16, QueueCapacity = 64, SingleIssuer = singleIssuer });
+            using var worker = new RingWorker(new RingWorkerOptions { Entries = 16, QueueCapacity = 64, SingleIssuer = singleIssuer, InlineWrites = inlineWrites });
             using var go = new Barrier(threads);
             var producers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
             {
@@ -79,7 +80,8 @@ public class RingWorkerTests
     {
         using var dir = new TempDirectory();
         using SafeFileHandle file = File.OpenHandle(dir.File("batch.log"), FileMode.CreateNew, FileAccess.Write);
-        using var worker = new RingWorker(new RingWorkerOptions { Entries = 128 });
+        // Not merged into WRITEVs here: this test counts SQEs per enter.
+        using var worker = new RingWorker(new RingWorkerOptions { Entries = 128, CoalesceWrites = false });
         using var holdWorker = new ManualResetEventSlim();
         using var workerHeld = new ManualResetEventSlim();
         var first = new Recorder(1)
@@ -107,8 +109,119 @@ public class RingWorkerTests
         Assert.True(worker.LargestBatch >= 100, $"largest batch {worker.LargestBatch}");
     }
 
+    // Parks the worker in the first write's callback, then queues `writes` while it is held.
+    private static void QueueWhileHeld(RingWorker worker, SafeFileHandle file, Recorder rest, Action queue)
+    {
+        using var holdWorker = new ManualResetEventSlim();
+        using var workerHeld = new ManualResetEventSlim();
+        var first = new Recorder(1)
+        {
+            // Test only: callbacks must not block. This one parks the worker so requests pile up.
+            OnEach = (_, _, _) =>
+            {
+                workerHeld.Set();
+                holdWorker.Wait();
+            },
+        };
+        worker.Enqueue(RingRequest.Write(file, new byte[1], 1L << 30, first, null, 0));
+        workerHeld.Wait();
+        queue();
+        holdWorker.Set();
+        rest.Wait();
+        first.Wait();
+    }
+
+    [UringTheory]
+    [InlineData(0, false)]
+    [InlineData(3000, false)]
+    [InlineData(0, true)]
+    [InlineData(3000, true)]
+    public void Adjacent_writes_queued_together_become_writevs_and_each_gets_its_own_completion(int writeBytesMax, bool inlineWrites)
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("merged.log");
+        const int count = 100;
+        byte[] expected = TestData.Pattern(count * 1000, 3);
+        var rest = new Recorder(count);
+        long coalesced;
+        using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64, WriteBytesMaxForTest = writeBytesMax, InlineWrites = inlineWrites }))
+        {
+            QueueWhileHeld(worker, file, rest, () =>
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    worker.Enqueue(RingRequest.Write(file, expected.AsMemory(i * 1000, 1000), i * 1000L, rest, null, i));
+                }
+            });
+            coalesced = worker.CoalescedWrites;
+        }
+
+        Assert.All(rest.Calls, calls => Assert.Equal(1, calls));
+        Assert.All(rest.Results, result => Assert.Equal(1000, result));
+        Assert.True(coalesced >= count - 1, $"only {coalesced} of {count} adjacent writes were merged");
+        Assert.Equal(expected, File.ReadAllBytes(path).AsSpan(0, expected.Length).ToArray());
+    }
+
     [UringFact]
-    public void A_short_write_is_resubmitted_until_the_whole_buffer_is_written()
+    public void Writes_with_a_gap_or_an_fsync_between_them_are_not_merged()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("gaps.log");
+        var rest = new Recorder(5);
+        var order = new ConcurrentQueue<long>();
+        rest.OnEach = (_, token, _) => order.Enqueue(token);
+        byte[] data = TestData.Pattern(100, 4);
+        long coalesced;
+        using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64 }))
+        {
+            QueueWhileHeld(worker, file, rest, () =>
+            {
+                worker.Enqueue(RingRequest.Write(file, data, 0, rest, null, 0));
+                worker.Enqueue(RingRequest.Write(file, data, 200, rest, null, 1)); // gap at 100..199
+                worker.Enqueue(RingRequest.Fsync(file, dataSync: true, rest, null, 2));
+                worker.Enqueue(RingRequest.Write(file, data, 300, rest, null, 3)); // adjacent to 1, but after the fsync
+                worker.Enqueue(RingRequest.Write(file, data, 500, rest, null, 4));
+            });
+            coalesced = worker.CoalescedWrites;
+        }
+
+        Assert.Equal(0, coalesced);
+        Assert.Equal([100, 100, 0, 100, 100], rest.Results);
+    }
+
+    [UringTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_merged_write_that_fails_fails_every_write_in_it(bool inlineWrites)
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("readonly.log");
+        File.WriteAllBytes(path, new byte[10]);
+        var rest = new Recorder(8);
+        long coalesced;
+        using (SafeFileHandle file = File.OpenHandle(path, FileMode.Open, FileAccess.Read))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 64, InlineWrites = inlineWrites }))
+        {
+            QueueWhileHeld(worker, file, rest, () =>
+            {
+                for (int i = 0; i < 8; i++)
+                {
+                    worker.Enqueue(RingRequest.Write(file, new byte[64], i * 64L, rest, null, i));
+                }
+            });
+            coalesced = worker.CoalescedWrites;
+        }
+
+        Assert.True(coalesced >= 7, $"only {coalesced} merged");
+        Assert.All(rest.Results, result => Assert.Equal(-Errno.EBADF, result));
+    }
+
+    [UringTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_short_write_is_resubmitted_until_the_whole_buffer_is_written(bool inlineWrites)
     {
         using var dir = new TempDirectory();
         string path = dir.File("short.log");
@@ -117,7 +230,7 @@ public class RingWorkerTests
         long sqes;
 
         using (SafeFileHandle file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
-        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 4, WriteBytesMaxForTest = 1000 }))
+        using (var worker = new RingWorker(new RingWorkerOptions { Entries = 4, WriteBytesMaxForTest = 1000, InlineWrites = inlineWrites }))
         {
             long before = worker.SqeCount;
             worker.Enqueue(RingRequest.Write(file, data, 0, recorder, null, 0));
@@ -126,7 +239,8 @@ public class RingWorkerTests
         }
 
         Assert.Equal(10_000, recorder.Results[0]);
-        Assert.True(sqes >= 10, $"only {sqes} SQEs for 10 clamped writes");
+        // Inline: the first 1000 bytes by pwritev on the worker, the rest as SQEs.
+        Assert.True(sqes >= (inlineWrites ? 9 : 10), $"only {sqes} SQEs for 10 clamped writes");
         Assert.Equal(data, File.ReadAllBytes(path));
     }
 

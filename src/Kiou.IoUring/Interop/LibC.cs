@@ -77,6 +77,9 @@ internal static unsafe partial class LibC
     public static partial nint write(int fd, void* buf, nuint count);
 
     [LibraryImport(Library, SetLastError = true)]
+    public static partial nint pwritev(int fd, iovec* iov, int iovcnt, long offset);
+
+    [LibraryImport(Library, SetLastError = true)]
     public static partial int close(int fd);
 
     [LibraryImport(Library, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

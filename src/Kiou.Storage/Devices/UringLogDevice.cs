@@ -5,8 +5,9 @@ using Microsoft.Win32.SafeHandles;
 namespace Kiou.Storage.Devices;
 
 /// <summary>
-/// <see cref="ILogDevice"/> over io_uring: a write becomes an IORING_OP_WRITE, a flush an IORING_OP_FSYNC with
-/// IORING_FSYNC_DATASYNC, both submitted and completed by one <see cref="RingWorker"/> thread.
+/// <see cref="ILogDevice"/> over io_uring: a write becomes an IORING_OP_WRITE (adjacent writes queued together one
+/// IORING_OP_WRITEV), a flush an IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, both submitted and completed by one
+/// <see cref="RingWorker"/> thread.
 /// </summary>
 /// <remarks>
 /// Owning thread: callers on any thread; callbacks run on the worker thread ("kiou-ring").
@@ -41,6 +42,12 @@ public sealed class UringLogDevice : ILogDevice
     /// so the caller can log it once and fall back to the synchronous device.
     /// </summary>
     public static UringLogDevice? TryCreate(out string? whyNot) => TryCreate(new RingWorkerOptions(), out whyNot);
+
+    /// <inheritdoc cref="TryCreate(out string?)"/>
+    /// <param name="inlineWrites">See <see cref="RingWorkerOptions.InlineWrites"/> (KIOU_URING_WRITES=inline).</param>
+    /// <param name="whyNot">Why io_uring cannot be used, when null is returned.</param>
+    public static UringLogDevice? TryCreate(bool inlineWrites, out string? whyNot) =>
+        TryCreate(new RingWorkerOptions { InlineWrites = inlineWrites }, out whyNot);
 
     /// <inheritdoc cref="TryCreate(out string?)"/>
     public static UringLogDevice? TryCreate(RingWorkerOptions options, out string? whyNot)
