@@ -32,7 +32,7 @@ public sealed class ReadResult : IDisposable
         HighWatermark = highWatermark;
         LogStartOffset = logStartOffset;
         _file = file;
-        Records = file.Memory;
+        Records = file.AsMemory(); // not file.Memory: that reads the bytes
     }
 
     internal ReadResult(ReadError error, long highWatermark, long logStartOffset, byte[]? rented, int length)

@@ -43,6 +43,12 @@ public sealed class FileRecords : MemoryManager<byte>
     /// <summary>For log lines: the segment's file name.</summary>
     public string SegmentName { get; }
 
+    /// <summary>The region as memory, without reading it (<see cref="MemoryManager{T}.Memory"/> would call <see cref="GetSpan"/>).</summary>
+    public ReadOnlyMemory<byte> AsMemory() => CreateMemory(Length);
+
+    /// <summary>True once the bytes were read into memory (someone used <see cref="GetSpan"/>): for tests.</summary>
+    internal bool WasCopied => _copy is not null;
+
     public override Span<byte> GetSpan()
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _released) != 0, this);

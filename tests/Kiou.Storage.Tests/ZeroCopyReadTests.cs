@@ -70,6 +70,7 @@ public sealed class ZeroCopyReadTests : IDisposable
         byte[] expected = copy.Records.ToArray();
         using ReadResult region = log.Read(0, 1 << 20, minOneBatch: true, zeroCopy: true);
         Assert.Equal(expected.Length, region.Records.Length);
+        Assert.False(region.FileRecords!.WasCopied, "a zero-copy read read the bytes");
 
         log.EnforceRetention(_f.Time.NowMs);
         Assert.True(log.LogStartOffset > 0, "retention deleted nothing");
@@ -107,6 +108,7 @@ public sealed class ZeroCopyReadTests : IDisposable
         }
 
         Assert.Equal(expected, got.ToArray());
+        Assert.False(file.WasCopied, "sendfile needed the bytes in memory");
         Assert.Equal(expected, region.Records.ToArray()); // the copying fallback reads the same bytes
     }
 
