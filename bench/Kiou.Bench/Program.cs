@@ -8,7 +8,7 @@ using Kiou.Bench;
 // process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
 // CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
 //
-//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR]
+//   bench/run.sh [--suite io|all|reqpath] [--quick] [--only false|true] [--out DIR] [--data-dir DIR]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 //     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
@@ -27,7 +27,7 @@ for (int i = 0; i < args.Length; i++)
         case "--data-dir": dataRoot = args[++i]; break;
         case "--broker": broker = args[++i]; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--only false|true] [--out DIR] [--data-dir DIR]");
             return 2;
     }
 }
