@@ -3,10 +3,12 @@
 # reference figures and the broker under librdkafka load in the same run. Not part of the test suite.
 #   bench/run.sh --suite io     io_uring vs sync append path (issue: io_uring append path)
 #   bench/run.sh --suite all    the six scenarios of BENCHMARKS.md
+#   bench/run.sh --suite reqpath  produce and consume with KIOU_FETCH_ZERO_COPY=false and true (request path)
 # Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp),
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:
-#   only rows whose name contains TEXT), --threads (io suite: broker CPU per thread name after each run, on stderr),
-#   --modes LIST (io suite: default uring,sync; uring-inline is KIOU_IO=uring with KIOU_URING_WRITES=inline).
+#   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU
+#   per thread name after each run, on stderr), --modes LIST (io suite: default uring,sync; uring-inline is
+#   KIOU_IO=uring with KIOU_URING_WRITES=inline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1

@@ -8,9 +8,10 @@ using Kiou.Bench;
 // process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
 // CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
 //
-//   bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
+//   bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
+//     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 bool quick = false, showThreads = false;
@@ -32,7 +33,7 @@ for (int i = 0; i < args.Length; i++)
         case "--threads": showThreads = true; break;
         case "--modes": modes = args[++i].Split(','); break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]");
             return 2;
     }
 }
@@ -158,6 +159,26 @@ if (suite == "io")
             b.Dispose();
     }
 }
+else if (suite == "reqpath")
+{
+    // The request path in isolation (docs/design/request-path.md): produce 100 B and 1 KiB records, then consume the
+    // 1 KiB data, once with the copying fetch path and once with the zero-copy (sendfile) one.
+    // --only false|true runs one mode (A/B runs close in time, or a profile of one mode).
+    foreach (var zeroCopy in new[] { "false", "true" }.Where(z => only is null || z == only))
+    {
+        var e = Env("uring");
+        e["KIOU_FETCH_ZERO_COPY"] = zeroCopy;
+        using var b = BrokerUnderTest.Start(broker, dataRoot, e);
+        string t100 = NewTopic(b, 1);
+        Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 100 B, acks=1", b, t100, 1, 100, (long)(3_000_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
+        string t1k = NewTopic(b, 1);
+        long n1k = (long)(1_000_000 * scale);
+        Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 1 KiB, acks=1", b, t1k, 1, 1024, n1k, Acks.Leader, 1048576), "loopback", loopback);
+        Report("reqpath", Load.Consume($"zero-copy={zeroCopy} consume 1 KiB from the beginning", b, t1k, 1, n1k), "loopback", loopback);
+        string t16 = NewTopic(b, 1);
+        Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 1 KiB, 16 KiB batches, acks=1", b, t16, 1, 1024, n1k / 2, Acks.Leader, 16384), "loopback", loopback);
+    }
+}
 else if (suite == "all")
 {
     using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
@@ -190,7 +211,7 @@ else if (suite == "all")
 }
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io or all");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all or reqpath");
     return 2;
 }
 

@@ -18,11 +18,22 @@ public enum ReadError
 
 /// <summary>
 /// Batches returned by <see cref="PartitionLog.Read"/>. <see cref="Records"/> points into a buffer rented from
-/// <see cref="ArrayPool{T}.Shared"/>; the owner disposes once, after the bytes have been written out.
+/// <see cref="ArrayPool{T}.Shared"/>, or, for a zero-copy read, is backed by a <see cref="Storage.FileRecords"/>
+/// region of the segment file; the owner disposes once, after the bytes have been written out.
 /// </summary>
 public sealed class ReadResult : IDisposable
 {
     private byte[]? _rented;
+    private FileRecords? _file;
+
+    internal ReadResult(long highWatermark, long logStartOffset, FileRecords file)
+    {
+        Error = ReadError.None;
+        HighWatermark = highWatermark;
+        LogStartOffset = logStartOffset;
+        _file = file;
+        Records = file.AsMemory(); // not file.Memory: that reads the bytes
+    }
 
     internal ReadResult(ReadError error, long highWatermark, long logStartOffset, byte[]? rented, int length)
     {
@@ -32,6 +43,9 @@ public sealed class ReadResult : IDisposable
         _rented = rented;
         Records = rented is null ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(rented, 0, length);
     }
+
+    /// <summary>The file region behind <see cref="Records"/> for a zero-copy read, else null.</summary>
+    public FileRecords? FileRecords => _file;
 
     /// <summary>Whole batches, back to back; empty when there is nothing to return.</summary>
     public ReadOnlyMemory<byte> Records { get; private set; }
@@ -47,6 +61,7 @@ public sealed class ReadResult : IDisposable
     {
         byte[]? rented = Interlocked.Exchange(ref _rented, null);
         Records = ReadOnlyMemory<byte>.Empty;
+        ((IDisposable?)Interlocked.Exchange(ref _file, null))?.Dispose();
         if (rented is not null)
         {
             ArrayPool<byte>.Shared.Return(rented);

@@ -79,6 +79,29 @@ internal sealed class OffsetIndex
         return found < 0 ? (0, 0) : (_relativeOffsets[found], _positions[found]);
     }
 
+    /// <summary>The greatest entry whose position is ≤ <paramref name="position"/>, else (0, 0).</summary>
+    public (int RelativeOffset, int Position) LookupByPosition(int position)
+    {
+        int lo = 0;
+        int hi = Count - 1;
+        int found = -1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (_positions[mid] <= position)
+            {
+                found = mid;
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid - 1;
+            }
+        }
+
+        return found < 0 ? (0, 0) : (_relativeOffsets[found], _positions[found]);
+    }
+
     public byte[] Serialize()
     {
         var bytes = new byte[Count * EntrySize];

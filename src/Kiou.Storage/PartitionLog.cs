@@ -333,8 +333,10 @@ public sealed class PartitionLog : IAsyncDisposable
     /// is returned whole even if larger. Offsets between the high watermark and the log end offset (in flight)
     /// give an empty result, as in Kafka; below the log start or above the log end offset give
     /// <see cref="ReadError.OffsetOutOfRange"/>. Dispose the result.
+    /// With <paramref name="zeroCopy"/> the bytes are not read: the result's records are a <see cref="FileRecords"/>
+    /// region of the segment file (for sendfile), cut at batch boundaries found through the offset index.
     /// </summary>
-    public ReadResult Read(long offset, int maxBytes, bool minOneBatch)
+    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false)
     {
         for (int attempt = 0; ; attempt++)
         {
@@ -367,7 +369,9 @@ public sealed class PartitionLog : IAsyncDisposable
 
             try
             {
-                return ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart);
+                return zeroCopy
+                    ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart)
+                    : ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart);
             }
             catch (ObjectDisposedException) when (attempt < 3)
             {
@@ -786,6 +790,48 @@ public sealed class PartitionLog : IAsyncDisposable
 
         Debug.Assert(_segments[lo].BaseOffset <= offset, "offset below the first segment");
         return _segments[lo];
+    }
+
+    private ReadResult RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
+    {
+        if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
+        {
+            throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
+        }
+
+        int end;
+        if (first.TotalSize > maxBytes)
+        {
+            if (!minOneBatch)
+            {
+                return new ReadResult(ReadError.None, hw, logStart, null, 0);
+            }
+
+            end = batchPosition + first.TotalSize;
+        }
+        else if (maxBytes >= limit - batchPosition)
+        {
+            end = limit; // the completed position captured under the lock is a batch boundary
+        }
+        else
+        {
+            // Cut at the last whole batch below the budget: from the index entry nearest to it, a few headers.
+            int budgetEnd = batchPosition + maxBytes;
+            int rel;
+            int entryPosition;
+            lock (_lock)
+            {
+                (rel, entryPosition) = segment.Index.LookupByPosition(budgetEnd);
+            }
+
+            end = entryPosition > batchPosition
+                ? segment.WholeBatchesEnd(entryPosition, segment.BaseOffset + rel, budgetEnd)
+                : segment.WholeBatchesEnd(batchPosition, first.BaseOffset, budgetEnd);
+        }
+
+        Debug.Assert(end - batchPosition >= first.TotalSize, "first batch not returned whole");
+        Debug.Assert(end <= limit, "region past the completed tail");
+        return new ReadResult(hw, logStart, new FileRecords(segment.Handle, batchPosition, end - batchPosition, segment.Name));
     }
 
     private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)

@@ -355,6 +355,37 @@ internal sealed class Segment
         }
     }
 
+    /// <summary>
+    /// The end of the last whole batch at or below <paramref name="end"/>, walking headers from
+    /// <paramref name="position"/> (a batch start holding <paramref name="expectedBaseOffset"/>); start from an index
+    /// entry near <paramref name="end"/> so that only a few headers are read. Contradicting headers throw, as in
+    /// <see cref="TryFindBatch"/>.
+    /// </summary>
+    public int WholeBatchesEnd(int position, long expectedBaseOffset, int end)
+    {
+        Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
+        int p = position;
+        long expected = expectedBaseOffset;
+        while (end - p >= RecordBatch.HeaderSize)
+        {
+            ReadExactly(p, header);
+            if (!RecordBatch.TryReadHeader(header, out BatchHeader h) || h.BaseOffset != expected)
+            {
+                throw Corrupt(p, $"batch header does not follow offset {expected}");
+            }
+
+            if (h.TotalSize > end - p)
+            {
+                break;
+            }
+
+            p += h.TotalSize;
+            expected = h.NextOffset;
+        }
+
+        return p;
+    }
+
     public StorageException Corrupt(long position, string what) =>
         new($"{Name} is corrupt at position {position}: {what}. The partition refuses to serve these bytes; check the disk, then stop the broker and delete {Path.GetFileName(IndexPath)} so the next start rescans the segment and truncates it at its last valid batch.");
 }

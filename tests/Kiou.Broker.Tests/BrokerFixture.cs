@@ -5,7 +5,8 @@ namespace Kiou.Broker.Tests;
 /// <summary>
 /// An in-process broker on free ports with its own temporary data dir. <see cref="RestartAsync"/> stops it cleanly
 /// and starts a new one on the same data dir (ports change: build clients after a restart).
-/// KIOU_IO in the test environment picks the I/O mode (the CI runs the suite with uring and with sync).
+/// KIOU_IO in the test environment picks the I/O mode (the CI runs the suite with uring and with sync), and
+/// KIOU_FETCH_ZERO_COPY=false the copying fetch path (sync run).
 /// </summary>
 public sealed class TestBroker : IAsyncDisposable
 {
@@ -42,6 +43,7 @@ public sealed class TestBroker : IAsyncDisposable
             ControllerPort = 0,
             DataDir = DataDir,
             IoMode = IoModeFromEnvironment,
+            FetchZeroCopy = Environment.GetEnvironmentVariable("KIOU_FETCH_ZERO_COPY") != "false",
         });
         var log = new Log(TextWriter.Synchronized(LogText), Log.Level.Debug);
         return KiouBroker.Start(config, log);

@@ -77,6 +77,7 @@ public sealed class BrokerProcess : IDisposable
         Process.Start("kill", ["-TERM", _process.Id.ToString()])!.WaitForExit();
         if (!_process.WaitForExit(30000))
             throw new TimeoutException("the broker did not stop within 30 s of SIGTERM");
+        _process.WaitForExit(); // after a timed wait, this one also waits for the redirected output to be read to its end
         return _process.ExitCode;
     }
 

@@ -29,6 +29,33 @@ public sealed class AllocationTests : IDisposable
         Assert.True(perAppend < 16, $"{perAppend} bytes allocated per append");
     }
 
+    [Fact]
+    public async Task ZeroCopyRead_AllocatesTwoSmallObjects_NotTheBytes()
+    {
+        await using PartitionLog log = PartitionLog.Open(_f.DataDir, "alloc", 0, new LogConfig(), _f.Sync, _f.Time, _f.Lines.Enqueue);
+        byte[] batch = BatchBuilder.Simple(20, valueBytes: 1000); // about 20 KiB per batch, 2 MiB in all
+        for (int i = 0; i < 100; i++)
+        {
+            AppendSync(log, batch);
+        }
+
+        for (int i = 0; i < 10; i++)
+        {
+            log.Read(0, 1 << 20, minOneBatch: true, zeroCopy: true).Dispose();
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            using ReadResult r = log.Read((i % 40) * 20, 1 << 20, minOneBatch: true, zeroCopy: true);
+            Assert.True(r.Records.Length > 500_000);
+        }
+
+        // A ReadResult and a FileRecords: a few hundred bytes per 1 MiB read, never the data.
+        long perRead = (GC.GetAllocatedBytesForCurrentThread() - before) / 100;
+        Assert.True(perRead < 512, $"{perRead} bytes allocated per zero-copy read of about 1 MiB");
+    }
+
     private static void AppendSync(PartitionLog log, byte[] batch)
     {
         ValueTask<AppendResult> task = log.AppendAsync(batch, false);

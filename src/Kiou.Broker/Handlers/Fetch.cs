@@ -12,7 +12,10 @@ namespace Kiou.Broker.Handlers;
 //   when larger (Kafka's rule, so a large batch can't block a consumer);
 // - long polling: with fewer than MinBytes available the request parks until an append to one of its partitions
 //   publishes (woken by that append, not by a timer) or MaxWaitMs passes;
-// - fetch sessions are declined: SessionId is always 0 and every request is a full fetch.
+// - fetch sessions are declined: SessionId is always 0 and every request is a full fetch;
+// - with KIOU_FETCH_ZERO_COPY=true (default) record data is not read: the response carries file regions that the
+//   connection sends with sendfile(2) (docs/design/request-path.md); otherwise it is read into a pooled buffer and sent
+//   from there. Either way the records are never copied into the response buffer.
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Fetch(RequestContext ctx, FetchRequest request)
@@ -106,7 +109,7 @@ public sealed partial class BrokerHandlers
                     continue;
                 }
                 int limit = (int)Math.Min(Math.Max(0, p.PartitionMaxBytes), Math.Max(0, budget - bytes));
-                var read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0);
+                var read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && limit >= Connection.DeferRecordsFrom);
                 pd.HighWatermark = read.HighWatermark;
                 pd.LastStableOffset = read.HighWatermark;
                 pd.LogStartOffset = read.LogStartOffset;

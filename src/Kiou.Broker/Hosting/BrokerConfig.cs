@@ -24,6 +24,8 @@ public sealed record BrokerConfig
     public FlushPolicy Flush { get; init; } = new(FlushMode.Roll, 0, 0);
     public int MaxRequestBytes { get; init; } = 104857600;
     public int FetchMaxBytes { get; init; } = 57671680;
+    /// <summary>Fetch sends record data from the segment files with sendfile(2) instead of copying it (KIOU_FETCH_ZERO_COPY).</summary>
+    public bool FetchZeroCopy { get; init; } = true;
     public int MessageMaxBytes { get; init; } = 1048588;
     public long RetentionCheckIntervalMs { get; init; } = 300000;
     public int MaxInFlightRequestsPerConnection { get; init; } = 128;
@@ -54,6 +56,7 @@ public sealed record BrokerConfig
             Flush = FlushOf(env("KIOU_FLUSH")),
             MaxRequestBytes = Int(env, "KIOU_SOCKET_REQUEST_MAX_BYTES", c.MaxRequestBytes, 1024, int.MaxValue),
             FetchMaxBytes = Int(env, "KIOU_FETCH_MAX_BYTES", c.FetchMaxBytes, 1024, int.MaxValue),
+            FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
         };

@@ -21,6 +21,9 @@ public sealed class KafkaWriter : IBufferWriter<byte>, IDisposable
 {
     private byte[] _buffer;
     private int _length;
+    private List<(int Position, ReadOnlyMemory<byte> Bytes)>? _deferred;
+    private long _deferredBytes;
+    private int _openTaggedFields;
 
     public KafkaWriter(int initialCapacity = 256)
     {
@@ -35,8 +38,28 @@ public sealed class KafkaWriter : IBufferWriter<byte>, IDisposable
 
     public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _length);
 
-    /// <summary>Forgets the written bytes and keeps the buffer.</summary>
-    public void Reset() => _length = 0;
+    /// <summary>Forgets the written bytes (and the deferred records) and keeps the buffer.</summary>
+    public void Reset()
+    {
+        _length = 0;
+        _deferred?.Clear();
+        _deferredBytes = 0;
+        _openTaggedFields = 0;
+    }
+
+    /// <summary>
+    /// RECORDS fields at least this long are not copied: <see cref="WriteRecords"/> writes only their length prefix
+    /// and lists the bytes in <see cref="Deferred"/>, for the caller to send itself, right after the written bytes
+    /// before their position (from the file with sendfile, or straight from the read buffer). Default: never.
+    /// </summary>
+    public int DeferRecordsFrom { get; set; } = int.MaxValue;
+
+    /// <summary>Deferred records in write order: each belongs in the output right before written byte <c>Position</c>.</summary>
+    public IReadOnlyList<(int Position, ReadOnlyMemory<byte> Bytes)> Deferred =>
+        (IReadOnlyList<(int, ReadOnlyMemory<byte>)>?)_deferred ?? [];
+
+    /// <summary>Total length of <see cref="Deferred"/>: the message is <see cref="Length"/> + this many bytes.</summary>
+    public long DeferredBytes => _deferredBytes;
 
     public void Dispose()
     {
@@ -240,6 +263,17 @@ public sealed class KafkaWriter : IBufferWriter<byte>, IDisposable
                 WriteInt32(-1);
             return;
         }
+        if (bytes.Length >= DeferRecordsFrom && _openTaggedFields == 0)
+        {
+            // Length prefix only; the bytes follow from the caller (a tagged field's size would not count them).
+            if (compact)
+                WriteUnsignedVarInt((uint)bytes.Length + 1);
+            else
+                WriteInt32(bytes.Length);
+            (_deferred ??= []).Add((_length, bytes));
+            _deferredBytes += bytes.Length;
+            return;
+        }
         if (compact)
             WriteCompactBytes(bytes.Span);
         else
@@ -283,6 +317,7 @@ public sealed class KafkaWriter : IBufferWriter<byte>, IDisposable
     public int BeginTaggedField(uint tag)
     {
         WriteUnsignedVarInt(tag);
+        _openTaggedFields++;
         return _length;
     }
 
@@ -295,6 +330,7 @@ public sealed class KafkaWriter : IBufferWriter<byte>, IDisposable
     {
         Debug.Assert(payloadStart >= 0, "payload start before the buffer");
         Debug.Assert(payloadStart <= _length, "payload start beyond what was written");
+        _openTaggedFields--;
         int size = _length - payloadStart;
         int prefix = SizeOfUnsignedVarInt((uint)size);
         Take(prefix);

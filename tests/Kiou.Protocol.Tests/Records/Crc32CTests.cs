@@ -51,6 +51,25 @@ public class Crc32CTests
     }
 
     [Fact]
+    public void MatchesBitwiseReference_AcrossThreeWayRounds()
+    {
+        // Lengths around the three-way round size (3 x 2048 bytes), at odd offsets, pieces included.
+        var rng = new Random(6);
+        var data = new byte[40_000];
+        rng.NextBytes(data);
+        foreach (int length in new[] { 6143, 6144, 6145, 6151, 12288, 12289, 16384, 20000, 39_000 })
+        {
+            for (int offset = 0; offset < 3; offset++)
+            {
+                ReadOnlySpan<byte> part = data.AsSpan(offset, length);
+                Assert.Equal(Reference(part), Crc32C.Compute(part));
+                int cut = rng.Next(0, length);
+                Assert.Equal(Reference(part), ~Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, part[..cut]), part[cut..]));
+            }
+        }
+    }
+
+    [Fact]
     public void WorkedExample_Crc()
     {
         Assert.Equal(0xb1267df6u, Crc32C.Compute(BatchBuilder.WorkedExampleBytes.AsSpan(21)));
