@@ -394,7 +394,6 @@ public sealed class Group
             LeaderId = newId;
         TouchSession(member, nowMs);
         _owner.Log.Info($"group '{GroupId}': static member '{instanceId}' rejoined; member id {oldId} replaced by {newId}");
-        var oldProtocols = member.Protocols;
         member.Protocols = protocols;
         switch (State)
         {
@@ -419,7 +418,6 @@ public sealed class Group
                         AddMemberList(response, version);
                     return Task.FromResult(response);
                 }
-                _ = oldProtocols;
                 var parkedStable = Park(member, version);
                 MaybePrepareRebalance(nowMs, $"static member '{instanceId}' rejoined with a change of protocol");
                 return parkedStable.Task;

@@ -47,21 +47,22 @@ public sealed class GroupTimers : IDisposable
         Debug.Assert(Monitor.IsEntered(group), "schedule under the group lock");
         if (dueMs == long.MaxValue)
             return;
-        bool rearm;
         lock (_gate)
         {
             if (_disposed || dueMs >= group.QueuedDueMs)
                 return;
             group.QueuedDueMs = dueMs;
             _queue.Enqueue(group, dueMs);
-            rearm = dueMs < _armedMs;
-            if (rearm)
+            if (dueMs < _armedMs)
+            {
                 _armedMs = dueMs;
+                Arm(dueMs);
+            }
         }
-        if (rearm)
-            Arm(dueMs);
     }
 
+    /// <summary>Points the one timer at <paramref name="dueMs"/>. Under <see cref="_gate"/>, so that the armed time and
+    /// <see cref="_armedMs"/> never disagree (a racing re-arm for a later time cannot hide an earlier entry).</summary>
     void Arm(long dueMs)
     {
         long delay = Math.Max(0, dueMs - NowMs);
@@ -74,12 +75,7 @@ public sealed class GroupTimers : IDisposable
         }
     }
 
-    void OnTimer()
-    {
-        long next = RunDue(NowMs);
-        if (next != long.MaxValue)
-            Arm(next);
-    }
+    void OnTimer() => RunDue(NowMs);
 
     /// <summary>Fires every group due at <paramref name="nowMs"/>; returns the next due time (or MaxValue).</summary>
     public long RunDue(long nowMs)
@@ -104,6 +100,8 @@ public sealed class GroupTimers : IDisposable
             while (_queue.TryPeek(out var g, out long at) && g.QueuedDueMs != at)
                 _queue.Dequeue();
             _armedMs = _queue.TryPeek(out _, out long nextAt) ? nextAt : long.MaxValue;
+            if (_armedMs != long.MaxValue && !_disposed)
+                Arm(_armedMs);
             return _armedMs;
         }
     }
