@@ -23,7 +23,7 @@ public sealed class GroupWireTests
             return new Wire(s);
         }
 
-        public async Task<TResponse> SendAsync<TResponse>(short apiKey, short version, IKafkaMessage request) where TResponse : IKafkaMessage, new()
+        public async Task<int> SendOnlyAsync(short apiKey, short version, IKafkaMessage request)
         {
             var w = new KafkaWriter();
             int at = w.ReserveInt32();
@@ -33,6 +33,12 @@ public sealed class GroupWireTests
             request.Write(w, version);
             w.PatchInt32(at, w.Length - 4);
             await socket.SendAsync(w.WrittenMemory, SocketFlags.None);
+            return correlation;
+        }
+
+        public async Task<TResponse> SendAsync<TResponse>(short apiKey, short version, IKafkaMessage request) where TResponse : IKafkaMessage, new()
+        {
+            int correlation = await SendOnlyAsync(apiKey, version, request);
             var size = new byte[4];
             await ReadExactlyAsync(size);
             var body = new byte[BinaryPrimitives.ReadInt32BigEndian(size)];
@@ -68,6 +74,7 @@ public sealed class GroupWireTests
     public async Task Find_coordinator_names_the_broker_listener_for_single_and_batched_keys_on_both_listeners()
     {
         await using var broker = GroupSupport.StartBroker();
+        await broker.Broker.Groups.Loading; // raw requests do not retry COORDINATOR_LOAD_IN_PROGRESS as clients do
         int port = broker.Broker.BrokerEndPoint.Port;
         foreach (var endPoint in new[] { broker.Broker.BrokerEndPoint, broker.Broker.ControllerEndPoint })
         {
@@ -86,6 +93,7 @@ public sealed class GroupWireTests
     public async Task Offset_fetch_v8_answers_several_groups_and_old_versions_still_work()
     {
         await using var broker = GroupSupport.StartBroker();
+        await broker.Broker.Groups.Loading; // raw requests do not retry COORDINATOR_LOAD_IN_PROGRESS as clients do
         await Clients.CreateTopicAsync(broker.Bootstrap, "w", 3);
         using var wire = await Wire.ConnectAsync(broker.Broker.BrokerEndPoint);
         foreach (var (group, offset) in new[] { ("g1", 10L), ("g2", 20L) })
@@ -133,5 +141,31 @@ public sealed class GroupWireTests
         Assert.StartsWith("wire-test-", join.MemberId);
         var heartbeat = await wire.SendAsync<HeartbeatResponse>(12, 3, new HeartbeatRequest { GroupId = "joiner", GenerationId = 0, MemberId = "nobody" });
         Assert.Equal(ErrorCodes.UnknownMemberId, heartbeat.ErrorCode);
+    }
+
+    [Fact]
+    public async Task A_parked_join_does_not_hold_up_other_clients_or_shutdown()
+    {
+        await using var broker = GroupSupport.StartBroker(more: c => c with { Groups = c.Groups with { InitialRebalanceDelayMs = 120000 } });
+        await broker.Broker.Groups.Loading;
+        using var wire = await Wire.ConnectAsync(broker.Broker.BrokerEndPoint);
+        // JoinGroup v3 adds the member at once; the two-minute initial delay parks the answer.
+        await wire.SendOnlyAsync(11, 3, new JoinGroupRequest
+        {
+            GroupId = "parked",
+            SessionTimeoutMs = 6000,
+            RebalanceTimeoutMs = 120000,
+            ProtocolType = "consumer",
+            Protocols = [new() { Name = "range", Metadata = [0, 1, 0, 0, 0, 0, 0, 0, 0, 0] }],
+        });
+        await GroupSupport.WaitUntil(() => broker.Broker.Groups.Find("parked") is { } g && g.Members.Count == 1, "the join is parked");
+        using (var other = await Wire.ConnectAsync(broker.Broker.BrokerEndPoint))
+        {
+            var described = await other.SendAsync<DescribeGroupsResponse>(15, 5, new DescribeGroupsRequest { Groups = ["parked"] });
+            Assert.Equal("PreparingRebalance", described.Groups.Single().GroupState);
+        }
+        var stopping = broker.StopAsync();
+        Assert.Same(stopping, await Task.WhenAny(stopping, Task.Delay(15000)));
+        broker.StartAgain();
     }
 }
