@@ -10,6 +10,7 @@ public sealed class GroupAdminTests
     public async Task Describe_list_alter_and_delete_offsets_and_groups_through_the_admin_client()
     {
         await using var broker = GroupSupport.StartBroker();
+        await broker.Broker.Groups.Loading;
         const string topic = "admin-groups";
         await Clients.CreateTopicAsync(broker.Bootstrap, topic, 2);
         await Clients.CreateTopicAsync(broker.Bootstrap, "other", 1);
@@ -71,6 +72,7 @@ public sealed class GroupAdminTests
             .ConsumerGroupDescriptions.Single().State == ConsumerGroupState.Empty, "the group is empty after its member left");
         await admin.DeleteGroupsAsync(["active-group"]);
         await broker.RestartAsync();
+        await broker.Broker.Groups.Loading;
         using var again = Clients.Admin(broker.Bootstrap);
         var after = await again.ListConsumerGroupsAsync(new ListConsumerGroupsOptions { RequestTimeout = timeout });
         Assert.DoesNotContain(after.Valid, g => g.GroupId is "active-group" or "offsets-only");
@@ -80,6 +82,7 @@ public sealed class GroupAdminTests
     public async Task The_offsets_log_is_not_a_topic_and_find_coordinator_names_this_broker()
     {
         await using var broker = GroupSupport.StartBroker();
+        await broker.Broker.Groups.Loading;
         using var admin = Clients.Admin(broker.Bootstrap);
         await Clients.CreateTopicAsync(broker.Bootstrap, "t", 1);
         await admin.AlterConsumerGroupOffsetsAsync([new ConsumerGroupTopicPartitionOffsets("g", [new TopicPartitionOffset("t", 0, 1)])]);

@@ -23,6 +23,8 @@ public sealed class GroupCrashTests
             for (int round = 0; round < 3; round++)
             {
                 using var broker = BrokerProcess.Start(dataDir, null, port);
+                await GroupSupport.WaitUntil(() => broker.Output.Contains("group coordinator: loaded"), "the offsets log is replayed");
+                Assert.True(round == 0 || broker.Output.Contains("committed offsets"), broker.Output);
                 using var admin = Clients.Admin(broker.Bootstrap);
                 if (acked >= 0)
                 {
@@ -58,6 +60,7 @@ public sealed class GroupCrashTests
                 await committing;
             }
             using var last = BrokerProcess.Start(dataDir, null, port);
+            await GroupSupport.WaitUntil(() => last.Output.Contains("group coordinator: loaded"), "the offsets log is replayed");
             using var check = Clients.Admin(last.Bootstrap);
             var final = await check.ListConsumerGroupOffsetsAsync([new ConsumerGroupTopicPartitions("crash-group", null)]);
             Assert.Equal(4, final.Single().Partitions.Count);
