@@ -548,6 +548,7 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
     [Fact]
     public async Task Ten_thousand_idle_groups_hold_no_timers()
     {
+        long before = GC.GetTotalMemory(forceFullCollection: true);
         var tasks = new List<Task<OffsetCommitResponse>>();
         for (int i = 0; i < 10000; i++)
             tasks.Add(Commit(-1, "", group: "idle-" + i, partition: i % 8, offset: i));
@@ -555,6 +556,9 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
             Assert.Equal(ErrorCodes.None, (await t).Topics[0].Partitions[0].ErrorCode);
         Assert.Equal(10000, _c.GroupCount);
         Assert.Equal(0, _c.Timers.QueuedCount);
+        tasks.Clear();
+        long perGroup = (GC.GetTotalMemory(forceFullCollection: true) - before) / 10000;
+        Assert.True(perGroup < 4096, $"{perGroup} bytes per idle group (with one committed offset each)");
         Assert.Equal(long.MaxValue, _c.RunTimers());
     }
 }
