@@ -42,8 +42,12 @@ public sealed class Kafka
 
     public void OnError(Error e)
     {
+        // "1/1 brokers are down" says less than the connection error logged just before it.
         lock (_gate)
-            _lastError = e.Reason;
+        {
+            if (e.Code != ErrorCode.Local_AllBrokersDown || _lastError is null)
+                _lastError = e.Reason;
+        }
         if (e.IsFatal)
             Console.Error.WriteLine($"{_tool}: fatal client error: {e.Reason}");
     }
