@@ -44,7 +44,9 @@ public static class ErrorCodes
     public const short UnknownLeaderEpoch = 75;
     public const short UnsupportedCompressionType = 76;
     public const short MemberIdRequired = 79;
+    public const short GroupMaxSizeReached = 81;
     public const short FencedInstanceId = 82;
+    public const short GroupSubscribedToTopic = 86;
     public const short InvalidRecord = 87;
     public const short UnknownTopicId = 100;
     public const short UnsupportedEndpointType = 115;

@@ -26,6 +26,10 @@ public sealed record BrokerConfig
     public long RetentionCheckIntervalMs { get; init; } = 300000;
     public int MaxInFlightRequestsPerConnection { get; init; } = 128;
     public int MaxConnections { get; init; } = 10000;
+    /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
+    public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
+    /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
+    internal Func<Task>? BeforeGroupLoad { get; init; }
     /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>
     internal Func<Kiou.Storage.Devices.ILogDevice, Kiou.Storage.Devices.ILogDevice>? WrapDevice { get; init; }
 
@@ -54,6 +58,23 @@ public sealed record BrokerConfig
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
         };
+        var g = c.Groups;
+        c = c with
+        {
+            Groups = g with
+            {
+                MinSessionTimeoutMs = Int(env, "KIOU_GROUP_MIN_SESSION_TIMEOUT_MS", g.MinSessionTimeoutMs, 1, int.MaxValue),
+                MaxSessionTimeoutMs = Int(env, "KIOU_GROUP_MAX_SESSION_TIMEOUT_MS", g.MaxSessionTimeoutMs, 1, int.MaxValue),
+                InitialRebalanceDelayMs = Int(env, "KIOU_GROUP_INITIAL_REBALANCE_DELAY_MS", g.InitialRebalanceDelayMs, 0, int.MaxValue),
+                MaxSize = Int(env, "KIOU_GROUP_MAX_SIZE", g.MaxSize, 1, int.MaxValue),
+                OffsetsRetentionMs = 60_000L * Int(env, "KIOU_OFFSETS_RETENTION_MINUTES", (int)(g.OffsetsRetentionMs / 60_000), 1, int.MaxValue),
+                OffsetsRetentionCheckIntervalMs = Int(env, "KIOU_OFFSETS_RETENTION_CHECK_INTERVAL_MS", (int)g.OffsetsRetentionCheckIntervalMs, 1, int.MaxValue),
+                OffsetMetadataMaxBytes = Int(env, "KIOU_OFFSET_METADATA_MAX_BYTES", g.OffsetMetadataMaxBytes, 0, 1024 * 1024),
+                LogCompactMinBytes = Int(env, "KIOU_OFFSETS_LOG_COMPACT_MIN_BYTES", (int)g.LogCompactMinBytes, 4096, int.MaxValue),
+            },
+        };
+        if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
+            throw new ConfigException($"KIOU_GROUP_MIN_SESSION_TIMEOUT_MS ({c.Groups.MinSessionTimeoutMs}) is above KIOU_GROUP_MAX_SESSION_TIMEOUT_MS ({c.Groups.MaxSessionTimeoutMs})");
         return c;
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Kiou.Broker.Controller;
+using Kiou.Broker.Groups;
 using Kiou.Broker.Handlers;
 using Kiou.Broker.Logs;
 using Kiou.Broker.Network;
@@ -24,8 +25,9 @@ public sealed class KiouBroker : IAsyncDisposable
     int _disposed;
 
     KiouBroker(BrokerConfig config, Log log, FileStream dirLock, ILogDevice device, LogManager logs, ClusterController controller,
-        Listener broker, Listener controllerListener)
+        Listener broker, Listener controllerListener, GroupCoordinator groups)
     {
+        Groups = groups;
         Config = config;
         _log = log;
         _lock = dirLock;
@@ -38,6 +40,7 @@ public sealed class KiouBroker : IAsyncDisposable
 
     public BrokerConfig Config { get; }
     public ClusterController Controller { get; }
+    public GroupCoordinator Groups { get; }
     public LogManager Logs => _logs;
     public IPEndPoint BrokerEndPoint => _broker.LocalEndPoint;
     public IPEndPoint ControllerEndPoint => _controllerListener.LocalEndPoint;
@@ -53,6 +56,7 @@ public sealed class KiouBroker : IAsyncDisposable
         ILogDevice? device = null;
         LogManager? logs = null;
         Listener? broker = null, controllerListener = null;
+        GroupCoordinator? groups = null;
         try
         {
             var router = new RequestRouter();
@@ -66,17 +70,21 @@ public sealed class KiouBroker : IAsyncDisposable
             logs = new LogManager(config, device, time, log);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             controller.Start();
-            var handlers = new BrokerHandlers(config, controller, logs, router, time, log);
+            groups = new GroupCoordinator(config.Groups, dataDir, time, log,
+                (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
+            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups };
             handlers.RegisterAll();
             logs.StartBackgroundWork();
+            groups.StartLoading(config.BeforeGroupLoad);
             broker.Start();
             controllerListener.Start();
-            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener);
+            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups);
         }
         catch
         {
             broker?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             controllerListener?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            groups?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             logs?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             device?.Dispose();
             dirLock.Dispose();
@@ -128,6 +136,7 @@ public sealed class KiouBroker : IAsyncDisposable
         await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
         await _broker.DisposeAsync().ConfigureAwait(false);
         await _controllerListener.DisposeAsync().ConfigureAwait(false);
+        await Groups.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _device.Dispose();
         _lock.Dispose();

@@ -1,0 +1,679 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Kiou.Broker.Hosting;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Groups;
+
+/// <summary>Group settings (BrokerConfig's KIOU_GROUP_* and KIOU_OFFSETS_* variables).</summary>
+public sealed record GroupSettings
+{
+    public int MinSessionTimeoutMs { get; init; } = 6000;
+    public int MaxSessionTimeoutMs { get; init; } = 1800000;
+    public int InitialRebalanceDelayMs { get; init; } = 3000;
+    public int MaxSize { get; init; } = 10000;
+    public long OffsetsRetentionMs { get; init; } = 7L * 24 * 60 * 60 * 1000;
+    public long OffsetsRetentionCheckIntervalMs { get; init; } = 600000;
+    public int OffsetMetadataMaxBytes { get; init; } = 4096;
+    public long LogCompactMinBytes { get; init; } = 16 * 1024 * 1024;
+}
+
+/// <summary>
+/// The coordinator of every classic group on this node. Holds the groups (one lock each: the owner of that group's
+/// state), the shared <see cref="GroupTimers"/>, and the <see cref="GroupLog"/> that makes offsets and group
+/// metadata durable. Lifecycle: constructed, <see cref="StartLoading"/> replays the log in the background (every
+/// group request meanwhile gets COORDINATOR_LOAD_IN_PROGRESS), <see cref="DisposeAsync"/> stops timers and closes
+/// the log after queued records are written. Request methods are thread-safe; they never block on I/O while
+/// holding a group lock (durable writes are awaited outside it).
+/// </summary>
+public sealed class GroupCoordinator : IAsyncDisposable
+{
+    readonly ConcurrentDictionary<string, Group> _groups = new(StringComparer.Ordinal);
+    readonly GroupSettings _settings;
+    readonly TimeProvider _time;
+    readonly GroupLog _store;
+    readonly Func<string, int, bool> _partitionExists;
+    readonly ITimer? _expiryTimer;
+    Task _loading = Task.CompletedTask;
+    volatile int _status; // 0 loading, 1 ready, 2 failed
+
+    /// <param name="partitionExists">Whether a topic partition exists (OffsetCommit answers UNKNOWN_TOPIC_OR_PARTITION otherwise).</param>
+    /// <param name="driveTimers">False in unit tests: timers fire only through <see cref="RunTimers"/>.</param>
+    public GroupCoordinator(GroupSettings settings, string dataDir, TimeProvider time, Log log, Func<string, int, bool> partitionExists,
+        bool driveTimers = true)
+    {
+        _settings = settings;
+        _time = time;
+        Log = log;
+        _partitionExists = partitionExists;
+        _store = new GroupLog(dataDir, log) { CompactMinBytes = settings.LogCompactMinBytes };
+        Timers = new GroupTimers(time, static (g, now) => Fire(g, now), driveTimers);
+        if (driveTimers)
+        {
+            var every = TimeSpan.FromMilliseconds(settings.OffsetsRetentionCheckIntervalMs);
+            _expiryTimer = time.CreateTimer(static s => ((GroupCoordinator)s!).ExpireOffsets(), this, every, every);
+        }
+    }
+
+    public Log Log { get; }
+    public GroupTimers Timers { get; }
+    public GroupLog Store => _store;
+    public int InitialRebalanceDelayMs => _settings.InitialRebalanceDelayMs;
+    public bool IsLoaded => _status == 1;
+    public Task Loading => _loading;
+    public int GroupCount => _groups.Count;
+    long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    static void Fire(Group g, long nowMs)
+    {
+        lock (g)
+            g.OnTimer(nowMs);
+    }
+
+    public long RunTimers() => Timers.RunDue(NowMs);
+
+    public Group? Find(string groupId) => _groups.GetValueOrDefault(groupId);
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Loading
+
+    /// <summary>Replays the offsets log in the background; <paramref name="beforeLoad"/> is a test seam.</summary>
+    public void StartLoading(Func<Task>? beforeLoad = null)
+    {
+        _loading = Task.Run(async () =>
+        {
+            try
+            {
+                if (beforeLoad is not null)
+                    await beforeLoad().ConfigureAwait(false);
+                Load();
+                _status = 1;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ConfigException)
+            {
+                _status = 2;
+                Log.Error($"group coordinator: cannot load committed offsets ({e.Message}); group requests get COORDINATOR_NOT_AVAILABLE until this is fixed and the broker restarted");
+            }
+        });
+    }
+
+    void Load()
+    {
+        long start = _time.GetTimestamp();
+        var live = _store.Open();
+        long now = NowMs;
+        int offsets = 0;
+        foreach (var (groupId, entry) in live)
+        {
+            var group = new Group(this, groupId, now);
+            lock (group)
+            {
+                if (entry.Metadata is not null && GroupLog.TryReadGroup(entry.Metadata) is { } snapshot)
+                    group.Restore(snapshot, now);
+                foreach (var payload in entry.Offsets.Values)
+                {
+                    if (GroupLog.TryReadOffset(payload, out string topic, out int partition, out var offset))
+                    {
+                        group.Offsets[(topic, partition)] = offset;
+                        offsets++;
+                    }
+                }
+            }
+            _groups[groupId] = group;
+        }
+        _store.StartWriter();
+        Log.Info($"group coordinator: loaded {_groups.Count} groups and {offsets} committed offsets in {_time.GetElapsedTime(start).TotalMilliseconds:F0} ms");
+    }
+
+    /// <summary>NONE when ready, else the error every group request gets.</summary>
+    short NotReady => _status switch
+    {
+        1 => ErrorCodes.None,
+        0 => ErrorCodes.CoordinatorLoadInProgress,
+        _ => ErrorCodes.CoordinatorNotAvailable,
+    };
+
+    internal void PersistGroup(Group group)
+    {
+        var snapshot = group.Snapshot();
+        _ = _store.Append(GroupLog.Kind.GroupMetadata, group.GroupId, null, 0, GroupLog.GroupMetadata(snapshot), awaitDurable: false);
+    }
+
+    static string HostOf(EndPoint? remote) => remote is IPEndPoint ip ? "/" + ip.Address : "/" + remote;
+
+    /// <summary>Looks a group up, creating it if asked; a group found Dead (deleted meanwhile) is replaced.</summary>
+    Group? Lookup(string groupId, bool create)
+    {
+        while (true)
+        {
+            if (_groups.TryGetValue(groupId, out var existing))
+            {
+                bool dead;
+                lock (existing)
+                    dead = existing.State == GroupState.Dead;
+                if (!dead)
+                    return existing;
+                _groups.TryRemove(new KeyValuePair<string, Group>(groupId, existing));
+                continue;
+            }
+            if (!create)
+                return null;
+            var fresh = new Group(this, groupId, NowMs);
+            if (_groups.TryAdd(groupId, fresh))
+                return fresh;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // JoinGroup, SyncGroup, Heartbeat, LeaveGroup
+
+    public async Task<JoinGroupResponse> JoinGroup(JoinGroupRequest request, short version, string? clientId, EndPoint? remote)
+    {
+        static JoinGroupResponse Error(short code, string memberId) => new() { ErrorCode = code, GenerationId = -1, MemberId = memberId, Leader = "" };
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+            return Error(notReady, request.MemberId);
+        if (request.GroupId.Length == 0)
+            return Error(ErrorCodes.InvalidGroupId, request.MemberId);
+        if (request.SessionTimeoutMs < _settings.MinSessionTimeoutMs || request.SessionTimeoutMs > _settings.MaxSessionTimeoutMs)
+            return Error(ErrorCodes.InvalidSessionTimeout, request.MemberId);
+        var group = Lookup(request.GroupId, create: request.MemberId.Length == 0);
+        if (group is null)
+            return Error(ErrorCodes.UnknownMemberId, request.MemberId);
+        Task<JoinGroupResponse> answer;
+        lock (group)
+        {
+            bool newMember = request.MemberId.Length == 0 || group.PendingMembers.ContainsKey(request.MemberId);
+            bool knownStatic = version >= 5 && request.GroupInstanceId is not null && group.StaticMembers.ContainsKey(request.GroupInstanceId);
+            if (newMember && !knownStatic && group.Members.Count + group.PendingMembers.Count >= _settings.MaxSize
+                && !group.PendingMembers.ContainsKey(request.MemberId))
+            {
+                Log.Warn($"group '{request.GroupId}': refusing a new member from client '{clientId}': the group has {_settings.MaxSize} members (KIOU_GROUP_MAX_SIZE)");
+                return Error(ErrorCodes.GroupMaxSizeReached, request.MemberId);
+            }
+            answer = group.Join(request, version, clientId ?? "", HostOf(remote), NowMs);
+        }
+        return await answer.ConfigureAwait(false);
+    }
+
+    public async Task<SyncGroupResponse> SyncGroup(SyncGroupRequest request, short version)
+    {
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+            return new SyncGroupResponse { ErrorCode = notReady, Assignment = [] };
+        if (request.GroupId.Length == 0)
+            return new SyncGroupResponse { ErrorCode = ErrorCodes.InvalidGroupId, Assignment = [] };
+        var group = Lookup(request.GroupId, create: false);
+        if (group is null)
+            return new SyncGroupResponse { ErrorCode = ErrorCodes.UnknownMemberId, Assignment = [] };
+        Task<SyncGroupResponse> answer;
+        lock (group)
+            answer = group.Sync(request, version, NowMs);
+        return await answer.ConfigureAwait(false);
+    }
+
+    public short Heartbeat(HeartbeatRequest request, short version)
+    {
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+            return notReady;
+        if (request.GroupId.Length == 0)
+            return ErrorCodes.InvalidGroupId;
+        var group = Lookup(request.GroupId, create: false);
+        if (group is null)
+            return ErrorCodes.UnknownMemberId;
+        lock (group)
+            return group.Heartbeat(request, version, NowMs);
+    }
+
+    public LeaveGroupResponse LeaveGroup(LeaveGroupRequest request, short version)
+    {
+        var response = new LeaveGroupResponse();
+        var leaving = new List<(string MemberId, string? InstanceId, string? Reason)>();
+        if (version <= 2)
+            leaving.Add((request.MemberId, null, null));
+        else
+        {
+            foreach (var m in request.Members)
+                leaving.Add((m.MemberId, m.GroupInstanceId, version >= 5 ? m.Reason : null));
+        }
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+        {
+            response.ErrorCode = notReady;
+            return response;
+        }
+        if (request.GroupId.Length == 0)
+        {
+            response.ErrorCode = ErrorCodes.InvalidGroupId;
+            return response;
+        }
+        var group = Lookup(request.GroupId, create: false);
+        var errors = new List<short>(leaving.Count);
+        if (group is null)
+        {
+            foreach (var _ in leaving)
+                errors.Add(ErrorCodes.UnknownMemberId);
+        }
+        else
+        {
+            lock (group)
+            {
+                if (group.State == GroupState.Dead)
+                {
+                    response.ErrorCode = ErrorCodes.CoordinatorNotAvailable;
+                    return response;
+                }
+                long now = NowMs;
+                foreach (var (memberId, instanceId, reason) in leaving)
+                    errors.Add(group.Leave(memberId, instanceId, reason, now));
+            }
+        }
+        if (version <= 2)
+        {
+            response.ErrorCode = errors[0];
+            return response;
+        }
+        for (int i = 0; i < leaving.Count; i++)
+        {
+            response.Members.Add(new LeaveGroupResponse.MemberResponse
+            {
+                MemberId = leaving[i].MemberId,
+                GroupInstanceId = leaving[i].InstanceId,
+                ErrorCode = errors[i],
+            });
+        }
+        return response;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // OffsetCommit, OffsetFetch, OffsetDelete
+
+    public async Task<OffsetCommitResponse> CommitOffsets(OffsetCommitRequest request, short version)
+    {
+        var response = new OffsetCommitResponse();
+        short groupError = NotReady;
+        if (groupError == ErrorCodes.None && request.GroupId.Length == 0)
+            groupError = ErrorCodes.InvalidGroupId;
+        Group? group = null;
+        if (groupError == ErrorCodes.None)
+        {
+            group = Lookup(request.GroupId, create: request.GenerationIdOrMemberEpoch < 0);
+            if (group is null)
+                groupError = version >= 9 ? ErrorCodes.GroupIdNotFound : ErrorCodes.IllegalGeneration;
+        }
+        string? instanceId = version >= 7 ? request.GroupInstanceId : null;
+        long now = NowMs;
+        var writes = new List<(OffsetCommitResponse.OffsetCommitResponsePartition Answer, string Topic, int Partition, CommittedOffset Offset, Task Durable)>();
+        long deleteSequence = 0;
+        if (group is not null)
+        {
+            lock (group)
+            {
+                groupError = group.ValidateCommit(request.GenerationIdOrMemberEpoch, request.MemberId, instanceId, now);
+                deleteSequence = group.OffsetDeleteSequence;
+                if (groupError == ErrorCodes.None)
+                    group.CommitsInFlight++;
+                BuildCommitAnswers(request, version, response, groupError, group, now, writes);
+            }
+        }
+        else
+        {
+            BuildCommitAnswers(request, version, response, groupError, null, now, writes);
+        }
+        if (group is null || groupError != ErrorCodes.None)
+            return response;
+        var failed = new bool[writes.Count];
+        for (int i = 0; i < writes.Count; i++)
+        {
+            try
+            {
+                await writes[i].Durable.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                failed[i] = true;
+            }
+        }
+        lock (group)
+        {
+            group.CommitsInFlight--;
+            bool apply = group.State != GroupState.Dead && group.OffsetDeleteSequence == deleteSequence;
+            for (int i = 0; i < writes.Count; i++)
+            {
+                var w = writes[i];
+                if (failed[i])
+                    w.Answer.ErrorCode = ErrorCodes.CoordinatorNotAvailable;
+                else if (apply)
+                    group.Offsets[(w.Topic, w.Partition)] = w.Offset;
+            }
+        }
+        return response;
+    }
+
+    void BuildCommitAnswers(OffsetCommitRequest request, short version, OffsetCommitResponse response, short groupError, Group? group, long now,
+        List<(OffsetCommitResponse.OffsetCommitResponsePartition, string, int, CommittedOffset, Task)> writes)
+    {
+        foreach (var topic in request.Topics)
+        {
+            var t = new OffsetCommitResponse.OffsetCommitResponseTopic { Name = topic.Name };
+            response.Topics.Add(t);
+            foreach (var p in topic.Partitions)
+            {
+                var answer = new OffsetCommitResponse.OffsetCommitResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = groupError };
+                t.Partitions.Add(answer);
+                if (groupError != ErrorCodes.None)
+                    continue;
+                if (!_partitionExists(topic.Name, p.PartitionIndex))
+                {
+                    answer.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    continue;
+                }
+                if (p.CommittedMetadata is not null && System.Text.Encoding.UTF8.GetByteCount(p.CommittedMetadata) > _settings.OffsetMetadataMaxBytes)
+                {
+                    answer.ErrorCode = ErrorCodes.OffsetMetadataTooLarge;
+                    continue;
+                }
+                long commitTs = version == 1 && p.CommitTimestamp >= 0 ? p.CommitTimestamp : now;
+                long expireTs = version is >= 2 and <= 4 && request.RetentionTimeMs > 0 ? commitTs + request.RetentionTimeMs : -1;
+                var offset = new CommittedOffset(p.CommittedOffset, version >= 6 ? p.CommittedLeaderEpoch : -1, p.CommittedMetadata ?? "", commitTs, expireTs);
+                var durable = _store.Append(GroupLog.Kind.OffsetCommit, group!.GroupId, topic.Name, p.PartitionIndex,
+                    GroupLog.OffsetCommit(group.GroupId, topic.Name, p.PartitionIndex, offset));
+                writes.Add((answer, topic.Name, p.PartitionIndex, offset, durable));
+            }
+        }
+    }
+
+    /// <summary>One group's committed offsets: null topics = every committed partition; missing ones are -1.</summary>
+    public (short Error, List<(string Topic, List<(int Partition, CommittedOffset? Offset)> Partitions)> Topics) FetchOffsets(
+        string groupId, IEnumerable<(string Topic, List<int> Partitions)>? topics)
+    {
+        var result = new List<(string, List<(int, CommittedOffset?)>)>();
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+            return (notReady, result);
+        if (groupId.Length == 0)
+            return (ErrorCodes.InvalidGroupId, result);
+        var group = Lookup(groupId, create: false);
+        if (group is null)
+        {
+            if (topics is not null)
+            {
+                foreach (var (topic, partitions) in topics)
+                {
+                    var list = new List<(int, CommittedOffset?)>();
+                    foreach (int p in partitions)
+                        list.Add((p, null));
+                    result.Add((topic, list));
+                }
+            }
+            return (ErrorCodes.None, result);
+        }
+        lock (group)
+        {
+            if (topics is null)
+            {
+                var byTopic = new SortedDictionary<string, List<(int, CommittedOffset?)>>(StringComparer.Ordinal);
+                foreach (var ((topic, partition), offset) in group.Offsets)
+                {
+                    if (!byTopic.TryGetValue(topic, out var list))
+                        byTopic[topic] = list = [];
+                    list.Add((partition, offset));
+                }
+                foreach (var (topic, list) in byTopic)
+                {
+                    list.Sort((a, b) => a.Item1.CompareTo(b.Item1));
+                    result.Add((topic, list));
+                }
+            }
+            else
+            {
+                foreach (var (topic, partitions) in topics)
+                {
+                    var list = new List<(int, CommittedOffset?)>();
+                    foreach (int p in partitions)
+                        list.Add((p, group.Offsets.TryGetValue((topic, p), out var o) ? o : null));
+                    result.Add((topic, list));
+                }
+            }
+        }
+        return (ErrorCodes.None, result);
+    }
+
+    public async Task<OffsetDeleteResponse> DeleteOffsets(OffsetDeleteRequest request)
+    {
+        var response = new OffsetDeleteResponse();
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+        {
+            response.ErrorCode = notReady;
+            return response;
+        }
+        if (request.GroupId.Length == 0)
+        {
+            response.ErrorCode = ErrorCodes.InvalidGroupId;
+            return response;
+        }
+        var group = Lookup(request.GroupId, create: false);
+        if (group is null)
+        {
+            response.ErrorCode = ErrorCodes.GroupIdNotFound;
+            return response;
+        }
+        var durable = new List<Task>();
+        lock (group)
+        {
+            if (group.State == GroupState.Dead)
+            {
+                response.ErrorCode = ErrorCodes.GroupIdNotFound;
+                return response;
+            }
+            if (group.State != GroupState.Empty && group.ProtocolType != "consumer")
+            {
+                response.ErrorCode = ErrorCodes.NonEmptyGroup;
+                return response;
+            }
+            bool deleted = false;
+            foreach (var topic in request.Topics)
+            {
+                var t = new OffsetDeleteResponse.OffsetDeleteResponseTopic { Name = topic.Name };
+                response.Topics.Add(t);
+                bool subscribed = group.IsSubscribedTo(topic.Name);
+                foreach (var p in topic.Partitions)
+                {
+                    var answer = new OffsetDeleteResponse.OffsetDeleteResponsePartition { PartitionIndex = p.PartitionIndex };
+                    t.Partitions.Add(answer);
+                    if (subscribed)
+                    {
+                        answer.ErrorCode = ErrorCodes.GroupSubscribedToTopic;
+                        continue;
+                    }
+                    if (!_partitionExists(topic.Name, p.PartitionIndex))
+                    {
+                        answer.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                        continue;
+                    }
+                    if (group.Offsets.Remove((topic.Name, p.PartitionIndex)))
+                    {
+                        deleted = true;
+                        durable.Add(_store.Append(GroupLog.Kind.OffsetTombstone, group.GroupId, topic.Name, p.PartitionIndex,
+                            GroupLog.OffsetTombstone(group.GroupId, topic.Name, p.PartitionIndex)));
+                    }
+                }
+            }
+            if (deleted)
+                group.OffsetDeleteSequence++;
+        }
+        try
+        {
+            await Task.WhenAll(durable).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            response.ErrorCode = ErrorCodes.CoordinatorNotAvailable;
+        }
+        return response;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // DescribeGroups, ListGroups, DeleteGroups
+
+    public DescribeGroupsResponse.DescribedGroup Describe(string groupId)
+    {
+        var d = new DescribeGroupsResponse.DescribedGroup { GroupId = groupId, GroupState = "Dead", ProtocolType = "", ProtocolData = "" };
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+        {
+            d.ErrorCode = notReady;
+            return d;
+        }
+        if (groupId.Length == 0)
+        {
+            d.ErrorCode = ErrorCodes.InvalidGroupId;
+            return d;
+        }
+        var group = Lookup(groupId, create: false);
+        if (group is null)
+            return d;
+        lock (group)
+        {
+            d.GroupState = group.StateName;
+            d.ProtocolType = group.ProtocolType ?? "";
+            bool stable = group.State == GroupState.Stable;
+            d.ProtocolData = stable ? group.ProtocolName ?? "" : "";
+            foreach (var m in group.OrderedMembers())
+            {
+                d.Members.Add(new DescribeGroupsResponse.DescribedGroupMember
+                {
+                    MemberId = m.MemberId,
+                    GroupInstanceId = m.InstanceId,
+                    ClientId = m.ClientId,
+                    ClientHost = m.ClientHost,
+                    MemberMetadata = stable ? m.MetadataFor(group.ProtocolName) ?? [] : [],
+                    MemberAssignment = stable ? m.Assignment : [],
+                });
+            }
+        }
+        return d;
+    }
+
+    public ListGroupsResponse ListGroups(List<string>? statesFilter, List<string>? typesFilter)
+    {
+        var response = new ListGroupsResponse { ErrorCode = NotReady };
+        if (response.ErrorCode != ErrorCodes.None)
+            return response;
+        if (typesFilter is { Count: > 0 } && !typesFilter.Exists(t => string.Equals(t, "classic", StringComparison.OrdinalIgnoreCase)))
+            return response;
+        foreach (var group in _groups.Values)
+        {
+            lock (group)
+            {
+                if (group.State == GroupState.Dead)
+                    continue;
+                string state = group.StateName;
+                if (statesFilter is { Count: > 0 } && !statesFilter.Exists(s => string.Equals(s, state, StringComparison.OrdinalIgnoreCase)))
+                    continue;
+                response.Groups.Add(new ListGroupsResponse.ListedGroup
+                {
+                    GroupId = group.GroupId,
+                    ProtocolType = group.ProtocolType ?? "",
+                    GroupState = state,
+                    GroupType = "classic",
+                });
+            }
+        }
+        response.Groups.Sort((a, b) => string.CompareOrdinal(a.GroupId, b.GroupId));
+        return response;
+    }
+
+    public async Task<short> DeleteGroup(string groupId)
+    {
+        if (NotReady is var notReady && notReady != ErrorCodes.None)
+            return notReady;
+        if (groupId.Length == 0)
+            return ErrorCodes.InvalidGroupId;
+        var group = Lookup(groupId, create: false);
+        if (group is null)
+            return ErrorCodes.GroupIdNotFound;
+        Task durable;
+        lock (group)
+        {
+            if (group.State == GroupState.Dead)
+                return ErrorCodes.GroupIdNotFound;
+            if (group.State != GroupState.Empty || group.Members.Count > 0)
+                return ErrorCodes.NonEmptyGroup;
+            group.MarkDead(NowMs);
+            _groups.TryRemove(new KeyValuePair<string, Group>(groupId, group));
+            durable = _store.Append(GroupLog.Kind.GroupTombstone, groupId, null, 0, GroupLog.GroupTombstone(groupId));
+        }
+        Log.Info($"group '{groupId}': deleted with its committed offsets");
+        try
+        {
+            await durable.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ErrorCodes.CoordinatorNotAvailable;
+        }
+        return ErrorCodes.None;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Offset expiry
+
+    void ExpireOffsets()
+    {
+        if (_status == 1)
+            ExpireOffsets(NowMs);
+    }
+
+    /// <summary>Kafka's offset expiry: an Empty group's offsets expire offsets.retention after it became Empty (a
+    /// group that only stores offsets: after each commit), or at an explicit expire time (OffsetCommit v2-4). An
+    /// Empty group left with no offsets is removed. Groups with members keep their offsets. Returns offsets removed.</summary>
+    public int ExpireOffsets(long nowMs)
+    {
+        int removed = 0;
+        foreach (var group in _groups.Values)
+        {
+            lock (group)
+            {
+                if (group.State != GroupState.Empty || group.CommitsInFlight > 0)
+                    continue;
+                List<(string, int)>? expired = null;
+                foreach (var (key, offset) in group.Offsets)
+                {
+                    long baseMs = group.ProtocolType is null ? offset.CommitTimestampMs : Math.Max(group.StateSinceMs, offset.CommitTimestampMs);
+                    long expireAt = offset.ExpireTimestampMs >= 0 ? offset.ExpireTimestampMs : baseMs + _settings.OffsetsRetentionMs;
+                    if (expireAt <= nowMs)
+                        (expired ??= []).Add(key);
+                }
+                if (expired is not null)
+                {
+                    foreach (var (topic, partition) in expired)
+                    {
+                        group.Offsets.Remove((topic, partition));
+                        _ = _store.Append(GroupLog.Kind.OffsetTombstone, group.GroupId, topic, partition,
+                            GroupLog.OffsetTombstone(group.GroupId, topic, partition), awaitDurable: false);
+                    }
+                    group.OffsetDeleteSequence++;
+                    removed += expired.Count;
+                    Log.Info($"group '{group.GroupId}': {expired.Count} committed offsets expired (the group has been empty longer than the offsets retention)");
+                }
+                if (group.Offsets.Count == 0 && group.PendingMembers.Count == 0)
+                {
+                    group.MarkDead(nowMs);
+                    _groups.TryRemove(new KeyValuePair<string, Group>(group.GroupId, group));
+                    _ = _store.Append(GroupLog.Kind.GroupTombstone, group.GroupId, null, 0, GroupLog.GroupTombstone(group.GroupId), awaitDurable: false);
+                }
+            }
+        }
+        return removed;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _expiryTimer?.Dispose();
+        Timers.Dispose();
+        try
+        {
+            await _loading.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException)
+        {
+        }
+        _store.Dispose();
+    }
+}

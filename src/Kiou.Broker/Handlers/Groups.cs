@@ -1,0 +1,200 @@
+using Kiou.Broker.Groups;
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Handlers;
+
+// The classic group protocol, served by Groups/GroupCoordinator (this node coordinates every group).
+//
+// FindCoordinator v0-4: this node's advertised host and broker port (as in Metadata) for group and transaction keys;
+//   v4+ batch CoordinatorKeys and answer one Coordinator each. Other key types: INVALID_REQUEST.
+// JoinGroup v2-9: v4+ MEMBER_ID_REQUIRED round trip for dynamic members; v5+ static membership (GroupInstanceId);
+//   v7+ ProtocolType in the answer; v9 SkipAssignment for a static leader rejoining a Stable group. The answer is
+//   parked until the join phase completes (delayed; responses on the connection stay in order).
+// SyncGroup v0-5: v3+ GroupInstanceId; v5 checks ProtocolType/ProtocolName. Followers park until the leader syncs.
+// Heartbeat v0-4, LeaveGroup v0-5 (v3+ batched Members with per-member errors, v5 Reason).
+// OffsetCommit v2-9: v2-4 RetentionTimeMs sets an explicit expiry; v6+ CommittedLeaderEpoch; v7+ GroupInstanceId;
+//   v9 answers GROUP_ID_NOT_FOUND (not ILLEGAL_GENERATION) for an unknown group with a generation. Answered only
+//   once the commit is durable in the offsets log.
+// OffsetFetch v1-9: v2+ null topics = all committed partitions and a top-level error; v5+ leader epoch; v7+
+//   RequireStable (no transactions, so committed offsets are always stable); v8+ several groups per request.
+// OffsetDelete v0, DescribeGroups v0-5, ListGroups v0-5 (v4+ state filter, v5+ type filter), DeleteGroups v1-2.
+public sealed partial class BrokerHandlers
+{
+    /// <summary>The group coordinator; when null no group API is registered.</summary>
+    public GroupCoordinator? Coordinator { get; init; }
+
+    partial void RegisterGroupApis()
+    {
+        if (Coordinator is null)
+            return;
+        Add<FindCoordinatorRequest>(FindCoordinatorRequest.ApiKey, 0, 4, FindCoordinator);
+        Add<JoinGroupRequest>(JoinGroupRequest.ApiKey, 2, 9, JoinGroup);
+        Add<SyncGroupRequest>(SyncGroupRequest.ApiKey, 0, 5, SyncGroup);
+        Add<HeartbeatRequest>(HeartbeatRequest.ApiKey, 0, 4, Heartbeat);
+        Add<LeaveGroupRequest>(LeaveGroupRequest.ApiKey, 0, 5, LeaveGroup);
+        Add<OffsetCommitRequest>(OffsetCommitRequest.ApiKey, 2, 9, OffsetCommit);
+        Add<OffsetFetchRequest>(OffsetFetchRequest.ApiKey, 1, 9, OffsetFetch);
+        Add<OffsetDeleteRequest>(OffsetDeleteRequest.ApiKey, 0, 0, OffsetDelete);
+        Add<DescribeGroupsRequest>(DescribeGroupsRequest.ApiKey, 0, 5, DescribeGroups);
+        Add<ListGroupsRequest>(ListGroupsRequest.ApiKey, 0, 5, ListGroups);
+        Add<DeleteGroupsRequest>(DeleteGroupsRequest.ApiKey, 1, 2, DeleteGroups);
+    }
+
+    GroupCoordinator Groups => Coordinator!;
+
+    static async ValueTask<IKafkaMessage?> Later<T>(Task<T> task) where T : IKafkaMessage => await task.ConfigureAwait(false);
+
+    ValueTask<IKafkaMessage?> FindCoordinator(RequestContext ctx, FindCoordinatorRequest request)
+    {
+        bool knownType = request.KeyType is 0 or 1;
+        var response = new FindCoordinatorResponse();
+        if (ctx.ApiVersion < 4)
+        {
+            if (knownType)
+            {
+                response.NodeId = _config.NodeId;
+                response.Host = _config.EffectiveAdvertisedHost;
+                response.Port = _config.Port;
+            }
+            else
+            {
+                response.ErrorCode = ErrorCodes.InvalidRequest;
+                response.ErrorMessage = $"unknown coordinator key type {request.KeyType}";
+                response.NodeId = -1;
+                response.Host = "";
+                response.Port = -1;
+            }
+            return Done(response);
+        }
+        foreach (string key in request.CoordinatorKeys)
+        {
+            response.Coordinators.Add(knownType
+                ? new FindCoordinatorResponse.Coordinator { Key = key, NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }
+                : new FindCoordinatorResponse.Coordinator
+                {
+                    Key = key,
+                    NodeId = -1,
+                    Host = "",
+                    Port = -1,
+                    ErrorCode = ErrorCodes.InvalidRequest,
+                    ErrorMessage = $"unknown coordinator key type {request.KeyType}",
+                });
+        }
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> JoinGroup(RequestContext ctx, JoinGroupRequest request) =>
+        Later(Groups.JoinGroup(request, ctx.ApiVersion, ctx.ClientId, ctx.Remote));
+
+    ValueTask<IKafkaMessage?> SyncGroup(RequestContext ctx, SyncGroupRequest request) => Later(Groups.SyncGroup(request, ctx.ApiVersion));
+
+    ValueTask<IKafkaMessage?> Heartbeat(RequestContext ctx, HeartbeatRequest request) =>
+        Done(new HeartbeatResponse { ErrorCode = Groups.Heartbeat(request, ctx.ApiVersion) });
+
+    ValueTask<IKafkaMessage?> LeaveGroup(RequestContext ctx, LeaveGroupRequest request) => Done(Groups.LeaveGroup(request, ctx.ApiVersion));
+
+    ValueTask<IKafkaMessage?> OffsetCommit(RequestContext ctx, OffsetCommitRequest request) => Later(Groups.CommitOffsets(request, ctx.ApiVersion));
+
+    ValueTask<IKafkaMessage?> OffsetDelete(RequestContext ctx, OffsetDeleteRequest request) => Later(Groups.DeleteOffsets(request));
+
+    ValueTask<IKafkaMessage?> OffsetFetch(RequestContext ctx, OffsetFetchRequest request)
+    {
+        short v = ctx.ApiVersion;
+        var response = new OffsetFetchResponse();
+        if (v >= 8)
+        {
+            foreach (var g in request.Groups)
+            {
+                List<(string, List<int>)>? wanted = null;
+                if (g.Topics is not null)
+                {
+                    wanted = [];
+                    foreach (var t in g.Topics)
+                        wanted.Add((t.Name, t.PartitionIndexes));
+                }
+                var (error, topics) = Groups.FetchOffsets(g.GroupId, wanted);
+                var answer = new OffsetFetchResponse.OffsetFetchResponseGroup { GroupId = g.GroupId, ErrorCode = error };
+                response.Groups.Add(answer);
+                foreach (var (topic, partitions) in topics)
+                {
+                    var t = new OffsetFetchResponse.OffsetFetchResponseTopics { Name = topic };
+                    answer.Topics.Add(t);
+                    foreach (var (partition, offset) in partitions)
+                    {
+                        t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartitions
+                        {
+                            PartitionIndex = partition,
+                            CommittedOffset = offset?.Offset ?? -1,
+                            CommittedLeaderEpoch = offset?.LeaderEpoch ?? -1,
+                            Metadata = offset?.Metadata ?? "",
+                        });
+                    }
+                }
+            }
+            return Done(response);
+        }
+        List<(string, List<int>)>? single = null;
+        if (request.Topics is not null)
+        {
+            single = [];
+            foreach (var t in request.Topics)
+                single.Add((t.Name, t.PartitionIndexes));
+        }
+        var (groupError, found) = Groups.FetchOffsets(request.GroupId, single);
+        if (v >= 2)
+            response.ErrorCode = groupError;
+        if (groupError != ErrorCodes.None && v < 2 && single is not null)
+        {
+            // v0-1 have no top-level error: repeat it in every partition asked for.
+            found = [];
+            foreach (var (topic, partitions) in single)
+            {
+                var list = new List<(int, CommittedOffset?)>();
+                foreach (int p in partitions)
+                    list.Add((p, null));
+                found.Add((topic, list));
+            }
+        }
+        foreach (var (topic, partitions) in found)
+        {
+            var t = new OffsetFetchResponse.OffsetFetchResponseTopic { Name = topic };
+            response.Topics.Add(t);
+            foreach (var (partition, offset) in partitions)
+            {
+                t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartition
+                {
+                    PartitionIndex = partition,
+                    CommittedOffset = offset?.Offset ?? -1,
+                    CommittedLeaderEpoch = offset?.LeaderEpoch ?? -1,
+                    Metadata = offset?.Metadata ?? "",
+                    ErrorCode = v < 2 ? groupError : ErrorCodes.None,
+                });
+            }
+        }
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> DescribeGroups(RequestContext ctx, DescribeGroupsRequest request)
+    {
+        var response = new DescribeGroupsResponse();
+        foreach (string id in request.Groups)
+            response.Groups.Add(Groups.Describe(id));
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> ListGroups(RequestContext ctx, ListGroupsRequest request) =>
+        Done(Groups.ListGroups(ctx.ApiVersion >= 4 ? request.StatesFilter : null, ctx.ApiVersion >= 5 ? request.TypesFilter : null));
+
+    async ValueTask<IKafkaMessage?> DeleteGroups(RequestContext ctx, DeleteGroupsRequest request)
+    {
+        var response = new DeleteGroupsResponse();
+        foreach (string id in request.GroupsNames)
+        {
+            short error = await Groups.DeleteGroup(id).ConfigureAwait(false);
+            response.Results.Add(new DeleteGroupsResponse.DeletableGroupResult { GroupId = id, ErrorCode = error });
+        }
+        return response;
+    }
+}
