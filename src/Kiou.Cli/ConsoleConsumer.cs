@@ -152,7 +152,18 @@ public static class ConsoleConsumer
                 {
                     throw new FailedException($"topic '{topic}' does not exist (it may have been deleted)");
                 }
-                catch (ConsumeException e) when (!e.Error.IsFatal)
+                catch (ConsumeException e) when (e.Error.Code == ErrorCode.InvalidSessionTimeout)
+                {
+                    throw new FailedException($"the broker refuses --session-timeout-ms {config.SessionTimeoutMs} for group '{config.GroupId}' " +
+                        "(outside its group.min/max.session.timeout.ms; KIOU: KIOU_GROUP_MIN_SESSION_TIMEOUT_MS, KIOU_GROUP_MAX_SESSION_TIMEOUT_MS)");
+                }
+                catch (ConsumeException e) when (e.Error.IsFatal || e.Error.Code is ErrorCode.InvalidGroupId or ErrorCode.GroupMaxSizeReached
+                    or ErrorCode.InconsistentGroupProtocol or ErrorCode.GroupAuthorizationFailed or ErrorCode.TopicAuthorizationFailed
+                    or ErrorCode.UnsupportedVersion)
+                {
+                    throw new FailedException($"cannot consume topic '{topic}' in group '{config.GroupId}': {e.Error.Reason}");
+                }
+                catch (ConsumeException e)
                 {
                     Console.Error.WriteLine($"consumer: {e.Error.Reason}");
                     continue;

@@ -79,7 +79,22 @@ public static class ConsumerPerf
         bool timedOut = false;
         while (count < messages && !stop.IsCancellationRequested)
         {
-            var r = consumer.Consume(100);
+            ConsumeResult<Ignore, int>? r;
+            try
+            {
+                r = consumer.Consume(100);
+            }
+            catch (ConsumeException e) when (e.Error.IsFatal || e.Error.Code is ErrorCode.InvalidSessionTimeout or ErrorCode.InvalidGroupId
+                or ErrorCode.GroupMaxSizeReached or ErrorCode.InconsistentGroupProtocol or ErrorCode.GroupAuthorizationFailed
+                or ErrorCode.TopicAuthorizationFailed or ErrorCode.UnsupportedVersion or ErrorCode.UnknownTopicOrPart)
+            {
+                throw new FailedException($"cannot consume topic '{topic}' in group '{config.GroupId}': {e.Error.Reason}");
+            }
+            catch (ConsumeException e)
+            {
+                Console.Error.WriteLine($"consumer-perf: {e.Error.Reason}");
+                continue;
+            }
             long now = Environment.TickCount64;
             if (r is null)
             {

@@ -59,7 +59,7 @@ public sealed partial class PerfTests
     {
         await using var broker = TestBroker.Start();
         Check.Produce(broker.Bootstrap, "few", [(null, "a"), (null, "b")]);
-        var r = Tools.Script("consumer-perf", ["--bootstrap-server", broker.Bootstrap, "--topic", "few", "--messages", "10", "--timeout", "3000"]);
+        var r = Tools.Script("consumer-perf", ["--bootstrap-server", broker.Bootstrap, "--topic", "few", "--messages", "10"]);
         Assert.True(r.ExitCode == 1, r.ToString());
         Assert.Contains("Exiting before consuming the expected number of messages", r.Stderr);
         Assert.Equal("2", r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[1].Split(", ")[4]);
