@@ -130,9 +130,10 @@ public static class ProducerPerf
         return list.ToArray();
     }
 
-    /// <summary>Kafka's ProducerPerformance.Stats; updated only on librdkafka's delivery-report thread.</summary>
+    /// <summary>Kafka's ProducerPerformance.Stats, updated by delivery reports under its own lock.</summary>
     sealed class Stats
     {
+        readonly object _gate = new();
         readonly long _reportingMs;
         readonly int _recordSize;
         readonly int[] _latencies;
@@ -154,6 +155,14 @@ public static class ProducerPerf
         }
 
         public void OnDelivery(DeliveryReport<Null, byte[]> r)
+        {
+            // Callbacks come from librdkafka's poll thread and from whoever calls Poll or Flush (they serve the same
+            // queue): one uncontended lock keeps the counters exact.
+            lock (_gate)
+                Record(r);
+        }
+
+        void Record(DeliveryReport<Null, byte[]> r)
         {
             if (r.Error.Code != ErrorCode.NoError)
             {
@@ -185,6 +194,12 @@ public static class ProducerPerf
         }
 
         public string Summary(double elapsedMs)
+        {
+            lock (_gate)
+                return SummaryLocked(elapsedMs);
+        }
+
+        string SummaryLocked(double elapsedMs)
         {
             double recsPerSec = 1000.0 * _count / elapsedMs;
             double mbPerSec = 1000.0 * _bytes / elapsedMs / (1024 * 1024);
