@@ -13,7 +13,7 @@ public sealed partial class PerfTests
     {
         await using var broker = TestBroker.Start();
         var r = Tools.Script("producer-perf", ["--bootstrap-server", broker.Bootstrap, "--topic", "perf", "--num-records", "20000", "--record-size", "100",
-            "--throughput", "-1", "--producer-props", "acks=1", "linger.ms=2", "--reporting-interval", "100"]);
+            "--throughput", "-1", "--producer-props", "acks=1", "linger.ms=2", "--reporting-interval", "10"]);
         Assert.True(r.ExitCode == 0, r.ToString());
         var m = ProducerSummary().Match(r.Stdout);
         Assert.True(m.Success, r.ToString());
