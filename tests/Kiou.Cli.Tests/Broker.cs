@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-using System.Net.Sockets;
 using Confluent.Kafka;
 using Kiou.Broker.Hosting;
 
@@ -36,64 +34,6 @@ public sealed class TestBroker : IAsyncDisposable
         catch (IOException)
         {
         }
-    }
-
-    /// <summary>
-    /// Whether this build of the broker serves consumer groups: asks a throw-away broker, over the wire, whether its
-    /// ApiVersions answer lists FindCoordinator (key 10), JoinGroup (11) and OffsetCommit (8).
-    /// </summary>
-    public static bool ServesGroups => s_servesGroups.Value;
-
-    static readonly Lazy<bool> s_servesGroups = new(() =>
-    {
-        var broker = Start();
-        try
-        {
-            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            socket.Connect(broker.Broker.BrokerEndPoint);
-            // ApiVersions v0: size, api key 18, version 0, correlation id 1, null client id.
-            var request = new byte[14];
-            BinaryPrimitives.WriteInt32BigEndian(request, 10);
-            BinaryPrimitives.WriteInt16BigEndian(request.AsSpan(4), 18);
-            BinaryPrimitives.WriteInt16BigEndian(request.AsSpan(6), 0);
-            BinaryPrimitives.WriteInt32BigEndian(request.AsSpan(8), 1);
-            BinaryPrimitives.WriteInt16BigEndian(request.AsSpan(12), -1);
-            socket.Send(request);
-            var size = Receive(socket, 4);
-            var body = Receive(socket, BinaryPrimitives.ReadInt32BigEndian(size));
-            int count = BinaryPrimitives.ReadInt32BigEndian(body.AsSpan(6));
-            var keys = new HashSet<short>();
-            for (int i = 0; i < count; i++)
-                keys.Add(BinaryPrimitives.ReadInt16BigEndian(body.AsSpan(10 + i * 6)));
-            return keys.Contains(10) && keys.Contains(11) && keys.Contains(8);
-        }
-        finally
-        {
-            broker.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        }
-    });
-
-    static byte[] Receive(Socket socket, int n)
-    {
-        var buffer = new byte[n];
-        for (int at = 0; at < n;)
-        {
-            int got = socket.Receive(buffer, at, n - at, SocketFlags.None);
-            if (got == 0)
-                throw new IOException("the broker closed the connection during ApiVersions");
-            at += got;
-        }
-        return buffer;
-    }
-}
-
-/// <summary>A test that needs the broker's consumer groups (branch `groups`); skipped, saying so, until they are there.</summary>
-public sealed class GroupsFactAttribute : FactAttribute
-{
-    public GroupsFactAttribute()
-    {
-        if (!TestBroker.ServesGroups)
-            Skip = "the broker does not serve consumer groups yet (no FindCoordinator/JoinGroup/OffsetCommit in ApiVersions)";
     }
 }
 

@@ -7,7 +7,7 @@ public sealed class GroupsTests
 
     static string[] Cells(string row) => row.Split(' ', StringSplitOptions.RemoveEmptyEntries);
 
-    [GroupsFact]
+    [Fact]
     public async Task List_describe_reset_and_delete_a_group()
     {
         await using var broker = TestBroker.Start();
@@ -63,7 +63,7 @@ public sealed class GroupsTests
         Assert.Contains("consumer group 'cg' does not exist", gone.Stderr);
     }
 
-    [GroupsFact]
+    [Fact]
     public async Task An_active_group_shows_its_member_and_refuses_a_reset()
     {
         await using var broker = TestBroker.Start();
@@ -84,7 +84,7 @@ public sealed class GroupsTests
         Assert.Equal(0, follow.Stop());
     }
 
-    [GroupsFact]
+    [Fact]
     public async Task Consumer_without_a_group_uses_a_generated_one_and_commits_nothing()
     {
         await using var broker = TestBroker.Start();

@@ -39,7 +39,7 @@ public sealed partial class PerfTests
         Assert.True(double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture) <= 210, r.Stdout);
     }
 
-    [GroupsFact]
+    [Fact]
     public async Task Consumer_perf_reads_the_records_and_prints_Kafkas_summary()
     {
         await using var broker = TestBroker.Start();
@@ -54,7 +54,7 @@ public sealed partial class PerfTests
         Assert.Equal("5000", cols[4]);
     }
 
-    [GroupsFact]
+    [Fact]
     public async Task Consumer_perf_gives_up_after_the_timeout_when_records_are_missing()
     {
         await using var broker = TestBroker.Start();

@@ -39,7 +39,7 @@ async function main() {
   for (const o of byTime) assert.equal(o.offset, `${N / 2}`);
   console.log('ok: fetchTopicOffsets and fetchTopicOffsetsByTimestamp');
 
-  if (process.env.COMPAT_GROUPS !== '0') {
+  {
     const groupId = `${topic}-group`;
     const consumer = kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 1000 });
     await consumer.connect();

@@ -8,9 +8,9 @@ namespace Kiou.Broker.Groups;
 /// <summary>Group settings (BrokerConfig's KIOU_GROUP_* and KIOU_OFFSETS_* variables).</summary>
 public sealed record GroupSettings
 {
-    public int MinSessionTimeoutMs { get; init; } = 6000;
+    public int MinSessionTimeoutMs { get; init; } = 1000;
     public int MaxSessionTimeoutMs { get; init; } = 1800000;
-    public int InitialRebalanceDelayMs { get; init; } = 3000;
+    public int InitialRebalanceDelayMs { get; init; } = 0;
     public int MaxSize { get; init; } = 10000;
     public long OffsetsRetentionMs { get; init; } = 7L * 24 * 60 * 60 * 1000;
     public long OffsetsRetentionCheckIntervalMs { get; init; } = 600000;
