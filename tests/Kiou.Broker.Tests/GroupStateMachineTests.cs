@@ -1,6 +1,6 @@
 using Kiou.Broker.Groups;
 using Kiou.Broker.Hosting;
-using Kiou.Broker.Tests.Support;
+using Kiou.Storage.Tests.Support;
 using Kiou.Protocol.Messages;
 
 namespace Kiou.Broker.Tests;

@@ -1,6 +1,6 @@
 namespace Kiou.Storage.Tests.Support;
 
-/// <summary>A clock that moves only when a test says so.</summary>
+/// <summary>A clock that moves only when a test says so (timers driven by it are fired by the test itself).</summary>
 public sealed class ManualTimeProvider : TimeProvider
 {
     private long _nowMs;
