@@ -350,6 +350,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
     void BuildCommitAnswers(OffsetCommitRequest request, short version, OffsetCommitResponse response, short groupError, Group? group, long now,
         List<(OffsetCommitResponse.OffsetCommitResponsePartition, string, int, CommittedOffset, Task)> writes)
     {
+        var records = new List<(GroupLog.Kind, string, string?, int, byte[])>();
+        var accepted = new List<(OffsetCommitResponse.OffsetCommitResponsePartition, string, int, CommittedOffset)>();
         foreach (var topic in request.Topics)
         {
             var t = new OffsetCommitResponse.OffsetCommitResponseTopic { Name = topic.Name };
@@ -373,11 +375,15 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 long commitTs = version == 1 && p.CommitTimestamp >= 0 ? p.CommitTimestamp : now;
                 long expireTs = version is >= 2 and <= 4 && request.RetentionTimeMs > 0 ? commitTs + request.RetentionTimeMs : -1;
                 var offset = new CommittedOffset(p.CommittedOffset, version >= 6 ? p.CommittedLeaderEpoch : -1, p.CommittedMetadata ?? "", commitTs, expireTs);
-                var durable = _store.Append(GroupLog.Kind.OffsetCommit, group!.GroupId, topic.Name, p.PartitionIndex,
-                    GroupLog.OffsetCommit(group.GroupId, topic.Name, p.PartitionIndex, offset));
-                writes.Add((answer, topic.Name, p.PartitionIndex, offset, durable));
+                records.Add((GroupLog.Kind.OffsetCommit, group!.GroupId, topic.Name, p.PartitionIndex,
+                    GroupLog.OffsetCommit(group.GroupId, topic.Name, p.PartitionIndex, offset)));
+                accepted.Add((answer, topic.Name, p.PartitionIndex, offset));
             }
         }
+        // One request's offsets are written as one unit: a crash never keeps some of them and loses others.
+        Task durable = _store.AppendAll(records);
+        foreach (var (answer, topicName, partition, offset) in accepted)
+            writes.Add((answer, topicName, partition, offset, durable));
     }
 
     /// <summary>One group's committed offsets: null topics = every committed partition; missing ones are -1.</summary>

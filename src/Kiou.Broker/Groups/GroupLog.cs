@@ -352,6 +352,36 @@ public sealed class GroupLog : IDisposable
         return done?.Task ?? Task.CompletedTask;
     }
 
+    /// <summary>
+    /// Appends several records as one unit: they are queued under one lock, so the writer puts them in the same batch
+    /// (one pwrite, one fdatasync) and a crash keeps all or, on a torn tail, a prefix of them. One OffsetCommit request
+    /// is one such unit, as Kafka writes one commit as one record batch. The task completes once all are durable.
+    /// </summary>
+    public Task AppendAll(List<(Kind Kind, string Group, string? Topic, int Partition, byte[] Payload)> records)
+    {
+        if (records.Count == 0)
+            return Task.CompletedTask;
+        foreach (var r in records)
+        {
+            if (r.Payload.Length > MaxRecordBytes)
+                return Task.FromException(new IOException($"group offsets record of {r.Payload.Length} bytes is over the {MaxRecordBytes} byte limit"));
+        }
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            if (_failure is not null)
+                return Task.FromException(new IOException(_failure));
+            if (_stopping)
+                return Task.FromException(new ObjectDisposedException(nameof(GroupLog), "the broker is stopping"));
+            bool wasEmpty = _queue.Count == 0;
+            foreach (var r in records)
+                _queue.Add(new Pending(r.Kind, r.Group, r.Topic, r.Partition, r.Payload, done));
+            if (wasEmpty)
+                Monitor.PulseAll(_gate);
+        }
+        return done.Task;
+    }
+
     void WriterLoop()
     {
         var buffer = new KafkaWriter(64 * 1024);
