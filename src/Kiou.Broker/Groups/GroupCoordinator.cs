@@ -126,6 +126,10 @@ public sealed class GroupCoordinator : IAsyncDisposable
     }
 
     /// <summary>NONE when ready, else the error every group request gets.</summary>
+    /// <summary>The checks every group request starts with: offsets loaded, and a group id given.</summary>
+    short CheckGroupId(string groupId) => NotReady is var notReady && notReady != ErrorCodes.None ? notReady
+        : groupId.Length == 0 ? ErrorCodes.InvalidGroupId : ErrorCodes.None;
+
     short NotReady => _status switch
     {
         1 => ErrorCodes.None,
@@ -170,10 +174,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
     public async Task<JoinGroupResponse> JoinGroup(JoinGroupRequest request, short version, string? clientId, EndPoint? remote)
     {
         static JoinGroupResponse Error(short code, string memberId) => new() { ErrorCode = code, GenerationId = -1, MemberId = memberId, Leader = "" };
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
-            return Error(notReady, request.MemberId);
-        if (request.GroupId.Length == 0)
-            return Error(ErrorCodes.InvalidGroupId, request.MemberId);
+        if (CheckGroupId(request.GroupId) is var groupIdError && groupIdError != ErrorCodes.None)
+            return Error(groupIdError, request.MemberId);
         if (request.SessionTimeoutMs < _settings.MinSessionTimeoutMs || request.SessionTimeoutMs > _settings.MaxSessionTimeoutMs)
             return Error(ErrorCodes.InvalidSessionTimeout, request.MemberId);
         var group = Lookup(request.GroupId, create: request.MemberId.Length == 0);
@@ -197,10 +199,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
 
     public async Task<SyncGroupResponse> SyncGroup(SyncGroupRequest request, short version)
     {
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
-            return new SyncGroupResponse { ErrorCode = notReady, Assignment = [] };
-        if (request.GroupId.Length == 0)
-            return new SyncGroupResponse { ErrorCode = ErrorCodes.InvalidGroupId, Assignment = [] };
+        if (CheckGroupId(request.GroupId) is var groupIdError && groupIdError != ErrorCodes.None)
+            return new SyncGroupResponse { ErrorCode = groupIdError, Assignment = [] };
         var group = Lookup(request.GroupId, create: false);
         if (group is null)
             return new SyncGroupResponse { ErrorCode = ErrorCodes.UnknownMemberId, Assignment = [] };
@@ -212,10 +212,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
 
     public short Heartbeat(HeartbeatRequest request, short version)
     {
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
-            return notReady;
-        if (request.GroupId.Length == 0)
-            return ErrorCodes.InvalidGroupId;
+        if (CheckGroupId(request.GroupId) is var groupIdError && groupIdError != ErrorCodes.None)
+            return groupIdError;
         var group = Lookup(request.GroupId, create: false);
         if (group is null)
             return ErrorCodes.UnknownMemberId;
@@ -234,14 +232,9 @@ public sealed class GroupCoordinator : IAsyncDisposable
             foreach (var m in request.Members)
                 leaving.Add((m.MemberId, m.GroupInstanceId, version >= 5 ? m.Reason : null));
         }
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
+        if (CheckGroupId(request.GroupId) is var groupIdError && groupIdError != ErrorCodes.None)
         {
-            response.ErrorCode = notReady;
-            return response;
-        }
-        if (request.GroupId.Length == 0)
-        {
-            response.ErrorCode = ErrorCodes.InvalidGroupId;
+            response.ErrorCode = groupIdError;
             return response;
         }
         var group = Lookup(request.GroupId, create: false);
@@ -391,10 +384,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
         string groupId, IEnumerable<(string Topic, List<int> Partitions)>? topics)
     {
         var result = new List<(string, List<(int, CommittedOffset?)>)>();
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
-            return (notReady, result);
-        if (groupId.Length == 0)
-            return (ErrorCodes.InvalidGroupId, result);
+        if (CheckGroupId(groupId) is var groupIdError && groupIdError != ErrorCodes.None)
+            return (groupIdError, result);
         var group = Lookup(groupId, create: false);
         if (group is null)
         {
@@ -444,14 +435,9 @@ public sealed class GroupCoordinator : IAsyncDisposable
     public async Task<OffsetDeleteResponse> DeleteOffsets(OffsetDeleteRequest request)
     {
         var response = new OffsetDeleteResponse();
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
+        if (CheckGroupId(request.GroupId) is var groupIdError && groupIdError != ErrorCodes.None)
         {
-            response.ErrorCode = notReady;
-            return response;
-        }
-        if (request.GroupId.Length == 0)
-        {
-            response.ErrorCode = ErrorCodes.InvalidGroupId;
+            response.ErrorCode = groupIdError;
             return response;
         }
         var group = Lookup(request.GroupId, create: false);
@@ -521,14 +507,9 @@ public sealed class GroupCoordinator : IAsyncDisposable
     public DescribeGroupsResponse.DescribedGroup Describe(string groupId)
     {
         var d = new DescribeGroupsResponse.DescribedGroup { GroupId = groupId, GroupState = "Dead", ProtocolType = "", ProtocolData = "" };
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
+        if (CheckGroupId(groupId) is var groupIdError && groupIdError != ErrorCodes.None)
         {
-            d.ErrorCode = notReady;
-            return d;
-        }
-        if (groupId.Length == 0)
-        {
-            d.ErrorCode = ErrorCodes.InvalidGroupId;
+            d.ErrorCode = groupIdError;
             return d;
         }
         var group = Lookup(groupId, create: false);
@@ -587,10 +568,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
 
     public async Task<short> DeleteGroup(string groupId)
     {
-        if (NotReady is var notReady && notReady != ErrorCodes.None)
-            return notReady;
-        if (groupId.Length == 0)
-            return ErrorCodes.InvalidGroupId;
+        if (CheckGroupId(groupId) is var groupIdError && groupIdError != ErrorCodes.None)
+            return groupIdError;
         var group = Lookup(groupId, create: false);
         if (group is null)
             return ErrorCodes.GroupIdNotFound;

@@ -334,39 +334,26 @@ public sealed class GroupLog : IDisposable
     // Appending
 
     /// <summary>Queues one record; the task completes once it is durable (or fails if the log is offline).</summary>
-    public Task Append(Kind kind, string group, string? topic, int partition, byte[] payload, bool awaitDurable = true)
-    {
-        if (payload.Length > MaxRecordBytes)
-            return Task.FromException(new IOException($"group offsets record of {payload.Length} bytes is over the {MaxRecordBytes} byte limit"));
-        var done = awaitDurable ? new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) : null;
-        lock (_gate)
-        {
-            if (_failure is not null)
-                return Task.FromException(new IOException(_failure));
-            if (_stopping)
-                return Task.FromException(new ObjectDisposedException(nameof(GroupLog), "the broker is stopping"));
-            _queue.Add(new Pending(kind, group, topic, partition, payload, done));
-            if (_queue.Count == 1)
-                Monitor.PulseAll(_gate);
-        }
-        return done?.Task ?? Task.CompletedTask;
-    }
+    public Task Append(Kind kind, string group, string? topic, int partition, byte[] payload, bool awaitDurable = true) =>
+        Enqueue([(kind, group, topic, partition, payload)], awaitDurable);
 
     /// <summary>
     /// Appends several records as one unit: they are queued under one lock, so the writer puts them in the same batch
     /// (one pwrite, one fdatasync) and a crash keeps all or, on a torn tail, a prefix of them. One OffsetCommit request
     /// is one such unit, as Kafka writes one commit as one record batch. The task completes once all are durable.
     /// </summary>
-    public Task AppendAll(List<(Kind Kind, string Group, string? Topic, int Partition, byte[] Payload)> records)
+    public Task AppendAll(List<(Kind Kind, string Group, string? Topic, int Partition, byte[] Payload)> records) =>
+        records.Count == 0 ? Task.CompletedTask : Enqueue(records, awaitDurable: true);
+
+    /// <summary>Queues the records under one lock, so the writer takes them into the same batch.</summary>
+    Task Enqueue(List<(Kind Kind, string Group, string? Topic, int Partition, byte[] Payload)> records, bool awaitDurable)
     {
-        if (records.Count == 0)
-            return Task.CompletedTask;
         foreach (var r in records)
         {
             if (r.Payload.Length > MaxRecordBytes)
                 return Task.FromException(new IOException($"group offsets record of {r.Payload.Length} bytes is over the {MaxRecordBytes} byte limit"));
         }
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var done = awaitDurable ? new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) : null;
         lock (_gate)
         {
             if (_failure is not null)
@@ -379,7 +366,7 @@ public sealed class GroupLog : IDisposable
             if (wasEmpty)
                 Monitor.PulseAll(_gate);
         }
-        return done.Task;
+        return done?.Task ?? Task.CompletedTask;
     }
 
     void WriterLoop()
