@@ -25,4 +25,21 @@ public static class DirectFile
         }
         return new SafeFileHandle(fd, ownsHandle: true);
     }
+
+    /// <summary>
+    /// Opens an existing file for writing with O_DIRECT | O_CLOEXEC (never creating it), or returns null with
+    /// the errno when it cannot: EINVAL means the file system does not support O_DIRECT.
+    /// </summary>
+    public static SafeFileHandle? TryOpenExistingForWrite(string path, out int errno)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        int fd = LibC.open(path, LibC.O_WRONLY | LibC.O_CLOEXEC | LibC.O_DIRECT, 0);
+        if (fd < 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            return null;
+        }
+        errno = 0;
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
 }

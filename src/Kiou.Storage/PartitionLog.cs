@@ -43,6 +43,8 @@ public sealed class PartitionLog : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly Action<string> _log;
     private readonly DeviceCallback _callback;
+    private readonly bool _direct;
+    private readonly Action<DirectTail, int> _onTailPiece;
     private readonly PendingAppend.Pool _pool = new();
     private readonly List<Segment> _segments;
     private readonly RingQueue<PendingAppend> _pending = new();
@@ -92,6 +94,8 @@ public sealed class PartitionLog : IAsyncDisposable
         _time = time;
         _log = log;
         _callback = new DeviceCallback(this);
+        _direct = device.DirectWrites;
+        _onTailPiece = OnTailPieceDone;
         _segments = segments;
         _active = segments[^1];
         _logStart = segments[0].BaseOffset;
@@ -164,6 +168,18 @@ public sealed class PartitionLog : IAsyncDisposable
     }
 
     internal string DirectoryPath => _directory;
+
+    /// <summary>The active segment's O_DIRECT write-behind, if it has one (tests).</summary>
+    internal DirectTail? ActiveTail
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _active.Tail;
+            }
+        }
+    }
 
     /// <summary>
     /// Opens the partition's directory under <paramref name="dataDir"/>, creating it if needed, and recovers it
@@ -263,6 +279,8 @@ public sealed class PartitionLog : IAsyncDisposable
         int position;
         long sequence;
         short version;
+        DirectTail? tail = null;
+        int pieces = 0;
         try
         {
             lock (_lock)
@@ -291,6 +309,16 @@ public sealed class PartitionLog : IAsyncDisposable
                 version = op.Version;
                 _pending.Enqueue(op);
                 file = segment.Handle;
+                if (_direct && !segment.DirectUnavailable)
+                {
+                    tail = segment.Tail ?? OpenTailLocked(segment, position, ref message);
+                    if (tail is not null)
+                    {
+                        tail.Stage(position, span);
+                        pieces = tail.TryStartRound() ? tail.PieceCount : 0;
+                    }
+                }
+
                 flushes = StartFlushLocked(out round);
                 AssertTailsLocked();
             }
@@ -314,6 +342,13 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         IssueFlushes(flushes, round);
+        if (tail is not null)
+        {
+            // Staged: the bytes are copied, a round (this one's or the one in flight) carries them to the file.
+            IssueRound(tail, pieces);
+            return new ValueTask<AppendResult>(op, version);
+        }
+
         try
         {
             _device.Write(file, position, batch, _callback, sequence);
@@ -325,6 +360,205 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         return new ValueTask<AppendResult>(op, version);
+    }
+
+    private static int s_directUnsupportedLogged;
+
+    /// <summary>Opens the O_DIRECT write-behind of <paramref name="segment"/>, or marks it buffered for good.</summary>
+    private DirectTail? OpenTailLocked(Segment segment, int position, ref string? message)
+    {
+        DirectTail? tail = DirectTail.TryOpen(segment, position, _onTailPiece, out int errno);
+        if (tail is null)
+        {
+            segment.DirectUnavailable = true;
+            if (Interlocked.Exchange(ref s_directUnsupportedLogged, 1) == 0)
+            {
+                message = $"partition {_name}: cannot open {segment.LogPath} with O_DIRECT ({ErrnoNames.Describe(-errno)}{(errno == ErrnoNames.EINVAL ? ", the file system does not support it" : "")}); "
+                    + "io_uring appends to such files go through the page cache instead (slower; logged once per broker)";
+            }
+
+            return null;
+        }
+
+        segment.Tail = tail;
+        return tail;
+    }
+
+    /// <summary>Hands a round's pieces to the device (outside the lock); a refused piece counts as failed.</summary>
+    private void IssueRound(DirectTail tail, int pieces)
+    {
+        for (int i = 0; i < pieces; i++)
+        {
+            (long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
+            try
+            {
+                _device.Write(tail.Handle, position, data, tail, i);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+            {
+                int errno = ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex);
+                for (int j = i; j < pieces; j++)
+                {
+                    OnTailPieceDone(tail, errno);
+                }
+
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A piece of a direct round completed (device thread). When the round is whole: appends whose bytes it
+    /// covers are written and get published in order; a sealed segment's tail is finished (padding cut before its
+    /// final flush); the next round starts with whatever was staged meanwhile. A failed round fails every append
+    /// staged in that tail, as a failed buffered write fails the appends after it.
+    /// </summary>
+    private void OnTailPieceDone(DirectTail tail, int result)
+    {
+        string? message = null;
+        SafeFileHandle[]? flushes;
+        long round;
+        int pieces = 0;
+        lock (_lock)
+        {
+            if (!tail.CompletePiece(result, out int errno))
+            {
+                return;
+            }
+
+            Segment segment = tail.Segment;
+            if (segment.Tail != tail)
+            {
+                return; // disposed meanwhile (truncation, close): its appends were already settled
+            }
+
+            if (errno == 0)
+            {
+                MarkTailWrittenLocked(tail);
+                if (segment.Sealed && tail.Idle)
+                {
+                    FinishSealedTailLocked(segment, ref message);
+                }
+                else if (tail.TryStartRound())
+                {
+                    pieces = tail.PieceCount;
+                }
+            }
+            else
+            {
+                FailTailLocked(tail, errno, ref message);
+            }
+
+            PublishLocked();
+            flushes = StartFlushLocked(out round);
+        }
+
+        if (message is not null)
+        {
+            _log(message);
+        }
+
+        IssueFlushes(flushes, round);
+        if (pieces > 0)
+        {
+            IssueRound(tail, pieces);
+        }
+    }
+
+    private void MarkTailWrittenLocked(DirectTail tail)
+    {
+        Segment segment = tail.Segment;
+        for (int i = 0; i < _pending.Count; i++)
+        {
+            PendingAppend op = _pending[i];
+            if (op.Segment != segment)
+            {
+                if (op.Segment.BaseOffset > segment.BaseOffset)
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            if (op.State != PendingAppend.WriteState.InFlight)
+            {
+                continue;
+            }
+
+            if (op.Position + op.Size > tail.Written)
+            {
+                break;
+            }
+
+            op.State = PendingAppend.WriteState.Written;
+        }
+    }
+
+    private void FailTailLocked(DirectTail tail, int errno, ref string? message)
+    {
+        Segment segment = tail.Segment;
+        PendingAppend? first = null;
+        for (int i = 0; i < _pending.Count; i++)
+        {
+            PendingAppend op = _pending[i];
+            if (op.Segment == segment && op.State == PendingAppend.WriteState.InFlight)
+            {
+                first ??= op;
+                op.State = PendingAppend.WriteState.Failed;
+                op.Errno = errno;
+            }
+        }
+
+        if (first is not null)
+        {
+            MarkFailedLocked(errno, first.BaseOffset, $"the O_DIRECT write of offsets from {first.BaseOffset} at position {DirectTail.AlignDown(tail.Written)} of {segment.Name}", ref message);
+        }
+    }
+
+    /// <summary>A sealed segment's last round is done: cut the padding, release the tail.</summary>
+    private void FinishSealedTailLocked(Segment segment, ref string? message)
+    {
+        DirectTail tail = segment.Tail!;
+        try
+        {
+            tail.TrimPadding();
+        }
+        catch (IOException ex)
+        {
+            // Harmless for the data: recovery walks the batches and cuts the zeros at the next start.
+            message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); the next start truncates it";
+        }
+
+        tail.Dispose();
+        segment.Tail = null;
+    }
+
+    /// <summary>Releases every segment's tail (nothing in flight); with <paramref name="trim"/> cuts padding first.</summary>
+    private void CloseTailsLocked(bool trim, ref string? message)
+    {
+        foreach (Segment s in _segments)
+        {
+            if (s.Tail is not { } tail)
+            {
+                continue;
+            }
+
+            if (trim && !tail.RoundInFlight)
+            {
+                try
+                {
+                    tail.TrimPadding();
+                }
+                catch (IOException ex)
+                {
+                    message = $"partition {_name}: could not cut the zero padding of {s.Name} ({ex.Message}); the next start truncates it";
+                }
+            }
+
+            tail.Dispose();
+            s.Tail = null;
+        }
     }
 
     /// <summary>
@@ -1005,6 +1239,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         Segment keep = _segments[keepIndex];
         RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
+        CloseTailsLocked(trim: false, ref message);
         int dropped = keep.Size - keep.CompletedSize;
         for (int i = _segments.Count - 1; i > keepIndex; i--)
         {
@@ -1068,6 +1303,11 @@ public sealed class PartitionLog : IAsyncDisposable
         if (old.CompletedEnd == old.SealedEnd)
         {
             old.FinishTimeIndex();
+        }
+
+        if (old.Tail is { Idle: true })
+        {
+            FinishSealedTailLocked(old, ref message);
         }
 
         _segments.Add(next);
@@ -1452,6 +1692,17 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         await drained.ConfigureAwait(false);
+
+        string? tailMessage = null;
+        lock (_lock)
+        {
+            CloseTailsLocked(trim: !_failed, ref tailMessage);
+        }
+
+        if (tailMessage is not null)
+        {
+            _log(tailMessage);
+        }
 
         if (clean)
         {

@@ -355,6 +355,7 @@ internal static class Recovery
         segment.FlushedEnd = segment.CompletedEnd;
 
         int dropped = fileLength - position;
+        bool padding = problem is not null && dropped > 0 && dropped < DirectTail.PageSize && IsAllZero(segment, position, dropped);
         if (problem is not null)
         {
             RandomAccess.SetLength(segment.Handle, position);
@@ -370,10 +371,19 @@ internal static class Recovery
 
         if (problem is not null)
         {
-            string what = torn
+            string what = padding
+                ? $"cut {dropped} bytes of zero padding after the last batch of {segment.Name} (O_DIRECT appends write whole pages; a stop without a clean close leaves the padding)"
+                : torn
                 ? $"truncated torn tail of {segment.Name} at position {position} (dropped {dropped} bytes); the last batch was incomplete after an unclean stop: {problem}"
                 : $"truncated {segment.Name} at position {position} (dropped {dropped} bytes): {problem}; nothing from there on is served";
             log($"partition {partitionName}: {what}");
+        }
+
+        static bool IsAllZero(Segment segment, int position, int count)
+        {
+            Span<byte> bytes = stackalloc byte[DirectTail.PageSize];
+            segment.ReadExactly(position, bytes[..count]);
+            return !bytes[..count].ContainsAnyExcept((byte)0);
         }
 
         void Ensure(int count)

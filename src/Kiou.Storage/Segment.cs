@@ -47,6 +47,12 @@ internal sealed class Segment
 
     public SafeFileHandle Handle { get; }
 
+    /// <summary>The O_DIRECT write-behind while this segment takes direct appends (see <see cref="DirectTail"/>).</summary>
+    public DirectTail? Tail { get; set; }
+
+    /// <summary>Opening the file with O_DIRECT failed once: this segment's appends stay buffered.</summary>
+    public bool DirectUnavailable { get; set; }
+
     /// <summary>File bytes handed out to appenders (reserved); the next write goes here.</summary>
     public int Size { get; set; }
 

@@ -133,6 +133,8 @@ public sealed class FaultTests
 
         public string Mode => inner.Mode;
 
+        public bool DirectWrites => inner.DirectWrites;
+
         public void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token)
         {
             var target = faults.FailWritesTo;

@@ -11,7 +11,7 @@ namespace Kiou.Storage.Tests;
 public sealed class RandomizedFaultTests
 {
     public static IEnumerable<object[]> Seeds =>
-        Enumerable.Range(1, int.TryParse(Environment.GetEnvironmentVariable("KIOU_STORAGE_SEEDS"), out int n) ? n : 6).Select(s => new object[] { s });
+        Enumerable.Range(1, int.TryParse(Environment.GetEnvironmentVariable("KIOU_STORAGE_SEEDS"), out int n) ? n : 6).SelectMany(s => new[] { new object[] { s, false }, new object[] { s, true } });
 
     private static byte[] UniqueBatch(int id, int count, int valueBytes)
     {
@@ -29,9 +29,9 @@ public sealed class RandomizedFaultTests
 
     [Theory]
     [MemberData(nameof(Seeds))]
-    public async Task RandomFaults_SucceededAppendsAreTheLog(int seed)
+    public async Task RandomFaults_SucceededAppendsAreTheLog(int seed, bool direct)
     {
-        using var f = new LogFixture();
+        using var f = new LogFixture(direct);
         var rng = new Random(seed);
         var config = new LogConfig
         {
@@ -50,7 +50,7 @@ public sealed class RandomizedFaultTests
         {
             for (int step = 0; step < 300; step++)
             {
-                string what = $"seed {seed} step {step}";
+                string what = $"seed {seed} direct {direct} step {step}";
                 int op = rng.Next(100);
                 if (op < 45)
                 {

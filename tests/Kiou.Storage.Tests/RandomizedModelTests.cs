@@ -13,13 +13,13 @@ public sealed class RandomizedModelTests
 {
     /// <summary>Seeds 1..6, or 1..N with KIOU_STORAGE_SEEDS=N for a longer run.</summary>
     public static IEnumerable<object[]> Seeds =>
-        Enumerable.Range(1, int.TryParse(Environment.GetEnvironmentVariable("KIOU_STORAGE_SEEDS"), out int n) ? n : 6).Select(s => new object[] { s });
+        Enumerable.Range(1, int.TryParse(Environment.GetEnvironmentVariable("KIOU_STORAGE_SEEDS"), out int n) ? n : 6).SelectMany(s => new[] { new object[] { s, false }, new object[] { s, true } });
 
     [Theory]
     [MemberData(nameof(Seeds))]
-    public async Task RandomRun_MatchesModel(int seed)
+    public async Task RandomRun_MatchesModel(int seed, bool direct)
     {
-        using var f = new LogFixture();
+        using var f = new LogFixture(direct);
         var rng = new Random(seed);
         var config = new LogConfig
         {
@@ -37,7 +37,7 @@ public sealed class RandomizedModelTests
             for (int step = 0; step < 250; step++)
             {
                 int op = rng.Next(100);
-                string what = $"seed {seed} step {step} op {op}";
+                string what = $"seed {seed} direct {direct} step {step} op {op}";
                 if (op < 55)
                 {
                     int count = rng.Next(1, 6);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Kiou.Storage;
+using Kiou.Storage.Devices;
 
 namespace Kiou.Broker.Hosting;
 
@@ -18,8 +19,9 @@ public sealed record BrokerConfig
     public int DefaultPartitions { get; init; } = 1;
     /// <summary>"auto" (io_uring, falling back to sync with a warning), "uring" or "sync".</summary>
     public string IoMode { get; init; } = "auto";
-    /// <summary>KIOU_URING_WRITES=inline: the ring thread executes writes itself (pwritev) instead of IORING_OP_WRITE.</summary>
-    public bool UringInlineWrites { get; init; }
+    /// <summary>KIOU_URING_WRITES: direct (default; O_DIRECT pages from a write-behind), ring (buffered IORING_OP_WRITE)
+    /// or inline (the ring thread executes buffered writes itself with pwritev).</summary>
+    public UringWriteMode UringWrites { get; init; }
     /// <summary>Default flush policy for topics without flush.ms / flush.messages.</summary>
     public FlushPolicy Flush { get; init; } = new(FlushMode.Roll, 0, 0);
     public int MaxRequestBytes { get; init; } = 104857600;
@@ -56,7 +58,7 @@ public sealed record BrokerConfig
             AutoCreateTopics = Bool(env, "KIOU_AUTO_CREATE_TOPICS", c.AutoCreateTopics),
             DefaultPartitions = Int(env, "KIOU_NUM_PARTITIONS", c.DefaultPartitions, 1, 100000),
             IoMode = IoModeOf(env("KIOU_IO")),
-            UringInlineWrites = UringWritesOf(env("KIOU_URING_WRITES")),
+            UringWrites = UringWritesOf(env("KIOU_URING_WRITES")),
             Flush = FlushOf(env("KIOU_FLUSH")),
             MaxRequestBytes = Int(env, "KIOU_SOCKET_REQUEST_MAX_BYTES", c.MaxRequestBytes, 1024, int.MaxValue),
             FetchMaxBytes = Int(env, "KIOU_FETCH_MAX_BYTES", c.FetchMaxBytes, 1024, int.MaxValue),
@@ -84,11 +86,12 @@ public sealed record BrokerConfig
         return c;
     }
 
-    static bool UringWritesOf(string? v) => v switch
+    static UringWriteMode UringWritesOf(string? v) => v switch
     {
-        null or "" or "ring" => false,
-        "inline" => true,
-        _ => throw new ConfigException($"KIOU_URING_WRITES={v} is not valid: use ring (IORING_OP_WRITE) or inline (pwritev on the ring thread)"),
+        null or "" or "direct" => UringWriteMode.Direct,
+        "ring" or "buffered" => UringWriteMode.Ring,
+        "inline" => UringWriteMode.Inline,
+        _ => throw new ConfigException($"KIOU_URING_WRITES={v} is not valid: use direct (O_DIRECT pages, the default), ring (buffered IORING_OP_WRITE) or inline (pwritev on the ring thread)"),
     };
 
     static string IoModeOf(string? v) => v switch

@@ -119,7 +119,7 @@ public sealed class KiouBroker : IAsyncDisposable
     {
         if (config.IoMode == "sync")
             return new SyncLogDevice();
-        var uring = UringLogDevice.TryCreate(config.UringInlineWrites, out string? whyNot);
+        var uring = UringLogDevice.TryCreate(config.UringWrites, out string? whyNot);
         if (uring is not null)
             return uring;
         if (config.IoMode == "uring")

@@ -22,6 +22,13 @@ public interface ILogDevice : IDisposable
     /// <summary>"io_uring" or "sync": shown in the start-up line and in logs.</summary>
     string Mode { get; }
 
+    /// <summary>
+    /// True when the log should write through an O_DIRECT descriptor of each active segment, staging appends in
+    /// page-aligned memory (<see cref="DirectTail"/>), rather than hand every append's buffer to
+    /// <see cref="Write"/> on the buffered file.
+    /// </summary>
+    bool DirectWrites => false;
+
     void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token);
 
     void Flush(SafeFileHandle file, ILogDeviceCallback callback, long token);

@@ -28,13 +28,22 @@ public sealed class UringLogDevice : ILogDevice
     private readonly RingWorker _worker;
 
     /// <summary>Wraps (and takes ownership of) a started worker.</summary>
-    public UringLogDevice(RingWorker worker)
+    /// <param name="worker">The ring.</param>
+    /// <param name="directWrites">See <see cref="DirectWrites"/>.</param>
+    public UringLogDevice(RingWorker worker, bool directWrites = false)
     {
         ArgumentNullException.ThrowIfNull(worker);
         _worker = worker;
+        DirectWrites = directWrites;
     }
 
-    public string Mode => "io_uring";
+    public string Mode => DirectWrites ? "io_uring (O_DIRECT)" : "io_uring";
+
+    /// <summary>
+    /// True (KIOU_URING_WRITES=direct, the default): logs stage appends and write whole pages through O_DIRECT
+    /// descriptors, which io_uring completes without copying into the page cache. See docs/design/io_uring.md.
+    /// </summary>
+    public bool DirectWrites { get; }
 
     /// <summary>
     /// A device on a new ring, or null with a one-line reason when io_uring cannot be used here (the kernel
@@ -50,7 +59,16 @@ public sealed class UringLogDevice : ILogDevice
         TryCreate(new RingWorkerOptions { InlineWrites = inlineWrites }, out whyNot);
 
     /// <inheritdoc cref="TryCreate(out string?)"/>
-    public static UringLogDevice? TryCreate(RingWorkerOptions options, out string? whyNot)
+    /// <param name="mode">KIOU_URING_WRITES: direct (O_DIRECT pages), ring (buffered IORING_OP_WRITE) or inline.</param>
+    /// <param name="whyNot">Why io_uring cannot be used, when null is returned.</param>
+    public static UringLogDevice? TryCreate(UringWriteMode mode, out string? whyNot) =>
+        TryCreate(new RingWorkerOptions { InlineWrites = mode == UringWriteMode.Inline }, mode == UringWriteMode.Direct, out whyNot);
+
+    /// <inheritdoc cref="TryCreate(out string?)"/>
+    public static UringLogDevice? TryCreate(RingWorkerOptions options, out string? whyNot) => TryCreate(options, directWrites: false, out whyNot);
+
+    /// <inheritdoc cref="TryCreate(out string?)"/>
+    public static UringLogDevice? TryCreate(RingWorkerOptions options, bool directWrites, out string? whyNot)
     {
         string? disabled = IoUringSupport.ReadDisabledSysctl();
         if (disabled is not null && disabled != "0")
@@ -74,7 +92,7 @@ public sealed class UringLogDevice : ILogDevice
             worker.Dispose();
             return null;
         }
-        return new UringLogDevice(worker);
+        return new UringLogDevice(worker, directWrites);
     }
 
     internal static string? MissingOpcodes(RingProbe? probe)
@@ -125,4 +143,17 @@ public sealed class UringLogDevice : ILogDevice
             }
         }
     }
+}
+
+/// <summary>How the io_uring device writes (KIOU_URING_WRITES).</summary>
+public enum UringWriteMode
+{
+    /// <summary>Whole pages through O_DIRECT descriptors from staged memory (the default).</summary>
+    Direct,
+
+    /// <summary>Each append's buffer as a buffered IORING_OP_WRITE (ext4 hands these to io-wq workers).</summary>
+    Ring,
+
+    /// <summary>Buffered pwritev on the ring thread itself; fsyncs stay on the ring.</summary>
+    Inline,
 }

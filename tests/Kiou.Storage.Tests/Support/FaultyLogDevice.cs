@@ -20,6 +20,9 @@ public sealed class FaultyLogDevice : ILogDevice
 
     public string Mode => "faulty(" + _inner.Mode + ")";
 
+    /// <summary>Asks logs for O_DIRECT write-behind (the inner device then writes to O_DIRECT descriptors).</summary>
+    public bool DirectWrites { get; init; }
+
     /// <summary>Given the 0-based write index, a negative errno to fail that write with (the bytes are not written), or null.</summary>
     public Func<int, int?>? WriteFault { get; set; }
 

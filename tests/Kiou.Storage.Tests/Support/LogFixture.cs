@@ -11,11 +11,17 @@ public sealed class LogFixture : IDisposable
     public const string Topic = "demo";
 
     public LogFixture()
+        : this(direct: false)
+    {
+    }
+
+    /// <param name="direct">Logs stage appends and write pages through O_DIRECT descriptors (<see cref="DirectTail"/>).</param>
+    public LogFixture(bool direct)
     {
         DataDir = Path.Combine(Path.GetTempPath(), "kiou-storage-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDir);
         Sync = new SyncLogDevice();
-        Device = new FaultyLogDevice(Sync);
+        Device = new FaultyLogDevice(Sync) { DirectWrites = direct };
     }
 
     public string DataDir { get; }
