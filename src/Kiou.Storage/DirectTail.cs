@@ -34,8 +34,8 @@ namespace Kiou.Storage;
 internal sealed class DirectTail : ILogDeviceCallback
 {
     public const int PageSize = 4096;
-    public const int ChunkSize = 256 << 10;
-    public const int MaxRoundBytes = 1 << 20;
+    public const int ChunkSize = 64 << 10;
+    public const int MaxRoundBytes = 960 << 10; // with the partial first chunk at most 16 pieces: one IORING_OP_WRITEV
     private const int MaxPieces = (MaxRoundBytes / ChunkSize) + 1;
 
     private readonly List<AlignedBuffer> _chunks = new();
@@ -84,9 +84,9 @@ internal sealed class DirectTail : ILogDeviceCallback
     /// flight), or null with the errno when the file cannot be opened with O_DIRECT (EINVAL: the file system does
     /// not support it).
     /// </summary>
-    public static DirectTail? TryOpen(Segment segment, long position, Action<DirectTail, int> onPiece, out int errno)
+    public static DirectTail? TryOpen(Segment segment, long position, ILogDevice device, Action<DirectTail, int> onPiece, out int errno)
     {
-        SafeFileHandle? handle = DirectFile.TryOpenExistingForWrite(segment.LogPath, out errno);
+        SafeFileHandle? handle = device.TryOpenDirect(segment.LogPath, out errno);
         return handle is null ? null : new DirectTail(segment, position, handle, onPiece);
     }
 

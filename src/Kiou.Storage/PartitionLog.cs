@@ -315,6 +315,7 @@ public sealed class PartitionLog : IAsyncDisposable
                     if (tail is not null)
                     {
                         tail.Stage(position, span);
+                        segment.Recent?.Append(position, span);
                         pieces = tail.TryStartRound() ? tail.PieceCount : 0;
                     }
                 }
@@ -367,7 +368,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Opens the O_DIRECT write-behind of <paramref name="segment"/>, or marks it buffered for good.</summary>
     private DirectTail? OpenTailLocked(Segment segment, int position, ref string? message)
     {
-        DirectTail? tail = DirectTail.TryOpen(segment, position, _onTailPiece, out int errno);
+        DirectTail? tail = DirectTail.TryOpen(segment, position, _device, _onTailPiece, out int errno);
         if (tail is null)
         {
             segment.DirectUnavailable = true;
@@ -381,6 +382,7 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         segment.Tail = tail;
+        segment.Recent = new RecentBytes(position);
         return tail;
     }
 
@@ -532,6 +534,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         tail.Dispose();
         segment.Tail = null;
+        segment.Recent = null;
     }
 
     /// <summary>Releases every segment's tail (nothing in flight); with <paramref name="trim"/> cuts padding first.</summary>
@@ -558,6 +561,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
             tail.Dispose();
             s.Tail = null;
+            s.Recent = null;
         }
     }
 
@@ -1065,6 +1069,18 @@ public sealed class PartitionLog : IAsyncDisposable
 
         Debug.Assert(end - batchPosition >= first.TotalSize, "first batch not returned whole");
         Debug.Assert(end <= limit, "region past the completed tail");
+        if (segment.Recent is { } recent && recent.Covers(batchPosition, end))
+        {
+            // Just written with O_DIRECT (not in the page cache): one copy from memory beats a disk read.
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(end - batchPosition);
+            if (recent.TryRead(batchPosition, buffer.AsSpan(0, end - batchPosition)))
+            {
+                return new ReadResult(ReadError.None, hw, logStart, buffer, end - batchPosition);
+            }
+
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
         return new ReadResult(hw, logStart, new FileRecords(segment.Handle, batchPosition, end - batchPosition, segment.Name));
     }
 

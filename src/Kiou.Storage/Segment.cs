@@ -50,6 +50,15 @@ internal sealed class Segment
     /// <summary>The O_DIRECT write-behind while this segment takes direct appends (see <see cref="DirectTail"/>).</summary>
     public DirectTail? Tail { get; set; }
 
+    /// <summary>The newest bytes of a direct segment, served to tail fetches from memory (see <see cref="RecentBytes"/>).</summary>
+    public RecentBytes? Recent
+    {
+        get => Volatile.Read(ref _recent);
+        set => Volatile.Write(ref _recent, value);
+    }
+
+    private RecentBytes? _recent;
+
     /// <summary>Opening the file with O_DIRECT failed once: this segment's appends stay buffered.</summary>
     public bool DirectUnavailable { get; set; }
 
@@ -285,6 +294,11 @@ internal sealed class Segment
     /// <summary>Reads exactly <paramref name="destination"/>.Length bytes at <paramref name="position"/>, or throws.</summary>
     public void ReadExactly(long position, Span<byte> destination)
     {
+        if (Recent is { } recent && recent.TryRead(position, destination))
+        {
+            return;
+        }
+
         while (destination.Length > 0)
         {
             int n = RandomAccess.Read(Handle, destination, position);

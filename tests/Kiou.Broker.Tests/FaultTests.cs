@@ -135,6 +135,8 @@ public sealed class FaultTests
 
         public bool DirectWrites => inner.DirectWrites;
 
+        public SafeFileHandle? TryOpenDirect(string path, out int errno) => inner.TryOpenDirect(path, out errno);
+
         public void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token)
         {
             var target = faults.FailWritesTo;

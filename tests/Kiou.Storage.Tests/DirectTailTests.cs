@@ -160,6 +160,66 @@ public sealed class DirectTailTests : IDisposable
     }
 
     [Fact]
+    public async Task TailFetches_AreServedFromMemory_OlderBytesFromTheFile()
+    {
+        var rng = new Random(13);
+        await using PartitionLog log = _f.Open();
+        var stored = new List<byte[]>();
+        for (int i = 0; i < 30; i++)
+        {
+            byte[] b = Batch(rng, 2000);
+            await log.AppendAsync(b, waitDurable: false);
+            stored.Add(b);
+        }
+
+        // Overwrite the whole file on disk behind the log's back: what still reads correctly came from memory.
+        long length = new FileInfo(_f.SegmentPath(0)).Length;
+        using (var fs = new FileStream(_f.SegmentPath(0), FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete))
+        {
+            fs.Write(new byte[length]);
+        }
+
+        foreach (bool zeroCopy in new[] { false, true })
+        {
+            using ReadResult tail = log.Read(29, 1 << 20, minOneBatch: true, zeroCopy);
+            Assert.Null(tail.FileRecords); // a copy from memory, not a sendfile region
+            Assert.Equal(stored[29], tail.Records.ToArray());
+            using ReadResult lastFew = log.Read(27, 1 << 20, minOneBatch: true, zeroCopy);
+            Assert.Equal(stored.Skip(27).SelectMany(b => b).ToArray(), lastFew.Records.ToArray());
+        }
+
+        // Offset 0 is older than the 32 KiB kept: it comes from the (now zeroed) file, and zeros are never served.
+        Assert.ThrowsAny<Exception>(() => log.Read(0, 1 << 20, minOneBatch: true));
+    }
+
+    [Fact]
+    public async Task FileSystemWithoutODirect_AppendsGoBuffered_WithOneLogLine()
+    {
+        _f.Device.DirectOpenErrno = 22; // EINVAL, what open(O_DIRECT) returns on such a file system
+        var rng = new Random(9);
+        var config = new LogConfig { SegmentBytes = 20_000 };
+        var stored = new List<byte[]>();
+        await using (PartitionLog log = _f.Open(config))
+        {
+            for (int i = 0; i < 12; i++)
+            {
+                byte[] b = Batch(rng, 3000);
+                await log.AppendAsync(b, waitDurable: false);
+                stored.Add(b);
+            }
+
+            Assert.Null(log.ActiveTail);
+            Assert.True(log.SegmentCount > 1);
+            Assert.Equal(stored, LogFixture.ReadAll(log, 0));
+            Assert.Equal(stored.Sum(b => (long)b.Length), log.SegmentBaseOffsets.Sum(b => new FileInfo(_f.SegmentPath(b)).Length)); // no padding
+        }
+
+        // Once per broker (a static flag): this test may or may not be the first to log it.
+        Assert.True(_f.Lines.Count(l => l.Contains("O_DIRECT")) <= 1);
+        Assert.All(_f.Lines.Where(l => l.Contains("O_DIRECT")), l => Assert.Contains("does not support it", l));
+    }
+
+    [Fact]
     public async Task FailedRound_FailsItsAppends_NoDamage_ResumesOnTheSamePage()
     {
         var rng = new Random(5);

@@ -31,6 +31,10 @@ public sealed record BrokerConfig
     public int MessageMaxBytes { get; init; } = 1048588;
     public long RetentionCheckIntervalMs { get; init; } = 300000;
     public int MaxInFlightRequestsPerConnection { get; init; } = 128;
+
+    /// <summary>KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION: request bytes read and not yet answered on one connection before
+    /// the broker stops reading from it (default 16 MiB; a single larger request is still read).</summary>
+    public long MaxInFlightBytesPerConnection { get; init; } = 16L << 20;
     public int MaxConnections { get; init; } = 10000;
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
@@ -61,6 +65,7 @@ public sealed record BrokerConfig
             UringWrites = UringWritesOf(env("KIOU_URING_WRITES")),
             Flush = FlushOf(env("KIOU_FLUSH")),
             MaxRequestBytes = Int(env, "KIOU_SOCKET_REQUEST_MAX_BYTES", c.MaxRequestBytes, 1024, int.MaxValue),
+            MaxInFlightBytesPerConnection = Int(env, "KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION", (int)c.MaxInFlightBytesPerConnection, 65536, int.MaxValue),
             FetchMaxBytes = Int(env, "KIOU_FETCH_MAX_BYTES", c.FetchMaxBytes, 1024, int.MaxValue),
             FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),

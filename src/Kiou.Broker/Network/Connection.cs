@@ -151,9 +151,11 @@ public sealed class Connection
                     buffer = buffer.Slice(4 + size);
                     if (!Dispatch(frame, size))
                         return;
-                    if (_pending.Writer.TryWrite(_lastPending))
-                        continue;
-                    await _pending.Writer.WriteAsync(_lastPending, ct).ConfigureAwait(false);
+                    bool full = AddInFlight(frame.Length);
+                    if (!_pending.Writer.TryWrite(_lastPending))
+                        await _pending.Writer.WriteAsync(_lastPending, ct).ConfigureAwait(false);
+                    if (full)
+                        await WaitForRoomAsync(ct).ConfigureAwait(false);
                 }
             }
             finally
@@ -184,8 +186,11 @@ public sealed class Connection
                 }
                 if (!Dispatch(partial, partialSize))
                     return;
+                bool full = AddInFlight(partial.Length);
                 if (!_pending.Writer.TryWrite(_lastPending))
                     await _pending.Writer.WriteAsync(_lastPending, ct).ConfigureAwait(false);
+                if (full)
+                    await WaitForRoomAsync(ct).ConfigureAwait(false);
                 continue;
             }
             if (read.IsCompleted || read.IsCanceled)
@@ -194,6 +199,44 @@ public sealed class Connection
     }
 
     Pending _lastPending;
+
+    // Request bytes read but not yet answered (frames still held). The read loop stops reading once they reach
+    // KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION, as Kafka's queued.max.request.bytes does for the whole broker: a client
+    // pipelining large produce requests then waits in TCP instead of in the broker's memory.
+    long _inFlightBytes;
+    TaskCompletionSource? _room;
+    readonly object _roomGate = new();
+
+    bool AddInFlight(int bytes) => Interlocked.Add(ref _inFlightBytes, bytes) >= _config.MaxInFlightBytesPerConnection;
+
+    async ValueTask WaitForRoomAsync(CancellationToken ct)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_roomGate)
+            {
+                if (Volatile.Read(ref _inFlightBytes) < _config.MaxInFlightBytesPerConnection)
+                    return;
+                _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = _room.Task;
+            }
+            await wait.WaitAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    void ReturnFrame(byte[] frame)
+    {
+        ArrayPool<byte>.Shared.Return(frame);
+        if (Interlocked.Add(ref _inFlightBytes, -frame.Length) < _config.MaxInFlightBytesPerConnection && Volatile.Read(ref _room) is not null)
+        {
+            lock (_roomGate)
+            {
+                _room?.TrySetResult();
+                _room = null;
+            }
+        }
+    }
 
     static int ReadSize(ReadOnlySequence<byte> buffer)
     {
@@ -353,17 +396,17 @@ public sealed class Connection
                 }
                 catch (OperationCanceledException) when (_closed.IsCancellationRequested)
                 {
-                    ArrayPool<byte>.Shared.Return(pending.Frame);
+                    ReturnFrame(pending.Frame);
                     continue;
                 }
                 catch (Exception e)
                 {
-                    ArrayPool<byte>.Shared.Return(pending.Frame);
+                    ReturnFrame(pending.Frame);
                     _log.Error($"{pending.Context.Client}: {ApiMessageTypes.Name(pending.Context.ApiKey)} v{pending.Context.ApiVersion} failed inside the broker; closing the connection: {e}");
                     _closed.Cancel();
                     return;
                 }
-                ArrayPool<byte>.Shared.Return(pending.Frame);
+                ReturnFrame(pending.Frame);
                 if (_closed.IsCancellationRequested)
                 {
                     (response as IDisposable)?.Dispose();

@@ -29,6 +29,12 @@ public interface ILogDevice : IDisposable
     /// </summary>
     bool DirectWrites => false;
 
+    /// <summary>
+    /// Opens an existing segment file for O_DIRECT writes (used when <see cref="DirectWrites"/> is true), or returns
+    /// null with the errno (EINVAL: the file system refuses O_DIRECT; the log then writes that segment buffered).
+    /// </summary>
+    SafeFileHandle? TryOpenDirect(string path, out int errno) => Kiou.IoUring.DirectFile.TryOpenExistingForWrite(path, out errno);
+
     void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token);
 
     void Flush(SafeFileHandle file, ILogDeviceCallback callback, long token);

@@ -23,6 +23,20 @@ public sealed class FaultyLogDevice : ILogDevice
     /// <summary>Asks logs for O_DIRECT write-behind (the inner device then writes to O_DIRECT descriptors).</summary>
     public bool DirectWrites { get; init; }
 
+    /// <summary>When set, opening a segment for O_DIRECT fails with this errno (a file system without O_DIRECT).</summary>
+    public int? DirectOpenErrno { get; set; }
+
+    public SafeFileHandle? TryOpenDirect(string path, out int errno)
+    {
+        if (DirectOpenErrno is int e)
+        {
+            errno = e;
+            return null;
+        }
+
+        return _inner.TryOpenDirect(path, out errno);
+    }
+
     /// <summary>Given the 0-based write index, a negative errno to fail that write with (the bytes are not written), or null.</summary>
     public Func<int, int?>? WriteFault { get; set; }
 
