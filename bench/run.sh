@@ -3,6 +3,7 @@
 # reference figures and the broker under librdkafka load in the same run. Not part of the test suite.
 #   bench/run.sh --suite io     io_uring vs sync append path (issue: io_uring append path)
 #   bench/run.sh --suite all    the six scenarios of BENCHMARKS.md
+#   bench/run.sh --suite latency  end-to-end latency at 10,000 rec/s per write mode (uring, uring-ring, sync)
 #   bench/run.sh --suite reqpath  produce and consume with KIOU_FETCH_ZERO_COPY=false and true (request path)
 # Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp),
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:

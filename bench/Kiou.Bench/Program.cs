@@ -11,10 +11,11 @@ using Kiou.Bench;
 //   bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
+//     latency: scenario 5 (end-to-end latency at 10,000 records/s) per write mode (--modes, default uring,uring-ring,sync)
 //     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
-bool quick = false, showThreads = false;
+bool quick = false, showThreads = false, modesGiven = false;
 int rounds = 3;
 string[] modes = ["uring", "sync"];
 string? only = null;
@@ -31,7 +32,7 @@ for (int i = 0; i < args.Length; i++)
         case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--only": only = args[++i]; break;
         case "--threads": showThreads = true; break;
-        case "--modes": modes = args[++i].Split(','); break;
+        case "--modes": modes = args[++i].Split(','); modesGiven = true; break;
         default:
             Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]");
             return 2;
@@ -159,6 +160,21 @@ if (suite == "io")
             b.Dispose();
     }
 }
+else if (suite == "latency")
+{
+    // Scenario 5 alone, per write mode (--modes, default uring,uring-ring,sync) and --rounds times with the order of the
+    // modes alternating: end-to-end latency at 10,000 records/s, a fresh broker per run.
+    string[] latencyModes = modesGiven ? modes : ["uring", "uring-ring", "sync"];
+    for (int round = 0; round < rounds; round++)
+    {
+        foreach (string io in round % 2 == 0 ? latencyModes : latencyModes.Reverse().ToArray())
+        {
+            using var b = BrokerUnderTest.Start(broker, dataRoot, Env(io));
+            string t = NewTopic(b, 1);
+            Report("latency-" + io, Load.Latency($"{io} round {round + 1}: end-to-end latency at 10,000 rec/s", b, t, 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), "-", 0);
+        }
+    }
+}
 else if (suite == "reqpath")
 {
     // The request path in isolation (docs/design/request-path.md): produce 100 B and 1 KiB records, then consume the
@@ -211,7 +227,7 @@ else if (suite == "all")
 }
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io, all or reqpath");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency or reqpath");
     return 2;
 }
 
