@@ -38,10 +38,20 @@ internal sealed class DirectTail : ILogDeviceCallback
     public const int MaxRoundBytes = 960 << 10; // with the partial first chunk at most 16 pieces: one IORING_OP_WRITEV
     private const int MaxPieces = (MaxRoundBytes / ChunkSize) + 1;
 
+    /// <summary>
+    /// Rounds with fewer staged bytes than this are written buffered (through the segment's normal descriptor, exact
+    /// bytes, no padding): one small O_DIRECT write waits for the device and, when it extends the file, for ext4's
+    /// journal, which measured here as p50 1 ms and p99 6 to 20 ms end to end at 10,000 records/s, against 0.3 ms and
+    /// 5 ms buffered. Larger rounds, where O_DIRECT saves the page-cache copy, go direct. Linux keeps the two coherent:
+    /// an O_DIRECT write first writes back and drops the cached pages it covers.
+    /// </summary>
+    public const int DirectMinRoundBytes = 128 << 10;
+
     private readonly List<AlignedBuffer> _chunks = new();
     private readonly byte[] _page = new byte[PageSize];
     private readonly Action<DirectTail, int> _onPiece;
     private readonly (long Position, ReadOnlyMemory<byte> Data)[] _pieces = new (long, ReadOnlyMemory<byte>)[MaxPieces];
+    private SafeFileHandle _roundHandle = null!;
     private long _windowStart;
     private bool _pageValid;
     private long _roundEnd;
@@ -49,8 +59,11 @@ internal sealed class DirectTail : ILogDeviceCallback
     private int _roundErrno;
     private bool _disposed;
 
-    private DirectTail(Segment segment, long position, SafeFileHandle handle, Action<DirectTail, int> onPiece)
+    private readonly int _directMinRoundBytes;
+
+    private DirectTail(Segment segment, long position, SafeFileHandle handle, int directMinRoundBytes, Action<DirectTail, int> onPiece)
     {
+        _directMinRoundBytes = directMinRoundBytes;
         Segment = segment;
         Handle = handle;
         _onPiece = onPiece;
@@ -87,7 +100,7 @@ internal sealed class DirectTail : ILogDeviceCallback
     public static DirectTail? TryOpen(Segment segment, long position, ILogDevice device, Action<DirectTail, int> onPiece, out int errno)
     {
         SafeFileHandle? handle = device.TryOpenDirect(segment.LogPath, out errno);
-        return handle is null ? null : new DirectTail(segment, position, handle, onPiece);
+        return handle is null ? null : new DirectTail(segment, position, handle, device.DirectMinRoundBytes, onPiece);
     }
 
     /// <summary>Copies one reserved append in; <paramref name="position"/> must be <see cref="Staged"/>.</summary>
@@ -135,10 +148,11 @@ internal sealed class DirectTail : ILogDeviceCallback
             return false;
         }
 
-        long start = AlignDown(Written);
+        bool direct = Staged - Written >= _directMinRoundBytes;
+        long start = direct ? AlignDown(Written) : Written;
         long dataEnd = Math.Min(Staged, start + MaxRoundBytes);
-        long end = AlignUp(dataEnd);
-        if (end > dataEnd)
+        long end = direct ? AlignUp(dataEnd) : dataEnd;
+        if (direct && end > dataEnd)
         {
             // The padding after the last staged byte goes to disk as zeros (recycled chunks hold old bytes).
             long relative = dataEnd - _windowStart;
@@ -158,13 +172,29 @@ internal sealed class DirectTail : ILogDeviceCallback
         }
 
         PieceCount = count;
+        _roundHandle = direct ? Handle : Segment.Handle;
+        if (direct)
+        {
+            DirectRounds++;
+        }
+        else
+        {
+            BufferedRounds++;
+        }
+
         _outstanding = count;
         _roundErrno = 0;
         _roundEnd = dataEnd;
         return true;
     }
 
-    public (long Position, ReadOnlyMemory<byte> Data) GetPiece(int index) => _pieces[index];
+    /// <summary>Piece <paramref name="index"/> of the round just started, and the descriptor to write it to.</summary>
+    public (SafeFileHandle File, long Position, ReadOnlyMemory<byte> Data) GetPiece(int index) => (_roundHandle, _pieces[index].Position, _pieces[index].Data);
+
+    /// <summary>Rounds written through the O_DIRECT descriptor, and through the buffered one (tests, assertions).</summary>
+    public int DirectRounds { get; private set; }
+
+    public int BufferedRounds { get; private set; }
 
     /// <summary>
     /// Accounts one piece's completion (under the lock). True when it was the round's last: then

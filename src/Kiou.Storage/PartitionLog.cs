@@ -391,10 +391,10 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         for (int i = 0; i < pieces; i++)
         {
-            (long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
+            (SafeFileHandle file, long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
             try
             {
-                _device.Write(tail.Handle, position, data, tail, i);
+                _device.Write(file, position, data, tail, i);
             }
             catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
             {
@@ -514,7 +514,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (first is not null)
         {
-            MarkFailedLocked(errno, first.BaseOffset, $"the O_DIRECT write of offsets from {first.BaseOffset} at position {DirectTail.AlignDown(tail.Written)} of {segment.Name}", ref message);
+            MarkFailedLocked(errno, first.BaseOffset, $"the write-behind round of offsets from {first.BaseOffset} at position {tail.Written} of {segment.Name}", ref message);
         }
     }
 

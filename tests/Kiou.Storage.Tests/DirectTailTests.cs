@@ -90,7 +90,7 @@ public sealed class DirectTailTests : IDisposable
         var stored = new List<byte[]>();
         for (int i = 0; i < 7; i++)
         {
-            byte[] b = Batch(rng, 333 + (i * 1111));
+            byte[] b = Batch(rng, DirectTail.DirectMinRoundBytes + 333 + (i * 1111)); // large: O_DIRECT rounds, padded
             await log.AppendAsync(b, waitDurable: false);
             stored.Add(b);
         }
@@ -137,7 +137,7 @@ public sealed class DirectTailTests : IDisposable
         var later = new List<Task<AppendResult>>();
         for (int i = 0; i < 40; i++)
         {
-            later.Add(log.AppendAsync(Batch(rng, 3000), waitDurable: false).AsTask());
+            later.Add(log.AppendAsync(Batch(rng, 4000), waitDurable: false).AsTask());
         }
 
         Assert.Equal(1, _f.Device.WritesIssued); // the later appends only staged
@@ -153,9 +153,13 @@ public sealed class DirectTailTests : IDisposable
         await Task.WhenAll(later);
         Assert.Equal(41, log.HighWatermark);
 
-        // 40 x ~3 KiB staged behind the first round: the second round is one write of pieces (one per chunk).
-        Assert.InRange(_f.Device.WritesIssued, 2, 2 + (40 * 3100 / DirectTail.ChunkSize) + 1);
-        Assert.Equal(0, log.ActiveTail!.ChunkCount); // idle: only the partial page is kept
+        // 40 x ~4 KiB staged behind the first round: the second round is one write of pieces (one per chunk). The
+        // first (1 KiB) went buffered, the second (160 KiB) through O_DIRECT, and the bytes read back across the switch.
+        Assert.InRange(_f.Device.WritesIssued, 2, 2 + (40 * 4100 / DirectTail.ChunkSize) + 1);
+        DirectTail tail = log.ActiveTail!;
+        Assert.Equal((1, 1), (tail.BufferedRounds, tail.DirectRounds));
+        Assert.Equal(0, tail.ChunkCount); // idle: only the partial page is kept
+        Assert.Equal(41, LogFixture.ReadAll(log, 0).Count);
         log.CheckInvariants();
     }
 
@@ -240,7 +244,7 @@ public sealed class DirectTailTests : IDisposable
         Assert.Contains("demo-0", ex.Message);
         Assert.True(log.IsFailed);
         Assert.Equal(3, log.HighWatermark);
-        Assert.Contains(_f.Lines, l => l.Contains("O_DIRECT write") && l.Contains("ENOSPC"));
+        Assert.Contains(_f.Lines, l => l.Contains("write-behind round") && l.Contains("ENOSPC"));
 
         diskFull = false;
         byte[] next = Batch(rng, 900);

@@ -31,7 +31,7 @@ public sealed class RandomizedFaultTests
     [MemberData(nameof(Seeds))]
     public async Task RandomFaults_SucceededAppendsAreTheLog(int seed, bool direct)
     {
-        using var f = new LogFixture(direct);
+        using var f = new LogFixture(direct, directMinRoundBytes: 0); // every round through O_DIRECT
         var rng = new Random(seed);
         var config = new LogConfig
         {

@@ -19,7 +19,7 @@ public sealed class RandomizedModelTests
     [MemberData(nameof(Seeds))]
     public async Task RandomRun_MatchesModel(int seed, bool direct)
     {
-        using var f = new LogFixture(direct);
+        using var f = new LogFixture(direct, directMinRoundBytes: 0); // every round through O_DIRECT
         var rng = new Random(seed);
         var config = new LogConfig
         {

@@ -35,6 +35,10 @@ public sealed record BrokerConfig
     /// <summary>KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION: request bytes read and not yet answered on one connection before
     /// the broker stops reading from it (default 16 MiB; a single larger request is still read).</summary>
     public long MaxInFlightBytesPerConnection { get; init; } = 16L << 20;
+
+    /// <summary>KIOU_QUEUED_MAX_REQUEST_BYTES (Kafka's queued.max.request.bytes): request bytes read and not yet answered
+    /// on one listener, all connections together, before its connections stop reading (default 64 MiB).</summary>
+    public long QueuedMaxRequestBytes { get; init; } = 64L << 20;
     public int MaxConnections { get; init; } = 10000;
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
@@ -66,6 +70,7 @@ public sealed record BrokerConfig
             Flush = FlushOf(env("KIOU_FLUSH")),
             MaxRequestBytes = Int(env, "KIOU_SOCKET_REQUEST_MAX_BYTES", c.MaxRequestBytes, 1024, int.MaxValue),
             MaxInFlightBytesPerConnection = Int(env, "KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION", (int)c.MaxInFlightBytesPerConnection, 65536, int.MaxValue),
+            QueuedMaxRequestBytes = Int(env, "KIOU_QUEUED_MAX_REQUEST_BYTES", (int)c.QueuedMaxRequestBytes, 65536, int.MaxValue),
             FetchMaxBytes = Int(env, "KIOU_FETCH_MAX_BYTES", c.FetchMaxBytes, 1024, int.MaxValue),
             FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),

@@ -38,8 +38,10 @@ public sealed class Connection
         public byte[] Frame { get; } = frame;
     }
 
-    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown)
+    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null)
     {
+        _budget = new InFlightBudget(config.MaxInFlightBytesPerConnection);
+        _listenerBudget = listenerBudget ?? new InFlightBudget(config.QueuedMaxRequestBytes);
         _socket = socket;
         _router = router;
         _config = config;
@@ -200,42 +202,23 @@ public sealed class Connection
 
     Pending _lastPending;
 
-    // Request bytes read but not yet answered (frames still held). The read loop stops reading once they reach
-    // KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION, as Kafka's queued.max.request.bytes does for the whole broker: a client
-    // pipelining large produce requests then waits in TCP instead of in the broker's memory.
-    long _inFlightBytes;
-    TaskCompletionSource? _room;
-    readonly object _roomGate = new();
+    // Request bytes read but not yet answered (frames still held), per connection and per listener (see InFlightBudget).
+    readonly InFlightBudget _budget;
+    readonly InFlightBudget _listenerBudget;
 
-    bool AddInFlight(int bytes) => Interlocked.Add(ref _inFlightBytes, bytes) >= _config.MaxInFlightBytesPerConnection;
+    bool AddInFlight(int bytes) => _budget.Add(bytes) | _listenerBudget.Add(bytes);
 
     async ValueTask WaitForRoomAsync(CancellationToken ct)
     {
-        while (true)
-        {
-            Task wait;
-            lock (_roomGate)
-            {
-                if (Volatile.Read(ref _inFlightBytes) < _config.MaxInFlightBytesPerConnection)
-                    return;
-                _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                wait = _room.Task;
-            }
-            await wait.WaitAsync(ct).ConfigureAwait(false);
-        }
+        await _budget.WaitForRoomAsync(ct).ConfigureAwait(false);
+        await _listenerBudget.WaitForRoomAsync(ct).ConfigureAwait(false);
     }
 
     void ReturnFrame(byte[] frame)
     {
         ArrayPool<byte>.Shared.Return(frame);
-        if (Interlocked.Add(ref _inFlightBytes, -frame.Length) < _config.MaxInFlightBytesPerConnection && Volatile.Read(ref _room) is not null)
-        {
-            lock (_roomGate)
-            {
-                _room?.TrySetResult();
-                _room = null;
-            }
-        }
+        _budget.Release(frame.Length);
+        _listenerBudget.Release(frame.Length);
     }
 
     static int ReadSize(ReadOnlySequence<byte> buffer)

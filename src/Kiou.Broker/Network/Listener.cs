@@ -14,6 +14,7 @@ public sealed class Listener : IAsyncDisposable
     readonly Log _log;
     readonly ListenerKind _kind;
     readonly CancellationTokenSource _stop = new();
+    InFlightBudget? _budget;
     readonly ConcurrentDictionary<Connection, Task> _connections = new();
     Task? _accept;
 
@@ -100,7 +101,8 @@ public sealed class Listener : IAsyncDisposable
                 client.Dispose();
                 continue;
             }
-            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token);
+            _budget ??= new InFlightBudget(_config.QueuedMaxRequestBytes);
+            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget);
             _connections[connection] = RunConnectionAsync(connection);
         }
     }

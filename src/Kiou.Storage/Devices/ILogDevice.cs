@@ -29,6 +29,10 @@ public interface ILogDevice : IDisposable
     /// </summary>
     bool DirectWrites => false;
 
+    /// <summary>With <see cref="DirectWrites"/>: write-behind rounds smaller than this go buffered (see
+    /// <see cref="DirectTail.DirectMinRoundBytes"/>); 0 sends every round through O_DIRECT.</summary>
+    int DirectMinRoundBytes => DirectTail.DirectMinRoundBytes;
+
     /// <summary>
     /// Opens an existing segment file for O_DIRECT writes (used when <see cref="DirectWrites"/> is true), or returns
     /// null with the errno (EINVAL: the file system refuses O_DIRECT; the log then writes that segment buffered).

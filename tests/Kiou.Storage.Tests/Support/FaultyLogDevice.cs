@@ -23,6 +23,8 @@ public sealed class FaultyLogDevice : ILogDevice
     /// <summary>Asks logs for O_DIRECT write-behind (the inner device then writes to O_DIRECT descriptors).</summary>
     public bool DirectWrites { get; init; }
 
+    public int DirectMinRoundBytes { get; init; } = DirectTail.DirectMinRoundBytes;
+
     /// <summary>When set, opening a segment for O_DIRECT fails with this errno (a file system without O_DIRECT).</summary>
     public int? DirectOpenErrno { get; set; }
 

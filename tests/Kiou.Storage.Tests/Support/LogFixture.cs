@@ -16,12 +16,13 @@ public sealed class LogFixture : IDisposable
     }
 
     /// <param name="direct">Logs stage appends and write pages through O_DIRECT descriptors (<see cref="DirectTail"/>).</param>
-    public LogFixture(bool direct)
+    /// <param name="directMinRoundBytes">Rounds below this go buffered; 0: every round through O_DIRECT.</param>
+    public LogFixture(bool direct, int directMinRoundBytes = DirectTail.DirectMinRoundBytes)
     {
         DataDir = Path.Combine(Path.GetTempPath(), "kiou-storage-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDir);
         Sync = new SyncLogDevice();
-        Device = new FaultyLogDevice(Sync) { DirectWrites = direct };
+        Device = new FaultyLogDevice(Sync) { DirectWrites = direct, DirectMinRoundBytes = directMinRoundBytes };
     }
 
     public string DataDir { get; }
