@@ -333,7 +333,7 @@ internal sealed class DirectTail : ILogDeviceCallback
     /// <summary>Chunks shared by every tail; a few are kept for reuse, the rest freed.</summary>
     internal static class ChunkPool
     {
-        private const int Retained = 32; // 8 MiB
+        private const int Retained = 512; // up to 32 MiB: freeing and reallocating 64 KiB blocks fragments the native heap (RSS)
         private static readonly ConcurrentBag<AlignedBuffer> Free = new();
         private static int s_free;
 

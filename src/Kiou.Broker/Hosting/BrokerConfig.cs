@@ -37,8 +37,8 @@ public sealed record BrokerConfig
     public long MaxInFlightBytesPerConnection { get; init; } = 16L << 20;
 
     /// <summary>KIOU_QUEUED_MAX_REQUEST_BYTES (Kafka's queued.max.request.bytes): request bytes read and not yet answered
-    /// on one listener, all connections together, before its connections stop reading (default 64 MiB).</summary>
-    public long QueuedMaxRequestBytes { get; init; } = 64L << 20;
+    /// on one listener, all connections together, before its connections stop reading (default 32 MiB).</summary>
+    public long QueuedMaxRequestBytes { get; init; } = 32L << 20;
     public int MaxConnections { get; init; } = 10000;
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
