@@ -11,6 +11,7 @@ namespace Kiou.Broker.Tests;
 public sealed class UringWritesTests
 {
     [Theory]
+    [InlineData("direct")]
     [InlineData("ring")]
     [InlineData("inline")]
     public async Task Records_produced_concurrently_come_back_dense_and_in_order(string writes)
