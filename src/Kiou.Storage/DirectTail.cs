@@ -69,9 +69,13 @@ internal sealed class DirectTail : ILogDeviceCallback
         _onPiece = onPiece;
         Staged = position;
         Written = position;
+        Recent = new RecentBytes(position);
     }
 
     public Segment Segment { get; }
+
+    /// <summary>The newest staged bytes, for tail fetches (filled by <see cref="Stage"/>).</summary>
+    public RecentBytes Recent { get; }
 
     /// <summary>The segment file opened O_WRONLY | O_DIRECT; every write of this tail goes through it.</summary>
     public SafeFileHandle Handle { get; }
@@ -117,12 +121,11 @@ internal sealed class DirectTail : ILogDeviceCallback
             Rebase();
         }
 
+        ReadOnlySpan<byte> staged = data;
         long pos = Staged;
         while (!data.IsEmpty)
         {
-            long relative = pos - _windowStart;
-            int index = (int)(relative / ChunkSize);
-            int offset = (int)(relative % ChunkSize);
+            (int index, int offset) = Locate(pos);
             while (index >= _chunks.Count)
             {
                 _chunks.Add(ChunkPool.Rent());
@@ -135,6 +138,7 @@ internal sealed class DirectTail : ILogDeviceCallback
         }
 
         Staged = pos;
+        Recent.Append(position, staged);
     }
 
     /// <summary>
@@ -155,17 +159,14 @@ internal sealed class DirectTail : ILogDeviceCallback
         if (direct && end > dataEnd)
         {
             // The padding after the last staged byte goes to disk as zeros (recycled chunks hold old bytes).
-            long relative = dataEnd - _windowStart;
-            int offset = (int)(relative % ChunkSize);
-            _chunks[(int)(relative / ChunkSize)].GetSpan().Slice(offset, (int)(end - dataEnd)).Clear();
+            (int index, int offset) = Locate(dataEnd);
+            _chunks[index].GetSpan().Slice(offset, (int)(end - dataEnd)).Clear();
         }
 
         int count = 0;
         for (long pos = start; pos < end;)
         {
-            long relative = pos - _windowStart;
-            int index = (int)(relative / ChunkSize);
-            int offset = (int)(relative % ChunkSize);
+            (int index, int offset) = Locate(pos);
             int length = (int)Math.Min(ChunkSize - offset, end - pos);
             _pieces[count++] = (pos, _chunks[index].Memory.Slice(offset, length));
             pos += length;
@@ -241,8 +242,8 @@ internal sealed class DirectTail : ILogDeviceCallback
         {
             // Idle: keep only the partial page, so that a thousand quiet partitions hold no chunks.
             int head = (int)(Written - keepFrom);
-            long relative = keepFrom - _windowStart;
-            _chunks[(int)(relative / ChunkSize)].GetSpan().Slice((int)(relative % ChunkSize), head).CopyTo(_page);
+            (int index, int offset) = Locate(keepFrom);
+            _chunks[index].GetSpan().Slice(offset, head).CopyTo(_page);
             _pageValid = true;
             ReleaseChunks();
         }
@@ -285,6 +286,13 @@ internal sealed class DirectTail : ILogDeviceCallback
 
     void ILogDeviceCallback.OnFlushDone(long token, int result) =>
         throw new UnreachableException("a direct tail issues no flushes");
+
+    /// <summary>The chunk holding file position <paramref name="position"/>, and the offset in it.</summary>
+    private (int Index, int Offset) Locate(long position)
+    {
+        long relative = position - _windowStart;
+        return ((int)(relative / ChunkSize), (int)(relative % ChunkSize));
+    }
 
     private void Rebase()
     {

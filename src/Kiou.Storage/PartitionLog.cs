@@ -315,7 +315,6 @@ public sealed class PartitionLog : IAsyncDisposable
                     if (tail is not null)
                     {
                         tail.Stage(position, span);
-                        segment.Recent?.Append(position, span);
                         pieces = tail.TryStartRound() ? tail.PieceCount : 0;
                     }
                 }
@@ -382,7 +381,6 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         segment.Tail = tail;
-        segment.Recent = new RecentBytes(position);
         return tail;
     }
 
@@ -439,7 +437,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 MarkTailWrittenLocked(tail);
                 if (segment.Sealed && tail.Idle)
                 {
-                    FinishSealedTailLocked(segment, ref message);
+                    ReleaseTailLocked(segment, trim: true, ref message); // a sealed segment's last round: cut the padding before its final flush
                 }
                 else if (tail.TryStartRound())
                 {
@@ -518,51 +516,40 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    /// <summary>A sealed segment's last round is done: cut the padding, release the tail.</summary>
-    private void FinishSealedTailLocked(Segment segment, ref string? message)
-    {
-        DirectTail tail = segment.Tail!;
-        try
-        {
-            tail.TrimPadding();
-        }
-        catch (IOException ex)
-        {
-            // Harmless for the data: recovery walks the batches and cuts the zeros at the next start.
-            message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); the next start truncates it";
-        }
-
-        tail.Dispose();
-        segment.Tail = null;
-        segment.Recent = null;
-    }
-
     /// <summary>Releases every segment's tail (nothing in flight); with <paramref name="trim"/> cuts padding first.</summary>
     private void CloseTailsLocked(bool trim, ref string? message)
     {
         foreach (Segment s in _segments)
         {
-            if (s.Tail is not { } tail)
+            if (s.Tail is not null)
             {
-                continue;
+                ReleaseTailLocked(s, trim, ref message);
             }
-
-            if (trim && !tail.RoundInFlight)
-            {
-                try
-                {
-                    tail.TrimPadding();
-                }
-                catch (IOException ex)
-                {
-                    message = $"partition {_name}: could not cut the zero padding of {s.Name} ({ex.Message}); the next start truncates it";
-                }
-            }
-
-            tail.Dispose();
-            s.Tail = null;
-            s.Recent = null;
         }
+    }
+
+    /// <summary>
+    /// Drops <paramref name="segment"/>'s tail (its chunks, O_DIRECT descriptor and recent bytes); with
+    /// <paramref name="trim"/> and no round in flight, first cuts the zero padding so the file ends where the log does.
+    /// </summary>
+    private void ReleaseTailLocked(Segment segment, bool trim, ref string? message)
+    {
+        DirectTail tail = segment.Tail!;
+        if (trim && !tail.RoundInFlight)
+        {
+            try
+            {
+                tail.TrimPadding();
+            }
+            catch (IOException ex)
+            {
+                // Harmless for the data: recovery walks the batches and cuts the zeros at the next start.
+                message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); the next start truncates it";
+            }
+        }
+
+        tail.Dispose();
+        segment.Tail = null;
     }
 
     /// <summary>
@@ -1323,7 +1310,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (old.Tail is { Idle: true })
         {
-            FinishSealedTailLocked(old, ref message);
+            ReleaseTailLocked(old, trim: true, ref message);
         }
 
         _segments.Add(next);

@@ -47,17 +47,18 @@ internal sealed class Segment
 
     public SafeFileHandle Handle { get; }
 
-    /// <summary>The O_DIRECT write-behind while this segment takes direct appends (see <see cref="DirectTail"/>).</summary>
-    public DirectTail? Tail { get; set; }
-
-    /// <summary>The newest bytes of a direct segment, served to tail fetches from memory (see <see cref="RecentBytes"/>).</summary>
-    public RecentBytes? Recent
+    /// <summary>The O_DIRECT write-behind while this segment takes direct appends (see <see cref="DirectTail"/>). Set
+    /// under the partition lock; read without it (through <see cref="Recent"/>) by fetches.</summary>
+    public DirectTail? Tail
     {
-        get => Volatile.Read(ref _recent);
-        set => Volatile.Write(ref _recent, value);
+        get => Volatile.Read(ref _tail);
+        set => Volatile.Write(ref _tail, value);
     }
 
-    private RecentBytes? _recent;
+    private DirectTail? _tail;
+
+    /// <summary>The newest bytes of a direct segment, served to tail fetches from memory (see <see cref="RecentBytes"/>).</summary>
+    public RecentBytes? Recent => Tail?.Recent;
 
     /// <summary>Opening the file with O_DIRECT failed once: this segment's appends stay buffered.</summary>
     public bool DirectUnavailable { get; set; }
