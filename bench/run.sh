@@ -9,7 +9,8 @@
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:
 #   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU
 #   per thread name after each run, on stderr), --modes LIST (io suite: default uring,sync; uring-inline is
-#   KIOU_IO=uring with KIOU_URING_WRITES=inline).
+#   KIOU_IO=uring with KIOU_URING_WRITES=inline), --clients N (io suite: producer instances per run, default 2; one
+#   producer of 100 B records is limited by librdkafka, see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1

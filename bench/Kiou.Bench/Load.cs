@@ -5,7 +5,7 @@ using Confluent.Kafka.Admin;
 namespace Kiou.Bench;
 
 sealed record RunResult(string Name, long Records, long Bytes, double Seconds, double BrokerCpuSeconds, double BrokerPeakRssMiB,
-    double? P50Ms = null, double? P99Ms = null, double? P999Ms = null)
+    double? P50Ms = null, double? P99Ms = null, double? P999Ms = null, double? MachineIdlePercent = null)
 {
     public double RecordsPerSecond => Records / Seconds;
     public double MBps => Bytes / Seconds / 1e6;
@@ -61,6 +61,7 @@ static class Load
         }
         long before = EndOffsets(broker.Bootstrap, tps);
         double cpu0 = broker.CpuSeconds();
+        var idle0 = MachineCpu.Read();
         var sw = Stopwatch.StartNew();
         var threads = new Thread[clients];
         for (int c = 0; c < clients; c++)
@@ -95,12 +96,13 @@ static class Load
             t.Join();
         sw.Stop();
         double cpu = broker.CpuSeconds() - cpu0;
+        double idlePercent = MachineCpu.IdlePercentSince(idle0);
         foreach (var p in producers)
             p.Dispose();
         long stored = EndOffsets(broker.Bootstrap, tps) - before;
         if (stored != count)
             throw new InvalidOperationException($"{name}: {count} records produced but the partitions' end offsets grew by {stored}");
-        return new RunResult(name, count, count * recordBytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB());
+        return new RunResult(name, count, count * recordBytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB(), MachineIdlePercent: idlePercent);
     }
 
     /// <summary>Sum of the partitions' end offsets (ListOffsets, latest).</summary>
@@ -204,5 +206,32 @@ static class Load
         Array.Sort(got);
         double P(double q) => got.Length == 0 ? double.NaN : got[Math.Min(got.Length - 1, (int)(q * got.Length))];
         return new RunResult(name, received, received * recordBytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB(), P(0.50), P(0.99), P(0.999));
+    }
+}
+
+/// <summary>
+/// The whole machine's CPU time from /proc/stat: how much of the cores nobody used during a run. A run that leaves the
+/// cores idle is limited by waiting (the client's own locks, round trips), not by CPU, so the broker's CPU cost per
+/// byte does not show in its records/s.
+/// </summary>
+static class MachineCpu
+{
+    public readonly record struct Sample(long Idle, long Total);
+
+    public static Sample Read()
+    {
+        // "cpu  user nice system idle iowait irq softirq steal guest guest_nice", in clock ticks.
+        string? line = File.Exists("/proc/stat") ? File.ReadLines("/proc/stat").FirstOrDefault() : null;
+        if (line is null || !line.StartsWith("cpu ", StringComparison.Ordinal))
+            return default;
+        long[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8).Select(long.Parse).ToArray();
+        return new Sample(f[3] + f[4], f.Sum());
+    }
+
+    public static double IdlePercentSince(Sample start)
+    {
+        Sample now = Read();
+        long total = now.Total - start.Total;
+        return total <= 0 ? double.NaN : 100.0 * (now.Idle - start.Idle) / total;
     }
 }

@@ -17,6 +17,7 @@ using Kiou.Bench;
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 bool quick = false, showThreads = false, modesGiven = false;
 int rounds = 3;
+int ioClients = 2;
 string[] modes = ["uring", "sync"];
 string? only = null;
 var ratios = new List<(string Row, double Records, double CpuPerGB)>();
@@ -33,8 +34,9 @@ for (int i = 0; i < args.Length; i++)
         case "--only": only = args[++i]; break;
         case "--threads": showThreads = true; break;
         case "--modes": modes = args[++i].Split(','); modesGiven = true; break;
+        case "--clients": ioClients = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N]");
             return 2;
     }
 }
@@ -48,6 +50,8 @@ var env = new Dictionary<string, object>
     ["librdkafka"] = Library.VersionString,
     ["suite"] = suite,
 };
+if (suite == "io")
+    env["io_producers"] = ioClients;
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
@@ -95,6 +99,10 @@ if (suite == "io")
     // Both modes run side by side (two brokers, one idle while the other is measured), row by row, and every row is
     // repeated --rounds times with the order of the modes alternating, so that load from elsewhere on the machine and
     // the page cache filling up hit both modes alike. The median round (by records/s) of each mode is reported.
+    // --clients producers (default 2, each its own librdkafka instance and connection) write to the one partition: a
+    // single producer of 100 B records is limited by librdkafka itself (its producer thread and broker thread contend
+    // for one lock) and leaves ~15 % of the cores idle, so every write mode then measures the same client limit; two
+    // keep the cores busy, and the broker's own cost decides. The machine idle column shows which case a run is.
     var rows = new List<(string Label, int Size, int Batch, Acks Acks, string Flush, long Count)>();
     foreach (int size in new[] { 100, 1024 })
     {
@@ -123,10 +131,10 @@ if (suite == "io")
                     var b = brokers[(io, row.Flush)];
                     string t = NewTopic(b, 1);
                     var threads0 = showThreads ? b.ThreadCpuSeconds() : null;
-                    var r = Load.Produce($"{io} {row.Label}", b, t, 1, row.Size, row.Count, row.Acks, row.Batch);
+                    var r = Load.Produce($"{io} {row.Label}", b, t, 1, row.Size, row.Count, row.Acks, row.Batch, clients: ioClients);
                     byMode[io].Add(r);
                     string load = File.ReadAllText("/proc/loadavg").Trim();
-                    Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.MBps:F1} MB/s, {r.CpuSecondsPerGB:F2} CPU-s/GB; load {load}");
+                    Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.MBps:F1} MB/s, {r.CpuSecondsPerGB:F2} CPU-s/GB, machine idle {r.MachineIdlePercent:F0} %; load {load}");
                     if (threads0 is not null)
                     {
                         var threads1 = b.ThreadCpuSeconds();
@@ -232,16 +240,17 @@ else
 }
 
 var md = new StringBuilder();
-md.AppendLine(CultureInfo.InvariantCulture, $"Run {env["date"]}, {env["cores"]} cores, kernel {env["kernel"]}, librdkafka {env["librdkafka"]}, suite {suite}{(quick ? " (quick)" : "")}.");
+md.AppendLine(CultureInfo.InvariantCulture, $"Run {env["date"]}, {env["cores"]} cores, kernel {env["kernel"]}, librdkafka {env["librdkafka"]}, suite {suite}{(suite == "io" ? $", {ioClients} producer{(ioClients == 1 ? "" : "s")} per run" : "")}{(quick ? " (quick)" : "")}.");
 md.AppendLine(CultureInfo.InvariantCulture, $"Reference: loopback TCP {loopback:F0} MB/s; disk 1 MiB sequential writes {diskBuffered:F0} MB/s buffered, {diskSynced:F0} MB/s with an fdatasync after each.");
 md.AppendLine();
-md.AppendLine("| run | records/s | MB/s | broker CPU-s/GB | broker peak RSS MiB | vs reference | latency p50 / p99 / p99.9 ms |");
-md.AppendLine("|---|---:|---:|---:|---:|---|---|");
+md.AppendLine("| run | records/s | MB/s | broker CPU-s/GB | broker peak RSS MiB | machine idle % | vs reference | latency p50 / p99 / p99.9 ms |");
+md.AppendLine("|---|---:|---:|---:|---:|---:|---|---|");
 foreach (var (_, r, reference, ratio) in results)
 {
     string lat = r.P50Ms is null ? "" : $"{r.P50Ms:F2} / {r.P99Ms:F2} / {r.P999Ms:F2}";
     string vs = double.IsNaN(ratio) ? "" : $"{ratio:P0} of {reference}";
-    md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RecordsPerSecond:N0} | {r.MBps:F1} | {r.CpuSecondsPerGB:F2} | {r.BrokerPeakRssMiB:F0} | {vs} | {lat} |");
+    string idle = r.MachineIdlePercent is null ? "" : $"{r.MachineIdlePercent:F0}";
+    md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RecordsPerSecond:N0} | {r.MBps:F1} | {r.CpuSecondsPerGB:F2} | {r.BrokerPeakRssMiB:F0} | {idle} | {vs} | {lat} |");
 }
 if (ratios.Count > 0)
 {
@@ -268,6 +277,7 @@ File.WriteAllText(Path.Combine(outDir, $"{suite}-{stamp}.json"), JsonSerializer.
         broker_cpu_seconds = x.Result.BrokerCpuSeconds,
         broker_cpu_seconds_per_GB = x.Result.CpuSecondsPerGB,
         broker_peak_rss_MiB = x.Result.BrokerPeakRssMiB,
+        machine_idle_percent = x.Result.MachineIdlePercent,
         reference = x.Reference,
         ratio_to_reference = double.IsNaN(x.Ratio) ? (double?)null : x.Ratio,
         p50_ms = x.Result.P50Ms,
