@@ -40,6 +40,11 @@ for (int i = 0; i < args.Length; i++)
             return 2;
     }
 }
+if (ioClients < 1)
+{
+    Console.Error.WriteLine($"--clients {ioClients}: a run needs at least one producer");
+    return 2;
+}
 double scale = quick ? 0.2 : 1.0;
 var results = new List<(string Group, RunResult Result, string Reference, double Ratio)>();
 var env = new Dictionary<string, object>
