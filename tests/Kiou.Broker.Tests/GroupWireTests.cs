@@ -23,6 +23,26 @@ public sealed class GroupWireTests
             return new Wire(s);
         }
 
+        /// <summary>Writes every request into one buffer and sends it at once, so the broker reads them back to back.</summary>
+        public async Task<List<int>> SendAllAsync(short apiKey, short version, IEnumerable<IKafkaMessage> requests)
+        {
+            var w = new KafkaWriter();
+            var correlations = new List<int>();
+            foreach (var request in requests)
+            {
+                int at = w.ReserveInt32();
+                int start = w.Length;
+                int correlation = ++_correlation;
+                new RequestHeader { RequestApiKey = apiKey, RequestApiVersion = version, CorrelationId = correlation, ClientId = "wire-test" }
+                    .Write(w, ApiMessageTypes.RequestHeaderVersion(apiKey, version));
+                request.Write(w, version);
+                w.PatchInt32(at, w.Length - start);
+                correlations.Add(correlation);
+            }
+            await socket.SendAsync(w.WrittenMemory, SocketFlags.None);
+            return correlations;
+        }
+
         public async Task<int> SendOnlyAsync(short apiKey, short version, IKafkaMessage request)
         {
             var w = new KafkaWriter();
@@ -39,6 +59,12 @@ public sealed class GroupWireTests
         public async Task<TResponse> SendAsync<TResponse>(short apiKey, short version, IKafkaMessage request) where TResponse : IKafkaMessage, new()
         {
             int correlation = await SendOnlyAsync(apiKey, version, request);
+            return await ReceiveAsync<TResponse>(apiKey, version, correlation);
+        }
+
+        /// <summary>Reads the next response, which must answer <paramref name="correlation"/> (responses come in request order).</summary>
+        public async Task<TResponse> ReceiveAsync<TResponse>(short apiKey, short version, int correlation) where TResponse : IKafkaMessage, new()
+        {
             var size = new byte[4];
             await ReadExactlyAsync(size);
             var body = new byte[BinaryPrimitives.ReadInt32BigEndian(size)];
@@ -86,6 +112,52 @@ public sealed class GroupWireTests
             Assert.All(v4.Coordinators, c => Assert.Equal((ErrorCodes.None, 1, "127.0.0.1", port), (c.ErrorCode, c.NodeId, c.Host, c.Port)));
             var bad = await wire.SendAsync<FindCoordinatorResponse>(10, 4, new FindCoordinatorRequest { KeyType = 7, CoordinatorKeys = ["x"] });
             Assert.Equal(ErrorCodes.InvalidRequest, bad.Coordinators.Single().ErrorCode);
+        }
+    }
+
+    [Fact]
+    public async Task Pipelined_commits_take_effect_in_log_order_and_the_last_one_wins_before_and_after_a_restart()
+    {
+        // librdkafka's test 0030 sends asynchronous commits back to back; each must be applied in the order it was
+        // written, so the last request's offset is what OffsetFetch returns, and the same after a restart.
+        const int Commits = 50;
+        const int Groups = 5;
+        await using var broker = GroupSupport.StartBroker();
+        await broker.Broker.Groups.Loading;
+        await Clients.CreateTopicAsync(broker.Bootstrap, "pipelined", 1);
+        using (var wire = await Wire.ConnectAsync(broker.Broker.BrokerEndPoint))
+        {
+            for (int g = 0; g < Groups; g++)
+            {
+                var correlations = await wire.SendAllAsync(8, 8, Enumerable.Range(1, Commits).Select(i => (IKafkaMessage)new OffsetCommitRequest
+                {
+                    GroupId = "pipelined-" + g,
+                    GenerationIdOrMemberEpoch = -1,
+                    Topics = [new() { Name = "pipelined", Partitions = [new() { PartitionIndex = 0, CommittedOffset = i }] }],
+                }));
+                foreach (int correlation in correlations)
+                {
+                    var commit = await wire.ReceiveAsync<OffsetCommitResponse>(8, 8, correlation);
+                    Assert.Equal(ErrorCodes.None, commit.Topics.Single().Partitions.Single().ErrorCode);
+                }
+                Assert.Equal(Commits, await CommittedAsync(wire, "pipelined-" + g));
+            }
+        }
+        await broker.RestartAsync();
+        await broker.Broker.Groups.Loading;
+        using (var wire = await Wire.ConnectAsync(broker.Broker.BrokerEndPoint))
+        {
+            for (int g = 0; g < Groups; g++)
+                Assert.Equal(Commits, await CommittedAsync(wire, "pipelined-" + g));
+        }
+
+        static async Task<long> CommittedAsync(Wire wire, string group)
+        {
+            var fetch = await wire.SendAsync<OffsetFetchResponse>(9, 8, new OffsetFetchRequest
+            {
+                Groups = [new() { GroupId = group, Topics = [new() { Name = "pipelined", PartitionIndexes = [0] }] }],
+            });
+            return fetch.Groups.Single().Topics.Single().Partitions.Single().CommittedOffset;
         }
     }
 

@@ -53,6 +53,20 @@ public sealed class Group
     public long OffsetDeleteSequence { get; set; }
     /// <summary>Offset commits written but not yet durable.</summary>
     public int CommitsInFlight { get; set; }
+    /// <summary>
+    /// Position of each commit in the offsets log, taken under this group's lock in the order the records are queued.
+    /// Commits become durable together but their continuations run in any order; a commit is applied only if it is
+    /// newer than the one already applied for that partition (Kafka compares the commit records' log offsets).
+    /// </summary>
+    public long LastCommitSequence { get; set; }
+    public Dictionary<(string Topic, int Partition), long> AppliedCommitSequence { get; } = [];
+
+    /// <summary>Forgets a committed offset (delete, expiry): the value and the sequence it was applied with.</summary>
+    public bool RemoveOffset(string topic, int partition)
+    {
+        AppliedCommitSequence.Remove((topic, partition));
+        return Offsets.Remove((topic, partition));
+    }
 
     /// <summary>The due time of this group's live entry in <see cref="GroupTimers"/> (MaxValue: none). Guarded by the timers' lock.</summary>
     internal long QueuedDueMs { get; set; } = long.MaxValue;
@@ -816,6 +830,7 @@ public sealed class Group
             RemoveMemberOnly(m);
         PendingMembers.Clear();
         Offsets.Clear();
+        AppliedCommitSequence.Clear();
         OffsetDeleteSequence++;
         SetState(GroupState.Dead, nowMs);
     }

@@ -295,6 +295,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
         long now = NowMs;
         var writes = new List<(OffsetCommitResponse.OffsetCommitResponsePartition Answer, string Topic, int Partition, CommittedOffset Offset, Task Durable)>();
         long deleteSequence = 0;
+        long commitSequence = 0;
         if (group is not null)
         {
             lock (group)
@@ -302,7 +303,11 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 groupError = group.ValidateCommit(request.GenerationIdOrMemberEpoch, request.MemberId, instanceId, now);
                 deleteSequence = group.OffsetDeleteSequence;
                 if (groupError == ErrorCodes.None)
+                {
                     group.CommitsInFlight++;
+                    commitSequence = ++group.LastCommitSequence;
+                }
+                // Queued under the group's lock: the log order of this group's commits is the sequence order.
                 BuildCommitAnswers(request, version, response, groupError, group, now, writes);
             }
         }
@@ -332,9 +337,14 @@ public sealed class GroupCoordinator : IAsyncDisposable
             {
                 var w = writes[i];
                 if (failed[i])
+                {
                     w.Answer.ErrorCode = ErrorCodes.CoordinatorNotAvailable;
-                else if (apply)
+                }
+                else if (apply && (!group.AppliedCommitSequence.TryGetValue((w.Topic, w.Partition), out long applied) || applied < commitSequence))
+                {
                     group.Offsets[(w.Topic, w.Partition)] = w.Offset;
+                    group.AppliedCommitSequence[(w.Topic, w.Partition)] = commitSequence;
+                }
             }
         }
         return response;
@@ -479,7 +489,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
                         answer.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
                         continue;
                     }
-                    if (group.Offsets.Remove((topic.Name, p.PartitionIndex)))
+                    if (group.RemoveOffset(topic.Name, p.PartitionIndex))
                     {
                         deleted = true;
                         durable.Add(_store.Append(GroupLog.Kind.OffsetTombstone, group.GroupId, topic.Name, p.PartitionIndex,
@@ -629,7 +639,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 {
                     foreach (var (topic, partition) in expired)
                     {
-                        group.Offsets.Remove((topic, partition));
+                        group.RemoveOffset(topic, partition);
                         _ = _store.Append(GroupLog.Kind.OffsetTombstone, group.GroupId, topic, partition,
                             GroupLog.OffsetTombstone(group.GroupId, topic, partition), awaitDurable: false);
                     }
