@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, codec, storage, ring, and integration tests with real clients
-# (Confluent.Kafka/librdkafka from NuGet, kcat and kafka-python from Debian, KafkaJS from npm). The broker tests
+# (Confluent.Kafka/librdkafka from NuGet, kcat, kafka-python and confluent-kafka-python from Debian, KafkaJS from npm). The broker tests
 # run twice: with the io_uring append path (KIOU_IO=auto: io_uring where the kernel allows it) and with the
 # synchronous pwrite path (KIOU_IO=sync), the second time also with the copying fetch path
 # (KIOU_FETCH_ZERO_COPY=false). Prints one closing line "N passed, N failed".
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v kcat >/dev/null || { echo "kcat is missing: apt-get install -y kcat" >&2; exit 1; }
 /usr/bin/python3 -c 'import kafka' 2>/dev/null || { echo "kafka-python is missing: apt-get install -y python3-kafka" >&2; exit 1; }
+/usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || { echo "confluent-kafka-python is missing: apt-get install -y python3-confluent-kafka" >&2; exit 1; }
 command -v node >/dev/null || { echo "Node.js is missing (for KafkaJS): apt-get install -y nodejs npm" >&2; exit 1; }
 if [ ! -d tests/compat/node_modules/kafkajs ]; then
   (cd tests/compat && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm could not install KafkaJS (tests/compat)" >&2; exit 1; }

@@ -415,7 +415,7 @@ public sealed class Group
                 if (SelectProtocol() == ProtocolName)
                 {
                     // No rebalance: the member gets this generation back and SyncGroups for its old assignment.
-                    _owner.PersistGroup(this);
+                    Task stored = _owner.PersistGroup(this);
                     var response = new JoinGroupResponse
                     {
                         ErrorCode = ErrorCodes.None,
@@ -430,7 +430,7 @@ public sealed class Group
                     };
                     if (wasLeader && version >= 9)
                         AddMemberList(response, version);
-                    return Task.FromResult(response);
+                    return AnswerWhenStoredAsync(stored, response);
                 }
                 var parkedStable = Park(member, version);
                 MaybePrepareRebalance(nowMs, $"static member '{instanceId}' rejoined with a change of protocol");
@@ -523,7 +523,7 @@ public sealed class Group
         {
             ProtocolName = null;
             SetState(GroupState.Empty, nowMs);
-            _owner.PersistGroup(this);
+            _ = _owner.PersistGroup(this);
             _owner.Log.Info($"group '{GroupId}': generation {GenerationId} has no members; the group is Empty");
             return;
         }
@@ -615,15 +615,9 @@ public sealed class Group
                             if (Members.TryGetValue(a.MemberId, out var target))
                                 target.Assignment = a.Assignment ?? [];
                         }
-                        SetState(GroupState.Stable, nowMs);
-                        _owner.PersistGroup(this);
-                        foreach (var m in Members.Values)
-                        {
-                            var parked = m.PendingSync;
-                            m.PendingSync = null;
-                            parked?.TrySetResult(SyncAnswer(m));
-                        }
-                        _owner.Log.Info($"group '{GroupId}': generation {GenerationId} is Stable; assignments from leader {member.MemberId} sent to {Members.Count} member(s)");
+                        // As Kafka's storeGroup: the group becomes Stable and the members get their assignments only
+                        // once the assignment is durable in the offsets log.
+                        _ = CompleteSyncWhenStoredAsync(_owner.PersistGroup(this, assigned: true), GenerationId, member.MemberId);
                     }
                     return tcs.Task;
                 }
@@ -632,6 +626,59 @@ public sealed class Group
                 TouchSession(member, nowMs);
                 return Task.FromResult(SyncAnswer(member));
         }
+    }
+
+    async Task CompleteSyncWhenStoredAsync(Task stored, int generation, string leaderId)
+    {
+        short error = ErrorCodes.None;
+        try
+        {
+            await stored.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            error = ErrorCodes.CoordinatorNotAvailable;
+        }
+        lock (this)
+        {
+            // A rebalance, leave or expiry meanwhile has already answered the parked syncs.
+            if (State != GroupState.CompletingRebalance || GenerationId != generation)
+                return;
+            long nowMs = _owner.NowMs;
+            if (error != ErrorCodes.None)
+            {
+                foreach (var m in Members.Values)
+                {
+                    m.Assignment = [];
+                    var parked = m.PendingSync;
+                    m.PendingSync = null;
+                    parked?.TrySetResult(new SyncGroupResponse { ErrorCode = error, Assignment = [] });
+                }
+                PrepareRebalance(nowMs, "the assignment of generation " + generation + " could not be stored in the offsets log");
+                return;
+            }
+            SetState(GroupState.Stable, nowMs);
+            foreach (var m in Members.Values)
+            {
+                var parked = m.PendingSync;
+                m.PendingSync = null;
+                parked?.TrySetResult(SyncAnswer(m));
+            }
+            _owner.Log.Info($"group '{GroupId}': generation {GenerationId} is Stable; assignments from leader {leaderId} sent to {Members.Count} member(s)");
+        }
+    }
+
+    static async Task<JoinGroupResponse> AnswerWhenStoredAsync(Task stored, JoinGroupResponse response)
+    {
+        try
+        {
+            await stored.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return JoinError(ErrorCodes.CoordinatorNotAvailable, response.MemberId);
+        }
+        return response;
     }
 
     SyncGroupResponse SyncAnswer(Member m) => new()
@@ -875,18 +922,20 @@ public sealed class Group
         }
     }
 
-    internal GroupSnapshot Snapshot()
+    /// <param name="assigned">the leader's assignment is set and the group becomes Stable once this snapshot is durable</param>
+    internal GroupSnapshot Snapshot(bool assigned = false)
     {
         AssertOwned();
         var members = new List<MemberSnapshot>();
-        if (State == GroupState.Stable)
+        bool stable = assigned || State == GroupState.Stable;
+        if (stable)
         {
             foreach (var m in OrderedMembers())
                 members.Add(new MemberSnapshot(m.MemberId, m.InstanceId, m.ClientId, m.ClientHost, m.SessionTimeoutMs, m.RebalanceTimeoutMs,
                     m.MetadataFor(ProtocolName) ?? [], m.Assignment));
         }
-        return new GroupSnapshot(GroupId, ProtocolType, GenerationId, State == GroupState.Stable ? ProtocolName : null,
-            State == GroupState.Stable ? LeaderId : null, StateSinceMs, members);
+        return new GroupSnapshot(GroupId, ProtocolType, GenerationId, stable ? ProtocolName : null,
+            stable ? LeaderId : null, StateSinceMs, members);
     }
 
     /// <summary>Invariants for tests: states and member bookkeeping agree.</summary>

@@ -62,7 +62,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
     public bool IsLoaded => _status == 1;
     public Task Loading => _loading;
     public int GroupCount => _groups.Count;
-    long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+    internal long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     static void Fire(Group g, long nowMs)
     {
@@ -137,10 +137,11 @@ public sealed class GroupCoordinator : IAsyncDisposable
         _ => ErrorCodes.CoordinatorNotAvailable,
     };
 
-    internal void PersistGroup(Group group)
+    /// <summary>Queues the group's metadata (in log order, under the group's lock); the task completes once it is durable.</summary>
+    internal Task PersistGroup(Group group, bool assigned = false)
     {
-        var snapshot = group.Snapshot();
-        _ = _store.Append(GroupLog.Kind.GroupMetadata, group.GroupId, null, 0, GroupLog.GroupMetadata(snapshot), awaitDurable: false);
+        var snapshot = group.Snapshot(assigned);
+        return _store.Append(GroupLog.Kind.GroupMetadata, group.GroupId, null, 0, GroupLog.GroupMetadata(snapshot));
     }
 
     static string HostOf(EndPoint? remote) => remote is IPEndPoint ip ? "/" + ip.Address : "/" + remote;
