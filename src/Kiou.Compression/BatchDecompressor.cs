@@ -51,7 +51,7 @@ public struct DecompressedRecords : IDisposable
 
 /// <summary>
 /// Decompresses the records area of a RecordBatch v2 (the bytes after the 61-byte header) as Kafka's clients write
-/// it: gzip (RFC 1952, members may be concatenated), snappy (the xerial framing Java clients write, or one raw snappy
+/// it: gzip (RFC 1952, one member, as Java's GZIPOutputStream, librdkafka and kafka-python write it), snappy (the xerial framing Java clients write, or one raw snappy
 /// block, both of which Kafka's SnappyInputStream reads), lz4 (the LZ4 frame format, Kafka's KafkaLZ4BlockInputStream)
 /// and zstd (one or more frames). Stateless apart from a per-thread zstd context; safe from any thread.
 /// </summary>
@@ -75,6 +75,9 @@ public static class BatchDecompressor
     private const int InitialBufferBytes = 16 * 1024;
 
     private static ReadOnlySpan<byte> XerialMagic => [0x82, (byte)'S', (byte)'N', (byte)'A', (byte)'P', (byte)'P', (byte)'Y', 0];
+
+    // A 10-byte header, an empty deflate block and the 8-byte trailer (CRC-32, size).
+    private const int GzipMemberBytesMin = 20;
 
     // Magic, version and compatible version, as snappy-java's SnappyOutputStream writes them.
     private const int XerialHeaderBytes = 16;
@@ -111,7 +114,7 @@ public static class BatchDecompressor
         {
             status = codec switch
             {
-                CompressionType.Gzip => ReadAll(new GZipStream(new ReadOnlyMemoryStream(payload), CompressionMode.Decompress), ref output),
+                CompressionType.Gzip => Gzip(payload, ref output),
                 CompressionType.Lz4 => ReadAll(LZ4Stream.Decode(new ReadOnlyMemoryStream(payload), 0, false, false), ref output),
                 CompressionType.Snappy => Snappy(payload.Span, ref output),
                 _ => Zstd(payload.Span, ref output),
@@ -160,6 +163,22 @@ public static class BatchDecompressor
                 output.Length += n;
             }
         }
+    }
+
+    private static DecompressStatus Gzip(ReadOnlyMemory<byte> payload, ref Output output)
+    {
+        var status = ReadAll(new GZipStream(new ReadOnlyMemoryStream(payload), CompressionMode.Decompress), ref output);
+
+        // GZipStream checks the trailer's CRC-32 and size when they are there, but takes a stream cut short anywhere
+        // in its last bytes as a clean end; zlib in librdkafka and Java's GZIPInputStream do not. The trailer's
+        // size field, the last 4 bytes, must match what came out.
+        if (status == DecompressStatus.Ok
+            && (payload.Length < GzipMemberBytesMin || BinaryPrimitives.ReadUInt32LittleEndian(payload.Span[^4..]) != (uint)output.Length))
+        {
+            return DecompressStatus.Corrupt;
+        }
+
+        return status;
     }
 
     private static DecompressStatus Snappy(ReadOnlySpan<byte> payload, ref Output output)
