@@ -48,37 +48,37 @@ public static class CompressedBatches
         switch (codec)
         {
             case "gzip":
-            {
-                var output = new MemoryStream();
-                using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
-                    gzip.Write(data);
-                return output.ToArray();
-            }
+                {
+                    var output = new MemoryStream();
+                    using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
+                        gzip.Write(data);
+                    return output.ToArray();
+                }
             case "snappy":
                 return Snappier.Snappy.CompressToArray(data);
             case "snappy-xerial":
-            {
-                // snappy-java's SnappyOutputStream: magic, version 1, compatible version 1, then
-                // [INT32 compressed length][raw snappy block] per 32 KiB of input.
-                var output = new List<byte> { 0x82, (byte)'S', (byte)'N', (byte)'A', (byte)'P', (byte)'P', (byte)'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1 };
-                for (int at = 0; at < data.Length; at += 32 * 1024)
                 {
-                    byte[] block = Snappier.Snappy.CompressToArray(data.AsSpan(at, Math.Min(32 * 1024, data.Length - at)));
-                    byte[] length = new byte[4];
-                    BinaryPrimitives.WriteInt32BigEndian(length, block.Length);
-                    output.AddRange(length);
-                    output.AddRange(block);
-                }
+                    // snappy-java's SnappyOutputStream: magic, version 1, compatible version 1, then
+                    // [INT32 compressed length][raw snappy block] per 32 KiB of input.
+                    var output = new List<byte> { 0x82, (byte)'S', (byte)'N', (byte)'A', (byte)'P', (byte)'P', (byte)'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1 };
+                    for (int at = 0; at < data.Length; at += 32 * 1024)
+                    {
+                        byte[] block = Snappier.Snappy.CompressToArray(data.AsSpan(at, Math.Min(32 * 1024, data.Length - at)));
+                        byte[] length = new byte[4];
+                        BinaryPrimitives.WriteInt32BigEndian(length, block.Length);
+                        output.AddRange(length);
+                        output.AddRange(block);
+                    }
 
-                return [.. output];
-            }
+                    return [.. output];
+                }
             case "lz4":
                 return LZ4Frame.Encode(data.AsSpan(), new ArrayBufferWriter<byte>(), LZ4Level.L00_FAST).WrittenSpan.ToArray();
             case "zstd":
-            {
-                using var zstd = new Compressor(3);
-                return zstd.Wrap(data).ToArray();
-            }
+                {
+                    using var zstd = new Compressor(3);
+                    return zstd.Wrap(data).ToArray();
+                }
             default:
                 throw new ArgumentOutOfRangeException(nameof(codec), codec, null);
         }
