@@ -57,7 +57,7 @@ public sealed partial class BrokerHandlers
                         pr.RecordErrors.Add(new ProduceResponse.BatchIndexAndErrorMessage { BatchIndex = verdict.RecordIndex, BatchIndexErrorMessage = verdict.Message });
                     failed = true;
                     if (error is ErrorCodes.CorruptMessage or ErrorCodes.InvalidRecord)
-                        _log.Warn($"{ctx.Client}: rejected a batch for {topic.Name}-{data.Index}, nothing of it appended: {pr.ErrorMessage}");
+                        _log.Warn($"{ctx.Client}: rejected a batch of {data.Records?.Length ?? 0} bytes for {topic.Name}-{data.Index}, nothing of it appended: {pr.ErrorMessage}");
                     continue;
                 }
                 bool waitDurable = acks == -1 && log.Config.Flush.Mode == FlushMode.Always;
