@@ -5,6 +5,8 @@
 #   bench/run.sh --suite all    the six scenarios of BENCHMARKS.md
 #   bench/run.sh --suite latency  end-to-end latency at 10,000 rec/s per write mode (uring, uring-ring, sync)
 #   bench/run.sh --suite reqpath  produce and consume with KIOU_FETCH_ZERO_COPY=false and true (request path)
+#   bench/run.sh --suite validate [--baseline BROKER]  compressed 1 KiB produce per codec (produce-time validation);
+#     BROKER: a build of other code (e.g. before a change) run row by row against this one
 # Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp),
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:
 #   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU

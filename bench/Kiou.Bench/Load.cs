@@ -40,15 +40,19 @@ static class Load
     /// <remarks>The driver must not be the bottleneck it measures: no per-record delivery report crosses into managed code
     /// (librdkafka still waits for every ack); instead the partitions' end offsets are checked after the flush, so a
     /// record that was not stored still fails the run.</remarks>
+    /// <param name="compression">The producers' compression.type; with anything but None the records are
+    /// <see cref="CompressibleRecords"/>, distinct and compressible as log lines are, instead of random bytes.</param>
     public static RunResult Produce(string name, BrokerUnderTest broker, string topic, int partitions, int recordBytes, long count,
-        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5)
+        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5, CompressionType compression = CompressionType.None)
     {
         var payload = new byte[recordBytes];
         new Random(42).NextBytes(payload);
+        byte[][] payloads = compression == CompressionType.None ? [payload] : CompressibleRecords(recordBytes);
         var producers = new IProducer<Null, byte[]>[clients];
         for (int i = 0; i < clients; i++)
         {
             ProducerConfig config = ProducerConfig(broker.Bootstrap, acks, batchBytes, lingerMs);
+            config.CompressionType = compression;
             config.EnableDeliveryReports = false;
             producers[i] = new ProducerBuilder<Null, byte[]>(config).Build();
         }
@@ -70,11 +74,12 @@ static class Load
             threads[c] = new Thread(() =>
             {
                 var producer = producers[client];
-                var message = new Message<Null, byte[]> { Value = payload };
+                var messages = payloads.Select(p => new Message<Null, byte[]> { Value = p }).ToArray();
                 long mine = count / clients + (client < count % clients ? 1 : 0);
                 for (long i = 0; i < mine; i++)
                 {
                     var tp = tps[(int)((i * clients + client) % partitions)];
+                    var message = messages[i % messages.Length];
                     while (true)
                     {
                         try
@@ -103,6 +108,33 @@ static class Load
         if (stored != count)
             throw new InvalidOperationException($"{name}: {count} records produced but the partitions' end offsets grew by {stored}");
         return new RunResult(name, count, count * recordBytes, sw.Elapsed.TotalSeconds, cpu, broker.PeakRssMiB(), MachineIdlePercent: idlePercent);
+    }
+
+    /// <summary>
+    /// 4,096 distinct records of <paramref name="recordBytes"/> that look like JSON log lines (ids, words from a small
+    /// vocabulary, numbers), so that a batch compresses about as real data does (gzip: about 4:1), not like identical
+    /// or random records.
+    /// </summary>
+    public static byte[][] CompressibleRecords(int recordBytes)
+    {
+        string[] words = ["GET", "POST", "/api/orders", "/api/users", "/health", "ok", "timeout", "eu-west-1", "us-east-2",
+            "checkout", "payment", "inventory", "retry", "cache-miss", "cache-hit", "warn", "info", "debug"];
+        var rng = new Random(7);
+        var records = new byte[4096][];
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < records.Length; i++)
+        {
+            text.Clear();
+            while (text.Length < recordBytes)
+            {
+                text.Append("{\"ts\":").Append(1_700_000_000_000L + rng.Next(1_000_000)).Append(",\"id\":\"")
+                    .Append(rng.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture)).Append("\",\"op\":\"")
+                    .Append(words[rng.Next(words.Length)]).Append("\",\"path\":\"").Append(words[rng.Next(words.Length)])
+                    .Append("\",\"ms\":").Append(rng.Next(2000)).Append(",\"status\":\"").Append(words[rng.Next(words.Length)]).Append("\"}\n");
+            }
+            records[i] = System.Text.Encoding.ASCII.GetBytes(text.ToString(0, recordBytes));
+        }
+        return records;
     }
 
     /// <summary>Sum of the partitions' end offsets (ListOffsets, latest).</summary>

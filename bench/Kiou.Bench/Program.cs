@@ -13,8 +13,10 @@ using Kiou.Bench;
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 //     latency: scenario 5 (end-to-end latency at 10,000 records/s) per write mode (--modes, default uring,uring-ring,sync)
 //     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
+//     validate: compressed 1 KiB produce per codec; --baseline BROKER runs another build (the code before) alongside
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
+string? baseline = null;
 bool quick = false, showThreads = false, modesGiven = false;
 int rounds = 3;
 int ioClients = 2;
@@ -35,8 +37,9 @@ for (int i = 0; i < args.Length; i++)
         case "--threads": showThreads = true; break;
         case "--modes": modes = args[++i].Split(','); modesGiven = true; break;
         case "--clients": ioClients = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--baseline": baseline = args[++i]; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER]");
             return 2;
     }
 }
@@ -208,6 +211,43 @@ else if (suite == "reqpath")
         Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 1 KiB, 16 KiB batches, acks=1", b, t16, 1, 1024, n1k / 2, Acks.Leader, 16384), "loopback", loopback);
     }
 }
+else if (suite == "validate")
+{
+    // Produce-time validation of compressed batches (README §5.6): 1 KiB log-line records, 1 MiB batches, acks=1, one
+    // row per codec. With --baseline BROKER (a build of the code before), both brokers run every row, --rounds times
+    // with their order alternating; the median round of each is reported with the ratios after/before. Broker
+    // CPU-s/GB is the figure to read: the client's own compression limits records/s on two shared cores.
+    var contenders = baseline is null ? new[] { ("after", broker) } : new[] { ("before", baseline), ("after", broker) };
+    var codecs = new[] { CompressionType.None, CompressionType.Gzip, CompressionType.Snappy, CompressionType.Lz4, CompressionType.Zstd };
+    long count = (long)(300_000 * scale);
+    foreach (var codec in codecs)
+    {
+        if (only is not null && !codec.ToString().Contains(only, StringComparison.OrdinalIgnoreCase))
+            continue;
+        var byBroker = contenders.ToDictionary(c => c.Item1, _ => new List<RunResult>());
+        for (int round = 0; round < rounds; round++)
+        {
+            foreach (var (label, binary) in round % 2 == 0 ? contenders : contenders.Reverse().ToArray())
+            {
+                using var b = BrokerUnderTest.Start(binary, dataRoot, Env("uring"));
+                string t = NewTopic(b, 1);
+                var r = Load.Produce($"{label} produce 1 KiB {codec.ToString().ToLowerInvariant()}", b, t, 1, 1024, count, Acks.Leader, 1048576, compression: codec);
+                byBroker[label].Add(r);
+                Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.CpuSecondsPerGB:F2} CPU-s/GB, machine idle {r.MachineIdlePercent:F0} %");
+            }
+        }
+        var medians = new Dictionary<string, RunResult>();
+        foreach (var (label, _) in contenders)
+        {
+            var sorted = byBroker[label].OrderBy(r => r.CpuSecondsPerGB).ToList();
+            RunResult median = sorted[sorted.Count / 2];
+            Report("validate-" + label, median with { Name = $"{median.Name} (median CPU-s/GB of {sorted.Count}: {string.Join(" ", sorted.Select(r => r.CpuSecondsPerGB.ToString("F2", CultureInfo.InvariantCulture)))})" }, "loopback", loopback);
+            medians[label] = median;
+        }
+        if (medians.TryGetValue("before", out var before))
+            ratios.Add(($"produce 1 KiB {codec.ToString().ToLowerInvariant()} (after/before)", medians["after"].RecordsPerSecond / before.RecordsPerSecond, medians["after"].CpuSecondsPerGB / before.CpuSecondsPerGB));
+    }
+}
 else if (suite == "all")
 {
     using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
@@ -240,7 +280,7 @@ else if (suite == "all")
 }
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency or reqpath");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath or validate");
     return 2;
 }
 

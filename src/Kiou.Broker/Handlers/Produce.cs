@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Kiou.Broker.Network;
+using Kiou.Compression;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 using Kiou.Protocol.Records;
@@ -14,6 +15,9 @@ namespace Kiou.Broker.Handlers;
 //   flush.messages=1 or flush.ms=0).
 // - every partition is validated and appended independently; appends of one request start in request order before
 //   the first await, so pipelined requests on a connection keep their order.
+// - validation walks every record; a compressed batch is decompressed into pooled memory for it (Kiou.Compression,
+//   bounded by BatchDecompressor.DecompressedBytesMax) and then stored as it came. A rejected batch appends nothing and
+//   names the record at fault in record_errors and error_message (v8+; older versions get the code alone).
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Produce(RequestContext ctx, ProduceRequest request)
@@ -32,6 +36,7 @@ public sealed partial class BrokerHandlers
                 var pr = new ProduceResponse.PartitionProduceResponse { Index = data.Index, BaseOffset = -1, LogAppendTimeMs = -1, LogStartOffset = -1 };
                 topicResponse.PartitionResponses.Add(pr);
                 short error = ErrorCodes.None;
+                RecordsVerdict verdict = default;
                 PartitionLog? log = null;
                 if (acks is not (0 or 1 or -1))
                     error = ErrorCodes.InvalidRequiredAcks;
@@ -42,15 +47,17 @@ public sealed partial class BrokerHandlers
                 else
                 {
                     log = topicLogs.Partitions[data.Index];
-                    error = Validate(data.Records, log.Config, request);
+                    error = Validate(data.Records, log.Config, out verdict);
                 }
                 if (error != ErrorCodes.None || log is null)
                 {
                     pr.ErrorCode = error;
-                    pr.ErrorMessage = ProduceErrorMessage(error, log?.Config);
+                    pr.ErrorMessage = verdict.Message ?? ProduceErrorMessage(error, log?.Config);
+                    if (verdict.Message is not null)
+                        pr.RecordErrors.Add(new ProduceResponse.BatchIndexAndErrorMessage { BatchIndex = verdict.RecordIndex, BatchIndexErrorMessage = verdict.Message });
                     failed = true;
                     if (error is ErrorCodes.CorruptMessage or ErrorCodes.InvalidRecord)
-                        _log.Warn($"{ctx.Client}: rejected a batch for {topic.Name}-{data.Index}: {pr.ErrorMessage}");
+                        _log.Warn($"{ctx.Client}: rejected a batch of {data.Records?.Length ?? 0} bytes for {topic.Name}-{data.Index}, nothing of it appended: {pr.ErrorMessage}");
                     continue;
                 }
                 bool waitDurable = acks == -1 && log.Config.Flush.Mode == FlushMode.Always;
@@ -109,15 +116,21 @@ public sealed partial class BrokerHandlers
         return ValueTask.FromResult<IKafkaMessage?>(null);
     }
 
-    static short Validate(ReadOnlyMemory<byte>? records, LogConfig config, ProduceRequest request)
+    static short Validate(ReadOnlyMemory<byte>? records, LogConfig config, out RecordsVerdict verdict)
     {
+        verdict = default;
         if (records is not { Length: > 0 } r)
             return ErrorCodes.InvalidRecord;
-        short error = RecordBatch.ValidateForProduce(r.Span, config.MaxMessageBytes, out var info);
+        short error = RecordBatch.ValidateForProduce(r.Span, config.MaxMessageBytes, out var info, out verdict);
         if (error != ErrorCodes.None)
             return error;
         if (info.TimestampType == TimestampType.LogAppendTime)
             return ErrorCodes.InvalidTimestamp; // only the broker may set LogAppendTime
+        if (info.Codec != CompressionType.None)
+        {
+            verdict = CompressedBatchCheck.Validate(r, info, BatchDecompressor.DecompressedBytesMax(config.MaxMessageBytes));
+            return verdict.ErrorCode;
+        }
         return ErrorCodes.None;
     }
 

@@ -214,13 +214,39 @@ public static class RecordBatch
     /// <item>codec 5–7 → UNSUPPORTED_COMPRESSION_TYPE (76); zstd with Produce &lt; v7 is the caller's check</item>
     /// <item>recordsCount ≤ 0, lastOffsetDelta + 1 ≠ recordsCount, control batch, producerId ≥ 0 with
     /// baseSequence &lt; 0 → INVALID_RECORD (87)</item>
-    /// <item>uncompressed only, walking the records: a record that does not parse or overruns the batch, a
-    /// count that does not match the bytes → CORRUPT_MESSAGE (2); offsetDelta ≠ the record's index → INVALID_RECORD (87)</item>
+    /// <item>uncompressed only, walking the records (<see cref="RecordsCheck.Walk"/>): a record that does not
+    /// parse or overruns the batch, a count that does not match the bytes, an offsetDelta ≠ the record's index →
+    /// INVALID_RECORD (87) with the record's index in <paramref name="verdict"/></item>
     /// </list>
+    /// Compressed batches pass here on their header alone: the caller decompresses and walks them (Kiou.Compression).
     /// Timestamp bounds and "LogAppendTime bit already set" (INVALID_TIMESTAMP) depend on topic config and the
     /// clock, so the caller checks them from <paramref name="info"/>.
     /// </remarks>
-    public static short ValidateForProduce(ReadOnlySpan<byte> records, int maxMessageBytes, out BatchInfo info)
+    public static short ValidateForProduce(ReadOnlySpan<byte> records, int maxMessageBytes, out BatchInfo info, out RecordsVerdict verdict)
+    {
+        verdict = RecordsVerdict.Ok;
+        short error = ValidateHeaderForProduce(records, maxMessageBytes, out info);
+        if (error != RecordErrorCodes.None || info.Codec != CompressionType.None)
+        {
+            return error;
+        }
+
+        verdict = RecordsCheck.Walk(records[HeaderSize..info.SizeBytes], info.RecordsCount, info.BaseTimestamp, out long recordsMaxTimestamp);
+        if (!verdict.IsOk)
+        {
+            info = default;
+            return verdict.ErrorCode;
+        }
+
+        info = info with { RecordsMaxTimestamp = recordsMaxTimestamp };
+        return RecordErrorCodes.None;
+    }
+
+    /// <summary>As the other overload, without the record at fault.</summary>
+    public static short ValidateForProduce(ReadOnlySpan<byte> records, int maxMessageBytes, out BatchInfo info) =>
+        ValidateForProduce(records, maxMessageBytes, out info, out _);
+
+    private static short ValidateHeaderForProduce(ReadOnlySpan<byte> records, int maxMessageBytes, out BatchInfo info)
     {
         info = default;
         if (records.Length <= MagicPosition)
@@ -295,38 +321,13 @@ public static class RecordBatch
             return RecordErrorCodes.InvalidRecord;
         }
 
-        long baseTimestamp = BaseTimestamp(batch);
-        long recordsMaxTimestamp = -1;
-        if (codec == CompressionType.None)
-        {
-            var cursor = new RecordCursor(batch[HeaderSize..], count);
-            while (cursor.MoveNext())
-            {
-                if (cursor.OffsetDelta != cursor.Index)
-                {
-                    return RecordErrorCodes.InvalidRecord;
-                }
-
-                long timestamp = baseTimestamp + cursor.TimestampDelta;
-                if (timestamp > recordsMaxTimestamp)
-                {
-                    recordsMaxTimestamp = timestamp;
-                }
-            }
-
-            if (cursor.Error != 0 || cursor.RecordsLeft != 0 || !cursor.IsAtEnd)
-            {
-                return RecordErrorCodes.CorruptMessage;
-            }
-        }
-
         info = new BatchInfo(
             total,
             count,
             lastOffsetDelta,
-            baseTimestamp,
+            BaseTimestamp(batch),
             MaxTimestamp(batch),
-            recordsMaxTimestamp,
+            -1,
             codec,
             TimestampType(batch),
             IsTransactional(batch),

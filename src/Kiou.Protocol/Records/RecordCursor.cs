@@ -9,7 +9,8 @@ namespace Kiou.Protocol.Records;
 /// valueLength VARINT | value | headerCount VARINT | headers { keyLength VARINT (≥ 0) | key | valueLength VARINT | value }</c>.
 /// <see cref="MoveNext"/> returns false at the end or on the first malformed record; then <see cref="Error"/>
 /// says which (0 at a clean end). A clean end also requires <see cref="IsAtEnd"/>: the declared record count
-/// used up exactly the bytes of the batch. Compressed batches cannot be walked: their records are one blob.
+/// used up exactly the bytes of the batch. A compressed batch's records are one blob: walk them once decompressed
+/// (Kiou.Compression's BatchDecompressor).
 /// </remarks>
 public ref struct RecordCursor
 {

@@ -158,19 +158,19 @@ public class ValidateForProduceTests
     }
 
     [Fact]
-    public void RecordsCount_MoreThanRecords_IsCorrupt()
+    public void RecordsCount_MoreThanRecords_IsInvalidRecord()
     {
         // Header says 3 records (lastOffsetDelta 2), the bytes hold 2.
         byte[] b = BatchBuilder.Build([new TestRecord(0, null, [1]), new TestRecord(0, null, [2])], lastOffsetDelta: 2, recordsCount: 3);
-        Assert.Equal(Corrupt, Validate(b));
+        Assert.Equal(Invalid, Validate(b));
     }
 
     [Fact]
-    public void RecordsCount_FewerThanRecords_IsCorrupt()
+    public void RecordsCount_FewerThanRecords_IsInvalidRecord()
     {
         // Header says 1 record, the bytes hold 2: leftover bytes after the counted records.
         byte[] b = BatchBuilder.Build([new TestRecord(0, null, [1]), new TestRecord(0, null, [2])], lastOffsetDelta: 0, recordsCount: 1);
-        Assert.Equal(Corrupt, Validate(b));
+        Assert.Equal(Invalid, Validate(b));
     }
 
     [Fact]
@@ -183,39 +183,59 @@ public class ValidateForProduceTests
     }
 
     [Fact]
-    public void RecordLength_Overruns_IsCorrupt()
+    public void RecordLength_Overruns_IsInvalidRecord()
     {
         byte[] b = Example();
         b[61] = 0x40; // record 0 length 32, more than the 29 bytes left
         BatchBuilder.FixCrc(b);
-        Assert.Equal(Corrupt, Validate(b));
+        Assert.Equal(Invalid, Validate(b));
     }
 
     [Fact]
-    public void RecordLength_DisagreesWithContents_IsCorrupt()
+    public void RecordLength_DisagreesWithContents_IsInvalidRecord()
     {
         byte[] b = Example();
         b[61] = 0x1e; // record 0 length 15 instead of 16
         BatchBuilder.FixCrc(b);
-        Assert.Equal(Corrupt, Validate(b));
+        Assert.Equal(Invalid, Validate(b));
     }
 
     [Fact]
-    public void KeyLength_Overruns_IsCorrupt()
+    public void KeyLength_Overruns_IsInvalidRecord()
     {
         byte[] b = Example();
         b[65] = 0x7e; // key length 63
         BatchBuilder.FixCrc(b);
-        Assert.Equal(Corrupt, Validate(b));
+        Assert.Equal(Invalid, Validate(b));
     }
 
     [Fact]
-    public void NegativeKeyLengthBelowMinusOne_IsCorrupt()
+    public void NegativeKeyLengthBelowMinusOne_IsInvalidRecord()
     {
         byte[] b = Example();
         b[65] = 0x03; // key length -2
         BatchBuilder.FixCrc(b);
-        Assert.Equal(Corrupt, Validate(b));
+        Assert.Equal(Invalid, Validate(b));
+    }
+
+    [Fact]
+    public void RecordLevelFailures_NameTheRecord()
+    {
+        // KIP-467: the produce response carries the index of the record at fault and Kafka's message.
+        byte[] offsets = BatchBuilder.Build([new TestRecord(0, null, [1]), new TestRecord(0, null, [2]) { OffsetDelta = 5 }]);
+        Assert.Equal(Invalid, RecordBatch.ValidateForProduce(offsets, MaxBytes, out _, out RecordsVerdict verdict));
+        Assert.Equal(1, verdict.RecordIndex);
+        Assert.Equal("Inner record offset delta 5 of record 1 should be 1", verdict.Message);
+
+        byte[] short3 = BatchBuilder.Build([new TestRecord(0, null, [1])], lastOffsetDelta: 2, recordsCount: 3);
+        Assert.Equal(Invalid, RecordBatch.ValidateForProduce(short3, MaxBytes, out _, out verdict));
+        Assert.Equal(1, verdict.RecordIndex);
+        Assert.Contains("premature EOF", verdict.Message);
+
+        Assert.Equal(0, RecordBatch.ValidateForProduce(BatchBuilder.Simple(3), MaxBytes, out BatchInfo info, out verdict));
+        Assert.True(verdict.IsOk);
+        Assert.Null(verdict.Message);
+        Assert.Equal(BatchBuilder.DefaultBaseTimestamp + 2, info.RecordsMaxTimestamp);
     }
 
     [Fact]
