@@ -223,7 +223,7 @@ public sealed class PartitionLog : IAsyncDisposable
         try
         {
             Directory.CreateDirectory(directory);
-            segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log, warn);
+            segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log, warn, out long? savedRecoveryPoint);
             if (segments.Count == 0)
             {
                 segments.Add(Segment.Create(directory, 0, nowMs));
@@ -238,8 +238,13 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
             }
 
-            // Everything recovery kept is durable now.
-            Recovery.WriteRecoveryPoint(directory, segments[^1].CompletedEnd);
+            // Everything recovery kept is durable now. Unchanged (a clean restart) or empty: nothing to write, which
+            // keeps opening many partitions cheap.
+            long end = segments[^1].CompletedEnd;
+            if (savedRecoveryPoint != end && end > 0)
+            {
+                Recovery.WriteRecoveryPoint(directory, end);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException && ex is not StorageException)
         {

@@ -36,10 +36,12 @@ internal static class Recovery
     public const string QuarantineDirectory = "quarantine";
     private const int ScanBufferBytes = 1 << 20; // 1 MiB sequential reads
 
-    public static List<Segment> Load(string directory, string partitionName, int indexIntervalBytes, long nowMs, Action<string> log, Action<string> warn)
+    /// <param name="savedRecoveryPoint">The recovery point read from disk, null if missing or damaged.</param>
+    public static List<Segment> Load(string directory, string partitionName, int indexIntervalBytes, long nowMs, Action<string> log, Action<string> warn, out long? savedRecoveryPoint)
     {
         CleanMarker? clean = ReadAndDeleteCleanMarker(directory);
         long? saved = ReadRecoveryPoint(directory, partitionName, warn);
+        savedRecoveryPoint = saved;
 
         foreach (string temp in Directory.EnumerateFiles(directory, "*.tmp"))
         {
