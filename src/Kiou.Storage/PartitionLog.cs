@@ -649,7 +649,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 // A bad header or CRC (StorageException) or a file shorter than the log says: never served, never
                 // fatal for the connection or other partitions; a real read error is a storage error.
                 bool corrupt = ex is StorageException or EndOfStreamException;
-                WarnCorrupt(offset, ex.Message);
+                WarnCorrupt(offset, $"{ex.Message} The next offset known to start a batch is {NextBatchAfter(segment, offset)}: consumers can seek there", corrupt ? "CORRUPT_MESSAGE" : "KAFKA_STORAGE_ERROR");
                 return new ReadResult(corrupt ? ReadError.Corrupt : ReadError.StorageError, hw, logStart, null, 0);
             }
         }
@@ -662,11 +662,31 @@ public sealed class PartitionLog : IAsyncDisposable
         return _segments[i + 1].BaseOffset;
     }
 
+    /// <summary>Where a reader can go on after damage at <paramref name="offset"/>: the next index entry, else the next segment.</summary>
+    private long NextBatchAfter(Segment segment, long offset)
+    {
+        lock (_lock)
+        {
+            OffsetIndex index = segment.Index;
+            for (int i = 0; i < index.Count; i++)
+            {
+                long entry = segment.BaseOffset + index[i].RelativeOffset;
+                if (entry > offset)
+                {
+                    return entry;
+                }
+            }
+
+            int at = _segments.IndexOf(segment);
+            return at >= 0 && at + 1 < _segments.Count ? _segments[at + 1].BaseOffset : Math.Max(offset + 1, segment.CompletedEnd);
+        }
+    }
+
     // One line per partition per 10 s: a consumer retrying at a damaged offset must not flood the log.
     private const long CorruptWarnIntervalMs = 10_000;
 
     /// <summary>Reports a read that met damaged data, at most once per <see cref="CorruptWarnIntervalMs"/>, counting the rest.</summary>
-    private void WarnCorrupt(long offset, string what)
+    private void WarnCorrupt(long offset, string what, string answer = "CORRUPT_MESSAGE")
     {
         long now = NowMs();
         long last = Volatile.Read(ref _corruptWarnMs);
@@ -678,7 +698,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         int suppressed = Interlocked.Exchange(ref _corruptWarnsSuppressed, 0);
         string more = suppressed > 0 ? $" ({suppressed} more such reads since the last report)" : string.Empty;
-        _warn($"partition {_name}: a read at offset {offset} met damaged data and was answered with CORRUPT_MESSAGE{more}: {what}");
+        _warn($"partition {_name}: a read at offset {offset} met damaged data and was answered with {answer}{more}: {what}");
     }
 
     /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>
@@ -825,7 +845,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
             catch (IOException ex)
             {
-                WarnCorrupt(indexBase, ex.Message); // damaged: look in the next segment
+                WarnCorrupt(indexBase, ex.Message, "the next segment's first match"); // damaged: look in the next segment
             }
         }
     }
@@ -886,7 +906,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
             catch (IOException ex)
             {
-                WarnCorrupt(best.OffsetOfMaxTimestamp, ex.Message);
+                WarnCorrupt(best.OffsetOfMaxTimestamp, ex.Message, "the offset the time index holds");
                 return (best.OffsetOfMaxTimestamp, best.MaxTimestamp); // from the time index, not the damaged bytes
             }
         }

@@ -274,7 +274,18 @@ public sealed class DamageMatrixTests : IDisposable
                 Assert.Equal(ReadError.None, after.Error);
             }
 
-            Assert.Contains($"delete {Path.GetFileName(_f.SegmentPath(bases[1], ".index"))}", _f.Warnings.Single());
+            string warn = _f.Warnings.Single();
+            Assert.Contains($"delete {Path.GetFileName(_f.SegmentPath(bases[1], ".index"))}", warn);
+
+            // The warning names where a consumer can go on, and that offset reads.
+            var seek = System.Text.RegularExpressions.Regex.Match(warn, @"The next offset known to start a batch is (\d+)");
+            Assert.True(seek.Success, warn);
+            long resume = long.Parse(seek.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(resume, bad + 1, bases[2]);
+            using (ReadResult resumed = log.Read(resume, 1, minOneBatch: true))
+            {
+                Assert.Equal(stored[(int)resume], resumed.Records.ToArray());
+            }
         }
 
         File.Delete(_f.SegmentPath(bases[1], ".index"));
