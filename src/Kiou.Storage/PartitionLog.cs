@@ -85,6 +85,7 @@ public sealed class PartitionLog : IAsyncDisposable
     private bool _closing;
     private bool _closed;
 
+    private readonly HashSet<Segment> _indexesRebuilt = new();
     private long _recoveryPointWritten = -1;
     private long _corruptWarnMs = long.MinValue;
     private int _corruptWarnsSuppressed;
@@ -682,6 +683,136 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Segment.TryFindBatch"/> from an index entry; when the log contradicts the entry but reads from the
+    /// segment start, the index was damaged (index files carry no checksum): the segment's indexes are rebuilt from
+    /// its headers, once, and the search repeats from the start.
+    /// </summary>
+    private bool FindBatch(Segment segment, long offset, ref int position, ref long expected, int limit, long minMaxTimestamp, out int batchPosition, out BatchHeader header)
+    {
+        try
+        {
+            return segment.TryFindBatch(offset, position, expected, limit, minMaxTimestamp, out batchPosition, out header);
+        }
+        catch (StorageException) when ((position != 0 || expected != segment.BaseOffset) && TryRebuildIndexes(segment))
+        {
+            position = 0;
+            expected = segment.BaseOffset;
+            return segment.TryFindBatch(offset, 0, segment.BaseOffset, limit, minMaxTimestamp, out batchPosition, out header);
+        }
+    }
+
+    /// <summary>
+    /// Rebuilds a segment's in-memory indexes by walking its batch headers (at most once per segment while open; the
+    /// bytes published meanwhile are walked under the lock) and deletes its index files so the next start rebuilds
+    /// them too. False if the walk meets damage in the log itself.
+    /// </summary>
+    private bool TryRebuildIndexes(Segment segment)
+    {
+        int limit;
+        lock (_lock)
+        {
+            if (!_indexesRebuilt.Add(segment))
+            {
+                return false;
+            }
+
+            limit = segment.CompletedSize;
+        }
+
+        int interval = Config.IndexIntervalBytes;
+        var index = new OffsetIndex();
+        var timeIndex = new TimeIndex();
+        int p = 0;
+        int sinceEntry = 0;
+        long expected = segment.BaseOffset;
+        long maxTimestamp = -1;
+        int maxRelative = -1;
+        if (!Walk(limit))
+        {
+            return false;
+        }
+
+        bool sealedSegment;
+        lock (_lock)
+        {
+            if (!Walk(segment.CompletedSize) || expected != segment.CompletedEnd)
+            {
+                return false;
+            }
+
+            if (maxTimestamp >= 0 && segment.Sealed && segment.CompletedEnd == segment.SealedEnd)
+            {
+                timeIndex.MaybeAppend(maxTimestamp, maxRelative); // as FinishTimeIndex
+            }
+
+            segment.ReplaceIndexes(index, timeIndex, sinceEntry);
+            sealedSegment = segment.Sealed;
+            if (sealedSegment)
+            {
+                segment.IndexFilesCurrent = false;
+            }
+        }
+
+        if (sealedSegment)
+        {
+            try
+            {
+                segment.DeleteIndexFiles();
+            }
+            catch (IOException)
+            {
+                // The next start finds them inconsistent or not: either way reads stay right in this process.
+            }
+        }
+
+        _warn($"partition {_name}: the offset index of {segment.Name} contradicts its log (damaged: index files carry no checksum); rebuilt the indexes from the log"
+            + (sealedSegment ? " and removed the files, so the next start rebuilds them as well" : string.Empty) + ". The records are intact");
+        return true;
+
+        // As Segment.OnPublished: max timestamp first, then an entry every interval bytes.
+        bool Walk(int end)
+        {
+            Span<byte> bytes = stackalloc byte[RecordBatch.HeaderSize];
+            while (p < end)
+            {
+                if (end - p < RecordBatch.HeaderSize)
+                {
+                    return false;
+                }
+
+                segment.ReadExactly(p, bytes);
+                if (!RecordBatch.TryReadHeader(bytes, out BatchHeader h) || h.BaseOffset != expected || h.TotalSize > end - p)
+                {
+                    return false;
+                }
+
+                if (h.MaxTimestamp > maxTimestamp)
+                {
+                    maxTimestamp = h.MaxTimestamp;
+                    maxRelative = checked((int)(h.BaseOffset - segment.BaseOffset));
+                }
+
+                if (sinceEntry >= interval && (index.Count > 0 || p > 0))
+                {
+                    index.Append(checked((int)(h.BaseOffset - segment.BaseOffset)), p);
+                    if (maxTimestamp >= 0)
+                    {
+                        timeIndex.MaybeAppend(maxTimestamp, maxRelative);
+                    }
+
+                    sinceEntry = 0;
+                }
+
+                sinceEntry += h.TotalSize;
+                expected = h.NextOffset;
+                p += h.TotalSize;
+            }
+
+            return true;
+        }
+    }
+
     // One line per partition per 10 s: a consumer retrying at a damaged offset must not flood the log.
     private const long CorruptWarnIntervalMs = 10_000;
 
@@ -827,7 +958,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 int position = indexPosition;
                 long expected = indexBase;
-                while (segment.TryFindBatch(expected, position, expected, limit, timestamp, out int batchPosition, out BatchHeader h))
+                while (FindBatch(segment, expected, ref position, ref expected, limit, timestamp, out int batchPosition, out BatchHeader h))
                 {
                     if (ResolveTimestamp(segment, batchPosition, h, timestamp, out long offset, out long found))
                     {
@@ -888,7 +1019,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 long target = best.OffsetOfMaxTimestamp;
                 long max = best.MaxTimestamp;
-                if (!best.TryFindBatch(target, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader h))
+                if (!FindBatch(best, target, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader h))
                 {
                     throw best.Corrupt(indexPosition, $"the batch at offset {target} with the max timestamp is missing");
                 }
@@ -1134,7 +1265,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private ReadResult RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
     {
-        if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
+        if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
             throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
         }
@@ -1195,7 +1326,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
     {
-        if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
+        if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
             throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
         }

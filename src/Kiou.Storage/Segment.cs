@@ -226,6 +226,14 @@ internal sealed class Segment
         }
     }
 
+    /// <summary>Replaces indexes found to contradict the log with ones rebuilt from it (under the partition lock).</summary>
+    public void ReplaceIndexes(OffsetIndex index, TimeIndex timeIndex, int bytesSinceIndexEntry)
+    {
+        Index = index;
+        TimeIndex = timeIndex;
+        BytesSinceIndexEntry = bytesSinceIndexEntry;
+    }
+
     /// <summary>Used by recovery: marks the segment sealed at its recovered end (every segment but the last).</summary>
     public void SealRecovered()
     {

@@ -399,6 +399,8 @@ public sealed class DamageMatrixTests : IDisposable
     [InlineData("*.index", "garbage")]
     [InlineData("*.timeindex", "garbage")]
     [InlineData("*.index", "cut")]
+    [InlineData("*.index", "flip")]
+    [InlineData("*.timeindex", "flip")]
     public async Task IndexFilesDamaged_AreRebuilt_NothingIsLostOrSetAside(string pattern, string damage)
     {
         (List<byte[]> stored, IReadOnlyList<long> bases) = await WriteClean();
@@ -412,6 +414,14 @@ public sealed class DamageMatrixTests : IDisposable
                 case "garbage":
                     File.WriteAllBytes(file, [0, 0, 0, 5, 0, 0, 0, 7, 1, 2, 3]);
                     break;
+                case "flip":
+                    // The low byte of the first entry's position (offset index) or relative offset (time index).
+                    if (new FileInfo(file).Length >= 12)
+                    {
+                        Flip(file, pattern == "*.index" ? 7 : 11);
+                    }
+
+                    break;
                 default:
                     File.WriteAllBytes(file, File.ReadAllBytes(file)[..3]);
                     break;
@@ -423,11 +433,24 @@ public sealed class DamageMatrixTests : IDisposable
         AssertBatches(stored, ReadEverything(log, corrupt), Range(0, Batches));
         Assert.Empty(corrupt);
         Assert.Equal(bases, log.SegmentBaseOffsets);
-        Assert.Empty(_f.Warnings);
         Assert.False(Directory.Exists(Quarantine));
         foreach (long o in Range(0, Batches))
         {
             Assert.Equal(o, log.LookupByTimestamp(BatchBuilder.DefaultBaseTimestamp + (o * 10)).Offset);
+            using ReadResult one = log.Read(o, 1, minOneBatch: true, zeroCopy: true);
+            Assert.Equal(ReadError.None, one.Error);
+        }
+
+        if (pattern == "*.index" && damage == "flip")
+        {
+            // A flipped entry can still look plausible: the first read it misleads rebuilds that segment's indexes.
+            Assert.NotEmpty(_f.Warnings);
+            Assert.All(_f.Warnings, w => Assert.Contains("contradicts its log", w));
+            Assert.All(_f.Warnings, w => Assert.Contains("The records are intact", w));
+        }
+        else
+        {
+            Assert.Empty(_f.Warnings);
         }
     }
 
