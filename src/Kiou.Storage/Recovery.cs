@@ -167,9 +167,12 @@ internal static class Recovery
             if (lastCut)
             {
                 int length = last.CompletedSize;
-                last = ReplaceWithPrefix(ctx, last, length, out string aside);
+                Segment? replaced = ReplaceWithPrefix(ctx, last, length, out string aside);
+                kept = replaced is null
+                    ? $"; {last.Name} is shorter than the clean-shutdown marker recorded and could not be set aside ({aside})"
+                    : $"; {last.Name} is shorter than the clean-shutdown marker recorded, so it was moved to {aside} and its {length} intact bytes copied back";
+                last = replaced ?? last;
                 segments[^1] = last;
-                kept = $"; {last.Name} is shorter than the clean-shutdown marker recorded, so it was moved to {aside} and its {length} intact bytes copied back";
             }
 
             Action<string> report = quarantined ? log : warn; // the quarantine already said what was lost
@@ -239,8 +242,20 @@ internal static class Recovery
     private static void SetTailAside(Context ctx, Segment segment, int fileLength, ScanProblem p, long recoveryPoint)
     {
         int dropped = fileLength - p.Position;
-        string aside = UniquePath(ctx.QuarantinePath, $"{segment.Name}.truncated-{p.Position}");
-        CopyRange(segment, p.Position, dropped, aside);
+        string? aside = null;
+        try
+        {
+            aside = UniquePath(ctx.QuarantinePath, $"{segment.Name}.truncated-{p.Position}");
+            CopyRange(segment, p.Position, dropped, aside);
+        }
+        catch (IOException ex)
+        {
+            // Cut nothing that cannot be kept: the partition stays closed until there is room.
+            TryDelete(aside);
+            throw new StorageException($"partition {ctx.Partition}: the unflushed tail of {segment.Name} must be cut at position {p.Position}, offset {p.Offset} ({p.What}), "
+                + $"but its {dropped} bytes could not be kept aside in {ctx.QuarantinePath} ({ex.Message}); nothing was changed. Free disk space and restart", ErrnoNames.FromException(ex), ex);
+        }
+
         RandomAccess.SetLength(segment.Handle, p.Position);
         FileSync.SyncDirectory(ctx.QuarantinePath);
         string kind = p.Torn ? "torn tail" : "bad batch";
@@ -292,14 +307,37 @@ internal static class Recovery
         long prefixEnd = segment.CompletedEnd;
         string? suffixTemp = null;
         long suffixBase = -1;
+        string? aside = null;
+        Segment? replaced = null;
         if (p.ResumePosition > 0 && p.ResumePosition < fileLength && p.ResumeOffset < (nextBase ?? long.MaxValue))
         {
             suffixBase = p.ResumeOffset;
             suffixTemp = Path.Combine(ctx.Directory, Segment.FileName(suffixBase) + ".log.tmp");
-            CopyRange(segment, p.ResumePosition, fileLength - p.ResumePosition, suffixTemp);
+            try
+            {
+                CopyRange(segment, p.ResumePosition, fileLength - p.ResumePosition, suffixTemp);
+            }
+            catch (IOException ex)
+            {
+                aside = ex.Message;
+            }
         }
 
-        Segment replaced = ReplaceWithPrefix(ctx, segment, p.Position, out string aside);
+        if (aside is null)
+        {
+            replaced = ReplaceWithPrefix(ctx, segment, p.Position, out aside);
+        }
+
+        if (replaced is null)
+        {
+            TryDelete(suffixTemp);
+            // No room (or no permission) for the copies: change nothing on disk, serve the intact prefix in place.
+            ctx.Warn($"partition {ctx.Partition}: {segment.Name} is damaged at position {p.Position}, offset {p.Offset}: {p.What}. The data was durable (recovery point {recoveryPoint}), so this is corruption; "
+                + $"it could not be set aside ({aside}), so the file is left as it is and only its intact first {p.Position} bytes (offsets {segment.BaseOffset}..{prefixEnd - 1}) are served; "
+                + $"later offsets of this segment get CORRUPT_MESSAGE. Free disk space and restart to have it set aside; every later segment is kept");
+            return segment;
+        }
+
         long holeEnd = p.ResumePosition > 0 ? p.ResumeOffset : nextBase ?? recoveryPoint;
         string rest = string.Empty;
         if (suffixTemp is not null)
@@ -322,11 +360,22 @@ internal static class Recovery
     /// <paramref name="length"/> bytes in its place (a crash in between leaves the original in the quarantine and
     /// a temporary file that the next start removes). Returns the reopened, rescanned segment.
     /// </summary>
-    private static Segment ReplaceWithPrefix(Context ctx, Segment segment, int length, out string aside)
+    private static Segment? ReplaceWithPrefix(Context ctx, Segment segment, int length, out string aside)
     {
         string temp = segment.LogPath + ".tmp";
-        CopyRange(segment, 0, length, temp);
-        aside = UniquePath(ctx.QuarantinePath, $"{segment.Name}.damaged-{DateTimeOffset.FromUnixTimeMilliseconds(ctx.NowMs).UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}");
+        try
+        {
+            aside = UniquePath(ctx.QuarantinePath, $"{segment.Name}.damaged-{DateTimeOffset.FromUnixTimeMilliseconds(ctx.NowMs).UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}");
+            CopyRange(segment, 0, length, temp);
+        }
+        catch (IOException ex)
+        {
+            // Nothing changed yet: the caller keeps the file in place.
+            TryDelete(temp);
+            aside = ex.Message;
+            return null;
+        }
+
         segment.Handle.Dispose();
         File.Move(segment.LogPath, aside);
         File.Move(temp, segment.LogPath);
@@ -343,6 +392,23 @@ internal static class Recovery
         }
 
         return replaced;
+    }
+
+    private static void TryDelete(string? path)
+    {
+        if (path is null)
+        {
+            return;
+        }
+
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+            // A leftover .tmp is removed at the next start; one in the quarantine only takes room.
+        }
     }
 
     /// <summary>Copies <paramref name="count"/> bytes at <paramref name="position"/> of the segment into a new, fdatasync'ed file.</summary>

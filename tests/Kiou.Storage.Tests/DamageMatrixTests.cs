@@ -511,4 +511,43 @@ public sealed class DamageMatrixTests : IDisposable
         Assert.Single(Directory.GetFiles(Quarantine));
         Assert.Single(RecoveryWarnings);
     }
+
+    [Fact]
+    public async Task NoRoomToSetAside_SealedDamage_PrefixServedInPlace_FileUntouched()
+    {
+        (List<byte[]> stored, IReadOnlyList<long> bases) = await WriteClean();
+        File.WriteAllText(Quarantine, "in the way"); // the quarantine directory cannot be created
+        File.Delete(_f.SegmentPath(bases[2], ".index"));
+        string path = _f.SegmentPath(bases[2]);
+        int cut = stored[(int)bases[2]].Length + 30;
+        using (var fs = new FileStream(path, FileMode.Open))
+        {
+            fs.SetLength(cut);
+        }
+
+        await using PartitionLog log = _f.Open(Config);
+        var corrupt = new List<long>();
+        AssertBatches(stored, ReadEverything(log, corrupt), Range(0, bases[2] + 1).Concat(Range(bases[3], Batches)));
+        Assert.Equal(Range(bases[2] + 1, bases[3]), corrupt);
+        Assert.Equal(cut, new FileInfo(path).Length);
+        Assert.Empty(Directory.GetFiles(_f.PartitionDir, "*.tmp"));
+        Assert.Contains("could not be set aside", Assert.Single(RecoveryWarnings));
+        AppendResult appended = await log.AppendAsync(BatchBuilder.Simple(1), false);
+        Assert.Equal(Batches, appended.BaseOffset);
+    }
+
+    [Fact]
+    public async Task NoRoomToSetAside_TailDamage_OpenRefuses_AndChangesNothing()
+    {
+        List<byte[]> stored = await WriteAndCrash(10);
+        File.WriteAllText(Quarantine, "in the way");
+        string path = _f.SegmentPath(0);
+        Flip(path, stored.Take(4).Sum(b => b.Length) + 70);
+        byte[] before = File.ReadAllBytes(path);
+
+        StorageException e = Assert.Throws<StorageException>(() => _f.Open());
+        Assert.Contains("could not be kept aside", e.Message);
+        Assert.Contains("nothing was changed", e.Message);
+        Assert.Equal(before, File.ReadAllBytes(path));
+    }
 }
