@@ -238,4 +238,49 @@ public sealed class DamagedSegmentTests
         Assert.Contains("ok: CorruptRecordException at offset " + firstLost, run.Stdout);
         Assert.Contains($"ok: read offsets {next}..{Records - 1} after seeking past the damage", run.Stdout);
     }
+
+    [Fact]
+    public async Task A_last_segment_emptied_after_a_clean_stop_is_reported_and_its_offsets_are_not_reused()
+    {
+        await using var broker = TestBroker.Start();
+        const string topic = "emptied";
+        List<long> bases = await ProduceAndStop(broker, topic);
+        string dir = Path.Combine(broker.DataDir, $"{topic}-0");
+        long active = bases[^1];
+        Assert.True(active > 0 && active < Records);
+        File.WriteAllBytes(Path.Combine(dir, $"{active:D20}.log"), []);
+
+        broker.StartAgain();
+        string log = broker.LogText.ToString();
+        Assert.Contains($"WARN  partition {topic}-0: DATA LOST: offsets {active}..{Records - 1} were durable", log);
+        Assert.Single(Directory.GetFiles(Path.Combine(dir, "quarantine")));
+
+        using (var producer = Clients.Producer(broker.Bootstrap, Acks.All))
+        {
+            var r = await producer.ProduceAsync(new TopicPartition(topic, 0), new Message<byte[]?, byte[]?> { Key = [Records], Value = Value(Records) });
+            Assert.Equal(Records, r.Offset.Value); // appends go on after the lost offsets
+        }
+
+        using var consumer = Clients.Consumer(broker.Bootstrap);
+        consumer.Assign([new TopicPartitionOffset(topic, 0, active - 1)]);
+        var first = consumer.Consume(TimeSpan.FromSeconds(10));
+        Assert.Equal(active - 1, first.Offset.Value);
+        AssertRecord(first);
+        var e = Assert.Throws<ConsumeException>(() =>
+        {
+            for (int i = 0; i < 50; i++)
+            {
+                var r = consumer.Consume(TimeSpan.FromMilliseconds(200));
+                Assert.True(r is null || r.IsPartitionEOF, $"record at offset {r?.Offset} inside the lost range");
+            }
+        });
+        Assert.Equal(ErrorCode.InvalidMsg, e.Error.Code);
+        consumer.Seek(new TopicPartitionOffset(topic, 0, Records));
+        ConsumeResult<byte[]?, byte[]?>? after = null;
+        for (int i = 0; i < 50 && (after is null || after.IsPartitionEOF); i++)
+            after = consumer.Consume(TimeSpan.FromMilliseconds(200));
+        Assert.NotNull(after);
+        Assert.Equal(Records, after.Offset.Value);
+        AssertRecord(after);
+    }
 }
