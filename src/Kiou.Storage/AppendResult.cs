@@ -14,6 +14,12 @@ public enum ReadError
 
     /// <summary>offset &lt; LogStartOffset or offset &gt; LogEndOffset (OFFSET_OUT_OF_RANGE, 1).</summary>
     OffsetOutOfRange = 1,
+
+    /// <summary>The offset lies in a hole left by damage, or the batch holding it is damaged (CORRUPT_MESSAGE, 2).</summary>
+    Corrupt = 2,
+
+    /// <summary>The segment file could not be read (KAFKA_STORAGE_ERROR, 56).</summary>
+    StorageError = 3,
 }
 
 /// <summary>

@@ -42,6 +42,8 @@ public sealed class PartitionLog : IAsyncDisposable
     private readonly ILogDevice _device;
     private readonly TimeProvider _time;
     private readonly Action<string> _log;
+    private readonly Action<string> _warn;
+    private readonly object _recoveryPointGate = new();
     private readonly DeviceCallback _callback;
     private readonly bool _direct;
     private readonly Action<DirectTail, int> _onTailPiece;
@@ -83,7 +85,12 @@ public sealed class PartitionLog : IAsyncDisposable
     private bool _closing;
     private bool _closed;
 
-    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, List<Segment> segments)
+    private readonly HashSet<Segment> _indexesRebuilt = new();
+    private long _recoveryPointWritten = -1;
+    private long _corruptWarnMs = long.MinValue;
+    private int _corruptWarnsSuppressed;
+
+    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments)
     {
         _directory = directory;
         Topic = topic;
@@ -93,6 +100,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _device = device;
         _time = time;
         _log = log;
+        _warn = warn;
         _callback = new DeviceCallback(this);
         _direct = device.DirectWrites;
         _onTailPiece = OnTailPieceDone;
@@ -186,7 +194,15 @@ public sealed class PartitionLog : IAsyncDisposable
     /// (<see cref="Recovery"/>): torn or corrupt tails are truncated with a log line, missing or inconsistent
     /// indexes rebuilt. The recovered data is fdatasync'ed, so all of it starts out durable.
     /// </summary>
-    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log)
+    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log) =>
+        Open(dataDir, topic, partition, config, device, time, log, log);
+
+    /// <summary>
+    /// As <see cref="Open(string, string, int, LogConfig, ILogDevice, TimeProvider, Action{string})"/>, with
+    /// <paramref name="warn"/> for what the operator must see: bytes dropped or set aside by recovery, damaged data
+    /// met by reads (docs/design/recovery.md).
+    /// </summary>
+    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn)
     {
         ArgumentException.ThrowIfNullOrEmpty(dataDir);
         ArgumentException.ThrowIfNullOrEmpty(topic);
@@ -195,6 +211,7 @@ public sealed class PartitionLog : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(log);
+        ArgumentNullException.ThrowIfNull(warn);
         if (topic.Contains('/') || topic is "." or "..")
         {
             throw new ArgumentException($"topic name '{topic}' cannot be a directory name", nameof(topic));
@@ -207,7 +224,7 @@ public sealed class PartitionLog : IAsyncDisposable
         try
         {
             Directory.CreateDirectory(directory);
-            segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log);
+            segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log, warn, out long? savedRecoveryPoint);
             if (segments.Count == 0)
             {
                 segments.Add(Segment.Create(directory, 0, nowMs));
@@ -221,6 +238,14 @@ public sealed class PartitionLog : IAsyncDisposable
                     throw new StorageException($"partition {name}: fdatasync of {segments[^1].LogPath} failed at open with {ErrnoNames.Describe(rc)}; {ErrnoNames.Advice(rc)}", -rc);
                 }
             }
+
+            // Everything recovery kept is durable now. Unchanged (a clean restart) or empty: nothing to write, which
+            // keeps opening many partitions cheap.
+            long end = segments[^1].CompletedEnd;
+            if (savedRecoveryPoint != end && end > 0)
+            {
+                Recovery.WriteRecoveryPoint(directory, end);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException && ex is not StorageException)
         {
@@ -228,7 +253,8 @@ public sealed class PartitionLog : IAsyncDisposable
             throw new StorageException($"partition {name}: cannot open {directory}: {ex.Message} ({ErrnoNames.Describe(errno)}); {ErrnoNames.Advice(errno)}", errno, ex);
         }
 
-        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, segments);
+        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments);
+        partitionLog._recoveryPointWritten = segments[^1].CompletedEnd;
         partitionLog.CheckInvariants();
         return partitionLog;
     }
@@ -557,7 +583,9 @@ public sealed class PartitionLog : IAsyncDisposable
     /// segment, at most <paramref name="maxBytes"/> in total; with <paramref name="minOneBatch"/> the first batch
     /// is returned whole even if larger. Offsets between the high watermark and the log end offset (in flight)
     /// give an empty result, as in Kafka; below the log start or above the log end offset give
-    /// <see cref="ReadError.OffsetOutOfRange"/>. Dispose the result.
+    /// <see cref="ReadError.OffsetOutOfRange"/>; an offset in a hole left by damage, or a batch whose header (or, when
+    /// read into memory, CRC) is bad, gives <see cref="ReadError.Corrupt"/> and a rate-limited warning (batches before
+    /// a bad one are returned). Dispose the result.
     /// With <paramref name="zeroCopy"/> the bytes are not read: the result's records are a <see cref="FileRecords"/>
     /// region of the segment file (for sendfile), cut at batch boundaries found through the offset index.
     /// </summary>
@@ -566,11 +594,12 @@ public sealed class PartitionLog : IAsyncDisposable
         for (int attempt = 0; ; attempt++)
         {
             Segment segment;
-            int indexPosition;
-            long indexBase;
+            int indexPosition = 0;
+            long indexBase = 0;
             int limit;
             long hw;
             long logStart;
+            (long Start, long End) hole = default;
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_closed, this);
@@ -587,9 +616,23 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
 
                 segment = FindSegmentLocked(offset);
-                (int rel, indexPosition) = segment.Index.Lookup(offset - segment.BaseOffset);
-                indexBase = segment.BaseOffset + rel;
+                if (segment.Sealed && offset >= segment.SealedEnd)
+                {
+                    hole = (segment.SealedEnd, NextBaseLocked(segment));
+                }
+                else
+                {
+                    (int rel, indexPosition) = segment.Index.Lookup(offset - segment.BaseOffset);
+                    indexBase = segment.BaseOffset + rel;
+                }
+
                 limit = segment.CompletedSize;
+            }
+
+            if (hole.End > 0)
+            {
+                WarnCorrupt(offset, $"offsets {hole.Start}..{hole.End - 1} were lost to damage found at recovery (see {Path.Combine(_directory, Recovery.QuarantineDirectory)}); consumers must seek to offset {hole.End}");
+                return new ReadResult(ReadError.Corrupt, hw, logStart, null, 0);
             }
 
             try
@@ -602,7 +645,191 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 // Retention deleted the segment after the lookup: look again (now out of range).
             }
+            catch (IOException ex)
+            {
+                // A bad header or CRC (StorageException) or a file shorter than the log says: never served, never
+                // fatal for the connection or other partitions; a real read error is a storage error.
+                bool corrupt = ex is StorageException or EndOfStreamException;
+                WarnCorrupt(offset, $"{ex.Message} The next offset known to start a batch is {NextBatchAfter(segment, offset)}: consumers can seek there", corrupt ? "CORRUPT_MESSAGE" : "KAFKA_STORAGE_ERROR");
+                return new ReadResult(corrupt ? ReadError.Corrupt : ReadError.StorageError, hw, logStart, null, 0);
+            }
         }
+    }
+
+    /// <summary>The base offset of the segment after <paramref name="segment"/> (the end of a hole after it).</summary>
+    private long NextBaseLocked(Segment segment)
+    {
+        int i = _segments.IndexOf(segment);
+        return _segments[i + 1].BaseOffset;
+    }
+
+    /// <summary>Where a reader can go on after damage at <paramref name="offset"/>: the next index entry, else the next segment.</summary>
+    private long NextBatchAfter(Segment segment, long offset)
+    {
+        lock (_lock)
+        {
+            OffsetIndex index = segment.Index;
+            for (int i = 0; i < index.Count; i++)
+            {
+                long entry = segment.BaseOffset + index[i].RelativeOffset;
+                if (entry > offset)
+                {
+                    return entry;
+                }
+            }
+
+            int at = _segments.IndexOf(segment);
+            return at >= 0 && at + 1 < _segments.Count ? _segments[at + 1].BaseOffset : Math.Max(offset + 1, segment.CompletedEnd);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Segment.TryFindBatch"/> from an index entry; when the log contradicts the entry but reads from the
+    /// segment start, the index was damaged (index files carry no checksum): the segment's indexes are rebuilt from
+    /// its headers, once, and the search repeats from the start.
+    /// </summary>
+    private bool FindBatch(Segment segment, long offset, ref int position, ref long expected, int limit, long minMaxTimestamp, out int batchPosition, out BatchHeader header)
+    {
+        try
+        {
+            return segment.TryFindBatch(offset, position, expected, limit, minMaxTimestamp, out batchPosition, out header);
+        }
+        catch (StorageException) when ((position != 0 || expected != segment.BaseOffset) && TryRebuildIndexes(segment))
+        {
+            position = 0;
+            expected = segment.BaseOffset;
+            return segment.TryFindBatch(offset, 0, segment.BaseOffset, limit, minMaxTimestamp, out batchPosition, out header);
+        }
+    }
+
+    /// <summary>
+    /// Rebuilds a segment's in-memory indexes by walking its batch headers (at most once per segment while open; the
+    /// bytes published meanwhile are walked under the lock) and deletes its index files so the next start rebuilds
+    /// them too. False if the walk meets damage in the log itself.
+    /// </summary>
+    private bool TryRebuildIndexes(Segment segment)
+    {
+        int limit;
+        lock (_lock)
+        {
+            if (!_indexesRebuilt.Add(segment))
+            {
+                return false;
+            }
+
+            limit = segment.CompletedSize;
+        }
+
+        int interval = Config.IndexIntervalBytes;
+        var index = new OffsetIndex();
+        var timeIndex = new TimeIndex();
+        int p = 0;
+        int sinceEntry = 0;
+        long expected = segment.BaseOffset;
+        long maxTimestamp = -1;
+        int maxRelative = -1;
+        if (!Walk(limit))
+        {
+            return false;
+        }
+
+        bool sealedSegment;
+        lock (_lock)
+        {
+            if (!Walk(segment.CompletedSize) || expected != segment.CompletedEnd)
+            {
+                return false;
+            }
+
+            if (maxTimestamp >= 0 && segment.Sealed && segment.CompletedEnd == segment.SealedEnd)
+            {
+                timeIndex.MaybeAppend(maxTimestamp, maxRelative); // as FinishTimeIndex
+            }
+
+            segment.ReplaceIndexes(index, timeIndex, sinceEntry);
+            sealedSegment = segment.Sealed;
+            if (sealedSegment)
+            {
+                segment.IndexFilesCurrent = false;
+            }
+        }
+
+        if (sealedSegment)
+        {
+            try
+            {
+                segment.DeleteIndexFiles();
+            }
+            catch (IOException)
+            {
+                // The next start finds them inconsistent or not: either way reads stay right in this process.
+            }
+        }
+
+        _warn($"partition {_name}: the offset index of {segment.Name} contradicts its log (damaged: index files carry no checksum); rebuilt the indexes from the log"
+            + (sealedSegment ? " and removed the files, so the next start rebuilds them as well" : string.Empty) + ". The records are intact");
+        return true;
+
+        // As Segment.OnPublished: max timestamp first, then an entry every interval bytes.
+        bool Walk(int end)
+        {
+            Span<byte> bytes = stackalloc byte[RecordBatch.HeaderSize];
+            while (p < end)
+            {
+                if (end - p < RecordBatch.HeaderSize)
+                {
+                    return false;
+                }
+
+                segment.ReadExactly(p, bytes);
+                if (!RecordBatch.TryReadHeader(bytes, out BatchHeader h) || h.BaseOffset != expected || h.TotalSize > end - p)
+                {
+                    return false;
+                }
+
+                if (h.MaxTimestamp > maxTimestamp)
+                {
+                    maxTimestamp = h.MaxTimestamp;
+                    maxRelative = checked((int)(h.BaseOffset - segment.BaseOffset));
+                }
+
+                if (sinceEntry >= interval && (index.Count > 0 || p > 0))
+                {
+                    index.Append(checked((int)(h.BaseOffset - segment.BaseOffset)), p);
+                    if (maxTimestamp >= 0)
+                    {
+                        timeIndex.MaybeAppend(maxTimestamp, maxRelative);
+                    }
+
+                    sinceEntry = 0;
+                }
+
+                sinceEntry += h.TotalSize;
+                expected = h.NextOffset;
+                p += h.TotalSize;
+            }
+
+            return true;
+        }
+    }
+
+    // One line per partition per 10 s: a consumer retrying at a damaged offset must not flood the log.
+    private const long CorruptWarnIntervalMs = 10_000;
+
+    /// <summary>Reports a read that met damaged data, at most once per <see cref="CorruptWarnIntervalMs"/>, counting the rest.</summary>
+    private void WarnCorrupt(long offset, string what, string answer = "CORRUPT_MESSAGE")
+    {
+        long now = NowMs();
+        long last = Volatile.Read(ref _corruptWarnMs);
+        if ((last != long.MinValue && now - last < CorruptWarnIntervalMs) || Interlocked.CompareExchange(ref _corruptWarnMs, now, last) != last)
+        {
+            Interlocked.Increment(ref _corruptWarnsSuppressed);
+            return;
+        }
+
+        int suppressed = Interlocked.Exchange(ref _corruptWarnsSuppressed, 0);
+        string more = suppressed > 0 ? $" ({suppressed} more such reads since the last report)" : string.Empty;
+        _warn($"partition {_name}: a read at offset {offset} met damaged data and was answered with {answer}{more}: {what}");
     }
 
     /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>
@@ -623,6 +850,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
 
                 segment = FindSegmentLocked(offset);
+                if (segment.Sealed && offset >= segment.SealedEnd)
+                {
+                    return 0; // a hole: nothing to wait for
+                }
+
                 int i = _segments.IndexOf(segment);
                 for (int j = i + 1; j < _segments.Count; j++)
                 {
@@ -650,6 +882,10 @@ public sealed class PartitionLog : IAsyncDisposable
             }
             catch (ObjectDisposedException) when (attempt < 3)
             {
+            }
+            catch (IOException)
+            {
+                return 0; // damaged: Read answers it
             }
         }
     }
@@ -722,7 +958,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 int position = indexPosition;
                 long expected = indexBase;
-                while (segment.TryFindBatch(expected, position, expected, limit, timestamp, out int batchPosition, out BatchHeader h))
+                while (FindBatch(segment, expected, ref position, ref expected, limit, timestamp, out int batchPosition, out BatchHeader h))
                 {
                     if (ResolveTimestamp(segment, batchPosition, h, timestamp, out long offset, out long found))
                     {
@@ -737,6 +973,10 @@ public sealed class PartitionLog : IAsyncDisposable
             catch (ObjectDisposedException)
             {
                 // Deleted by retention meanwhile: continue with the next segment.
+            }
+            catch (IOException ex)
+            {
+                WarnCorrupt(indexBase, ex.Message, "the next segment's first match"); // damaged: look in the next segment
             }
         }
     }
@@ -779,7 +1019,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 long target = best.OffsetOfMaxTimestamp;
                 long max = best.MaxTimestamp;
-                if (!best.TryFindBatch(target, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader h))
+                if (!FindBatch(best, target, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader h))
                 {
                     throw best.Corrupt(indexPosition, $"the batch at offset {target} with the max timestamp is missing");
                 }
@@ -794,6 +1034,11 @@ public sealed class PartitionLog : IAsyncDisposable
             }
             catch (ObjectDisposedException) when (attempt < 3)
             {
+            }
+            catch (IOException ex)
+            {
+                WarnCorrupt(best.OffsetOfMaxTimestamp, ex.Message, "the offset the time index holds");
+                return (best.OffsetOfMaxTimestamp, best.MaxTimestamp); // from the time index, not the damaged bytes
             }
         }
     }
@@ -953,7 +1198,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 if (i < _segments.Count - 1)
                 {
                     Check(s.Sealed, $"{s.Name} is not sealed but not last");
-                    Check(s.SealedEnd == _segments[i + 1].BaseOffset, $"{s.Name} ends at {s.SealedEnd}, next starts at {_segments[i + 1].BaseOffset}");
+                    // Below: a hole left by damage that recovery set aside (docs/design/recovery.md).
+                    Check(s.SealedEnd <= _segments[i + 1].BaseOffset, $"{s.Name} ends at {s.SealedEnd}, past the next segment's base {_segments[i + 1].BaseOffset}");
                     Check(s.CompletedEnd == s.SealedEnd || _segments[i + 1].CompletedEnd == _segments[i + 1].BaseOffset, $"{s.Name} not complete but a later segment has published data");
                 }
             }
@@ -1019,7 +1265,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private ReadResult RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
     {
-        if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
+        if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
             throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
         }
@@ -1049,9 +1295,16 @@ public sealed class PartitionLog : IAsyncDisposable
                 (rel, entryPosition) = segment.Index.LookupByPosition(budgetEnd);
             }
 
-            end = entryPosition > batchPosition
-                ? segment.WholeBatchesEnd(entryPosition, segment.BaseOffset + rel, budgetEnd)
-                : segment.WholeBatchesEnd(batchPosition, first.BaseOffset, budgetEnd);
+            try
+            {
+                end = entryPosition > batchPosition
+                    ? segment.WholeBatchesEnd(entryPosition, segment.BaseOffset + rel, budgetEnd)
+                    : segment.WholeBatchesEnd(batchPosition, first.BaseOffset, budgetEnd);
+            }
+            catch (StorageException)
+            {
+                end = batchPosition + first.TotalSize; // a bad header further on: the next fetch meets it
+            }
         }
 
         Debug.Assert(end - batchPosition >= first.TotalSize, "first batch not returned whole");
@@ -1073,7 +1326,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
     {
-        if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
+        if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
             throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
         }
@@ -1098,19 +1351,35 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             segment.ReadExactly(batchPosition, buffer.AsSpan(0, length));
 
-            // Keep whole batches only, re-checking each header on the way (data-protecting: throws in Release).
+            // Keep whole batches only, re-checking each header and CRC on the way (data-protecting: in Release too).
+            // A bad batch after the first ends the result; the next read starts at it and gets the error.
             int p = 0;
             long expected = first.BaseOffset;
             while (length - p >= RecordBatch.HeaderSize)
             {
                 if (!RecordBatch.TryReadHeader(buffer.AsSpan(p, length - p), out BatchHeader h) || h.BaseOffset != expected)
                 {
+                    if (p > 0)
+                    {
+                        break;
+                    }
+
                     throw segment.Corrupt(batchPosition + p, $"batch header does not follow offset {expected}");
                 }
 
                 if (h.TotalSize > length - p)
                 {
                     break;
+                }
+
+                if (RecordBatch.ComputeCrc(buffer.AsSpan(p, h.TotalSize)) != h.Crc)
+                {
+                    if (p > 0)
+                    {
+                        break;
+                    }
+
+                    throw segment.Corrupt(batchPosition, $"the batch at offsets {h.BaseOffset}..{h.NextOffset - 1} fails its CRC check");
                 }
 
                 p += h.TotalSize;
@@ -1670,6 +1939,32 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             _log($"partition {_name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
         }
+        else
+        {
+            TryWriteRecoveryPoint(DurableOffset);
+        }
+    }
+
+    /// <summary>Persists the recovery point (never backwards); a failure only means more is re-checked at the next start.</summary>
+    private void TryWriteRecoveryPoint(long offset)
+    {
+        lock (_recoveryPointGate)
+        {
+            if (offset <= _recoveryPointWritten)
+            {
+                return;
+            }
+
+            try
+            {
+                Recovery.WriteRecoveryPoint(_directory, offset);
+                _recoveryPointWritten = offset;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                _log($"partition {_name}: could not write the recovery point ({ex.Message}); the next start re-checks more of the log");
+            }
+        }
     }
 
     private async Task CloseAsync(bool clean)
@@ -1827,7 +2122,8 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 try
                 {
-                    Recovery.WriteCleanMarker(_directory, active.BaseOffset, active.Size);
+                    TryWriteRecoveryPoint(active.CompletedEnd);
+                    Recovery.WriteCleanMarker(_directory, active.BaseOffset, active.Size, active.CompletedEnd);
                 }
                 catch (IOException ex)
                 {

@@ -226,6 +226,14 @@ internal sealed class Segment
         }
     }
 
+    /// <summary>Replaces indexes found to contradict the log with ones rebuilt from it (under the partition lock).</summary>
+    public void ReplaceIndexes(OffsetIndex index, TimeIndex timeIndex, int bytesSinceIndexEntry)
+    {
+        Index = index;
+        TimeIndex = timeIndex;
+        BytesSinceIndexEntry = bytesSinceIndexEntry;
+    }
+
     /// <summary>Used by recovery: marks the segment sealed at its recovered end (every segment but the last).</summary>
     public void SealRecovered()
     {
@@ -408,5 +416,5 @@ internal sealed class Segment
     }
 
     public StorageException Corrupt(long position, string what) =>
-        new($"{Name} is corrupt at position {position}: {what}. The partition refuses to serve these bytes; check the disk, then stop the broker and delete {Path.GetFileName(IndexPath)} so the next start rescans the segment and truncates it at its last valid batch.");
+        new($"{Name} is corrupt at position {position}: {what}. These bytes are never served; check the disk (dmesg). To have the damage set aside, stop the broker and delete {Path.GetFileName(IndexPath)}: the next start rescans the segment, moves it to quarantine/ and keeps its intact part and every other segment.");
 }

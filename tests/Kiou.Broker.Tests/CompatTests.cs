@@ -7,7 +7,7 @@ namespace Kiou.Broker.Tests;
 /// </summary>
 public sealed class CompatTests
 {
-    static string CompatDir
+    internal static string CompatDir
     {
         get
         {

@@ -222,7 +222,7 @@ public sealed class RecoveryTests : IDisposable
     }
 
     [Fact]
-    public async Task CorruptSealedSegment_WithoutIndex_DropsLaterSegments()
+    public async Task CorruptSealedSegment_WithoutIndex_KeepsLaterSegments()
     {
         var config = new LogConfig { SegmentBytes = 1000 };
         List<byte[]> stored;
@@ -244,14 +244,27 @@ public sealed class RecoveryTests : IDisposable
 
         await using (PartitionLog log = _f.Open(config))
         {
-            long kept = second + (bases[2] - second) - 1;
-            Assert.Equal(kept, log.HighWatermark);
-            Assert.Equal(stored.Take((int)kept).ToList(), LogFixture.ReadAll(log, 0));
-            Assert.Equal(2, log.SegmentCount);
-            Assert.False(File.Exists(_f.SegmentPath(bases[2])));
-            Assert.Contains(_f.Lines, l => l.Contains("deleted") && l.Contains("later segment"));
+            // The last batch of the second segment fails its CRC: only it is lost, every later segment stays.
+            long lost = bases[2] - 1;
+            Assert.Equal(30, log.HighWatermark);
+            for (long o = 0; o < lost; o++)
+            {
+                using ReadResult r = log.Read(o, 1, true);
+                Assert.Equal(stored[(int)o], r.Records.ToArray());
+            }
+
+            Assert.Equal(stored.Skip((int)bases[2]).ToList(), LogFixture.ReadAll(log, bases[2]));
+            using (ReadResult r = log.Read(lost, 1 << 20, true))
+            {
+                Assert.Equal(ReadError.Corrupt, r.Error);
+            }
+
+            Assert.Equal(bases, log.SegmentBaseOffsets);
+            Assert.True(File.Exists(_f.SegmentPath(bases[2])));
+            Assert.DoesNotContain(_f.Lines, l => l.Contains("deleted"));
+            Assert.Contains(_f.Warnings, l => l.Contains($"offsets {lost}..{lost} are lost"));
             AppendResult next = await log.AppendAsync(BatchBuilder.Simple(1), false);
-            Assert.Equal(kept, next.BaseOffset);
+            Assert.Equal(30, next.BaseOffset);
             log.CheckInvariants();
         }
     }

@@ -16,6 +16,10 @@ namespace Kiou.Broker.Handlers;
 // - with KIOU_FETCH_ZERO_COPY=true (default) record data is not read: the response carries file regions that the
 //   connection sends with sendfile(2) (docs/design/request-path.md); otherwise it is read into a pooled buffer and sent
 //   from there. Either way the records are never copied into the response buffer.
+// - damaged data (an offset in a hole that recovery left, or a batch whose header or CRC is bad) is answered with
+//   CORRUPT_MESSAGE on that partition alone, as Kafka answers a CorruptRecordException: librdkafka and kafka-python
+//   show it to the application, which must seek past it (docs/design/recovery.md). A read error of the file is
+//   KAFKA_STORAGE_ERROR. Neither closes the connection.
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Fetch(RequestContext ctx, FetchRequest request)
@@ -113,10 +117,15 @@ public sealed partial class BrokerHandlers
                 pd.HighWatermark = read.HighWatermark;
                 pd.LastStableOffset = read.HighWatermark;
                 pd.LogStartOffset = read.LogStartOffset;
-                if (read.Error == ReadError.OffsetOutOfRange)
+                if (read.Error != ReadError.None)
                 {
                     read.Dispose();
-                    pd.ErrorCode = ErrorCodes.OffsetOutOfRange;
+                    pd.ErrorCode = read.Error switch
+                    {
+                        ReadError.OffsetOutOfRange => ErrorCodes.OffsetOutOfRange,
+                        ReadError.Corrupt => ErrorCodes.CorruptMessage,
+                        _ => ErrorCodes.KafkaStorageError,
+                    };
                     anyError = true;
                     continue;
                 }

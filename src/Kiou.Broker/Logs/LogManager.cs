@@ -66,7 +66,7 @@ public sealed partial class LogManager : IAsyncDisposable
                     partitions[p] = existing.Partitions[p];
                     continue;
                 }
-                partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info);
+                partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info, _log.Warn);
             }
             _topics[topic.Name] = new TopicLogs(topic, partitions);
         }

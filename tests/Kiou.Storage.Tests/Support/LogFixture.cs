@@ -35,10 +35,19 @@ public sealed class LogFixture : IDisposable
 
     public ConcurrentQueue<string> Lines { get; } = new();
 
+    /// <summary>The lines logged through the warn callback (also in <see cref="Lines"/>).</summary>
+    public ConcurrentQueue<string> Warnings { get; } = new();
+
     public string PartitionDir => Path.Combine(DataDir, Topic + "-0");
 
     public PartitionLog Open(LogConfig? config = null) =>
-        PartitionLog.Open(DataDir, Topic, 0, config ?? new LogConfig(), Device, Time, Lines.Enqueue);
+        PartitionLog.Open(DataDir, Topic, 0, config ?? new LogConfig(), Device, Time, Lines.Enqueue, Warn);
+
+    private void Warn(string line)
+    {
+        Lines.Enqueue(line);
+        Warnings.Enqueue(line);
+    }
 
     public string SegmentPath(long baseOffset, string extension = ".log") =>
         Path.Combine(PartitionDir, baseOffset.ToString("D20") + extension);
