@@ -129,7 +129,8 @@ public sealed class MetadataSafetyTests
             string[] lines = run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.True(lines.Length == 1, run.Stderr);
             Assert.Contains(MetadataPath(dataDir), lines[0]);
-            Assert.DoesNotContain(" at ", lines[0]);
+            Assert.Contains("ERROR", lines[0]);
+            Assert.DoesNotMatch(@"Unhandled exception|\bat Kiou\.", run.Stderr);
             Assert.Equal(content, File.ReadAllText(MetadataPath(dataDir)));
             var after = Directory.GetFiles(partitionDir).Select(f => (f, new FileInfo(f).Length)).OrderBy(x => x.f).ToArray();
             Assert.Equal(before, after);
@@ -255,12 +256,14 @@ public sealed class MetadataSafetyTests
         }
     }
 
-    [Fact]
+    // On a tmpfs: the bound is on the broker's own cost (it grew with the square of the topic count). On a busy ext4
+    // the kernel's inode allocator alone can take longer than that for 20,000 new inodes (seen with perf).
+    [TmpfsFact]
     public async Task Ten_thousand_topics_in_one_request_take_under_five_seconds()
     {
         const int count = 10_000;
-        string dataDir = Path.Combine(Path.GetTempPath(), "kiou-test-" + Guid.NewGuid().ToString("N"));
-        try
+        using var mount = new Tmpfs("256m");
+        string dataDir = Path.Combine(mount.Path, "data");
         {
             using var broker = BrokerProcess.Start(dataDir, new Dictionary<string, string> { ["KIOU_MAX_PARTITIONS"] = "10000" });
             using var admin = Clients.Admin(broker.Bootstrap);
@@ -271,10 +274,6 @@ public sealed class MetadataSafetyTests
             var md = admin.GetMetadata(TimeSpan.FromSeconds(30));
             Assert.Equal(count, md.Topics.Count(t => t.Topic.StartsWith("many-", StringComparison.Ordinal) && t.Error.Code == ErrorCode.NoError));
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"creating {count} topics took {sw.Elapsed.TotalSeconds:F1} s");
-        }
-        finally
-        {
-            Directory.Delete(dataDir, recursive: true);
         }
     }
 

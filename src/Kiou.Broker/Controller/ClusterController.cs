@@ -201,7 +201,7 @@ public sealed class ClusterController
             foreach (var name in next.Keys)
                 normalized.TryAdd(name.Replace('.', '_'), name);
             long total = _partitionCount;
-            var created = new List<(int Index, TopicInfo Topic, PartitionLog[] Logs)>();
+            var accepted = new List<int>();
             for (int i = 0; i < requests.Count; i++)
             {
                 if (infos[i] is not { } topic)
@@ -222,26 +222,34 @@ public sealed class ClusterController
                     results[i] = new AdminResult(ErrorCodes.InvalidPartitions, OverLimit(topic.Name, topic.Partitions, total));
                     continue;
                 }
-                if (!validateOnly)
-                {
-                    try
-                    {
-                        created.Add((i, topic, await _logs.CreatePartitionsAsync(topic, 0).ConfigureAwait(false)));
-                    }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                    {
-                        results[i] = new AdminResult(ErrorCodes.KafkaStorageError, CannotCreate($"topic '{topic.Name}'", e));
-                        _log.Error(results[i].Message!);
-                        continue;
-                    }
-                }
                 total += topic.Partitions;
                 next[topic.Name] = topic;
                 normalized.TryAdd(topic.Name.Replace('.', '_'), topic.Name);
                 results[i] = AdminResult.Ok(topic);
+                accepted.Add(i);
             }
-            if (validateOnly || created.Count == 0)
+            if (validateOnly || accepted.Count == 0)
                 return results;
+            long startTicks = System.Diagnostics.Stopwatch.GetTimestamp();
+            var made = await _logs.CreatePartitionsAsync(accepted.Select(i => (infos[i]!, 0)).ToList()).ConfigureAwait(false);
+            var created = new List<(int Index, TopicInfo Topic, PartitionLog[] Logs)>();
+            for (int k = 0; k < accepted.Count; k++)
+            {
+                int i = accepted[k];
+                var topic = infos[i]!;
+                if (made[k].Error is { } e)
+                {
+                    next.Remove(topic.Name);
+                    results[i] = new AdminResult(ErrorCodes.KafkaStorageError, CannotCreate($"topic '{topic.Name}'", e));
+                    if (k == 0 || made[k - 1].Error is null)
+                        _log.Error(results[i].Message!);
+                    continue;
+                }
+                created.Add((i, topic, made[k].Logs!));
+            }
+            if (created.Count == 0)
+                return results;
+            var createdIn = System.Diagnostics.Stopwatch.GetElapsedTime(startTicks);
             try
             {
                 Persist(next);
@@ -266,7 +274,8 @@ public sealed class ClusterController
             }
             else
             {
-                _log.Info($"created {created.Count} topics ({created[0].Topic.Name} ... {created[^1].Topic.Name}) in one request");
+                _log.Info($"created {created.Count} topics ({created[0].Topic.Name} ... {created[^1].Topic.Name}) in one request: " +
+                    $"partitions in {createdIn.TotalMilliseconds:F0} ms, metadata in {System.Diagnostics.Stopwatch.GetElapsedTime(startTicks).TotalMilliseconds - createdIn.TotalMilliseconds:F0} ms");
             }
             return results;
         }
@@ -435,14 +444,10 @@ public sealed class ClusterController
             var grown = topic with { Partitions = count };
             if (validateOnly)
                 return AdminResult.Ok(grown);
-            PartitionLog[] logs;
-            try
+            var (logs, error) = (await _logs.CreatePartitionsAsync([(grown, topic.Partitions)]).ConfigureAwait(false))[0];
+            if (error is not null)
             {
-                logs = await _logs.CreatePartitionsAsync(grown, topic.Partitions).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                var failed = new AdminResult(ErrorCodes.KafkaStorageError, CannotCreate($"partitions {topic.Partitions} to {count - 1} of topic '{name}'", e));
+                var failed = new AdminResult(ErrorCodes.KafkaStorageError, CannotCreate($"partitions {topic.Partitions} to {count - 1} of topic '{name}'", error));
                 _log.Error(failed.Message!);
                 return failed;
             }
@@ -453,12 +458,12 @@ public sealed class ClusterController
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                await _logs.RemoveCreatedAsync(logs).ConfigureAwait(false);
+                await _logs.RemoveCreatedAsync(logs!).ConfigureAwait(false);
                 var failed = new AdminResult(ErrorCodes.KafkaStorageError, CannotCreate($"partitions of topic '{name}'", e));
                 _log.Error(failed.Message!);
                 return failed;
             }
-            _logs.Attach(grown, logs);
+            _logs.Attach(grown, logs!);
             Publish(next);
             _log.Info($"topic {name}: partitions increased from {topic.Partitions} to {count}");
             return AdminResult.Ok(grown);

@@ -53,7 +53,8 @@ public sealed class KiouBroker : IAsyncDisposable
         string dataDir = Path.GetFullPath(config.DataDir);
         config = config with { DataDir = dataDir };
         FileStream dirLock = LockDataDir(dataDir);
-        config = config with { MaxPartitions = SizeForDescriptors(config, log) };
+        var deferred = new List<(Log.Level, string)>(); // logged once the metadata loaded: a broken file gets its one line alone
+        config = config with { MaxPartitions = SizeForDescriptors(config, deferred) };
         ILogDevice? device = null;
         LogManager? logs = null;
         Listener? broker = null, controllerListener = null;
@@ -78,6 +79,8 @@ public sealed class KiouBroker : IAsyncDisposable
             {
                 throw new ConfigException(StartFailure(dataDir, e));
             }
+            foreach (var (level, line) in deferred)
+                log.Write(level, line);
             groups = new GroupCoordinator(config.Groups, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups };
@@ -143,23 +146,23 @@ public sealed class KiouBroker : IAsyncDisposable
     /// Raises the soft descriptor limit to the hard one and returns the partition limit: KIOU_MAX_PARTITIONS when
     /// set (with a warning if the descriptors cannot cover it), else the default lowered to fit the descriptors.
     /// </summary>
-    static int SizeForDescriptors(BrokerConfig config, Log log)
+    static int SizeForDescriptors(BrokerConfig config, List<(Log.Level, string)> log)
     {
         var (before, after) = Kiou.IoUring.Interop.DescriptorLimit.RaiseSoftToHard();
         // 1024 descriptors for sockets, the ring and group logs; one per idle partition (its active segment).
         const int Reserved = 1024;
         long fits = after < 0 ? ClusterController.DefaultMaxPartitions : Math.Max(1, after - Reserved);
         if (after >= 0)
-            log.Info(after > before ? $"file descriptor limit raised from {before} to {after}" : $"file descriptor limit {after}");
+            log.Add((Log.Level.Info, after > before ? $"file descriptor limit raised from {before} to {after}" : $"file descriptor limit {after}"));
         if (config.MaxPartitions is { } set)
         {
             if (set > fits)
-                log.Warn($"KIOU_MAX_PARTITIONS={set} is more than the file descriptor limit ({after}) can keep open; raise `ulimit -n` or creating partitions may fail with EMFILE");
+                log.Add((Log.Level.Warn, $"KIOU_MAX_PARTITIONS={set} is more than the file descriptor limit ({after}) can keep open; raise `ulimit -n` or creating partitions may fail with EMFILE"));
             return set;
         }
         int max = (int)Math.Min(ClusterController.DefaultMaxPartitions, fits);
         if (max < ClusterController.DefaultMaxPartitions)
-            log.Warn($"partition limit lowered to {max} (from {ClusterController.DefaultMaxPartitions}) to fit the file descriptor limit {after}; raise `ulimit -n` or set KIOU_MAX_PARTITIONS");
+            log.Add((Log.Level.Warn, $"partition limit lowered to {max} (from {ClusterController.DefaultMaxPartitions}) to fit the file descriptor limit {after}; raise `ulimit -n` or set KIOU_MAX_PARTITIONS"));
         return max;
     }
 

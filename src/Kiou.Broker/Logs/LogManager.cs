@@ -76,32 +76,94 @@ public sealed class LogManager : IAsyncDisposable
     }
 
     /// <summary>
-    /// Creates partitions <paramref name="from"/> and up of a new or growing topic, without publishing them. Every
-    /// directory must be new. On any failure (EMFILE, ENOSPC, ...) the ones created here are closed and removed (they
-    /// are empty and were never visible) and the exception is rethrown.
+    /// Creates partitions <c>From</c> and up of each new or growing topic, without publishing them. Every directory must
+    /// be new. Partitions are created by several threads at once: each new directory is fsynced, and concurrent
+    /// fsyncs share the file system's journal commits, where one after another each waits for its own. A topic
+    /// any of whose partitions fails (EMFILE, ENOSPC, ...) gets the exception, and the partitions created for it are
+    /// closed and removed (they are empty and were never visible); the other topics keep theirs.
     /// </summary>
-    public async Task<PartitionLog[]> CreatePartitionsAsync(TopicInfo topic, int from)
+    public async Task<(PartitionLog[]? Logs, Exception? Error)[]> CreatePartitionsAsync(IReadOnlyList<(TopicInfo Topic, int From)> topics)
     {
-        var logConfig = TopicConfigs.ToLogConfig(topic.Configs, _config.Flush);
-        var created = new List<PartitionLog>(topic.Partitions - from);
-        try
+        var work = new List<(int Topic, int Partition)>();
+        var logs = new PartitionLog?[topics.Count][];
+        var errors = new Exception?[topics.Count];
+        var configs = new LogConfig[topics.Count];
+        for (int i = 0; i < topics.Count; i++)
         {
+            var (topic, from) = topics[i];
+            logs[i] = new PartitionLog?[topic.Partitions - from];
+            configs[i] = TopicConfigs.ToLogConfig(topic.Configs, _config.Flush);
             for (int p = from; p < topic.Partitions; p++)
-            {
-                string dir = Path.Combine(_config.DataDir, $"{topic.Name}-{p}");
-                if (Directory.Exists(dir))
-                    throw new IOException($"{dir} exists already although the metadata does not list it; move it out of {_config.DataDir} (the broker adopts such directories at start-up)");
-                var log = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info);
-                created.Add(log);
-                PartitionDirectories.WriteTopicId(dir, topic.Id);
-            }
-            return created.ToArray();
+                work.Add((i, p));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        int next = -1;
+        var halfMade = new ConcurrentBag<string>();
+        void Run()
         {
-            await RemoveCreatedAsync(created).ConfigureAwait(false);
-            throw;
+            int w;
+            while ((w = Interlocked.Increment(ref next)) < work.Count)
+            {
+                var (i, p) = work[w];
+                if (Volatile.Read(ref errors[i]) is not null)
+                    continue;
+                var (topic, from) = topics[i];
+                string dir = Path.Combine(_config.DataDir, $"{topic.Name}-{p}");
+                bool ours = false;
+                try
+                {
+                    if (Directory.Exists(dir))
+                        throw new IOException($"{dir} exists already although the metadata does not list it; move it out of {_config.DataDir} (the broker adopts such directories at start-up)");
+                    ours = true;
+                    var log = PartitionLog.Open(_config.DataDir, topic.Name, p, configs[i], _device, _time, _log.Info);
+                    logs[i][p - from] = log;
+                    PartitionDirectories.WriteTopicId(dir, topic.Id);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    Interlocked.CompareExchange(ref errors[i], e, null);
+                    if (ours && logs[i][p - from] is null)
+                        halfMade.Add(dir); // Open may have made the directory before it failed
+                }
+            }
         }
+        // 32 threads: enough concurrent fsyncs to fill a journal commit, few enough to start quickly.
+        int threads = Math.Min(32, work.Count) - 1;
+        var helpers = new Thread[Math.Max(0, threads)];
+        for (int t = 0; t < helpers.Length; t++)
+        {
+            helpers[t] = new Thread(Run) { IsBackground = true, Name = "kiou-create-partitions" };
+            helpers[t].Start();
+        }
+        Run();
+        foreach (var t in helpers)
+            t.Join();
+        var results = new (PartitionLog[]? Logs, Exception? Error)[topics.Count];
+        for (int i = 0; i < topics.Count; i++)
+        {
+            if (errors[i] is { } error)
+            {
+                await RemoveCreatedAsync(logs[i].OfType<PartitionLog>()).ConfigureAwait(false);
+                results[i] = (null, error);
+            }
+            else
+            {
+                results[i] = (Array.ConvertAll(logs[i], static l => l!), null);
+            }
+        }
+        // After the closes above: removing a directory needs descriptors too, and EMFILE may be why it is here.
+        foreach (string dir in halfMade)
+        {
+            try
+            {
+                if (Directory.Exists(dir))
+                    Directory.Delete(dir, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.Warn($"could not remove {dir}, made for a partition that was not created ({e.Message}); remove it by hand");
+            }
+        }
+        return results;
     }
 
     /// <summary>Closes and removes partitions made by <see cref="CreatePartitionsAsync"/> that will not be published.</summary>
