@@ -165,6 +165,54 @@ public sealed class MetadataSafetyTests
     }
 
     [Fact]
+    public async Task A_directory_of_another_topic_id_is_set_aside_and_only_delete_markers_are_removed()
+    {
+        await using var broker = TestBroker.Start();
+        await Clients.CreateTopicAsync(broker.Bootstrap, "named", 1);
+        await ProduceAsync(broker.Bootstrap, "named", 1, 4);
+        await broker.StopAsync();
+
+        // partition.metadata naming another id: an earlier topic of that name, or metadata.json from an older copy.
+        Guid other = Guid.NewGuid();
+        File.WriteAllText(Path.Combine(broker.DataDir, "named-0", "partition.metadata"), $"version: 0\ntopic_id: {KafkaUuid(other)}\n");
+        string leftover = Path.Combine(broker.DataDir, $"old-0.{Guid.NewGuid():N}-delete");
+        Directory.CreateDirectory(leftover);
+        File.WriteAllBytes(Path.Combine(leftover, "00000000000000000000.log"), new byte[100]);
+        string notes = Path.Combine(broker.DataDir, "notes");
+        Directory.CreateDirectory(notes);
+        broker.StartAgain();
+
+        string aside = Path.Combine(broker.DataDir, $"named-0.{other:N}-stale");
+        Assert.True(Directory.Exists(aside));
+        Assert.True(new FileInfo(Path.Combine(aside, "00000000000000000000.log")).Length > 0);
+        Assert.Contains(broker.LogText.ToString().Split('\n'), l => l.Contains("WARN") && l.Contains(aside));
+        Assert.Empty(Clients.ReadAll(broker.Bootstrap, "named", 1));
+        await WaitUntilAsync(() => !Directory.Exists(leftover), "the leftover -delete directory was not removed");
+        Assert.True(Directory.Exists(notes));
+    }
+
+    [Fact]
+    public async Task CreatePartitions_beyond_the_partition_limit_is_refused_and_changes_nothing()
+    {
+        await using var broker = TestBroker.Start(c => c with { MaxPartitions = 5 });
+        await Clients.CreateTopicAsync(broker.Bootstrap, "grows", 3);
+        using var admin = Clients.Admin(broker.Bootstrap);
+        var e = await Assert.ThrowsAsync<CreatePartitionsException>(() => admin.CreatePartitionsAsync([new PartitionsSpecification { Topic = "grows", IncreaseTo = 6 }]));
+        Assert.Equal(ErrorCode.InvalidPartitions, Assert.Single(e.Results).Error.Code);
+        Assert.Contains("KIOU_MAX_PARTITIONS", e.Results[0].Error.Reason);
+        Assert.Equal(3, broker.Broker.Controller.Find("grows")!.Partitions);
+        Assert.Empty(DirsOf(broker.DataDir, "grows-3"));
+        await admin.CreatePartitionsAsync([new PartitionsSpecification { Topic = "grows", IncreaseTo = 5 }]);
+        Assert.Equal(5, broker.Broker.Controller.Find("grows")!.Partitions);
+    }
+
+    static string KafkaUuid(Guid id)
+    {
+        var b = id.ToByteArray(bigEndian: true);
+        return Convert.ToBase64String(b).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    }
+
+    [Fact]
     public async Task A_deleted_topic_created_again_at_once_holds_only_its_new_records_across_a_restart()
     {
         await using var broker = TestBroker.Start();
