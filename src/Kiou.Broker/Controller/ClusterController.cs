@@ -252,6 +252,7 @@ public sealed class ClusterController
             var createdIn = System.Diagnostics.Stopwatch.GetElapsedTime(startTicks);
             try
             {
+                PartitionDirectories.SyncDataDir(_config.DataDir); // the new directories' names, before the metadata names them
                 Persist(next);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -368,7 +369,13 @@ public sealed class ClusterController
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                _log.Warn($"topic {name}: {markers.Count} of {topic.Partitions} partition directories were renamed for deletion before {e.Message}; the deletion stands and the next start finishes it");
+                // Committed but incomplete: metadata.json keeps the topic, so the next start sees its markers beside
+                // the directories not yet renamed and finishes the deletion.
+                _log.Warn($"topic {name}: {markers.Count} of {topic.Partitions} partition directories were renamed for deletion before {e.Message}; " +
+                    "the deletion stands and the next start finishes it");
+                if (logs is not null)
+                    await _logs.CloseDeletedAsync(logs).ConfigureAwait(false);
+                return AdminResult.Ok(topic);
             }
             if (logs is not null)
                 await _logs.CloseDeletedAsync(logs).ConfigureAwait(false);
@@ -454,6 +461,7 @@ public sealed class ClusterController
             var next = new Dictionary<string, TopicInfo>(_topics, StringComparer.Ordinal) { [name] = grown };
             try
             {
+                PartitionDirectories.SyncDataDir(_config.DataDir);
                 Persist(next);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
