@@ -248,6 +248,18 @@ public sealed class MetadataSafetyTests
                     Assert.Equal(ErrorCode.InvalidPartitions, error.Code);
                     Assert.Contains("KIOU_MAX_PARTITIONS", error.Reason);
                 }
+                var python = ChildProcess.Run("/usr/bin/python3", ["-c", """
+                    import sys
+                    from kafka.admin import KafkaAdminClient, NewTopic
+                    from kafka.errors import InvalidPartitionsError
+                    admin = KafkaAdminClient(bootstrap_servers=sys.argv[1])
+                    try:
+                        admin.create_topics([NewTopic("huge", 100000, 1)])
+                        print("created")
+                    except InvalidPartitionsError as e:
+                        print("refused:", e)
+                    """, broker.Bootstrap], timeoutMs: 60_000);
+                Assert.True(python.Stdout.Contains("refused:") && python.Stdout.Contains("KIOU_MAX_PARTITIONS"), python.Stdout + python.Stderr);
                 Assert.Empty(DirsOf(dataDir, "huge-"));
                 await ProduceAsync(broker.Bootstrap, "small", 1, 2);
                 Assert.Equal(2, Clients.ReadAll(broker.Bootstrap, "small", 1).Count);
@@ -290,8 +302,26 @@ public sealed class MetadataSafetyTests
                     Assert.Contains("descriptor", error.Reason);
                 }
                 Assert.Empty(DirsOf(dataDir, "wide-"));
+
+                // Descriptors used up by connections: accept(2) fails with EMFILE; the listener backs off with one
+                // line per run of failures (not one per attempt) and serves again once they close.
+                var sockets = new List<System.Net.Sockets.Socket>();
+                for (int i = 0; i < 600; i++)
+                {
+                    var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                    socket.Connect(System.Net.IPAddress.Loopback, port);
+                    sockets.Add(socket);
+                }
+                await WaitUntilAsync(() => broker.Output.Contains("accept failed"), "accept never failed: the descriptor limit was not reached");
+                await Task.Delay(1000);
+                foreach (var socket in sockets)
+                    socket.Dispose();
+                await Task.Delay(2000);
+
                 await ProduceAsync(broker.Bootstrap, "small", 1, 2);
                 Assert.Equal(2, Clients.ReadAll(broker.Bootstrap, "small", 1).Count);
+                int acceptFailures = broker.Output.Split('\n').Count(l => l.Contains("accept failed"));
+                Assert.True(acceptFailures <= 3, $"{acceptFailures} 'accept failed' lines");
                 Assert.Equal(0, broker.Terminate());
             }
             using (var broker = BrokerProcess.Start(dataDir, env, port, executable: wrapper))
