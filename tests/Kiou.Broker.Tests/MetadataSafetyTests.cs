@@ -369,6 +369,8 @@ public sealed class MetadataSafetyTests
                 await producer.ProduceAsync(new TopicPartition("big", 0), new Message<byte[]?, byte[]?> { Value = new byte[16384] });
         }
         var kept = await ProduceAsync(broker.Bootstrap, "other", 1, 3);
+        // Without the reserve file the metadata write can only succeed by first freeing the deleted topic's data.
+        File.Delete(Path.Combine(dataDir, "__cluster", "reserve"));
         mount.Fill();
 
         using (var admin = Clients.Admin(broker.Bootstrap))
@@ -382,6 +384,8 @@ public sealed class MetadataSafetyTests
             await admin.DeleteTopicsAsync(["big"]);
         }
         Assert.Null(broker.Broker.Controller.Find("big"));
+        Assert.Contains("freed the data of 1 deleted partition(s)", broker.LogText.ToString());
+        Assert.DoesNotContain("could not be rewritten", broker.LogText.ToString());
         await broker.RestartAsync();
         Assert.Null(broker.Broker.Controller.Find("big"));
         Assert.Empty(DirsOf(dataDir, "big-"));

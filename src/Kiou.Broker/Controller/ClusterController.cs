@@ -388,6 +388,7 @@ public sealed class ClusterController
             {
                 foreach (string marker in _markersAwaitingPersist)
                     FreeMarker(marker);
+                _log.Warn($"disk full writing {_store.FilePath} ({e.Message}): freed the data of {_markersAwaitingPersist.Count} deleted partition(s) first");
                 try
                 {
                     Persist(next);
