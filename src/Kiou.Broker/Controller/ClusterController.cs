@@ -115,7 +115,14 @@ public sealed class ClusterController
             Persist(topics);
         else
             _store.EnsureReserve();
-        _store.WriteClusterIdBackup(ClusterId, _config.NodeId);
+        try
+        {
+            _store.WriteClusterIdBackup(ClusterId, _config.NodeId);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warn($"could not write the cluster id to meta.properties ({e.Message}); the next start tries again");
+        }
         Publish(topics);
         foreach (var t in topics.Values)
             _logs.OpenTopic(t);

@@ -69,7 +69,15 @@ public sealed class LogManager : IAsyncDisposable
                     continue;
                 }
                 partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info);
-                PartitionDirectories.WriteTopicId(Path.Combine(_config.DataDir, $"{topic.Name}-{p}"), topic.Id);
+                try
+                {
+                    PartitionDirectories.WriteTopicId(Path.Combine(_config.DataDir, $"{topic.Name}-{p}"), topic.Id);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Only needed to rebuild a lost metadata.json; a full disk must not stop the start for it.
+                    _log.Warn($"partition {topic.Name}-{p}: could not write {PartitionDirectories.MetadataFileName} ({e.Message}); the next start tries again");
+                }
             }
             _topics[topic.Name] = new TopicLogs(topic, partitions);
         }
