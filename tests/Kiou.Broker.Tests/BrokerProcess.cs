@@ -31,10 +31,11 @@ public sealed class BrokerProcess : IDisposable
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    public static BrokerProcess Start(string dataDir, IDictionary<string, string>? env = null, int? port = null)
+    /// <param name="executable">Runs this instead of the `kiou` executable (a wrapper script that sets limits, then execs kiou).</param>
+    public static BrokerProcess Start(string dataDir, IDictionary<string, string>? env = null, int? port = null, string? executable = null)
     {
         int p = port ?? FreePort();
-        var psi = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "kiou"))
+        var psi = new ProcessStartInfo(executable ?? Path.Combine(AppContext.BaseDirectory, "kiou"))
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,

@@ -19,8 +19,9 @@ public sealed partial class BrokerHandlers
     const sbyte SourceStaticBroker = 4;
     const sbyte SourceDefault = 5;
 
-    ValueTask<IKafkaMessage?> CreateTopics(RequestContext ctx, CreateTopicsRequest request)
+    async ValueTask<IKafkaMessage?> CreateTopics(RequestContext ctx, CreateTopicsRequest request)
     {
+        var pending = new List<(CreateTopicsResponse.CreatableTopicResult Result, TopicRequest Request)>();
         var response = new CreateTopicsResponse();
         var names = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var t in request.Topics)
@@ -65,7 +66,22 @@ public sealed partial class BrokerHandlers
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidConfig, $"Null value not supported for topic config {nullConfig}");
                 continue;
             }
-            var created = _controller.CreateTopic(t.Name, partitions, rf, configs, request.validateOnly);
+            pending.Add((result, new TopicRequest(t.Name, partitions, rf, configs)));
+        }
+        AdminResult[] outcomes;
+        try
+        {
+            outcomes = await _controller.CreateTopicsAsync(pending.Select(p => p.Request).ToList(), request.validateOnly).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            var failed = Failed(ctx, "CreateTopics", e);
+            outcomes = pending.Select(_ => failed).ToArray();
+        }
+        for (int i = 0; i < pending.Count; i++)
+        {
+            var (result, wanted) = pending[i];
+            var created = outcomes[i];
             result.ErrorCode = created.ErrorCode;
             result.ErrorMessage = created.Message;
             if (created.ErrorCode == ErrorCodes.None && created.Topic is { } topic)
@@ -89,10 +105,19 @@ public sealed partial class BrokerHandlers
             }
             else if (created.ErrorCode != ErrorCodes.TopicAlreadyExists)
             {
-                _log.Info($"{ctx.Client}: CreateTopics {t.Name} refused: {created.Message}");
+                _log.Info($"{ctx.Client}: CreateTopics {wanted.Name} refused: {created.Message}");
             }
         }
-        return Done(response);
+        return response;
+    }
+
+    /// <summary>An unexpected failure inside an admin operation becomes that request's error code, never a dropped connection.</summary>
+    AdminResult Failed(RequestContext ctx, string api, Exception e)
+    {
+        _log.Error($"{ctx.Client}: {api} failed inside the broker: {e}");
+        return e is IOException or UnauthorizedAccessException
+            ? new AdminResult(ErrorCodes.KafkaStorageError, $"{api} failed on the broker's disk: {e.Message}")
+            : new AdminResult(ErrorCodes.UnknownServerError, $"{api} failed inside the broker: {e.Message}");
     }
 
     async ValueTask<IKafkaMessage?> DeleteTopics(RequestContext ctx, DeleteTopicsRequest request)
@@ -125,7 +150,15 @@ public sealed partial class BrokerHandlers
                 target = byId.Name;
                 result.Name = target;
             }
-            var deleted = await _controller.DeleteTopicAsync(target).ConfigureAwait(false);
+            AdminResult deleted;
+            try
+            {
+                deleted = await _controller.DeleteTopicAsync(target).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                deleted = Failed(ctx, "DeleteTopics", e);
+            }
             result.ErrorCode = deleted.ErrorCode;
             result.ErrorMessage = deleted.Message;
             if (deleted.Topic is { } t)
@@ -134,7 +167,7 @@ public sealed partial class BrokerHandlers
         return response;
     }
 
-    ValueTask<IKafkaMessage?> CreatePartitions(RequestContext ctx, CreatePartitionsRequest request)
+    async ValueTask<IKafkaMessage?> CreatePartitions(RequestContext ctx, CreatePartitionsRequest request)
     {
         var response = new CreatePartitionsResponse();
         foreach (var t in request.Topics)
@@ -146,11 +179,19 @@ public sealed partial class BrokerHandlers
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidReplicaAssignment, $"Replica assignments may only name this broker ({_config.NodeId})");
                 continue;
             }
-            var r = _controller.CreatePartitions(t.Name, t.Count, request.ValidateOnly);
+            AdminResult r;
+            try
+            {
+                r = await _controller.CreatePartitionsAsync(t.Name, t.Count, request.ValidateOnly).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                r = Failed(ctx, "CreatePartitions", e);
+            }
             result.ErrorCode = r.ErrorCode;
             result.ErrorMessage = r.Message;
         }
-        return Done(response);
+        return response;
     }
 
     ValueTask<IKafkaMessage?> DescribeConfigs(RequestContext ctx, DescribeConfigsRequest request)
@@ -324,7 +365,15 @@ public sealed partial class BrokerHandlers
             return (ErrorCodes.InvalidRequest, "Broker settings are read-only at run time: set the KIOU_* environment variables and restart");
         if (type != ResourceTopic)
             return (ErrorCodes.InvalidRequest, $"Resource type {type} is not supported");
-        var r = _controller.AlterConfigs(name, changes, incremental, validateOnly);
+        AdminResult r;
+        try
+        {
+            r = _controller.AlterConfigs(name, changes, incremental, validateOnly);
+        }
+        catch (Exception e)
+        {
+            r = Failed(ctx, "AlterConfigs", e);
+        }
         if (r.ErrorCode != ErrorCodes.None)
             _log.Info($"{ctx.Client}: config change for topic {name} refused: {r.Message}");
         return (r.ErrorCode, r.Message);

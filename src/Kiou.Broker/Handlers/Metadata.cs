@@ -14,7 +14,7 @@ namespace Kiou.Broker.Handlers;
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
 public sealed partial class BrokerHandlers
 {
-    ValueTask<IKafkaMessage?> Metadata(RequestContext ctx, MetadataRequest request)
+    async ValueTask<IKafkaMessage?> Metadata(RequestContext ctx, MetadataRequest request)
     {
         var response = new MetadataResponse
         {
@@ -27,7 +27,7 @@ public sealed partial class BrokerHandlers
         {
             foreach (var topic in _controller.Topics.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
                 response.Topics.Add(DescribeTopic(topic));
-            return Done(response);
+            return response;
         }
         bool allowAutoCreate = (ctx.ApiVersion < 4 || request.AllowAutoTopicCreation) && _config.AutoCreateTopics;
         foreach (var wanted in request.Topics!)
@@ -55,7 +55,16 @@ public sealed partial class BrokerHandlers
                 missing.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
                 continue;
             }
-            var created = _controller.CreateTopic(wanted.Name, -1, -1, new Dictionary<string, string?>(), validateOnly: false);
+            AdminResult created;
+            try
+            {
+                created = await _controller.CreateTopicAsync(wanted.Name, -1, -1, new Dictionary<string, string?>(), validateOnly: false).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                created = new AdminResult(ErrorCodes.KafkaStorageError, e.Message);
+                _log.Error($"{ctx.Client}: auto-creating topic {wanted.Name} failed inside the broker: {e}");
+            }
             if (created.ErrorCode == ErrorCodes.None || created.ErrorCode == ErrorCodes.TopicAlreadyExists)
             {
                 var now = _controller.Find(wanted.Name);
@@ -69,7 +78,7 @@ public sealed partial class BrokerHandlers
             }
             missing.ErrorCode = created.ErrorCode;
         }
-        return Done(response);
+        return response;
     }
 
     MetadataResponse.MetadataResponseTopic DescribeTopic(TopicInfo topic)

@@ -40,6 +40,10 @@ public sealed record BrokerConfig
     /// on one listener, all connections together, before its connections stop reading (default 32 MiB).</summary>
     public long QueuedMaxRequestBytes { get; init; } = 32L << 20;
     public int MaxConnections { get; init; } = 10000;
+
+    /// <summary>KIOU_MAX_PARTITIONS: partitions of all topics together; CreateTopics and CreatePartitions beyond it are
+    /// refused before anything is written. Null: 10000, lowered at start-up to what the descriptor limit can hold.</summary>
+    public int? MaxPartitions { get; init; }
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
@@ -75,6 +79,7 @@ public sealed record BrokerConfig
             FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
+            MaxPartitions = string.IsNullOrEmpty(env("KIOU_MAX_PARTITIONS")) ? null : Int(env, "KIOU_MAX_PARTITIONS", 0, 1, 1_000_000),
         };
         var g = c.Groups;
         c = c with

@@ -53,6 +53,8 @@ public sealed class KiouBroker : IAsyncDisposable
         string dataDir = Path.GetFullPath(config.DataDir);
         config = config with { DataDir = dataDir };
         FileStream dirLock = LockDataDir(dataDir);
+        var deferred = new List<(Log.Level, string)>(); // logged once the metadata loaded: a broken file gets its one line alone
+        config = config with { MaxPartitions = SizeForDescriptors(config, deferred) };
         ILogDevice? device = null;
         LogManager? logs = null;
         Listener? broker = null, controllerListener = null;
@@ -69,7 +71,16 @@ public sealed class KiouBroker : IAsyncDisposable
                 device = config.WrapDevice(device);
             logs = new LogManager(config, device, time, log);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
-            controller.Start();
+            try
+            {
+                controller.Start();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigException(StartFailure(dataDir, e));
+            }
+            foreach (var (level, line) in deferred)
+                log.Write(level, line);
             groups = new GroupCoordinator(config.Groups, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups };
@@ -101,6 +112,10 @@ public sealed class KiouBroker : IAsyncDisposable
             File.WriteAllText(probe, "ok");
             File.Delete(probe);
         }
+        catch (IOException e) when (MetadataStore.IsDiskFull(e))
+        {
+            throw new ConfigException($"data dir {dataDir} is on a full disk: ENOSPC, disk full ({e.Message}); free space on the file system of {dataDir} (`df -h {dataDir}`), e.g. by removing files that are not KIOU's, then start again");
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ConfigException($"data dir {dataDir} is not writable ({e.Message}); fix its permissions or point KIOU_DATA_DIR elsewhere");
@@ -113,6 +128,42 @@ public sealed class KiouBroker : IAsyncDisposable
         {
             throw new ConfigException($"data dir {dataDir} is in use by another KIOU broker; stop it or point KIOU_DATA_DIR elsewhere");
         }
+    }
+
+    /// <summary>One sentence for an I/O failure while loading the metadata and opening the partitions.</summary>
+    static string StartFailure(string dataDir, Exception e)
+    {
+        int errno = e is Kiou.Storage.StorageException s ? s.Errno : e.HResult;
+        return errno switch
+        {
+            28 or 122 => $"cannot start: ENOSPC, disk full ({e.Message}); free space on the file system of {dataDir} (`df -h {dataDir}`) and start again",
+            23 or 24 => $"cannot start: out of file descriptors ({e.Message}); raise the limit (`ulimit -n`, LimitNOFILE= in systemd) and start again",
+            _ => $"cannot start: {e.Message}",
+        };
+    }
+
+    /// <summary>
+    /// Raises the soft descriptor limit to the hard one and returns the partition limit: KIOU_MAX_PARTITIONS when
+    /// set (with a warning if the descriptors cannot cover it), else the default lowered to fit the descriptors.
+    /// </summary>
+    static int SizeForDescriptors(BrokerConfig config, List<(Log.Level, string)> log)
+    {
+        var (before, after) = Kiou.IoUring.Interop.DescriptorLimit.RaiseSoftToHard();
+        // 1024 descriptors for sockets, the ring and group logs; one per idle partition (its active segment).
+        const int Reserved = 1024;
+        long fits = after < 0 ? ClusterController.DefaultMaxPartitions : Math.Max(1, after - Reserved);
+        if (after >= 0)
+            log.Add((Log.Level.Info, after > before ? $"file descriptor limit raised from {before} to {after}" : $"file descriptor limit {after}"));
+        if (config.MaxPartitions is { } set)
+        {
+            if (set > fits)
+                log.Add((Log.Level.Warn, $"KIOU_MAX_PARTITIONS={set} is more than the file descriptor limit ({after}) can keep open; raise `ulimit -n` or creating partitions may fail with EMFILE"));
+            return set;
+        }
+        int max = (int)Math.Min(ClusterController.DefaultMaxPartitions, fits);
+        if (max < ClusterController.DefaultMaxPartitions)
+            log.Add((Log.Level.Warn, $"partition limit lowered to {max} (from {ClusterController.DefaultMaxPartitions}) to fit the file descriptor limit {after}; raise `ulimit -n` or set KIOU_MAX_PARTITIONS"));
+        return max;
     }
 
     static ILogDevice OpenDevice(BrokerConfig config, Log log)

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.RegularExpressions;
 using Kiou.Broker.Controller;
 using Kiou.Broker.Hosting;
 using Kiou.Storage;
@@ -19,7 +18,7 @@ public sealed class TopicLogs(TopicInfo info, PartitionLog[] partitions)
 /// applies config changes, deletes them, and runs the background work: interval flushes and retention.
 /// Lookups on the request path are lock-free dictionary reads.
 /// </summary>
-public sealed partial class LogManager : IAsyncDisposable
+public sealed class LogManager : IAsyncDisposable
 {
     readonly BrokerConfig _config;
     readonly ILogDevice _device;
@@ -51,7 +50,10 @@ public sealed partial class LogManager : IAsyncDisposable
 
     public IEnumerable<TopicLogs> All => _topics.Values;
 
-    /// <summary>Opens every partition of the topic that is not open yet (a new topic, or added partitions).</summary>
+    /// <summary>
+    /// Opens every partition of a topic the metadata lists (start-up), recovering each, and records its topic id in
+    /// partition.metadata (directories written before that file existed get it now).
+    /// </summary>
     public void OpenTopic(TopicInfo topic)
     {
         lock (_gate)
@@ -67,7 +69,139 @@ public sealed partial class LogManager : IAsyncDisposable
                     continue;
                 }
                 partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info, _log.Warn);
+                try
+                {
+                    PartitionDirectories.WriteTopicId(Path.Combine(_config.DataDir, $"{topic.Name}-{p}"), topic.Id);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Only needed to rebuild a lost metadata.json; a full disk must not stop the start for it.
+                    _log.Warn($"partition {topic.Name}-{p}: could not write {PartitionDirectories.MetadataFileName} ({e.Message}); the next start tries again");
+                }
             }
+            _topics[topic.Name] = new TopicLogs(topic, partitions);
+        }
+    }
+
+    /// <summary>
+    /// Creates partitions <c>From</c> and up of each new or growing topic, without publishing them. Every directory must
+    /// be new. Partitions are created by several threads at once: each new directory is fsynced, and concurrent
+    /// fsyncs share the file system's journal commits, where one after another each waits for its own. A topic
+    /// any of whose partitions fails (EMFILE, ENOSPC, ...) gets the exception, and the partitions created for it are
+    /// closed and removed (they are empty and were never visible); the other topics keep theirs.
+    /// </summary>
+    public async Task<(PartitionLog[]? Logs, Exception? Error)[]> CreatePartitionsAsync(IReadOnlyList<(TopicInfo Topic, int From)> topics)
+    {
+        var work = new List<(int Topic, int Partition)>();
+        var logs = new PartitionLog?[topics.Count][];
+        var errors = new Exception?[topics.Count];
+        var configs = new LogConfig[topics.Count];
+        for (int i = 0; i < topics.Count; i++)
+        {
+            var (topic, from) = topics[i];
+            logs[i] = new PartitionLog?[topic.Partitions - from];
+            configs[i] = TopicConfigs.ToLogConfig(topic.Configs, _config.Flush);
+            for (int p = from; p < topic.Partitions; p++)
+                work.Add((i, p));
+        }
+        int next = -1;
+        var halfMade = new ConcurrentBag<string>();
+        void Run()
+        {
+            int w;
+            while ((w = Interlocked.Increment(ref next)) < work.Count)
+            {
+                var (i, p) = work[w];
+                if (Volatile.Read(ref errors[i]) is not null)
+                    continue;
+                var (topic, from) = topics[i];
+                string dir = Path.Combine(_config.DataDir, $"{topic.Name}-{p}");
+                bool ours = false;
+                try
+                {
+                    if (Directory.Exists(dir))
+                        throw new IOException($"{dir} exists already although the metadata does not list it; move it out of {_config.DataDir} (the broker adopts such directories at start-up)");
+                    ours = true;
+                    var log = PartitionLog.Open(_config.DataDir, topic.Name, p, configs[i], _device, _time, _log.Info, _log.Warn);
+                    logs[i][p - from] = log;
+                    PartitionDirectories.WriteTopicId(dir, topic.Id);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    Interlocked.CompareExchange(ref errors[i], e, null);
+                    if (ours && logs[i][p - from] is null)
+                        halfMade.Add(dir); // Open may have made the directory before it failed
+                }
+            }
+        }
+        // 32 threads: enough concurrent fsyncs to fill a journal commit, few enough to start quickly.
+        int threads = Math.Min(32, work.Count) - 1;
+        var helpers = new Thread[Math.Max(0, threads)];
+        for (int t = 0; t < helpers.Length; t++)
+        {
+            helpers[t] = new Thread(Run) { IsBackground = true, Name = "kiou-create-partitions" };
+            helpers[t].Start();
+        }
+        Run();
+        foreach (var t in helpers)
+            t.Join();
+        var results = new (PartitionLog[]? Logs, Exception? Error)[topics.Count];
+        for (int i = 0; i < topics.Count; i++)
+        {
+            if (errors[i] is { } error)
+            {
+                await RemoveCreatedAsync(logs[i].OfType<PartitionLog>()).ConfigureAwait(false);
+                results[i] = (null, error);
+            }
+            else
+            {
+                results[i] = (Array.ConvertAll(logs[i], static l => l!), null);
+            }
+        }
+        // After the closes above: removing a directory needs descriptors too, and EMFILE may be why it is here.
+        foreach (string dir in halfMade)
+        {
+            try
+            {
+                if (Directory.Exists(dir))
+                    Directory.Delete(dir, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.Warn($"could not remove {dir}, made for a partition that was not created ({e.Message}); remove it by hand");
+            }
+        }
+        return results;
+    }
+
+    /// <summary>Closes and removes partitions made by <see cref="CreatePartitionsAsync"/> that will not be published.</summary>
+    public async Task RemoveCreatedAsync(IEnumerable<PartitionLog> created)
+    {
+        foreach (var log in created)
+        {
+            try
+            {
+                await log.DeleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.Warn($"partition {log.Topic}-{log.Partition}: could not remove the directory of a topic that was not created ({e.Message}); it is empty, remove it by hand");
+            }
+        }
+    }
+
+    /// <summary>Makes created partitions visible, after the metadata naming them is durable.</summary>
+    public void Attach(TopicInfo topic, PartitionLog[] created)
+    {
+        lock (_gate)
+        {
+            var existing = _topics.GetValueOrDefault(topic.Name);
+            int old = existing?.Partitions.Length ?? 0;
+            var partitions = new PartitionLog[topic.Partitions];
+            for (int p = 0; p < old; p++)
+                partitions[p] = existing!.Partitions[p];
+            for (int p = old; p < partitions.Length; p++)
+                partitions[p] = created[p - old];
             _topics[topic.Name] = new TopicLogs(topic, partitions);
         }
     }
@@ -85,50 +219,77 @@ public sealed partial class LogManager : IAsyncDisposable
         }
     }
 
-    public async Task DeleteTopicAsync(string name)
+    /// <summary>Stops serving a topic (requests find it no longer); its logs stay open until <see cref="CloseDeletedAsync"/>.</summary>
+    public TopicLogs? Detach(string name)
     {
-        TopicLogs? removed;
         lock (_gate)
         {
-            _topics.TryRemove(name, out removed);
+            _topics.TryRemove(name, out var removed);
+            return removed;
         }
-        if (removed is null)
-            return;
+    }
+
+    /// <summary>Puts back a topic whose deletion changed nothing on disk.</summary>
+    public void Reattach(TopicLogs logs)
+    {
+        lock (_gate)
+            _topics[logs.Info.Name] = logs;
+    }
+
+    /// <summary>
+    /// Closes the logs of a deleted topic whose directories were renamed to their delete markers (in-flight appends
+    /// finish first). <see cref="PartitionLog.DeleteAsync"/> finds its old path gone, so it removes nothing: the
+    /// markers are removed once the metadata no longer lists the topic.
+    /// </summary>
+    public async Task CloseDeletedAsync(TopicLogs removed)
+    {
         foreach (var p in removed.Partitions)
         {
             _lastFlushMs.TryRemove(p, out _);
-            await p.DeleteAsync().ConfigureAwait(false);
+            try
+            {
+                await p.DeleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.Warn($"partition {p.Topic}-{p.Partition}: closing the deleted partition failed ({e.Message}); its directory is already marked for deletion");
+            }
         }
     }
-
-    [GeneratedRegex(@"^(?<topic>.+)-(?<partition>[0-9]+)$")]
-    private static partial Regex PartitionDirName();
 
     /// <summary>
-    /// Removes partition directories that belong to no known topic (left by a crash during DeleteTopics).
-    /// Directories not shaped like a partition, and internal ones (starting with "__"), are left alone.
+    /// Removes delete-marker directories in the background. Only called for markers whose topic the durable metadata
+    /// no longer lists, so a crash at any point leaves either the marker (removed at the next start) or nothing.
     /// </summary>
-    public void RemoveOrphans(IReadOnlyDictionary<string, TopicInfo> topics)
+    public void RemoveMarkersInBackground(IReadOnlyList<string> markerDirs)
     {
-        if (!Directory.Exists(_config.DataDir))
+        if (markerDirs.Count == 0)
             return;
-        foreach (var dir in Directory.EnumerateDirectories(_config.DataDir))
+        var task = Task.Run(() =>
         {
-            string name = Path.GetFileName(dir);
-            if (name.StartsWith("__", StringComparison.Ordinal))
-                continue;
-            var m = PartitionDirName().Match(name);
-            if (!m.Success)
-                continue;
-            string topic = m.Groups["topic"].Value;
-            if (!int.TryParse(m.Groups["partition"].Value, out int partition))
-                continue;
-            if (topics.TryGetValue(topic, out var t) && partition < t.Partitions)
-                continue;
-            _log.Warn($"removing {dir}: no topic '{topic}' with partition {partition} is in the metadata (left over from a topic deletion interrupted by a crash)");
-            Directory.Delete(dir, recursive: true);
+            foreach (string dir in markerDirs)
+            {
+                try
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
+                catch (DirectoryNotFoundException)
+                {
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    _log.Warn($"could not remove {dir} of a deleted topic ({e.Message}); the next start tries again, or remove it by hand");
+                }
+            }
+        });
+        lock (_removals)
+        {
+            _removals.RemoveAll(static t => t.IsCompleted);
+            _removals.Add(task);
         }
     }
+
+    readonly List<Task> _removals = [];
 
     public void StartBackgroundWork() => _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
 
@@ -202,6 +363,10 @@ public sealed partial class LogManager : IAsyncDisposable
         _stop.Cancel();
         if (_background is not null)
             await _background.ConfigureAwait(false);
+        Task[] removals;
+        lock (_removals)
+            removals = _removals.ToArray();
+        await Task.WhenAll(removals).ConfigureAwait(false);
         foreach (var topic in _topics.Values)
         {
             foreach (var p in topic.Partitions)

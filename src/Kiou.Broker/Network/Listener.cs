@@ -79,6 +79,10 @@ public sealed class Listener : IAsyncDisposable
 
     async Task AcceptLoopAsync()
     {
+        // Back-off after a failed accept (EMFILE: the connection stays queued and accept fails again at once):
+        // doubling up to a second, one log line per run of failures instead of one per attempt.
+        int backoffMs = 0;
+        int failures = 0;
         while (!_stop.IsCancellationRequested)
         {
             Socket client;
@@ -92,8 +96,24 @@ public sealed class Listener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _log.Warn($"{_kind.ToString().ToLowerInvariant()} listener: accept failed: {e.Message}");
+                if (failures++ == 0)
+                    _log.Warn($"{_kind.ToString().ToLowerInvariant()} listener: accept failed: {e.Message}; retrying with a back-off (too many open files? raise `ulimit -n` or lower KIOU_MAX_PARTITIONS)");
+                backoffMs = Math.Clamp(backoffMs * 2, 10, 1000);
+                try
+                {
+                    await Task.Delay(backoffMs, _stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
                 continue;
+            }
+            if (failures > 0)
+            {
+                _log.Info($"{_kind.ToString().ToLowerInvariant()} listener: accepting again after {failures} failed accept(s)");
+                failures = 0;
+                backoffMs = 0;
             }
             if (_connections.Count >= _config.MaxConnections)
             {
