@@ -405,6 +405,33 @@ public sealed class MetadataSafetyTests
         Assert.DoesNotContain("permission", e.Message, StringComparison.OrdinalIgnoreCase);
     }
 
+    [TmpfsFact]
+    public async Task A_broker_stopped_on_a_full_disk_starts_again_with_its_reserve_and_can_delete_a_topic()
+    {
+        using var mount = new Tmpfs("24m");
+        string dataDir = Path.Combine(mount.Path, "data");
+        await using var broker = TestBroker.Start(dataDir: dataDir);
+        Assert.True(File.Exists(Path.Combine(dataDir, "__cluster", "reserve")), "a disk with room gets the reserve file");
+        await Clients.CreateTopicAsync(broker.Bootstrap, "filled", 1);
+        await Clients.CreateTopicAsync(broker.Bootstrap, "kept", 1);
+        var kept = await ProduceAsync(broker.Bootstrap, "kept", 1, 3);
+        using (var producer = Clients.Producer(broker.Bootstrap, Acks.All))
+        {
+            for (int i = 0; i < 64; i++)
+                await producer.ProduceAsync(new TopicPartition("filled", 0), new Message<byte[]?, byte[]?> { Value = new byte[16384] });
+        }
+        await broker.StopAsync();
+        mount.Fill();
+
+        broker.StartAgain();
+        Assert.Contains("gave up the 1 MiB reserve file to start", broker.LogText.ToString());
+        using (var admin = Clients.Admin(broker.Bootstrap))
+            await admin.DeleteTopicsAsync(["filled"]);
+        Assert.Null(broker.Broker.Controller.Find("filled"));
+        Assert.Empty(DirsOf(dataDir, "filled-"));
+        Assert.Equal(kept.Count, Clients.ReadAll(broker.Bootstrap, "kept", 1).Count);
+    }
+
     /// <summary>A small tmpfs mounted for one test and unmounted at the end.</summary>
     sealed class Tmpfs : IDisposable
     {

@@ -174,6 +174,9 @@ public sealed class MetadataStore
         {
             if (File.Exists(ReservePath) && new FileInfo(ReservePath).Length >= ReserveBytes)
                 return;
+            // Taking the reserve back from a nearly full disk would only move the failure to the next write.
+            if (new DriveInfo(_dir).AvailableFreeSpace < ReserveBytes * ReserveHeadroom)
+                return;
             using var handle = File.OpenHandle(ReservePath, FileMode.Create, FileAccess.Write);
             RandomAccess.Write(handle, new byte[ReserveBytes], 0); // written, not sparse: the blocks must really be held
             FileSync.DataSync(handle);
@@ -186,6 +189,7 @@ public sealed class MetadataStore
 
     // 1 MiB: room for a snapshot of several thousand topics, small against any data disk.
     const int ReserveBytes = 1 << 20;
+    const int ReserveHeadroom = 8;
 
     static void TryDelete(string path)
     {

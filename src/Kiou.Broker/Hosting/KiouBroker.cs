@@ -52,8 +52,8 @@ public sealed class KiouBroker : IAsyncDisposable
         time ??= TimeProvider.System;
         string dataDir = Path.GetFullPath(config.DataDir);
         config = config with { DataDir = dataDir };
-        FileStream dirLock = LockDataDir(dataDir);
         var deferred = new List<(Log.Level, string)>(); // logged once the metadata loaded: a broken file gets its one line alone
+        FileStream dirLock = LockDataDir(dataDir, deferred);
         config = config with { MaxPartitions = SizeForDescriptors(config, deferred) };
         ILogDevice? device = null;
         LogManager? logs = null;
@@ -103,13 +103,23 @@ public sealed class KiouBroker : IAsyncDisposable
         }
     }
 
-    static FileStream LockDataDir(string dataDir)
+    static FileStream LockDataDir(string dataDir, List<(Log.Level, string)> deferred)
     {
         try
         {
             Directory.CreateDirectory(dataDir);
             string probe = Path.Combine(dataDir, ".write-test");
-            File.WriteAllText(probe, "ok");
+            try
+            {
+                File.WriteAllText(probe, "ok");
+            }
+            catch (IOException e) when (MetadataStore.IsDiskFull(e) && new MetadataStore(dataDir).ReleaseReserve())
+            {
+                // The reserve exists for this: a broker that starts can delete topics and records to free space.
+                File.WriteAllText(probe, "ok");
+                deferred.Add((Log.Level.Warn, $"data dir {dataDir} is on a full disk (ENOSPC): gave up the 1 MiB reserve file to start; " +
+                    "produce requests will get KAFKA_STORAGE_ERROR until space is freed (delete topics or records, or files that are not KIOU's)"));
+            }
             File.Delete(probe);
         }
         catch (IOException e) when (MetadataStore.IsDiskFull(e))
