@@ -40,6 +40,9 @@ public sealed record BrokerConfig
     /// on one listener, all connections together, before its connections stop reading (default 32 MiB).</summary>
     public long QueuedMaxRequestBytes { get; init; } = 32L << 20;
     public int MaxConnections { get; init; } = 10000;
+    /// <summary>KIOU_MAX_OPEN_SEGMENT_FILES: descriptors of sealed segments kept open for reads, broker-wide; the least
+    /// recently read are closed beyond it and reopened on demand (active segments keep their own).</summary>
+    public int MaxOpenSegmentFiles { get; init; } = Kiou.Storage.SegmentFileCache.DefaultCapacity;
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
@@ -75,6 +78,7 @@ public sealed record BrokerConfig
             FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
+            MaxOpenSegmentFiles = Int(env, "KIOU_MAX_OPEN_SEGMENT_FILES", c.MaxOpenSegmentFiles, 1, 1 << 20),
         };
         var g = c.Groups;
         c = c with

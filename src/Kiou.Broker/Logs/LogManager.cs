@@ -25,6 +25,7 @@ public sealed partial class LogManager : IAsyncDisposable
     readonly ILogDevice _device;
     readonly TimeProvider _time;
     readonly Log _log;
+    readonly SegmentFileCache _segmentFiles;
     readonly ConcurrentDictionary<string, TopicLogs> _topics = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<PartitionLog, long> _lastFlushMs = new();
     readonly CancellationTokenSource _stop = new();
@@ -37,7 +38,11 @@ public sealed partial class LogManager : IAsyncDisposable
         _device = device;
         _time = time;
         _log = log;
+        _segmentFiles = new SegmentFileCache(config.MaxOpenSegmentFiles);
     }
+
+    /// <summary>The broker-wide descriptors of sealed segments (KIOU_MAX_OPEN_SEGMENT_FILES).</summary>
+    public SegmentFileCache SegmentFiles => _segmentFiles;
 
     public ILogDevice Device => _device;
 
@@ -66,7 +71,7 @@ public sealed partial class LogManager : IAsyncDisposable
                     partitions[p] = existing.Partitions[p];
                     continue;
                 }
-                partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info);
+                partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info, _segmentFiles);
             }
             _topics[topic.Name] = new TopicLogs(topic, partitions);
         }
