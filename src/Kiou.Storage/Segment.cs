@@ -14,8 +14,10 @@ namespace Kiou.Storage;
 /// <remarks>
 /// Lifecycle: created at roll (or loaded by <see cref="Recovery"/>), active while appends go to it, sealed at
 /// the next roll (<see cref="SealedEnd"/> fixed), its index files written once its bytes are durable, deleted by
-/// retention. All mutable fields are guarded by the owning <see cref="PartitionLog"/>'s lock; the file is read
-/// without it, never past <see cref="CompletedSize"/> as captured under the lock.
+/// retention. Once sealed and durable it gives its descriptor to the broker's bounded <see cref="SegmentFileCache"/>
+/// and reads lease one from there (<see cref="AcquireHandle"/>). All mutable fields are guarded by the owning
+/// <see cref="PartitionLog"/>'s lock; the file is read without it, never past <see cref="CompletedSize"/> as captured
+/// under the lock.
 /// Sizes and positions are int32: segment.bytes is capped at int.MaxValue.
 /// </remarks>
 internal sealed class Segment
@@ -78,9 +80,6 @@ internal sealed class Segment
 
     /// <summary>Where reads open the file once <see cref="Handle"/> is released; null: each read opens its own.</summary>
     public SegmentFileCache? Files { get; set; }
-
-    /// <summary>True while the segment holds <see cref="Handle"/> open itself.</summary>
-    public bool HoldsHandle => Volatile.Read(ref _pinned) is not null;
 
     /// <summary>Closed or deleted: no more reads.</summary>
     public bool IsClosed => Volatile.Read(ref _closed);
