@@ -54,6 +54,7 @@ public sealed class PartitionLog : IAsyncDisposable
     private readonly Queue<(long Target, TaskCompletionSource Task)> _durableTasks = new();
     private readonly List<(Segment Segment, long Target)> _flushTargets = new();
     private readonly List<Task> _indexWrites = new();
+    private readonly SegmentFileCache _files;
 
     private LogConfig _config;
     private Segment _active;
@@ -90,9 +91,10 @@ public sealed class PartitionLog : IAsyncDisposable
     private long _corruptWarnMs = long.MinValue;
     private int _corruptWarnsSuppressed;
 
-    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments)
+    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files)
     {
         _directory = directory;
+        _files = files;
         Topic = topic;
         Partition = partition;
         _name = $"{topic}-{partition}";
@@ -195,14 +197,20 @@ public sealed class PartitionLog : IAsyncDisposable
     /// indexes rebuilt. The recovered data is fdatasync'ed, so all of it starts out durable.
     /// </summary>
     public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log) =>
-        Open(dataDir, topic, partition, config, device, time, log, log);
+        Open(dataDir, topic, partition, config, device, time, log, log, null);
+
+    /// <summary>As the overload above, with the broker's cache of sealed segments' descriptors.</summary>
+    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, SegmentFileCache? files) =>
+        Open(dataDir, topic, partition, config, device, time, log, log, files);
 
     /// <summary>
     /// As <see cref="Open(string, string, int, LogConfig, ILogDevice, TimeProvider, Action{string})"/>, with
     /// <paramref name="warn"/> for what the operator must see: bytes dropped or set aside by recovery, damaged data
     /// met by reads (docs/design/recovery.md).
     /// </summary>
-    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn)
+    /// <param name="files">The broker's bounded cache of sealed segments' descriptors (KIOU_MAX_OPEN_SEGMENT_FILES);
+    /// null: a cache of <see cref="SegmentFileCache.DefaultCapacity"/> for this log alone.</param>
+    public static PartitionLog Open(string dataDir, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, SegmentFileCache? files = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(dataDir);
         ArgumentException.ThrowIfNullOrEmpty(topic);
@@ -253,7 +261,18 @@ public sealed class PartitionLog : IAsyncDisposable
             throw new StorageException($"partition {name}: cannot open {directory}: {ex.Message} ({ErrnoNames.Describe(errno)}); {ErrnoNames.Advice(errno)}", errno, ex);
         }
 
-        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments);
+        // Sealed segments are durable once loaded: their descriptors close now, reads reopen them through the cache.
+        files ??= new SegmentFileCache();
+        for (int i = 0; i < segments.Count; i++)
+        {
+            segments[i].Files = files;
+            if (i < segments.Count - 1)
+            {
+                segments[i].ReleaseHandle();
+            }
+        }
+
+        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
         partitionLog._recoveryPointWritten = segments[^1].CompletedEnd;
         partitionLog.CheckInvariants();
         return partitionLog;
@@ -1321,7 +1340,8 @@ public sealed class PartitionLog : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        return new ReadResult(hw, logStart, new FileRecords(segment.Handle, batchPosition, end - batchPosition, segment.Name));
+        using SegmentFileLease lease = segment.AcquireHandle();
+        return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name));
     }
 
     private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
@@ -1558,6 +1578,7 @@ public sealed class PartitionLog : IAsyncDisposable
         try
         {
             next = Segment.Create(_directory, _reserved, nowMs);
+            next.Files = _files;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -1928,6 +1949,11 @@ public sealed class PartitionLog : IAsyncDisposable
             segment.IndexWriteInProgress = false;
             segment.IndexFilesCurrent = failure is null;
             delete = segment.DeletePending;
+            if (!delete && segment.FullyFlushed && segment.Tail is null)
+            {
+                // Sealed and durable: nothing writes or flushes it again, its descriptor goes to the bounded cache.
+                segment.ReleaseHandle();
+            }
         }
 
         if (delete)
@@ -2134,7 +2160,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         foreach (Segment s in segments)
         {
-            s.Handle.Dispose();
+            s.Close();
         }
     }
 

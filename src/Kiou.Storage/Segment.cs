@@ -14,8 +14,10 @@ namespace Kiou.Storage;
 /// <remarks>
 /// Lifecycle: created at roll (or loaded by <see cref="Recovery"/>), active while appends go to it, sealed at
 /// the next roll (<see cref="SealedEnd"/> fixed), its index files written once its bytes are durable, deleted by
-/// retention. All mutable fields are guarded by the owning <see cref="PartitionLog"/>'s lock; the file is read
-/// without it, never past <see cref="CompletedSize"/> as captured under the lock.
+/// retention. Once sealed and durable it gives its descriptor to the broker's bounded <see cref="SegmentFileCache"/>
+/// and reads lease one from there (<see cref="AcquireHandle"/>). All mutable fields are guarded by the owning
+/// <see cref="PartitionLog"/>'s lock; the file is read without it, never past <see cref="CompletedSize"/> as captured
+/// under the lock.
 /// Sizes and positions are int32: segment.bytes is capped at int.MaxValue.
 /// </remarks>
 internal sealed class Segment
@@ -29,7 +31,8 @@ internal sealed class Segment
         LogPath = Path.Combine(directory, name + ".log");
         IndexPath = Path.Combine(directory, name + ".index");
         TimeIndexPath = Path.Combine(directory, name + ".timeindex");
-        Handle = handle;
+        _pinned = handle;
+        CacheNode = new LinkedListNode<Segment>(this);
         CompletedEnd = baseOffset;
         ReservedEnd = baseOffset;
         FlushedEnd = baseOffset;
@@ -45,7 +48,48 @@ internal sealed class Segment
 
     public string Name => Path.GetFileName(LogPath);
 
-    public SafeFileHandle Handle { get; }
+    /// <summary>
+    /// The segment's own read-write descriptor, for writes, flushes, truncation and recovery: kept while the segment
+    /// is active or has writes or flushes to finish, then handed to the <see cref="SegmentFileCache"/>
+    /// (<see cref="ReleaseHandle"/>). Reopened here if something needs it after that. Reads use
+    /// <see cref="AcquireHandle"/>.
+    /// </summary>
+    public SafeFileHandle Handle
+    {
+        get
+        {
+            if (Volatile.Read(ref _pinned) is { } pinned)
+            {
+                return pinned;
+            }
+
+            ObjectDisposedException.ThrowIf(IsClosed, this);
+            var opened = File.OpenHandle(LogPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            SafeFileHandle? raced = Interlocked.CompareExchange(ref _pinned, opened, null);
+            if (raced is not null)
+            {
+                opened.Dispose();
+                return raced;
+            }
+
+            return opened;
+        }
+    }
+
+    private SafeFileHandle? _pinned;
+
+    /// <summary>Where reads open the file once <see cref="Handle"/> is released; null: each read opens its own.</summary>
+    public SegmentFileCache? Files { get; set; }
+
+    /// <summary>Closed or deleted: no more reads.</summary>
+    public bool IsClosed => Volatile.Read(ref _closed);
+
+    private bool _closed;
+
+    /// <summary>The cache's descriptor of this segment and its place in the recency list (guarded by the cache's lock).</summary>
+    internal SafeFileHandle? CachedHandle { get; set; }
+
+    internal LinkedListNode<Segment> CacheNode { get; }
 
     /// <summary>The O_DIRECT write-behind while this segment takes direct appends (see <see cref="DirectTail"/>). Set
     /// under the partition lock; read without it (through <see cref="Recent"/>) by fetches.</summary>
@@ -295,9 +339,66 @@ internal sealed class Segment
     /// <summary>Closes the file and removes the segment's three files.</summary>
     public void CloseAndDelete()
     {
-        Handle.Dispose();
+        Close();
         File.Delete(LogPath);
         DeleteIndexFiles();
+    }
+
+    /// <summary>Closes the segment's descriptors; reads in flight keep theirs until they release them.</summary>
+    public void Close()
+    {
+        Volatile.Write(ref _closed, true);
+        Interlocked.Exchange(ref _pinned, null)?.Dispose();
+        Files?.Remove(this);
+    }
+
+    /// <summary>
+    /// Gives up <see cref="Handle"/> once the segment is sealed and durable: the descriptor goes to the cache (which
+    /// may close it at once), or is closed when no cache is attached. Reads in flight keep it until they finish.
+    /// </summary>
+    public void ReleaseHandle()
+    {
+        SafeFileHandle? pinned = Interlocked.Exchange(ref _pinned, null);
+        if (pinned is null)
+        {
+            return;
+        }
+
+        if (Files is { } files)
+        {
+            files.Adopt(this, pinned);
+        }
+        else
+        {
+            pinned.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A referenced descriptor for one read (a <c>using</c>): the segment's own while it holds one, else the cache's,
+    /// opened on a miss. Throws <see cref="ObjectDisposedException"/> once the segment is closed or deleted, and
+    /// <see cref="StorageException"/> when the file cannot be opened (EMFILE, ENFILE): that read fails, nothing else.
+    /// </summary>
+    public SegmentFileLease AcquireHandle()
+    {
+        if (Volatile.Read(ref _pinned) is { } pinned)
+        {
+            bool added = false;
+            try
+            {
+                pinned.DangerousAddRef(ref added);
+                return new SegmentFileLease(pinned, owned: false);
+            }
+            catch (ObjectDisposedException) when (!IsClosed)
+            {
+                // Released to the cache and evicted meanwhile: take the cache's path.
+            }
+        }
+
+        ObjectDisposedException.ThrowIf(IsClosed, this);
+        return Files is { } files
+            ? new SegmentFileLease(files.Acquire(this), owned: false)
+            : new SegmentFileLease(SegmentFileCache.Open(this), owned: true);
     }
 
     /// <summary>Reads exactly <paramref name="destination"/>.Length bytes at <paramref name="position"/>, or throws.</summary>
@@ -308,9 +409,10 @@ internal sealed class Segment
             return;
         }
 
+        using SegmentFileLease lease = AcquireHandle();
         while (destination.Length > 0)
         {
-            int n = RandomAccess.Read(Handle, destination, position);
+            int n = RandomAccess.Read(lease.Handle, destination, position);
             if (n <= 0)
             {
                 throw new EndOfStreamException($"{Name}: unexpected end of file at position {position}");

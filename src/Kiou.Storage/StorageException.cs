@@ -48,6 +48,7 @@ public static class ErrnoNames
             12 => "ENOMEM (out of memory)",
             13 => "EACCES (permission denied)",
             22 => "EINVAL (invalid argument)",
+            23 => "ENFILE (too many open files in the system)",
             24 => "EMFILE (too many open files)",
             27 => "EFBIG (file too large)",
             28 => "ENOSPC (no space left on device)",
@@ -64,6 +65,7 @@ public static class ErrnoNames
         28 or 122 => "free disk space or raise the quota",
         30 => "remount the data directory read-write",
         13 or 1 => "check the data directory's permissions",
+        23 or 24 => "raise the open file limit (LimitNOFILE, ulimit -n) or lower KIOU_MAX_OPEN_SEGMENT_FILES",
         _ => "check the disk and the kernel log (dmesg)",
     };
 

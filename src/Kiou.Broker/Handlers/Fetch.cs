@@ -113,7 +113,22 @@ public sealed partial class BrokerHandlers
                     continue;
                 }
                 int limit = (int)Math.Min(Math.Max(0, p.PartitionMaxBytes), Math.Max(0, budget - bytes));
-                var read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && limit >= Connection.DeferRecordsFrom);
+                ReadResult read;
+                try
+                {
+                    read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && limit >= Connection.DeferRecordsFrom);
+                }
+                catch (StorageException e)
+                {
+                    // An error for this partition only (a segment that cannot be opened, EMFILE, corrupt bytes).
+                    _log.Warn($"fetch of {topic.Topic}-{p.Partition} at offset {p.FetchOffset} failed: {e.Message}");
+                    pd.ErrorCode = ErrorCodes.KafkaStorageError;
+                    pd.HighWatermark = log.HighWatermark;
+                    pd.LastStableOffset = pd.HighWatermark;
+                    pd.LogStartOffset = log.LogStartOffset;
+                    anyError = true;
+                    continue;
+                }
                 pd.HighWatermark = read.HighWatermark;
                 pd.LastStableOffset = read.HighWatermark;
                 pd.LogStartOffset = read.LogStartOffset;

@@ -44,6 +44,9 @@ public sealed record BrokerConfig
     /// <summary>KIOU_MAX_PARTITIONS: partitions of all topics together; CreateTopics and CreatePartitions beyond it are
     /// refused before anything is written. Null: 10000, lowered at start-up to what the descriptor limit can hold.</summary>
     public int? MaxPartitions { get; init; }
+    /// <summary>KIOU_MAX_OPEN_SEGMENT_FILES: descriptors of sealed segments kept open for reads, broker-wide; the least
+    /// recently read are closed beyond it and reopened on demand (active segments keep their own).</summary>
+    public int MaxOpenSegmentFiles { get; init; } = Kiou.Storage.SegmentFileCache.DefaultCapacity;
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
@@ -80,6 +83,7 @@ public sealed record BrokerConfig
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
             MaxPartitions = string.IsNullOrEmpty(env("KIOU_MAX_PARTITIONS")) ? null : Int(env, "KIOU_MAX_PARTITIONS", 0, 1, 1_000_000),
+            MaxOpenSegmentFiles = Int(env, "KIOU_MAX_OPEN_SEGMENT_FILES", c.MaxOpenSegmentFiles, 1, 1 << 20),
         };
         var g = c.Groups;
         c = c with

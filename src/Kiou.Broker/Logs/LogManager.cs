@@ -24,6 +24,7 @@ public sealed class LogManager : IAsyncDisposable
     readonly ILogDevice _device;
     readonly TimeProvider _time;
     readonly Log _log;
+    readonly SegmentFileCache _segmentFiles;
     readonly ConcurrentDictionary<string, TopicLogs> _topics = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<PartitionLog, long> _lastFlushMs = new();
     readonly CancellationTokenSource _stop = new();
@@ -36,7 +37,11 @@ public sealed class LogManager : IAsyncDisposable
         _device = device;
         _time = time;
         _log = log;
+        _segmentFiles = new SegmentFileCache(config.MaxOpenSegmentFiles);
     }
+
+    /// <summary>The broker-wide descriptors of sealed segments (KIOU_MAX_OPEN_SEGMENT_FILES).</summary>
+    public SegmentFileCache SegmentFiles => _segmentFiles;
 
     public ILogDevice Device => _device;
 
@@ -68,7 +73,7 @@ public sealed class LogManager : IAsyncDisposable
                     partitions[p] = existing.Partitions[p];
                     continue;
                 }
-                partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info, _log.Warn);
+                partitions[p] = PartitionLog.Open(_config.DataDir, topic.Name, p, logConfig, _device, _time, _log.Info, _log.Warn, _segmentFiles);
                 try
                 {
                     PartitionDirectories.WriteTopicId(Path.Combine(_config.DataDir, $"{topic.Name}-{p}"), topic.Id);
@@ -122,7 +127,7 @@ public sealed class LogManager : IAsyncDisposable
                     if (Directory.Exists(dir))
                         throw new IOException($"{dir} exists already although the metadata does not list it; move it out of {_config.DataDir} (the broker adopts such directories at start-up)");
                     ours = true;
-                    var log = PartitionLog.Open(_config.DataDir, topic.Name, p, configs[i], _device, _time, _log.Info, _log.Warn);
+                    var log = PartitionLog.Open(_config.DataDir, topic.Name, p, configs[i], _device, _time, _log.Info, _log.Warn, _segmentFiles);
                     logs[i][p - from] = log;
                     PartitionDirectories.WriteTopicId(dir, topic.Id);
                 }
