@@ -666,9 +666,10 @@ public sealed class PartitionLog : IAsyncDisposable
             }
             catch (IOException ex)
             {
-                // A bad header or CRC (StorageException) or a file shorter than the log says: never served, never
-                // fatal for the connection or other partitions; a real read error is a storage error.
-                bool corrupt = ex is StorageException or EndOfStreamException;
+                // A bad header or CRC (a StorageException without an errno) or a file shorter than the log says:
+                // never served, never fatal for the connection or other partitions; a failed open or read (EMFILE,
+                // EIO, a segment file gone) is a storage error.
+                bool corrupt = ex is EndOfStreamException || (ex is StorageException { Errno: 0, InnerException: null });
                 WarnCorrupt(offset, $"{ex.Message} The next offset known to start a batch is {NextBatchAfter(segment, offset)}: consumers can seek there", corrupt ? "CORRUPT_MESSAGE" : "KAFKA_STORAGE_ERROR");
                 return new ReadResult(corrupt ? ReadError.Corrupt : ReadError.StorageError, hw, logStart, null, 0);
             }
@@ -848,7 +849,8 @@ public sealed class PartitionLog : IAsyncDisposable
 
         int suppressed = Interlocked.Exchange(ref _corruptWarnsSuppressed, 0);
         string more = suppressed > 0 ? $" ({suppressed} more such reads since the last report)" : string.Empty;
-        _warn($"partition {_name}: a read at offset {offset} met damaged data and was answered with {answer}{more}: {what}");
+        string met = answer == "CORRUPT_MESSAGE" ? "met damaged data" : "failed";
+        _warn($"partition {_name}: a read at offset {offset} {met} and was answered with {answer}{more}: {what}");
     }
 
     /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>

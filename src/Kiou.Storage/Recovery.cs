@@ -60,9 +60,10 @@ internal static class Recovery
         bases.Sort();
         DeleteOrphanIndexes(directory, bases);
 
-        // Without a (valid) recovery point file every sealed segment is taken as durable: KIOU flushes a segment
-        // before it writes its index files, and setting damage aside is safe where truncating would not be.
-        long recoveryPoint = saved ?? (bases.Count > 0 ? bases[^1] : 0);
+        // Without a (valid) recovery point file, a sealed segment is taken as durable when its index files exist:
+        // KIOU fdatasyncs a segment before it writes them, so the first sealed segment without them (a young
+        // partition whose first rolls were never flushed before a power loss) starts the unflushed tail.
+        long recoveryPoint = saved ?? DurableByIndexFiles(directory, bases);
         if (clean is { End: >= 0 } cm)
         {
             recoveryPoint = Math.Max(recoveryPoint, cm.End);
@@ -539,6 +540,20 @@ internal static class Recovery
         }
 
         return null;
+    }
+
+    private static long DurableByIndexFiles(string directory, List<long> bases)
+    {
+        for (int i = 0; i < bases.Count - 1; i++)
+        {
+            string name = Path.Combine(directory, Segment.FileName(bases[i]));
+            if (!File.Exists(name + ".index") || !File.Exists(name + ".timeindex"))
+            {
+                return bases[i];
+            }
+        }
+
+        return bases.Count > 0 ? bases[^1] : 0;
     }
 
     private static void DeleteOrphanIndexes(string directory, List<long> bases)

@@ -120,7 +120,15 @@ public sealed class PowerLossTests
                 try
                 {
                     reopened.CheckInvariants();
-                    CheckServed(reopened, expected, mustReach, seed, cycle, report);
+                    try
+                    {
+                        CheckServed(reopened, expected, mustReach, seed, cycle, report);
+                    }
+                    catch (Exception e)
+                    {
+                        // What the model did to each file and what recovery logged explain most failures.
+                        throw new Xunit.Sdk.XunitException(e.Message + "\nafter the power cut:\n" + string.Join("\n", report) + "\nrecovery logged:\n" + string.Join("\n", lines));
+                    }
 
                     // Appends go on from the recovered end.
                     long next = reopened.HighWatermark;

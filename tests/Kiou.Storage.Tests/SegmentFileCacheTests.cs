@@ -126,7 +126,7 @@ public sealed class SegmentFileCacheTests : IDisposable
     }
 
     [Fact]
-    public async Task SealedSegmentThatCannotBeOpened_FailsThatReadWithStorageException_AndOthersStillWork()
+    public async Task SealedSegmentThatCannotBeOpened_FailsThatReadWithAStorageError_AndOthersStillWork()
     {
         var files = new SegmentFileCache(Capacity);
         var config = new LogConfig { SegmentBytes = 2_000 };
@@ -139,8 +139,12 @@ public sealed class SegmentFileCacheTests : IDisposable
         // Not in the cache (closed after sealing), and gone from the directory (set aside by hand): the open fails.
         string path = _f.SegmentPath(bases[1]);
         File.Move(path, path + ".aside");
-        var ex = Assert.Throws<StorageException>(() => log.Read(bases[1], 1 << 20, minOneBatch: true));
-        Assert.Contains(Path.GetFileName(path), ex.Message);
+        using (ReadResult failed = log.Read(bases[1], 1 << 20, minOneBatch: true))
+        {
+            Assert.Equal(ReadError.StorageError, failed.Error);
+        }
+
+        Assert.Contains(_f.Lines, l => l.Contains(Path.GetFileName(path)) && l.Contains("KAFKA_STORAGE_ERROR"));
 
         using ReadResult other = log.Read(bases[2], 1 << 20, minOneBatch: true, zeroCopy: true);
         Assert.True(other.Records.Length > 0);
