@@ -124,6 +124,7 @@ public sealed class GroupLog : IDisposable
         var head = new byte[RecordHeaderBytes];
         byte[] payload = [];
         int records = 0;
+        int skipped = 0;
         string? stop = null;
         while (position < length)
         {
@@ -144,8 +145,18 @@ public sealed class GroupLog : IDisposable
             file.ReadExactly(payload);
             if (Crc32C.Compute(payload) != crc)
             {
-                stop = "a record with a bad CRC";
-                break;
+                if (position + RecordHeaderBytes + size == length)
+                {
+                    stop = "a record with a bad CRC";
+                    break;
+                }
+                // Its length still fits and records follow: damage, not a torn write. Only this record is lost;
+                // the ones after it were acknowledged and are kept.
+                _log.Warn($"group offsets log {_path}: the record of {size} bytes at byte {position} fails its CRC check and is skipped " +
+                    "(a commit or group state of one group may be older than acknowledged); the records after it are kept. Check the disk (dmesg)");
+                position += RecordHeaderBytes + size;
+                skipped++;
+                continue;
             }
             if (!ApplyToLive(payload))
             {
@@ -157,11 +168,26 @@ public sealed class GroupLog : IDisposable
         }
         if (stop is not null)
         {
-            _log.Warn($"group offsets log {_path}: {stop} at byte {position}; truncating the {length - position} bytes from there (a write torn by a crash; nothing after it was ever acknowledged)");
+            // Usually a write torn by a crash (never acknowledged); it could also be damage with acknowledged records
+            // behind it, so the bytes are kept aside before the log is cut.
+            string aside = $"{_path}.damaged-{DateTime.UtcNow:yyyyMMddTHHmmssZ}-at-{position}";
+            try
+            {
+                using var copy = new FileStream(aside, FileMode.Create, FileAccess.Write);
+                file.Position = position;
+                file.CopyTo(copy);
+                copy.Flush(flushToDisk: true);
+            }
+            catch (IOException e)
+            {
+                throw new Hosting.ConfigException($"group offsets log {_path}: {stop} at byte {position}, and the {length - position} bytes from there cannot be kept aside in {aside} ({e.Message}); free space and start again");
+            }
+            _log.Warn($"group offsets log {_path}: {stop} at byte {position}; cut the {length - position} bytes from there, kept in {aside} " +
+                "(usually a write torn by a crash, never acknowledged; if records follow the damage, they are in that file)");
             file.SetLength(position);
             Sync(file, "truncating");
         }
-        _log.Info($"group offsets log {_path}: replayed {records} records ({position} bytes) into {_live.Count} groups");
+        _log.Info($"group offsets log {_path}: replayed {records} records ({position} bytes) into {_live.Count} groups" + (skipped > 0 ? $"; {skipped} damaged record(s) skipped" : ""));
         return position;
     }
 
