@@ -79,6 +79,7 @@ public sealed class PartitionLog : IAsyncDisposable
     private long _flushRound;
     private long _flushRoundCompleted;
     private long _backgroundFlushTarget = -1;
+    private long _noIdleReleaseBeforeMs;
 
     private TaskCompletionSource? _hwSignal;
     private TaskCompletionSource? _drained;
@@ -1147,8 +1148,9 @@ public sealed class PartitionLog : IAsyncDisposable
         lock (_lock)
         {
             Segment segment = _active;
+            long nowMs = NowMs();
             if (_closing || _closed || _failed || _flushInFlight || _pending.Count > 0 || _reserved != _completed
-                || NowMs() - segment.LastAppendMs < idleMs || segment.Tail is { Idle: false })
+                || nowMs - segment.LastAppendMs < idleMs || nowMs < _noIdleReleaseBeforeMs || segment.Tail is { Idle: false })
             {
                 return false;
             }
@@ -1158,11 +1160,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
                 flushes = StartFlushLocked(out round);
             }
-            else
+            else if (TrimIdleTailLocked(segment, nowMs + idleMs, ref message))
             {
                 if (segment.Tail is not null)
                 {
-                    ReleaseTailLocked(segment, trim: true, ref message);
+                    ReleaseTailLocked(segment, trim: false, ref message);
                 }
 
                 segment.ReleaseHandle();
@@ -1177,6 +1179,31 @@ public sealed class PartitionLog : IAsyncDisposable
 
         IssueFlushes(flushes, round);
         return released;
+    }
+
+    /// <summary>
+    /// Cuts the zero padding of an idle direct tail before its descriptors close: a segment sealed later without a tail
+    /// must end where its log does. If that fails everything stays open and the next try waits until
+    /// <paramref name="retryAtMs"/>.
+    /// </summary>
+    private bool TrimIdleTailLocked(Segment segment, long retryAtMs, ref string? message)
+    {
+        if (segment.Tail is not { } tail)
+        {
+            return true;
+        }
+
+        try
+        {
+            tail.TrimPadding();
+            return true;
+        }
+        catch (IOException ex)
+        {
+            _noIdleReleaseBeforeMs = retryAtMs;
+            message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); its descriptors stay open and the cut is tried again later";
+            return false;
+        }
     }
 
     /// <summary>
