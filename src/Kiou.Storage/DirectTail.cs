@@ -107,6 +107,18 @@ internal sealed class DirectTail : ILogDeviceCallback
         return handle is null ? null : new DirectTail(segment, position, handle, device.DirectMinRoundBytes, onPiece);
     }
 
+    /// <summary>
+    /// Reads the partial page at <see cref="Staged"/> from the file now rather than at the first <see cref="Stage"/>
+    /// (which runs after the append's reservation); throws what the read throws.
+    /// </summary>
+    public void LoadPartialPage()
+    {
+        if (_chunks.Count == 0 && !_pageValid)
+        {
+            Rebase();
+        }
+    }
+
     /// <summary>Copies one reserved append in; <paramref name="position"/> must be <see cref="Staged"/>.</summary>
     public void Stage(long position, ReadOnlySpan<byte> data)
     {

@@ -79,6 +79,7 @@ public sealed class PartitionLog : IAsyncDisposable
     private long _flushRound;
     private long _flushRoundCompleted;
     private long _backgroundFlushTarget = -1;
+    private long _noIdleReleaseBeforeMs;
 
     private TaskCompletionSource? _hwSignal;
     private TaskCompletionSource? _drained;
@@ -337,12 +338,20 @@ public sealed class PartitionLog : IAsyncDisposable
                     RollLocked(nowMs, ref message);
                 }
 
+                // Descriptors first (reopened here if the idle segment gave them up): a failed open fails this
+                // append before anything is reserved.
+                Segment segment = _active;
+                file = AppendHandleLocked(segment);
+                if (_direct && !segment.DirectUnavailable)
+                {
+                    tail = segment.Tail ?? OpenTailLocked(segment, segment.Size, ref message);
+                }
+
                 long baseOffset = _reserved;
                 long endOffset = baseOffset + header.LastOffsetDelta + 1;
                 RecordBatch.SetBaseOffset(span, baseOffset);
                 RecordBatch.SetPartitionLeaderEpoch(span, LeaderEpoch);
 
-                Segment segment = _active;
                 position = segment.Size;
                 Debug.Assert((long)position + span.Length <= config.SegmentBytesEffective || position == 0, "segment overfilled");
                 segment.Size = position + span.Length;
@@ -353,15 +362,10 @@ public sealed class PartitionLog : IAsyncDisposable
                 op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _logStart);
                 version = op.Version;
                 _pending.Enqueue(op);
-                file = segment.Handle;
-                if (_direct && !segment.DirectUnavailable)
+                if (tail is not null)
                 {
-                    tail = segment.Tail ?? OpenTailLocked(segment, position, ref message);
-                    if (tail is not null)
-                    {
-                        tail.Stage(position, span);
-                        pieces = tail.TryStartRound() ? tail.PieceCount : 0;
-                    }
+                    tail.Stage(position, span);
+                    pieces = tail.TryStartRound() ? tail.PieceCount : 0;
                 }
 
                 flushes = StartFlushLocked(out round);
@@ -409,10 +413,42 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private static int s_directUnsupportedLogged;
 
-    /// <summary>Opens the O_DIRECT write-behind of <paramref name="segment"/>, or marks it buffered for good.</summary>
+    /// <summary>The active segment's read-write descriptor, reopened if it was given up while idle.</summary>
+    private SafeFileHandle AppendHandleLocked(Segment segment)
+    {
+        try
+        {
+            return segment.Handle;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            int errno = ErrnoNames.FromException(ex);
+            throw new StorageException($"partition {_name}: cannot reopen {segment.LogPath} to append to it: {ex.Message} ({ErrnoNames.Describe(errno)}); the append was not stored, retry it; {ErrnoNames.Advice(errno)}", errno, ex);
+        }
+    }
+
+    /// <summary>
+    /// Opens the O_DIRECT write-behind of <paramref name="segment"/> (nothing in flight, the file holds exactly
+    /// <paramref name="position"/> bytes), or marks it buffered for good. Its partial last page is read from the file
+    /// here, before the caller reserves anything, so that a failed read fails only this append.
+    /// </summary>
     private DirectTail? OpenTailLocked(Segment segment, int position, ref string? message)
     {
         DirectTail? tail = DirectTail.TryOpen(segment, position, _device, _onTailPiece, out int errno);
+        if (tail is not null)
+        {
+            try
+            {
+                tail.LoadPartialPage();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)
+            {
+                tail.Dispose();
+                int readErrno = ex is StorageException se ? se.Errno : ErrnoNames.FromException(ex);
+                throw new StorageException($"partition {_name}: cannot read the last page of {segment.LogPath} to append after it: {ex.Message}; the append was not stored, retry it", readErrno, ex);
+            }
+        }
+
         if (tail is null)
         {
             segment.DirectUnavailable = true;
@@ -1088,6 +1124,88 @@ public sealed class PartitionLog : IAsyncDisposable
 
         IssueFlushes(flushes, round);
         return tcs.Task;
+    }
+
+    /// <summary>
+    /// Gives up the active segment's descriptors (the read-write one, which goes to the bounded
+    /// <see cref="SegmentFileCache"/> like a sealed segment's, and the O_DIRECT one of its write-behind, closed after the
+    /// zero padding is cut) once nothing has been published for <paramref name="idleMs"/> and nothing is in flight:
+    /// no append, no write-behind round, no flush. Data not yet durable is fdatasync'ed first (a background flush is
+    /// started and the descriptors go at a later call), so no dirty page of a closed descriptor is left for writeback
+    /// to fail unseen. The next append reopens both, a read leases from the cache. Called by the broker's background
+    /// loop; cheap when there is nothing to give up. Returns true when descriptors were given up.
+    /// </summary>
+    public bool ReleaseIdleDescriptors(long idleMs)
+    {
+        Segment active = Volatile.Read(ref _active);
+        if (!active.HoldsHandle && active.Tail is null)
+        {
+            return false; // given up already (read without the lock: a stale answer only delays to the next call)
+        }
+
+        string? message = null;
+        SafeFileHandle[]? flushes = null;
+        long round = 0;
+        bool released = false;
+        lock (_lock)
+        {
+            Segment segment = _active;
+            long nowMs = NowMs();
+            if (_closing || _closed || _failed || _flushInFlight || _pending.Count > 0 || _reserved != _completed
+                || nowMs - segment.LastAppendMs < idleMs || nowMs < _noIdleReleaseBeforeMs || segment.Tail is { Idle: false })
+            {
+                return false;
+            }
+
+            if (_durable < _completed)
+            {
+                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
+                flushes = StartFlushLocked(out round);
+            }
+            else if (TrimIdleTailLocked(segment, nowMs + idleMs, ref message))
+            {
+                if (segment.Tail is not null)
+                {
+                    ReleaseTailLocked(segment, trim: false, ref message);
+                }
+
+                segment.ReleaseHandle();
+                released = true;
+            }
+        }
+
+        if (message is not null)
+        {
+            _log(message);
+        }
+
+        IssueFlushes(flushes, round);
+        return released;
+    }
+
+    /// <summary>
+    /// Cuts the zero padding of an idle direct tail before its descriptors close: a segment sealed later without a tail
+    /// must end where its log does. If that fails everything stays open and the next try waits until
+    /// <paramref name="retryAtMs"/>.
+    /// </summary>
+    private bool TrimIdleTailLocked(Segment segment, long retryAtMs, ref string? message)
+    {
+        if (segment.Tail is not { } tail)
+        {
+            return true;
+        }
+
+        try
+        {
+            tail.TrimPadding();
+            return true;
+        }
+        catch (IOException ex)
+        {
+            _noIdleReleaseBeforeMs = retryAtMs;
+            message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); its descriptors stay open and the cut is tried again later";
+            return false;
+        }
     }
 
     /// <summary>

@@ -15,7 +15,8 @@ namespace Kiou.Storage;
 /// Lifecycle: created at roll (or loaded by <see cref="Recovery"/>), active while appends go to it, sealed at
 /// the next roll (<see cref="SealedEnd"/> fixed), its index files written once its bytes are durable, deleted by
 /// retention. Once sealed and durable it gives its descriptor to the broker's bounded <see cref="SegmentFileCache"/>
-/// and reads lease one from there (<see cref="AcquireHandle"/>). All mutable fields are guarded by the owning
+/// and reads lease one from there (<see cref="AcquireHandle"/>); an idle active segment does the same and reopens it
+/// at its next append. All mutable fields are guarded by the owning
 /// <see cref="PartitionLog"/>'s lock; the file is read without it, never past <see cref="CompletedSize"/> as captured
 /// under the lock.
 /// Sizes and positions are int32: segment.bytes is capped at int.MaxValue.
@@ -50,9 +51,9 @@ internal sealed class Segment
 
     /// <summary>
     /// The segment's own read-write descriptor, for writes, flushes, truncation and recovery: kept while the segment
-    /// is active or has writes or flushes to finish, then handed to the <see cref="SegmentFileCache"/>
-    /// (<see cref="ReleaseHandle"/>). Reopened here if something needs it after that. Reads use
-    /// <see cref="AcquireHandle"/>.
+    /// has writes or flushes to finish, then handed to the <see cref="SegmentFileCache"/> (<see cref="ReleaseHandle"/>):
+    /// once sealed and durable, or, for the active segment, once idle (<see cref="PartitionLog.ReleaseIdleDescriptors"/>).
+    /// Reopened here if something needs it after that (under the partition lock). Reads use <see cref="AcquireHandle"/>.
     /// </summary>
     public SafeFileHandle Handle
     {
@@ -77,6 +78,9 @@ internal sealed class Segment
     }
 
     private SafeFileHandle? _pinned;
+
+    /// <summary>True while <see cref="Handle"/> is open (read without the lock: a hint).</summary>
+    public bool HoldsHandle => Volatile.Read(ref _pinned) is not null;
 
     /// <summary>Where reads open the file once <see cref="Handle"/> is released; null: each read opens its own.</summary>
     public SegmentFileCache? Files { get; set; }

@@ -12,8 +12,9 @@ namespace Kiou.Storage;
 /// <see cref="SafeFileHandle"/>, which closes the descriptor only once every lease (and every zero-copy
 /// <see cref="FileRecords"/>, which takes its own reference) has released it: a read or sendfile in flight never
 /// loses its file. So the open count can exceed the capacity by the reads in flight on evicted files, no more.
-/// Active segments and sealed ones with writes or flushes still to finish keep their own descriptor outside this
-/// cache (<see cref="Segment.Handle"/>).
+/// Active segments being written and sealed ones with writes or flushes still to finish keep their own descriptor
+/// outside this cache (<see cref="Segment.Handle"/>); an idle active segment hands its descriptor here too
+/// (<see cref="PartitionLog.ReleaseIdleDescriptors"/>) and reopens its own at the next append.
 /// </remarks>
 public sealed class SegmentFileCache
 {

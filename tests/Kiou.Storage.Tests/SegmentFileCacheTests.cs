@@ -169,7 +169,7 @@ public sealed class SegmentFileCacheTests : IDisposable
     }
 
     /// <summary>Descriptors of this process that point into <paramref name="directory"/>.</summary>
-    private static int OpenDescriptorsIn(string directory)
+    internal static int OpenDescriptorsIn(string directory)
     {
         string prefix = Path.GetFullPath(directory) + "/";
         int count = 0;

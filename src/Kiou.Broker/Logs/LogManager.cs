@@ -311,6 +311,7 @@ public sealed class LogManager : IAsyncDisposable
                 {
                     foreach (var p in topic.Partitions)
                     {
+                        ReleaseIfIdle(p);
                         var flush = p.Config.Flush;
                         if (flush.Mode != FlushMode.Interval)
                             continue;
@@ -330,6 +331,25 @@ public sealed class LogManager : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
+        }
+    }
+
+    /// <summary>
+    /// How long an active segment goes without appends before its descriptors close (reopened by the next append):
+    /// long enough that a partition written every few seconds keeps them, short enough that a broker with many quiet
+    /// partitions holds few.
+    /// </summary>
+    public const long IdleDescriptorMs = 10_000;
+
+    void ReleaseIfIdle(PartitionLog p)
+    {
+        try
+        {
+            p.ReleaseIdleDescriptors(IdleDescriptorMs);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            _log.Error($"partition {p.Topic}-{p.Partition}: could not close the descriptors of its idle segment: {e.Message}; they stay open");
         }
     }
 
