@@ -489,7 +489,7 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
             f.SetLength(whole - 5);
         _c = NewCoordinator();
         await _c.Loading;
-        Assert.Contains("truncating", _logText.ToString());
+        Assert.Contains("does not fit at byte", _logText.ToString());
         Assert.Equal(8, Fetch("g2", "t", 0)!.Value.Offset);
         Assert.Equal(5, Fetch("g2", "t", 1)!.Value.Offset); // the torn commit (offset 9) is gone; the one before remains
         Assert.Equal(6, Fetch("g2", "t", 2)!.Value.Offset);

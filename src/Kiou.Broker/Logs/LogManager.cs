@@ -131,8 +131,9 @@ public sealed class LogManager : IAsyncDisposable
                     logs[i][p - from] = log;
                     PartitionDirectories.WriteTopicId(dir, topic.Id);
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                catch (Exception e)
                 {
+                    // Any failure is this topic's answer: an exception escaping a thread would end the broker.
                     Interlocked.CompareExchange(ref errors[i], e, null);
                     if (ours && logs[i][p - from] is null)
                         halfMade.Add(dir); // Open may have made the directory before it failed
@@ -188,9 +189,9 @@ public sealed class LogManager : IAsyncDisposable
             {
                 await log.DeleteAsync().ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e)
             {
-                _log.Warn($"partition {log.Topic}-{log.Partition}: could not remove the directory of a topic that was not created ({e.Message}); it is empty, remove it by hand");
+                _log.Warn($"partition {log.Topic}-{log.Partition}: could not remove the directory of a topic that was not created ({e.GetType().Name}: {e.Message}); it is empty, remove it by hand");
             }
         }
     }
