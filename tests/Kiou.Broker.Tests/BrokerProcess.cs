@@ -73,11 +73,23 @@ public sealed class BrokerProcess : IDisposable
         _process.WaitForExit();
     }
 
-    public int Terminate()
+    public bool HasExited => _process.HasExited;
+
+    public int Terminate() => Terminate(TimeSpan.FromSeconds(30));
+
+    public int Terminate(TimeSpan within)
     {
-        Process.Start("kill", ["-TERM", _process.Id.ToString()])!.WaitForExit();
-        if (!_process.WaitForExit(30000))
-            throw new TimeoutException("the broker did not stop within 30 s of SIGTERM");
+        SendSigterm();
+        return WaitForExit(within);
+    }
+
+    public void SendSigterm() => Process.Start("kill", ["-TERM", _process.Id.ToString()])!.WaitForExit();
+
+    /// <summary>The exit code once the process has ended; throws when it does not end in time.</summary>
+    public int WaitForExit(TimeSpan within)
+    {
+        if (!_process.WaitForExit(within))
+            throw new TimeoutException($"the broker did not stop within {within.TotalSeconds} s of SIGTERM: {Output}");
         _process.WaitForExit(); // after a timed wait, this one also waits for the redirected output to be read to its end
         return _process.ExitCode;
     }

@@ -195,8 +195,8 @@ public sealed class KiouBroker : IAsyncDisposable
             return;
         await _broker.StopAcceptingAsync().ConfigureAwait(false);
         await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
-        await _broker.DisposeAsync().ConfigureAwait(false);
-        await _controllerListener.DisposeAsync().ConfigureAwait(false);
+        // Both at once: each waits a bounded grace for its connections, and SIGTERM has one bound for the whole stop.
+        await Task.WhenAll(_broker.DisposeAsync().AsTask(), _controllerListener.DisposeAsync().AsTask()).ConfigureAwait(false);
         await Groups.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _device.Dispose();

@@ -85,6 +85,7 @@ public sealed class Connection
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             // The client went away or the broker is stopping.
+            LogGone("reading", e);
         }
         catch (Exception e)
         {
@@ -100,16 +101,59 @@ public sealed class Connection
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
+            LogGone("answering", e);
         }
         catch (Exception e)
         {
             _log.Error($"connection from {_remote}: unexpected error while answering, closing it: {e}");
         }
         _closed.Cancel();
-        await input.CompleteAsync().ConfigureAwait(false);
-        await output.CompleteAsync().ConfigureAwait(false);
+        // Whatever is still buffered belongs to a connection that is ending (every answer is flushed before the write
+        // loop ends normally). Completing the writer would try to send it: forever to a client that does not read,
+        // or failing against one that reset. So the socket closes first and the pipes are only given back.
         await stream.DisposeAsync().ConfigureAwait(false);
+        await CompletePipesAsync(input, output).ConfigureAwait(false);
         _closed.Dispose();
+    }
+
+    /// <summary>Forces the connection to end: closes the socket, so a send blocked on a client that does not read
+    /// returns. For shutdown, after <see cref="Close"/> has had its grace.</summary>
+    public void Abort()
+    {
+        Close();
+        try
+        {
+            _socket.Dispose();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    async Task CompletePipesAsync(PipeReader input, PipeWriter output)
+    {
+        try
+        {
+            await input.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            LogGone("closing", e);
+        }
+        try
+        {
+            await output.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            LogGone("dropping unsent answers", e);
+        }
+    }
+
+    void LogGone(string doing, Exception e)
+    {
+        if (_log.IsEnabled(Log.Level.Debug))
+            _log.Debug($"connection from {_remote}: ended while {doing}: {e.Message} (the client went away or the broker is stopping)");
     }
 
     /// <summary>A request at least this large is read from the socket straight into its frame buffer once its size is
@@ -424,7 +468,7 @@ public sealed class Connection
                 (response as IDisposable)?.Dispose();
                 if (pending.Context.CloseConnection)
                 {
-                    await output.FlushAsync().ConfigureAwait(false);
+                    await output.FlushAsync(_closed.Token).ConfigureAwait(false);
                     _log.Warn($"{pending.Context.Client}: closing the connection after a failed {ApiMessageTypes.Name(pending.Context.ApiKey)} that expected no response (acks=0), as Kafka does, so the client notices");
                     _closed.Cancel();
                     continue;

@@ -134,6 +134,10 @@ public sealed class Listener : IAsyncDisposable
         {
             await connection.RunAsync().ConfigureAwait(false);
         }
+        catch (Exception e)
+        {
+            _log.Error($"connection from {connection.Remote}: unexpected error while closing it: {e}");
+        }
         finally
         {
             _connections.TryRemove(connection, out _);
@@ -149,11 +153,48 @@ public sealed class Listener : IAsyncDisposable
             await _accept.ConfigureAwait(false);
     }
 
+    /// <summary>How long connections get to end after being asked to close, and then after their sockets are closed.</summary>
+    internal static readonly TimeSpan CloseGrace = TimeSpan.FromSeconds(3), AbortGrace = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Stops accepting and closes every connection. Shutdown never waits unbounded for clients: a connection still
+    /// open after its grace (a send blocked on a client that does not read) has its socket closed under it.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await StopAcceptingAsync().ConfigureAwait(false);
         foreach (var c in _connections.Keys)
             c.Close();
-        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+        if (await EndedWithinAsync(CloseGrace).ConfigureAwait(false))
+            return;
+        int stuck = _connections.Count;
+        foreach (var c in _connections.Keys)
+            c.Abort();
+        if (await EndedWithinAsync(AbortGrace).ConfigureAwait(false))
+        {
+            _log.Info($"{_kind.ToString().ToLowerInvariant()} listener: closed the sockets of {stuck} connection(s) that did not end within {CloseGrace.TotalSeconds} s of the stop (clients not reading their answers)");
+            return;
+        }
+        _log.Warn($"{_kind.ToString().ToLowerInvariant()} listener: {_connections.Count} connection(s) still had not ended {(CloseGrace + AbortGrace).TotalSeconds} s after the stop; stopping without them");
+    }
+
+    async Task<bool> EndedWithinAsync(TimeSpan grace)
+    {
+        // A connection's task ends without throwing (RunAsync catches what a client can cause), but shutdown must
+        // go on to close the logs whatever a connection did.
+        Task all = Task.WhenAll(_connections.Values);
+        try
+        {
+            await all.WaitAsync(grace).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+        catch (Exception e)
+        {
+            _log.Error($"{_kind.ToString().ToLowerInvariant()} listener: a connection failed while closing: {e}");
+        }
+        return true;
     }
 }
