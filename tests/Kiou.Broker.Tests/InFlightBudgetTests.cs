@@ -27,6 +27,57 @@ public sealed class InFlightBudgetTests
         Assert.Equal(50, budget.Bytes);
     }
 
+    /// <summary>
+    /// A release racing a wait must always wake it: the budget is full, one thread releases while the other starts
+    /// waiting, over and over. A lost wake-up shows as a wait that never completes.
+    /// </summary>
+    [Fact]
+    public async Task A_release_racing_a_wait_is_never_lost()
+    {
+        var budget = new InFlightBudget(1);
+        int go = 0, stop = 0;
+        var releaser = new Thread(() =>
+        {
+            while (true)
+            {
+                int g;
+                while ((g = Volatile.Read(ref go)) == 0)
+                    if (Volatile.Read(ref stop) != 0)
+                        return;
+                Volatile.Write(ref go, 0);
+                budget.Release(1);
+            }
+        }) { IsBackground = true };
+        releaser.Start();
+        var until = System.Diagnostics.Stopwatch.StartNew();
+        long rounds = 0;
+        try
+        {
+            while (until.Elapsed < TimeSpan.FromSeconds(3) && rounds < 5_000_000)
+            {
+                Assert.True(budget.Add(1)); // full
+                Volatile.Write(ref go, 1);
+                ValueTask wait = budget.WaitForRoomAsync(CancellationToken.None);
+                if (!wait.IsCompleted)
+                {
+                    var woke = wait.AsTask();
+                    await Task.WhenAny(woke, Task.Delay(TimeSpan.FromSeconds(2)));
+                    Assert.True(woke.IsCompleted, $"a release was lost after {rounds} rounds: the wait never woke (bytes {budget.Bytes})");
+                }
+                while (Volatile.Read(ref go) != 0)
+                    Thread.SpinWait(1); // the releaser has taken this round
+                rounds++;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref stop, 1);
+            releaser.Join();
+        }
+        Assert.Equal(0, budget.Bytes);
+        Assert.True(rounds > 10_000, $"only {rounds} rounds ran");
+    }
+
     [Fact]
     public async Task Pipelined_produce_requests_larger_than_both_budgets_all_land()
     {
