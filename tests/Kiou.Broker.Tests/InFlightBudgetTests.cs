@@ -182,3 +182,90 @@ public sealed class InFlightBudgetTests
         }
     }
 }
+
+/// <summary>Measures the process's managed heap, so it runs alone: no other test's broker allocates meanwhile.</summary>
+[CollectionDefinition(nameof(RequestMemoryTests), DisableParallelization = true)]
+[Collection(nameof(RequestMemoryTests))]
+public sealed class RequestMemoryTests
+{
+    /// <summary>
+    /// Memory follows the bytes that arrived, not the sizes that were declared: connections that each announce a
+    /// request of 100 MB and then stall must not make the broker allocate those buffers up front.
+    /// </summary>
+    [Fact]
+    public async Task Declared_sizes_that_never_arrive_do_not_take_memory()
+    {
+        await using var broker = TestBroker.Start();
+        var sockets = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            GC.Collect();
+            long before = GC.GetTotalMemory(forceFullCollection: true);
+            byte[] start = new byte[4 + 70_000];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(start, 100_000_000);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt16BigEndian(start.AsSpan(4), 0); // Produce
+            System.Buffers.Binary.BinaryPrimitives.WriteInt16BigEndian(start.AsSpan(6), 7);
+            for (int i = 0; i < 20; i++)
+            {
+                var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                sockets.Add(s);
+                await s.ConnectAsync(broker.Broker.BrokerEndPoint);
+                await s.SendAsync(start, System.Net.Sockets.SocketFlags.None); // then stall
+            }
+            await Task.Delay(1000);
+            long held = (GC.GetTotalMemory(forceFullCollection: true) - before) >> 20;
+            Assert.True(held < 200, $"the broker holds {held} MiB more managed memory while 20 connections have declared 100 MB each and sent 70 kB");
+
+            using var producer = Clients.Producer(broker.Bootstrap, Acks.Leader);
+            await Clients.CreateTopicAsync(broker.Bootstrap, "declared", 1, new() { ["max.message.bytes"] = "16777216" });
+            var delivered = await producer.ProduceAsync(new TopicPartition("declared", 0), new Message<byte[]?, byte[]?> { Value = [1] })
+                .WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.Equal(PersistenceStatus.Persisted, delivered.Status);
+
+            // A request far larger than the first buffer still arrives whole as its buffer grows.
+            byte[] records = TestBatches.Uncompressed(500_000);
+            var request = new Kiou.Protocol.Messages.ProduceRequest
+            {
+                Acks = 1,
+                TimeoutMs = 5000,
+                TopicData = [new() { Name = "declared", PartitionData = [new() { Index = 0, Records = records }] }],
+            };
+            var w = new Kiou.Protocol.KafkaWriter();
+            int at = w.ReserveInt32();
+            new Kiou.Protocol.Messages.RequestHeader { RequestApiKey = 0, RequestApiVersion = 7, CorrelationId = 9, ClientId = "large" }
+                .Write(w, Kiou.Protocol.Messages.ApiMessageTypes.RequestHeaderVersion(0, 7));
+            request.Write(w, 7);
+            w.PatchInt32(at, w.Length - 4);
+            Assert.True(w.Length > 4 << 20);
+            using var large = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            await large.ConnectAsync(broker.Broker.BrokerEndPoint);
+            await large.SendAsync(w.WrittenSpan.ToArray(), System.Net.Sockets.SocketFlags.None);
+            byte[] size = new byte[4];
+            await ReceiveExactlyAsync(large, size);
+            byte[] body = new byte[System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(size)];
+            await ReceiveExactlyAsync(large, body);
+            var reader = new Kiou.Protocol.KafkaReader(body.AsMemory(4));
+            var response = new Kiou.Protocol.Messages.ProduceResponse();
+            response.Read(ref reader, 7);
+            Assert.False(reader.Failed);
+            Assert.Equal(0, response.Responses[0].PartitionResponses[0].ErrorCode);
+            Assert.Equal(500_001, broker.Broker.Logs.Get("declared", 0)!.HighWatermark);
+        }
+        finally
+        {
+            foreach (var s in sockets)
+                s.Dispose();
+        }
+    }
+
+    static async Task ReceiveExactlyAsync(System.Net.Sockets.Socket s, byte[] buffer)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        for (int read = 0; read < buffer.Length;)
+        {
+            int n = await s.ReceiveAsync(buffer.AsMemory(read), System.Net.Sockets.SocketFlags.None, cts.Token);
+            Assert.True(n > 0, "the broker closed the connection");
+            read += n;
+        }
+    }
+}

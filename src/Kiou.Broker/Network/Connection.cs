@@ -181,7 +181,8 @@ public sealed class Connection
                         if (size >= DirectReadFrom && !read.IsCompleted)
                         {
                             // Take what the pipe has; the rest comes straight from the socket below, after AdvanceTo.
-                            partial = ArrayPool<byte>.Shared.Rent(size);
+                            // The buffer grows as bytes arrive: a declared size alone takes no memory.
+                            partial = ArrayPool<byte>.Shared.Rent(Math.Min(size, Math.Max(FirstDirectBuffer, (int)(buffer.Length - 4))));
                             partialSize = size;
                             partialHave = (int)(buffer.Length - 4);
                             buffer.Slice(4).CopyTo(partial);
@@ -209,7 +210,9 @@ public sealed class Connection
                     int n;
                     try
                     {
-                        n = await stream.ReadAsync(partial.AsMemory(partialHave, partialSize - partialHave), ct).ConfigureAwait(false);
+                        if (partialHave == partial.Length)
+                            partial = Grow(partial, partialHave, partialSize);
+                        n = await stream.ReadAsync(partial.AsMemory(partialHave, Math.Min(partialSize, partial.Length) - partialHave), ct).ConfigureAwait(false);
                     }
                     catch
                     {
@@ -231,6 +234,17 @@ public sealed class Connection
             if (read.IsCompleted || read.IsCanceled)
                 return;
         }
+    }
+
+    /// <summary>The first buffer of a request read straight from the socket; common large requests fit it whole.</summary>
+    const int FirstDirectBuffer = 2 << 20;
+
+    static byte[] Grow(byte[] buffer, int have, int size)
+    {
+        byte[] bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(size, 2L * buffer.Length));
+        buffer.AsSpan(0, have).CopyTo(bigger);
+        ArrayPool<byte>.Shared.Return(buffer);
+        return bigger;
     }
 
     RequestSlot? _lastPending;
