@@ -44,6 +44,9 @@ public sealed class KiouBroker : IAsyncDisposable
     public LogManager Logs => _logs;
     public IPEndPoint BrokerEndPoint => _broker.LocalEndPoint;
     public IPEndPoint ControllerEndPoint => _controllerListener.LocalEndPoint;
+
+    /// <summary>Request bytes the broker listener holds now (read, not yet answered); for tests.</summary>
+    internal long QueuedRequestBytes => _broker.QueuedRequestBytes;
     public string IoMode => _device.Mode;
     public string BootstrapServers => $"{BrokerEndPoint.Address}:{BrokerEndPoint.Port}";
 

@@ -28,14 +28,55 @@ public sealed class Connection
     readonly ListenerKind _listener;
     readonly EndPoint? _remote;
     readonly CancellationTokenSource _closed;
-    readonly Channel<Pending> _pending;
+    readonly Channel<RequestSlot> _pending;
 
-    /// <summary>A request whose response is not sent yet. The frame buffer is returned once the handler is done.</summary>
-    readonly struct Pending(RequestContext context, ValueTask<IKafkaMessage?> response, byte[] frame)
+    /// <summary>
+    /// A request whose response is not sent yet. It owns its frame buffer and its charge to both budgets and gives
+    /// them back exactly once, whichever way the request ends (answered, failed, cancelled, or the connection died):
+    /// a leak here would hold the listener's shared budget for good.
+    /// </summary>
+    sealed class RequestSlot(Connection owner, RequestContext context, ValueTask<IKafkaMessage?> response, byte[] frame)
     {
+        int _released;
+        long _charged;
+
         public RequestContext Context { get; } = context;
         public ValueTask<IKafkaMessage?> Response { get; } = response;
-        public byte[] Frame { get; } = frame;
+
+        /// <summary>Counts the frame against both budgets; true when either is now full.</summary>
+        public bool Charge()
+        {
+            _charged = frame.Length;
+            return owner._budget.Add(_charged) | owner._listenerBudget.Add(_charged);
+        }
+
+        /// <summary>Returns the frame and the charge; only once the handler is done with the frame.</summary>
+        public void Release()
+        {
+            if (Interlocked.Exchange(ref _released, 1) != 0)
+                return;
+            ArrayPool<byte>.Shared.Return(frame);
+            if (_charged > 0)
+            {
+                owner._budget.Release(_charged);
+                owner._listenerBudget.Release(_charged);
+            }
+        }
+
+        /// <summary>For a request that will not be answered: waits for its handler (which still reads the frame),
+        /// drops the response and releases. Never throws.</summary>
+        public async Task AbandonAsync()
+        {
+            try
+            {
+                (await Response.ConfigureAwait(false) as IDisposable)?.Dispose();
+            }
+            catch
+            {
+                // The connection is gone; nobody is left to tell.
+            }
+            Release();
+        }
     }
 
     public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null)
@@ -49,7 +90,7 @@ public sealed class Connection
         _listener = listener;
         _remote = socket.RemoteEndPoint;
         _closed = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
-        _pending = Channel.CreateBounded<Pending>(new BoundedChannelOptions(config.MaxInFlightRequestsPerConnection)
+        _pending = Channel.CreateBounded<RequestSlot>(new BoundedChannelOptions(config.MaxInFlightRequestsPerConnection)
         {
             SingleReader = true,
             SingleWriter = true,
@@ -184,7 +225,8 @@ public sealed class Connection
                         if (size >= DirectReadFrom && !read.IsCompleted)
                         {
                             // Take what the pipe has; the rest comes straight from the socket below, after AdvanceTo.
-                            partial = ArrayPool<byte>.Shared.Rent(size);
+                            // The buffer grows as bytes arrive: a declared size alone takes no memory.
+                            partial = ArrayPool<byte>.Shared.Rent(Math.Min(size, Math.Max(FirstDirectBuffer, (int)(buffer.Length - 4))));
                             partialSize = size;
                             partialHave = (int)(buffer.Length - 4);
                             buffer.Slice(4).CopyTo(partial);
@@ -197,11 +239,7 @@ public sealed class Connection
                     buffer = buffer.Slice(4 + size);
                     if (!Dispatch(frame, size))
                         return;
-                    bool full = AddInFlight(frame.Length);
-                    if (!_pending.Writer.TryWrite(_lastPending))
-                        await _pending.Writer.WriteAsync(_lastPending, ct).ConfigureAwait(false);
-                    if (full)
-                        await WaitForRoomAsync(ct).ConfigureAwait(false);
+                    await QueueAsync(ct).ConfigureAwait(false);
                 }
             }
             finally
@@ -216,7 +254,9 @@ public sealed class Connection
                     int n;
                     try
                     {
-                        n = await stream.ReadAsync(partial.AsMemory(partialHave, partialSize - partialHave), ct).ConfigureAwait(false);
+                        if (partialHave == partial.Length)
+                            partial = Grow(partial, partialHave, partialSize);
+                        n = await stream.ReadAsync(partial.AsMemory(partialHave, Math.Min(partialSize, partial.Length) - partialHave), ct).ConfigureAwait(false);
                     }
                     catch
                     {
@@ -232,11 +272,7 @@ public sealed class Connection
                 }
                 if (!Dispatch(partial, partialSize))
                     return;
-                bool full = AddInFlight(partial.Length);
-                if (!_pending.Writer.TryWrite(_lastPending))
-                    await _pending.Writer.WriteAsync(_lastPending, ct).ConfigureAwait(false);
-                if (full)
-                    await WaitForRoomAsync(ct).ConfigureAwait(false);
+                await QueueAsync(ct).ConfigureAwait(false);
                 continue;
             }
             if (read.IsCompleted || read.IsCanceled)
@@ -244,25 +280,44 @@ public sealed class Connection
         }
     }
 
-    Pending _lastPending;
+    /// <summary>The first buffer of a request read straight from the socket; common large requests fit it whole.</summary>
+    const int FirstDirectBuffer = 2 << 20;
+
+    static byte[] Grow(byte[] buffer, int have, int size)
+    {
+        byte[] bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(size, 2L * buffer.Length));
+        buffer.AsSpan(0, have).CopyTo(bigger);
+        ArrayPool<byte>.Shared.Return(buffer);
+        return bigger;
+    }
+
+    RequestSlot? _lastPending;
 
     // Request bytes read but not yet answered (frames still held), per connection and per listener (see InFlightBudget).
     readonly InFlightBudget _budget;
     readonly InFlightBudget _listenerBudget;
 
-    bool AddInFlight(int bytes) => _budget.Add(bytes) | _listenerBudget.Add(bytes);
-
-    async ValueTask WaitForRoomAsync(CancellationToken ct)
+    /// <summary>Charges the request just dispatched and hands it to the write loop; waits while a budget is full.</summary>
+    async ValueTask QueueAsync(CancellationToken ct)
     {
-        await _budget.WaitForRoomAsync(ct).ConfigureAwait(false);
-        await _listenerBudget.WaitForRoomAsync(ct).ConfigureAwait(false);
-    }
-
-    void ReturnFrame(byte[] frame)
-    {
-        ArrayPool<byte>.Shared.Return(frame);
-        _budget.Release(frame.Length);
-        _listenerBudget.Release(frame.Length);
+        RequestSlot slot = _lastPending!;
+        _lastPending = null;
+        bool full = slot.Charge();
+        try
+        {
+            if (!_pending.Writer.TryWrite(slot))
+                await _pending.Writer.WriteAsync(slot, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            _ = slot.AbandonAsync(); // never queued, so the write loop will not release it
+            throw;
+        }
+        if (full)
+        {
+            await _budget.WaitForRoomAsync(ct).ConfigureAwait(false);
+            await _listenerBudget.WaitForRoomAsync(ct).ConfigureAwait(false);
+        }
     }
 
     static int ReadSize(ReadOnlySequence<byte> buffer)
@@ -297,7 +352,7 @@ public sealed class Connection
             {
                 // README §4.2: answer a too-new ApiVersions with a v0 body, error 35 and our ApiVersions range.
                 var ctx0 = NewContext(apiKey, 0, correlationId, null);
-                _lastPending = new Pending(ctx0, ValueTask.FromResult<IKafkaMessage?>(_router.UnsupportedApiVersionsResponse()), frame);
+                _lastPending = new RequestSlot(this, ctx0, ValueTask.FromResult<IKafkaMessage?>(_router.UnsupportedApiVersionsResponse()), frame);
                 return true;
             }
             _log.Warn($"connection from {_remote}: {ApiMessageTypes.Name(apiKey)} version {version} is not served (we serve {Math.Max(handler.MinVersion, handler.MinServedVersion)}-{handler.MaxVersion}); closing the connection");
@@ -327,7 +382,7 @@ public sealed class Connection
         {
             response = ValueTask.FromException<IKafkaMessage?>(e);
         }
-        _lastPending = new Pending(ctx, response, frame);
+        _lastPending = new RequestSlot(this, ctx, response, frame);
         return true;
     }
 
@@ -407,6 +462,26 @@ public sealed class Connection
 
     async Task WriteLoopAsync(PipeWriter output)
     {
+        try
+        {
+            await AnswerAsync(output).ConfigureAwait(false);
+        }
+        finally
+        {
+            // However answering ended, the read loop stops and every request still queued gives back its frame and
+            // budget once its handler is done; the channel completes when the read loop has ended.
+            _closed.Cancel();
+            var reader = _pending.Reader;
+            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var left))
+                    await left.AbandonAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    async Task AnswerAsync(PipeWriter output)
+    {
         // Records of a Fetch response are not copied into the response buffer: they go out from where they are,
         // the segment file (sendfile, KIOU_FETCH_ZERO_COPY=true) or the read buffer (one copy into the socket).
         using var writer = new KafkaWriter(4096) { DeferRecordsFrom = DeferRecordsFrom };
@@ -423,17 +498,17 @@ public sealed class Connection
                 }
                 catch (OperationCanceledException) when (_closed.IsCancellationRequested)
                 {
-                    ReturnFrame(pending.Frame);
+                    pending.Release();
                     continue;
                 }
                 catch (Exception e)
                 {
-                    ReturnFrame(pending.Frame);
+                    pending.Release();
                     _log.Error($"{pending.Context.Client}: {ApiMessageTypes.Name(pending.Context.ApiKey)} v{pending.Context.ApiVersion} failed inside the broker; closing the connection: {e}");
                     _closed.Cancel();
                     return;
                 }
-                ReturnFrame(pending.Frame);
+                pending.Release();
                 if (_closed.IsCancellationRequested)
                 {
                     (response as IDisposable)?.Dispose();

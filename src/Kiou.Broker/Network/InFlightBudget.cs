@@ -7,6 +7,8 @@ namespace Kiou.Broker.Network;
 /// pipelining large produce requests wait in TCP rather than in the broker's memory. One request is always taken,
 /// whatever its size, so a request larger than the limit still gets through.
 /// </summary>
+/// <remarks>Every change of the count and every check for waiters happen under one lock, so a release can never
+/// slip between a waiter's look at the count and its registration.</remarks>
 public sealed class InFlightBudget(long limit)
 {
     readonly object _gate = new();
@@ -15,21 +17,37 @@ public sealed class InFlightBudget(long limit)
 
     public long Limit { get; } = limit;
 
-    public long Bytes => Volatile.Read(ref _bytes);
+    public long Bytes
+    {
+        get
+        {
+            lock (_gate)
+                return _bytes;
+        }
+    }
 
     /// <summary>Counts <paramref name="bytes"/> in; true when the budget is now full.</summary>
-    public bool Add(long bytes) => Interlocked.Add(ref _bytes, bytes) >= Limit;
+    public bool Add(long bytes)
+    {
+        lock (_gate)
+        {
+            _bytes += bytes;
+            return _bytes >= Limit;
+        }
+    }
 
     public void Release(long bytes)
     {
-        if (Interlocked.Add(ref _bytes, -bytes) < Limit && Volatile.Read(ref _room) is not null)
+        TaskCompletionSource? room;
+        lock (_gate)
         {
-            lock (_gate)
-            {
-                _room?.TrySetResult();
-                _room = null;
-            }
+            _bytes -= bytes;
+            if (_bytes >= Limit || _room is null)
+                return;
+            room = _room;
+            _room = null;
         }
+        room.TrySetResult(); // continuations run asynchronously, never under the lock
     }
 
     /// <summary>Completes once the budget is below its limit.</summary>
@@ -40,7 +58,7 @@ public sealed class InFlightBudget(long limit)
             Task wait;
             lock (_gate)
             {
-                if (Volatile.Read(ref _bytes) < Limit)
+                if (_bytes < Limit)
                     return;
                 _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 wait = _room.Task;

@@ -30,6 +30,9 @@ public sealed class Listener : IAsyncDisposable
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
     public ListenerKind Kind => _kind;
 
+    /// <summary>Request bytes held by this listener's connections (read, not yet answered); for tests.</summary>
+    internal long QueuedRequestBytes => Volatile.Read(ref _budget)?.Bytes ?? 0;
+
     /// <summary>Binds and listens; throws <see cref="ConfigException"/> with a sentence for the operator when it can't.</summary>
     public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
     {
