@@ -28,13 +28,20 @@ public sealed partial class BrokerHandlers
         {
             return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
         }
-        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _);
-        if (request.MaxWaitMs <= 0 || bytes >= Math.Max(1, request.MinBytes) || anyError)
+        if (request.MaxWaitMs <= 0)
+            return Done(BuildFetchResponse(request, out _, out _, out _, seen: null));
+        var seen = new List<(PartitionLog Log, long HighWatermark)>();
+        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
+        if (bytes >= Math.Max(1, request.MinBytes) || anyError)
             return Done(response);
-        return LongPollAsync(ctx, request, response);
+        return LongPollAsync(ctx, request, response, seen);
     }
 
-    async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first)
+    // The wait is registered against the high watermarks that the reads which built the response saw, not read
+    // again afterwards: an append published after a read makes WaitForAppendAsync complete at once (it compares
+    // under the partition lock that publication takes), so no publish can slip between the check and the park.
+    async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first,
+        List<(PartitionLog Log, long HighWatermark)> seen)
     {
         long deadline = NowMs + request.MaxWaitMs;
         FetchResponse response = first;
@@ -43,7 +50,7 @@ public sealed partial class BrokerHandlers
             long remaining = deadline - NowMs;
             if (remaining <= 0)
                 return response;
-            var seen = WatermarksOf(request);
+            _config.BeforeFetchParks?.Invoke();
             response.Dispose();
             using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.ConnectionClosed))
             {
@@ -54,27 +61,17 @@ public sealed partial class BrokerHandlers
                 cts.Cancel();
                 ctx.ConnectionClosed.ThrowIfCancellationRequested();
             }
-            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _);
+            seen.Clear();
+            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
             if (bytes >= Math.Max(1, request.MinBytes) || anyError)
                 return response;
         }
     }
 
-    List<(PartitionLog Log, long HighWatermark)> WatermarksOf(FetchRequest request)
-    {
-        var list = new List<(PartitionLog, long)>();
-        foreach (var topic in request.Topics)
-        {
-            foreach (var p in topic.Partitions)
-            {
-                if (_logs.Get(topic.Topic, p.Partition) is { } log)
-                    list.Add((log, log.HighWatermark));
-            }
-        }
-        return list;
-    }
-
-    FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions)
+    /// <param name="seen">When given, receives each partition read without error with the high watermark that read
+    /// saw (what a long poll waits to pass).</param>
+    FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions,
+        List<(PartitionLog Log, long HighWatermark)>? seen)
     {
         var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
         long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
@@ -144,6 +141,7 @@ public sealed partial class BrokerHandlers
                     anyError = true;
                     continue;
                 }
+                seen?.Add((log, read.HighWatermark));
                 if (read.Records.Length == 0)
                 {
                     read.Dispose();
