@@ -37,9 +37,8 @@ public sealed partial class BrokerHandlers
         return LongPollAsync(ctx, request, response, seen);
     }
 
-    // The wait is registered against the high watermarks that the reads which built the response saw, not read
-    // again afterwards: an append published after a read makes WaitForAppendAsync complete at once (it compares
-    // under the partition lock that publication takes), so no publish can slip between the check and the park.
+    // The fetch parks (FetchPurgatory) with the high watermarks that the reads which built the response saw, not
+    // read again afterwards: an append published after a read releases it at once, so none can be missed.
     async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first,
         List<(PartitionLog Log, long HighWatermark)> seen)
     {
@@ -52,15 +51,9 @@ public sealed partial class BrokerHandlers
                 return response;
             _config.BeforeFetchParks?.Invoke();
             response.Dispose();
-            using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.ConnectionClosed))
-            {
-                var waits = new List<Task>(seen.Count + 1) { Task.Delay(TimeSpan.FromMilliseconds(remaining), _time, cts.Token) };
-                foreach (var (log, hw) in seen)
-                    waits.Add(log.WaitForAppendAsync(hw, cts.Token));
-                await Task.WhenAny(waits).ConfigureAwait(false);
-                cts.Cancel();
-                ctx.ConnectionClosed.ThrowIfCancellationRequested();
-            }
+            using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.ConnectionClosed))
+                await parked.Task.ConfigureAwait(false);
+            ctx.ConnectionClosed.ThrowIfCancellationRequested();
             seen.Clear();
             response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
             if (bytes >= Math.Max(1, request.MinBytes) || anyError)
