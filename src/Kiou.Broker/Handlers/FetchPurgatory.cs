@@ -71,8 +71,8 @@ sealed class FetchPurgatory
         {
             if (!_byPartition.Remove(log, out var list))
                 return;
-            foreach (var parked in list.ToArray())
-                CompleteLocked(parked);
+            foreach (var parked in list)
+                CompleteLocked(parked); // touches the lists still registered, not this one
         }
     }
 
