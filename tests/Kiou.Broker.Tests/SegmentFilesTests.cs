@@ -66,7 +66,7 @@ public sealed class SegmentFilesTests
         return response.Responses.Single().Partitions.Single();
     }
 
-    sealed class Wire(Socket socket) : IDisposable
+    internal sealed class Wire(Socket socket) : IDisposable
     {
         int _correlation;
 

@@ -19,6 +19,7 @@ public sealed partial class BrokerHandlers
     readonly RequestRouter _router;
     readonly TimeProvider _time;
     readonly Log _log;
+    readonly FetchPurgatory _fetchPurgatory;
 
     /// <summary>The only leader epoch on a single node: stamped in batches, reported in Metadata, checked in Fetch.</summary>
     public const int LeaderEpoch = 0;
@@ -31,6 +32,7 @@ public sealed partial class BrokerHandlers
         _router = router;
         _time = time;
         _log = log;
+        _fetchPurgatory = new FetchPurgatory(time);
     }
 
     public void RegisterAll()

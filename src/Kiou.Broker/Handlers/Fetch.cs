@@ -28,13 +28,19 @@ public sealed partial class BrokerHandlers
         {
             return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
         }
-        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _);
-        if (request.MaxWaitMs <= 0 || bytes >= Math.Max(1, request.MinBytes) || anyError)
+        if (request.MaxWaitMs <= 0)
+            return Done(BuildFetchResponse(request, out _, out _, out _, seen: null));
+        var seen = new List<(PartitionLog Log, long HighWatermark)>();
+        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
+        if (bytes >= Math.Max(1, request.MinBytes) || anyError)
             return Done(response);
-        return LongPollAsync(ctx, request, response);
+        return LongPollAsync(ctx, request, response, seen);
     }
 
-    async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first)
+    // The fetch parks (FetchPurgatory) with the high watermarks that the reads which built the response saw, not
+    // read again afterwards: an append published after a read releases it at once, so none can be missed.
+    async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first,
+        List<(PartitionLog Log, long HighWatermark)> seen)
     {
         long deadline = NowMs + request.MaxWaitMs;
         FetchResponse response = first;
@@ -43,38 +49,22 @@ public sealed partial class BrokerHandlers
             long remaining = deadline - NowMs;
             if (remaining <= 0)
                 return response;
-            var seen = WatermarksOf(request);
+            _config.BeforeFetchParks?.Invoke();
             response.Dispose();
-            using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.ConnectionClosed))
-            {
-                var waits = new List<Task>(seen.Count + 1) { Task.Delay(TimeSpan.FromMilliseconds(remaining), _time, cts.Token) };
-                foreach (var (log, hw) in seen)
-                    waits.Add(log.WaitForAppendAsync(hw, cts.Token));
-                await Task.WhenAny(waits).ConfigureAwait(false);
-                cts.Cancel();
-                ctx.ConnectionClosed.ThrowIfCancellationRequested();
-            }
-            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _);
+            using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.ConnectionClosed))
+                await parked.Task.ConfigureAwait(false);
+            ctx.ConnectionClosed.ThrowIfCancellationRequested();
+            seen.Clear();
+            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
             if (bytes >= Math.Max(1, request.MinBytes) || anyError)
                 return response;
         }
     }
 
-    List<(PartitionLog Log, long HighWatermark)> WatermarksOf(FetchRequest request)
-    {
-        var list = new List<(PartitionLog, long)>();
-        foreach (var topic in request.Topics)
-        {
-            foreach (var p in topic.Partitions)
-            {
-                if (_logs.Get(topic.Topic, p.Partition) is { } log)
-                    list.Add((log, log.HighWatermark));
-            }
-        }
-        return list;
-    }
-
-    FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions)
+    /// <param name="seen">When given, receives each partition read without error with the high watermark that read
+    /// saw (what a long poll waits to pass).</param>
+    FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions,
+        List<(PartitionLog Log, long HighWatermark)>? seen)
     {
         var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
         long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
@@ -144,6 +134,7 @@ public sealed partial class BrokerHandlers
                     anyError = true;
                     continue;
                 }
+                seen?.Add((log, read.HighWatermark));
                 if (read.Records.Length == 0)
                 {
                     read.Dispose();

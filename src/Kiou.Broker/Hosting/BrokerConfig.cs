@@ -53,6 +53,9 @@ public sealed record BrokerConfig
     internal Func<Task>? BeforeGroupLoad { get; init; }
     /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>
     internal Func<Kiou.Storage.Devices.ILogDevice, Kiou.Storage.Devices.ILogDevice>? WrapDevice { get; init; }
+    /// <summary>Test seam: runs after a long-poll fetch built a response with too few bytes, before it parks
+    /// (widens the window a publish could slip through).</summary>
+    internal Action? BeforeFetchParks { get; init; }
 
     public string EffectiveAdvertisedHost =>
         AdvertisedHost ?? (Host is "0.0.0.0" or "::" or "" ? "127.0.0.1" : Host);
