@@ -33,6 +33,9 @@ internal static class Recovery
 {
     public const string CleanShutdownMarker = ".kiou-clean-shutdown";
     public const string RecoveryPointFile = ".kiou-recovery-point";
+
+    /// <summary>The recovery point and the clean marker are one short line; anything larger is damage.</summary>
+    private const int MarkerMaxBytes = 4096;
     public const string QuarantineDirectory = "quarantine";
     private const int ScanBufferBytes = 1 << 20; // 1 MiB sequential reads
 
@@ -472,19 +475,7 @@ internal static class Recovery
         string digits = offset.ToString(CultureInfo.InvariantCulture);
         uint crc = Crc32C.Compute(System.Text.Encoding.ASCII.GetBytes(digits));
         byte[] bytes = System.Text.Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{digits} {crc:x8}\n"));
-        string path = Path.Combine(directory, RecoveryPointFile);
-        string temp = path + ".tmp";
-        using (SafeFileHandle handle = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            RandomAccess.Write(handle, bytes, 0);
-            int rc = FileSync.DataSync(handle);
-            if (rc < 0)
-            {
-                throw new IOException($"fdatasync of {temp} failed: {ErrnoNames.Describe(rc)}", -rc);
-            }
-        }
-
-        File.Move(temp, path, overwrite: true);
+        SmallFiles.WriteAtomically(Path.Combine(directory, RecoveryPointFile), bytes);
         FileSync.SyncDirectory(directory);
     }
 
@@ -496,7 +487,7 @@ internal static class Recovery
             return null;
         }
 
-        string text = File.ReadAllText(path);
+        string text = SmallFiles.ReadAllText(path, MarkerMaxBytes) ?? string.Empty;
         string[] parts = text.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length == 2
             && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out long offset)
@@ -523,7 +514,7 @@ internal static class Recovery
             return null;
         }
 
-        string text = File.ReadAllText(path);
+        string text = SmallFiles.ReadAllText(path, MarkerMaxBytes) ?? string.Empty;
         File.Delete(path);
         string[] parts = text.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length is 2 or 3
@@ -597,13 +588,24 @@ internal static class Recovery
         }
 
         long relativeLimit = nextBase is { } n ? n - segment.BaseOffset : (long)int.MaxValue + 1;
-        if (!OffsetIndex.TryLoad(File.ReadAllBytes(segment.IndexPath), relativeLimit, Math.Max(fileLength, 1), out OffsetIndex index, out reason))
+        // At most one entry (8 or 12 bytes) per batch, and a batch takes more than that: an index larger than its
+        // log is not read at all.
+        int indexMaxBytes = Math.Max(fileLength, 4096);
+        byte[]? offsetIndexBytes = SmallFiles.ReadAllBytes(segment.IndexPath, indexMaxBytes);
+        byte[]? timeIndexBytes = SmallFiles.ReadAllBytes(segment.TimeIndexPath, indexMaxBytes);
+        if (offsetIndexBytes is null || timeIndexBytes is null)
+        {
+            reason = "an index file is larger than its log";
+            return false;
+        }
+
+        if (!OffsetIndex.TryLoad(offsetIndexBytes, relativeLimit, Math.Max(fileLength, 1), out OffsetIndex index, out reason))
         {
             reason = "offset index: " + reason;
             return false;
         }
 
-        if (!TimeIndex.TryLoad(File.ReadAllBytes(segment.TimeIndexPath), relativeLimit, out TimeIndex timeIndex, out reason))
+        if (!TimeIndex.TryLoad(timeIndexBytes, relativeLimit, out TimeIndex timeIndex, out reason))
         {
             reason = "time index: " + reason;
             return false;

@@ -314,24 +314,8 @@ internal sealed class Segment
     /// </summary>
     public void WriteIndexFiles()
     {
-        WriteAtomically(IndexPath, Index.Serialize());
-        WriteAtomically(TimeIndexPath, TimeIndex.Serialize());
-    }
-
-    private static void WriteAtomically(string path, byte[] bytes)
-    {
-        string temp = path + ".tmp";
-        using (var handle = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            RandomAccess.Write(handle, bytes, 0);
-            int rc = FileSync.DataSync(handle);
-            if (rc < 0)
-            {
-                throw new IOException($"fdatasync of {temp} failed: {ErrnoNames.Describe(rc)}", -rc);
-            }
-        }
-
-        File.Move(temp, path, overwrite: true);
+        SmallFiles.WriteAtomically(IndexPath, Index.Serialize());
+        SmallFiles.WriteAtomically(TimeIndexPath, TimeIndex.Serialize());
     }
 
     public void DeleteIndexFiles()

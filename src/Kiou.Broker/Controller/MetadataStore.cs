@@ -61,8 +61,12 @@ public sealed class MetadataStore
         Snapshot? snapshot = null;
         try
         {
-            byte[] bytes = File.ReadAllBytes(_path);
-            if (bytes.Length == 0)
+            byte[]? bytes = SmallFiles.ReadAllBytes(_path, MaxFileBytes);
+            if (bytes is null)
+            {
+                why = $"it is larger than {MaxFileBytes} bytes, far more than the metadata of {ClusterController.DefaultMaxPartitions} topics takes";
+            }
+            else if (bytes.Length == 0)
             {
                 why = "it is empty";
             }
@@ -189,6 +193,7 @@ public sealed class MetadataStore
 
     // 1 MiB: room for a snapshot of several thousand topics, small against any data disk.
     const int ReserveBytes = 1 << 20;
+    const int MaxFileBytes = 256 << 20;
     const int ReserveHeadroom = 8;
 
     static void TryDelete(string path)
@@ -210,7 +215,8 @@ public sealed class MetadataStore
     {
         try
         {
-            foreach (string line in File.ReadAllLines(_metaProperties))
+            string text = SmallFiles.ReadAllText(_metaProperties, 64 * 1024) ?? string.Empty; // a few lines; larger is damage
+            foreach (string line in text.Split('\n'))
             {
                 if (line.StartsWith("cluster.id=", StringComparison.Ordinal) && line.Length > "cluster.id=".Length)
                     return line["cluster.id=".Length..].Trim();

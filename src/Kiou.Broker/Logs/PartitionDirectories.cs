@@ -77,7 +77,8 @@ public static partial class PartitionDirectories
             if (!File.Exists(path))
                 return null;
             Span<byte> bytes = stackalloc byte[18];
-            foreach (string line in File.ReadAllLines(path))
+            string text = Kiou.Storage.SmallFiles.ReadAllText(path, 64 * 1024) ?? string.Empty; // a few lines; larger is damage
+            foreach (string line in text.Split('\n'))
             {
                 if (!line.StartsWith("topic_id:", StringComparison.Ordinal))
                     continue;
