@@ -7,6 +7,8 @@
 #   bench/run.sh --suite reqpath  produce and consume with KIOU_FETCH_ZERO_COPY=false and true (request path)
 #   bench/run.sh --suite validate [--baseline BROKER]  compressed 1 KiB produce per codec (produce-time validation);
 #     BROKER: a build of other code (e.g. before a change) run row by row against this one
+#   bench/run.sh --suite compare --baseline BROKER  produce/consume/durable/latency rows, this build against BROKER
+#     (build BROKER from an older commit: scripts/build-baseline.sh REF prints its path)
 # Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp),
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:
 #   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU

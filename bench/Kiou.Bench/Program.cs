@@ -14,6 +14,7 @@ using Kiou.Bench;
 //     latency: scenario 5 (end-to-end latency at 10,000 records/s) per write mode (--modes, default uring,uring-ring,sync)
 //     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
 //     validate: compressed 1 KiB produce per codec; --baseline BROKER runs another build (the code before) alongside
+//     compare: produce, consume, durable and latency rows, this build against --baseline BROKER (and latency against sync)
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 string? baseline = null;
@@ -248,6 +249,69 @@ else if (suite == "validate")
             ratios.Add(($"produce 1 KiB {codec.ToString().ToLowerInvariant()} (after/before)", medians["after"].RecordsPerSecond / before.RecordsPerSecond, medians["after"].CpuSecondsPerGB / before.CpuSecondsPerGB));
     }
 }
+else if (suite == "compare")
+{
+    // Before and after a change to the storage or request path (issue 12): the produce, consume, durable and latency
+    // rows, each run by every contender --rounds times with their order alternating, a fresh broker per run, and the
+    // median round reported. Contenders: --baseline BROKER (the code before) and this build with KIOU_IO=uring; the
+    // latency row also runs this build's sync path, the reference the io_uring path must not be slower than.
+    if (baseline is null)
+    {
+        Console.Error.WriteLine("--suite compare needs --baseline BROKER (a build of the code before the change)");
+        return 2;
+    }
+    long n100 = (long)(1_500_000 * scale), n1k = (long)(500_000 * scale);
+    var rows = new (string Name, string Flush, string[] Contenders, Func<BrokerUnderTest, string, RunResult> Run, bool Latency)[]
+    {
+        ("produce 100 B, acks=1", "roll", ["before", "after"], (b, l) => Load.Produce($"{l} produce 100 B, acks=1", b, NewTopic(b, 1), 1, 100, n100, Acks.Leader, 1048576), false),
+        ("produce 1 KiB, acks=1", "roll", ["before", "after"], (b, l) => Load.Produce($"{l} produce 1 KiB, acks=1", b, NewTopic(b, 1), 1, 1024, n1k, Acks.Leader, 1048576), false),
+        ("consume 1 KiB from the beginning", "roll", ["before", "after"], (b, l) =>
+        {
+            string t = NewTopic(b, 1);
+            Load.Produce($"{l} fill", b, t, 1, 1024, n1k, Acks.Leader, 1048576);
+            return Load.Consume($"{l} consume 1 KiB from the beginning", b, t, 1, n1k);
+        }, false),
+        ("produce 1 KiB, acks=all, KIOU_FLUSH=always", "always", ["before", "after"], (b, l) => Load.Produce($"{l} produce 1 KiB, acks=all, KIOU_FLUSH=always", b, NewTopic(b, 1), 1, 1024, n1k, Acks.All, 1048576), false),
+        ("end-to-end latency at 10,000 rec/s", "roll", ["before", "after", "after-sync"], (b, l) => Load.Latency($"{l} end-to-end latency at 10,000 rec/s", b, NewTopic(b, 1), 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), true),
+    };
+    foreach (var row in rows)
+    {
+        if (only is not null && !row.Name.Contains(only, StringComparison.OrdinalIgnoreCase))
+            continue;
+        var byLabel = row.Contenders.ToDictionary(c => c, _ => new List<RunResult>());
+        for (int round = 0; round < rounds; round++)
+        {
+            foreach (string label in round % 2 == 0 ? row.Contenders : row.Contenders.Reverse().ToArray())
+            {
+                using var b = BrokerUnderTest.Start(label == "before" ? baseline : broker, dataRoot, Env(label == "after-sync" ? "sync" : "uring", row.Flush));
+                var r = row.Run(b, label);
+                byLabel[label].Add(r);
+                Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.CpuSecondsPerGB:F2} CPU-s/GB" + (r.P50Ms is null ? "" : $", p50 {r.P50Ms:F2} ms, p99 {r.P99Ms:F2} ms"));
+            }
+        }
+        var medians = new Dictionary<string, RunResult>();
+        foreach (string label in row.Contenders)
+        {
+            // Throughput rows: the median by records/s; the latency row: the median by p50.
+            var sorted = row.Latency ? byLabel[label].OrderBy(r => r.P50Ms).ToList() : byLabel[label].OrderBy(r => r.RecordsPerSecond).ToList();
+            RunResult median = sorted[sorted.Count / 2];
+            string all = row.Latency
+                ? string.Join(" ", sorted.Select(r => r.P50Ms!.Value.ToString("F2", CultureInfo.InvariantCulture)))
+                : string.Join(" ", sorted.Select(r => r.RecordsPerSecond.ToString("N0", CultureInfo.InvariantCulture)));
+            Report("compare-" + label, median with { Name = $"{median.Name} (median of {sorted.Count}: {all})" }, row.Latency ? "-" : "loopback", row.Latency ? 0 : loopback);
+            medians[label] = median;
+        }
+        if (row.Latency)
+        {
+            ratios.Add(($"{row.Name}: p50 after / before", medians["after"].P50Ms!.Value / medians["before"].P50Ms!.Value, double.NaN));
+            ratios.Add(($"{row.Name}: p50 after / sync path", medians["after"].P50Ms!.Value / medians["after-sync"].P50Ms!.Value, double.NaN));
+        }
+        else
+        {
+            ratios.Add(($"{row.Name} (after/before)", medians["after"].RecordsPerSecond / medians["before"].RecordsPerSecond, medians["after"].CpuSecondsPerGB / medians["before"].CpuSecondsPerGB));
+        }
+    }
+}
 else if (suite == "all")
 {
     using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
@@ -280,7 +344,7 @@ else if (suite == "all")
 }
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath or validate");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, validate or compare");
     return 2;
 }
 
@@ -299,9 +363,9 @@ foreach (var (_, r, reference, ratio) in results)
 }
 if (ratios.Count > 0)
 {
-    md.AppendLine().AppendLine("| row | records/s ratio | CPU-s/GB ratio |").AppendLine("|---|---:|---:|");
+    md.AppendLine().AppendLine("| row | records/s ratio (latency rows: p50 ratio) | CPU-s/GB ratio |").AppendLine("|---|---:|---:|");
     foreach (var (row, rec, cpu) in ratios)
-        md.AppendLine(CultureInfo.InvariantCulture, $"| {row} | {rec:F2} | {cpu:F2} |");
+        md.AppendLine(CultureInfo.InvariantCulture, $"| {row} | {rec:F2} | {(double.IsNaN(cpu) ? "-" : cpu.ToString("F2", CultureInfo.InvariantCulture))} |");
 }
 if (env.TryGetValue("broker_idle_rss_MiB", out var idleRss))
     md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Idle broker RSS: {idleRss:F0} MiB.");
