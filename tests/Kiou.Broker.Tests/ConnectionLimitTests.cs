@@ -457,3 +457,62 @@ public sealed class ManyConnectionsTests
         return 0;
     }
 }
+
+/// <summary>The broker's resident memory, measured from outside (/proc/&lt;pid&gt;/status of a child broker).</summary>
+public sealed class DeclaredSizeRssTests
+{
+    /// <summary>
+    /// Twenty connections each declare a 100 MB request, send 70 kB and stall: the broker stays under 300 MiB RSS,
+    /// and once they are gone it is back near where it was idle.
+    /// </summary>
+    [Fact]
+    public async Task Declared_sizes_that_never_arrive_keep_the_broker_small()
+    {
+        string dataDir = Path.Combine(Path.GetTempPath(), "kiou-rss-" + Guid.NewGuid().ToString("N"));
+        var sockets = new List<Socket>();
+        try
+        {
+            using var broker = BrokerProcess.Start(dataDir);
+            await Clients.CreateTopicAsync(broker.Bootstrap, "rss", 1);
+            using (var producer = Clients.Producer(broker.Bootstrap, Acks.Leader))
+                await producer.ProduceAsync(new TopicPartition("rss", 0), new Message<byte[]?, byte[]?> { Value = [1] });
+            await Task.Delay(500);
+            long idleMiB = ManyConnectionsTests.RssKiB(broker.ProcessId) >> 10;
+
+            byte[] start = new byte[4 + 70_000];
+            BinaryPrimitives.WriteInt32BigEndian(start, 100_000_000);
+            BinaryPrimitives.WriteInt16BigEndian(start.AsSpan(4), 0); // Produce
+            BinaryPrimitives.WriteInt16BigEndian(start.AsSpan(6), 7);
+            var ep = new IPEndPoint(IPAddress.Loopback, broker.Port);
+            for (int i = 0; i < 20; i++)
+            {
+                var s = await ConnectionLimitTests.ConnectAsync(ep);
+                sockets.Add(s);
+                await s.SendAsync(start, SocketFlags.None); // then stall
+            }
+            await Task.Delay(1000);
+            long stalledMiB = ManyConnectionsTests.RssKiB(broker.ProcessId) >> 10;
+            foreach (var s in sockets)
+                s.Dispose();
+            sockets.Clear();
+            await Task.Delay(1000);
+            long afterMiB = ManyConnectionsTests.RssKiB(broker.ProcessId) >> 10;
+            Console.Error.WriteLine($"[declared sizes] broker RSS idle {idleMiB} MiB, with 20 stalled 100 MB requests {stalledMiB} MiB, after {afterMiB} MiB");
+            Assert.True(stalledMiB < 300, $"the broker holds {stalledMiB} MiB RSS (idle: {idleMiB} MiB) while 20 connections have declared 100 MB each and sent 70 kB");
+            Assert.True(afterMiB < idleMiB + 100, $"the broker holds {afterMiB} MiB RSS after the stalled connections closed (idle: {idleMiB} MiB)");
+            Assert.Equal(0, broker.Terminate(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            foreach (var s in sockets)
+                s.Dispose();
+            try
+            {
+                Directory.Delete(dataDir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}

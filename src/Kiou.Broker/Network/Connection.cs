@@ -554,9 +554,12 @@ public sealed class Connection
                 {
                     response = await pending.Response.ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (_closed.IsCancellationRequested)
+                catch (OperationCanceledException) when (_stopReading.IsCancellationRequested)
                 {
+                    // A handler that gave up because the connection is stopping (a parked join): its answer is
+                    // missing, so the connection ends here, the answers before it sent.
                     pending.Release();
+                    _closed.Cancel();
                     continue;
                 }
                 catch (Exception e)
