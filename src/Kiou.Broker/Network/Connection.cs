@@ -38,8 +38,10 @@ public sealed class Connection
     long _lastActiveMs = Environment.TickCount64;
     long _frameStartedMs;
     int _inFlight;
+    int _unsent; // answers written but not yet handed to the socket (a client not reading keeps it set)
     int _partialBytes;
     int _closing;
+    long _closingSinceMs;
 
     /// <summary>
     /// A request whose response is not sent yet. It owns its frame buffer and its charge to both budgets and gives
@@ -113,8 +115,8 @@ public sealed class Connection
 
     public EndPoint? Remote => _remote;
 
-    /// <summary>No request read and unanswered, none partly arrived.</summary>
-    internal bool IsIdle => Volatile.Read(ref _inFlight) == 0 && Volatile.Read(ref _frameStartedMs) == 0;
+    /// <summary>No request read and unanswered, no answer unsent, none partly arrived.</summary>
+    internal bool IsIdle => Volatile.Read(ref _inFlight) == 0 && Volatile.Read(ref _unsent) == 0 && Volatile.Read(ref _frameStartedMs) == 0;
 
     /// <summary>When bytes last arrived or a request was last answered (Environment.TickCount64 ms).</summary>
     internal long LastActiveMs => Volatile.Read(ref _lastActiveMs);
@@ -126,7 +128,16 @@ public sealed class Connection
     internal int PartialRequestBytes => Volatile.Read(ref _partialBytes);
 
     /// <summary>True for the first caller only: the listener closes a connection, and counts it as closing, once.</summary>
-    internal bool TryMarkClosing() => Interlocked.Exchange(ref _closing, 1) == 0;
+    internal bool TryMarkClosing()
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+            return false;
+        Volatile.Write(ref _closingSinceMs, Environment.TickCount64);
+        return true;
+    }
+
+    /// <summary>When the listener asked it to close (Environment.TickCount64 ms).</summary>
+    internal long ClosingSinceMs => Volatile.Read(ref _closingSinceMs);
 
     internal bool IsMarkedClosing => Volatile.Read(ref _closing) != 0;
 
@@ -569,6 +580,7 @@ public sealed class Connection
                     _closed.Cancel();
                     return;
                 }
+                Volatile.Write(ref _unsent, 1); // before the release, so the connection never looks idle in between
                 pending.Release();
                 if (_closed.IsCancellationRequested)
                 {
@@ -613,6 +625,8 @@ public sealed class Connection
             if (!_closed.IsCancellationRequested)
             {
                 FlushResult flushed = await output.FlushAsync(_closed.Token).ConfigureAwait(false);
+                Volatile.Write(ref _lastActiveMs, Environment.TickCount64);
+                Volatile.Write(ref _unsent, 0);
                 if (flushed.IsCompleted)
                     _closed.Cancel();
             }

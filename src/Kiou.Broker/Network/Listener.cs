@@ -49,6 +49,8 @@ public sealed class Listener : IAsyncDisposable
     /// <summary>Request bytes held by this listener's connections (read, not yet answered); for tests.</summary>
     internal long QueuedRequestBytes => Volatile.Read(ref _budget)?.Bytes ?? 0;
 
+    // The scans below enumerate the dictionary itself: lock-free and without the snapshot that Keys copies.
+
     /// <summary>Open connections; for tests.</summary>
     internal int ConnectionCount => _connections.Count;
 
@@ -58,7 +60,7 @@ public sealed class Listener : IAsyncDisposable
         get
         {
             long sum = 0;
-            foreach (var c in _connections.Keys)
+            foreach (var (c, _) in _connections)
                 sum += c.PartialRequestBytes;
             return sum;
         }
@@ -235,7 +237,7 @@ public sealed class Listener : IAsyncDisposable
     {
         Connection? oldest = null;
         long oldestMs = long.MaxValue;
-        foreach (var c in _connections.Keys)
+        foreach (var (c, _) in _connections)
         {
             if (c.IsMarkedClosing || !c.IsIdle)
                 continue;
@@ -306,10 +308,16 @@ public sealed class Listener : IAsyncDisposable
     {
         int idle = 0, slow = 0;
         Connection? firstIdle = null;
-        foreach (var c in _connections.Keys)
+        foreach (var (c, _) in _connections)
         {
             if (c.IsMarkedClosing)
+            {
+                // Closed gracefully and still sending to a client that does not read: its socket is closed under it,
+                // as at shutdown.
+                if (now - c.ClosingSinceMs > (long)CloseGrace.TotalMilliseconds)
+                    c.Abort();
                 continue;
+            }
             long started = c.FrameStartedMs;
             if (started != 0 && now - started > arrivalMs)
             {
