@@ -46,10 +46,9 @@ public sealed partial class BrokerHandlers
 
     static async ValueTask<IKafkaMessage?> Later<T>(Task<T> task) where T : IKafkaMessage => await task.ConfigureAwait(false);
 
-    /// <summary>A parked JoinGroup / SyncGroup stops waiting when its connection closes (or the broker stops); the
-    /// member itself stays in the group until the phase completes or times out, as in Kafka.</summary>
-    // A join or sync still waiting when its connection stops reading (shutdown, or the connection being closed) is
-    // dropped with the connection: its answer may be far off.
+    /// <summary>A parked JoinGroup / SyncGroup stops waiting when its connection stops reading (it is closing, or the
+    /// broker stops) and is dropped with the connection, its answer being possibly far off; the member itself stays in
+    /// the group until the phase completes or times out, as in Kafka.</summary>
     static async ValueTask<IKafkaMessage?> Parked<T>(Task<T> task, CancellationToken stopping) where T : IKafkaMessage =>
         await task.WaitAsync(stopping).ConfigureAwait(false);
 
