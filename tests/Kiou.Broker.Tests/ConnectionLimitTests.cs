@@ -362,6 +362,30 @@ public sealed class ConnectionLimitTests
         Assert.True(Volatile.Read(ref rebuilds) <= 3, $"the response was built {rebuilds} times for 201 appends");
     }
 
+    [Fact]
+    public void The_settings_are_read_from_the_environment_with_Kafkas_defaults()
+    {
+        var d = Kiou.Broker.Hosting.BrokerConfig.FromEnvironment(_ => null);
+        Assert.Equal(10_000, d.MaxConnections);
+        Assert.Equal(int.MaxValue, d.MaxConnectionsPerIp);
+        Assert.Equal(600_000, d.ConnectionsMaxIdleMs);
+        Assert.Equal(30_000, d.RequestArrivalTimeoutMs);
+        var env = new Dictionary<string, string>
+        {
+            ["KIOU_MAX_CONNECTIONS"] = "50",
+            ["KIOU_MAX_CONNECTIONS_PER_IP"] = "7",
+            ["KIOU_CONNECTIONS_MAX_IDLE_MS"] = "-1",
+            ["KIOU_REQUEST_ARRIVAL_TIMEOUT_MS"] = "1234",
+        };
+        var c = Kiou.Broker.Hosting.BrokerConfig.FromEnvironment(k => env.GetValueOrDefault(k));
+        Assert.Equal((50, 7, -1L, 1234L), (c.MaxConnections, c.MaxConnectionsPerIp, c.ConnectionsMaxIdleMs, c.RequestArrivalTimeoutMs));
+        var zero = Assert.Throws<Kiou.Broker.Hosting.ConfigException>(() =>
+            Kiou.Broker.Hosting.BrokerConfig.FromEnvironment(k => k == "KIOU_CONNECTIONS_MAX_IDLE_MS" ? "0" : null));
+        Assert.Contains("KIOU_CONNECTIONS_MAX_IDLE_MS", zero.Message);
+        Assert.Throws<Kiou.Broker.Hosting.ConfigException>(() =>
+            Kiou.Broker.Hosting.BrokerConfig.FromEnvironment(k => k == "KIOU_MAX_CONNECTIONS" ? "0" : null));
+    }
+
     internal static async Task WaitUntil(Func<bool> condition, string what, int timeoutMs = 10_000)
     {
         var clock = Stopwatch.StartNew();
