@@ -11,7 +11,10 @@ namespace Kiou.Broker.Handlers;
 //   min(MaxBytes, KIOU_FETCH_MAX_BYTES); the first batch of the first partition with data is returned whole even
 //   when larger (Kafka's rule, so a large batch can't block a consumer);
 // - long polling: with fewer than MinBytes available the request parks until an append to one of its partitions
-//   publishes (woken by that append, not by a timer) or MaxWaitMs passes;
+//   publishes (woken by that append, not by a timer) or MaxWaitMs passes; a woken fetch first adds up the
+//   partitions' BytesAvailable (cheap: no records read) and builds its response again only once MinBytes is
+//   reachable, as Kafka's DelayedFetch.tryComplete does; a connection that stops reading (shutdown) answers it with
+//   what there is;
 // - fetch sessions are declined: SessionId is always 0 and every request is a full fetch;
 // - with KIOU_FETCH_ZERO_COPY=true (default) record data is not read: the response carries file regions that the
 //   connection sends with sendfile(2) (docs/design/request-path.md); otherwise it is read into a pooled buffer and sent
@@ -31,40 +34,80 @@ public sealed partial class BrokerHandlers
         if (request.MaxWaitMs <= 0)
             return Done(BuildFetchResponse(request, out _, out _, out _, seen: null));
         var seen = new List<(PartitionLog Log, long HighWatermark)>();
-        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
+        var wants = new List<(long FetchOffset, int MaxBytes)>();
+        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
         if (bytes >= Math.Max(1, request.MinBytes) || anyError)
             return Done(response);
-        return LongPollAsync(ctx, request, response, seen);
+        return LongPollAsync(ctx, request, response, seen, wants);
     }
 
     // The fetch parks (FetchPurgatory) with the high watermarks that the reads which built the response saw, not
     // read again afterwards: an append published after a read releases it at once, so none can be missed.
     async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first,
-        List<(PartitionLog Log, long HighWatermark)> seen)
+        List<(PartitionLog Log, long HighWatermark)> seen, List<(long FetchOffset, int MaxBytes)> wants)
     {
         long deadline = NowMs + request.MaxWaitMs;
+        int minBytes = Math.Max(1, request.MinBytes);
         FetchResponse response = first;
         while (true)
         {
             long remaining = deadline - NowMs;
-            if (remaining <= 0)
+            if (remaining <= 0 || ctx.Stopping.IsCancellationRequested)
                 return response;
             _config.BeforeFetchParks?.Invoke();
             response.Dispose();
-            using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.ConnectionClosed))
-                await parked.Task.ConfigureAwait(false);
-            ctx.ConnectionClosed.ThrowIfCancellationRequested();
+            while (true)
+            {
+                using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.Stopping))
+                    await parked.Task.ConfigureAwait(false);
+                ctx.ConnectionClosed.ThrowIfCancellationRequested();
+                if (ctx.Stopping.IsCancellationRequested || NowMs >= deadline || MinBytesReachable(seen, wants, minBytes))
+                    break;
+            }
             seen.Clear();
-            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen);
-            if (bytes >= Math.Max(1, request.MinBytes) || anyError)
+            wants.Clear();
+            _config.OnFetchRebuilt?.Invoke();
+            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
+            if (bytes >= minBytes || anyError || ctx.Stopping.IsCancellationRequested)
                 return response;
         }
+    }
+
+    /// <summary>
+    /// After a wake-up: true when the response may now be worth building (MinBytes reachable, or a partition changed
+    /// in a way only a read can answer: moved below the fetch offset, or did not move at all). Otherwise each entry of
+    /// <paramref name="seen"/> takes the high watermark read before its bytes were counted, so an append after that
+    /// count wakes the fetch again.
+    /// </summary>
+    static bool MinBytesReachable(List<(PartitionLog Log, long HighWatermark)> seen, List<(long FetchOffset, int MaxBytes)> wants, int minBytes)
+    {
+        long bytes = 0;
+        bool moved = false;
+        for (int i = 0; i < seen.Count; i++)
+        {
+            var (log, before) = seen[i];
+            var (offset, maxBytes) = wants[i];
+            long hw = log.HighWatermark;
+            if (offset < log.LogStartOffset || offset > hw)
+                return true; // out of range now: the read answers it
+            moved |= hw != before;
+            try
+            {
+                bytes += Math.Min(log.BytesAvailable(offset), maxBytes);
+            }
+            catch (StorageException)
+            {
+                return true; // the read reports it
+            }
+            seen[i] = (log, hw);
+        }
+        return bytes >= minBytes || !moved;
     }
 
     /// <param name="seen">When given, receives each partition read without error with the high watermark that read
     /// saw (what a long poll waits to pass).</param>
     FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions,
-        List<(PartitionLog Log, long HighWatermark)>? seen)
+        List<(PartitionLog Log, long HighWatermark)>? seen, List<(long FetchOffset, int MaxBytes)>? wants = null)
     {
         var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
         long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
@@ -135,6 +178,7 @@ public sealed partial class BrokerHandlers
                     continue;
                 }
                 seen?.Add((log, read.HighWatermark));
+                wants?.Add((p.FetchOffset, Math.Max(0, p.PartitionMaxBytes)));
                 if (read.Records.Length == 0)
                 {
                     read.Dispose();

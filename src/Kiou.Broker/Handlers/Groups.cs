@@ -46,10 +46,11 @@ public sealed partial class BrokerHandlers
 
     static async ValueTask<IKafkaMessage?> Later<T>(Task<T> task) where T : IKafkaMessage => await task.ConfigureAwait(false);
 
-    /// <summary>A parked JoinGroup / SyncGroup stops waiting when its connection closes (or the broker stops); the
-    /// member itself stays in the group until the phase completes or times out, as in Kafka.</summary>
-    static async ValueTask<IKafkaMessage?> Parked<T>(Task<T> task, CancellationToken connectionClosed) where T : IKafkaMessage =>
-        await task.WaitAsync(connectionClosed).ConfigureAwait(false);
+    /// <summary>A parked JoinGroup / SyncGroup stops waiting when its connection stops reading (it is closing, or the
+    /// broker stops) and is dropped with the connection, its answer being possibly far off; the member itself stays in
+    /// the group until the phase completes or times out, as in Kafka.</summary>
+    static async ValueTask<IKafkaMessage?> Parked<T>(Task<T> task, CancellationToken stopping) where T : IKafkaMessage =>
+        await task.WaitAsync(stopping).ConfigureAwait(false);
 
     ValueTask<IKafkaMessage?> FindCoordinator(RequestContext ctx, FindCoordinatorRequest request)
     {
@@ -91,9 +92,9 @@ public sealed partial class BrokerHandlers
     }
 
     ValueTask<IKafkaMessage?> JoinGroup(RequestContext ctx, JoinGroupRequest request) =>
-        Parked(Groups.JoinGroup(request, ctx.ApiVersion, ctx.ClientId, ctx.Remote), ctx.ConnectionClosed);
+        Parked(Groups.JoinGroup(request, ctx.ApiVersion, ctx.ClientId, ctx.Remote), ctx.Stopping);
 
-    ValueTask<IKafkaMessage?> SyncGroup(RequestContext ctx, SyncGroupRequest request) => Parked(Groups.SyncGroup(request, ctx.ApiVersion), ctx.ConnectionClosed);
+    ValueTask<IKafkaMessage?> SyncGroup(RequestContext ctx, SyncGroupRequest request) => Parked(Groups.SyncGroup(request, ctx.ApiVersion), ctx.Stopping);
 
     ValueTask<IKafkaMessage?> Heartbeat(RequestContext ctx, HeartbeatRequest request) =>
         Done(new HeartbeatResponse { ErrorCode = Groups.Heartbeat(request, ctx.ApiVersion) });

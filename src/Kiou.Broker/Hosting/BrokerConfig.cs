@@ -39,7 +39,21 @@ public sealed record BrokerConfig
     /// <summary>KIOU_QUEUED_MAX_REQUEST_BYTES (Kafka's queued.max.request.bytes): request bytes read and not yet answered
     /// on one listener, all connections together, before its connections stop reading (default 32 MiB).</summary>
     public long QueuedMaxRequestBytes { get; init; } = 32L << 20;
+    /// <summary>KIOU_MAX_CONNECTIONS (Kafka's max.connections, counted per listener): at the limit a new connection
+    /// closes the least recently active idle one, or waits while none is idle.</summary>
     public int MaxConnections { get; init; } = 10000;
+
+    /// <summary>KIOU_MAX_CONNECTIONS_PER_IP (Kafka's max.connections.per.ip): beyond it a new connection from that
+    /// address is closed at once.</summary>
+    public int MaxConnectionsPerIp { get; init; } = int.MaxValue;
+
+    /// <summary>KIOU_CONNECTIONS_MAX_IDLE_MS (Kafka's connections.max.idle.ms): a connection with no request in
+    /// flight and no bytes moved for this long is closed; -1: never.</summary>
+    public long ConnectionsMaxIdleMs { get; init; } = 600_000;
+
+    /// <summary>KIOU_REQUEST_ARRIVAL_TIMEOUT_MS: once a request's first byte has arrived, the whole request must arrive
+    /// within this time or the connection is closed (the Kafka clients' request.timeout.ms default).</summary>
+    public long RequestArrivalTimeoutMs { get; init; } = 30_000;
 
     /// <summary>KIOU_MAX_PARTITIONS: partitions of all topics together; CreateTopics and CreatePartitions beyond it are
     /// refused before anything is written. Null: 10000, lowered at start-up to what the descriptor limit can hold.</summary>
@@ -56,6 +70,8 @@ public sealed record BrokerConfig
     /// <summary>Test seam: runs after a long-poll fetch built a response with too few bytes, before it parks
     /// (widens the window a publish could slip through).</summary>
     internal Action? BeforeFetchParks { get; init; }
+    /// <summary>Test seam: runs each time a woken long-poll fetch builds its response again.</summary>
+    internal Action? OnFetchRebuilt { get; init; }
 
     public string EffectiveAdvertisedHost =>
         AdvertisedHost ?? (Host is "0.0.0.0" or "::" or "" ? "127.0.0.1" : Host);
@@ -87,6 +103,10 @@ public sealed record BrokerConfig
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
             MaxPartitions = string.IsNullOrEmpty(env("KIOU_MAX_PARTITIONS")) ? null : Int(env, "KIOU_MAX_PARTITIONS", 0, 1, 1_000_000),
             MaxOpenSegmentFiles = Int(env, "KIOU_MAX_OPEN_SEGMENT_FILES", c.MaxOpenSegmentFiles, 1, 1 << 20),
+            MaxConnections = Int(env, "KIOU_MAX_CONNECTIONS", c.MaxConnections, 1, int.MaxValue),
+            MaxConnectionsPerIp = Int(env, "KIOU_MAX_CONNECTIONS_PER_IP", c.MaxConnectionsPerIp, 1, int.MaxValue),
+            ConnectionsMaxIdleMs = IdleMsOf(env),
+            RequestArrivalTimeoutMs = Int(env, "KIOU_REQUEST_ARRIVAL_TIMEOUT_MS", (int)c.RequestArrivalTimeoutMs, 1, int.MaxValue),
         };
         var g = c.Groups;
         c = c with
@@ -106,6 +126,14 @@ public sealed record BrokerConfig
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
             throw new ConfigException($"KIOU_GROUP_MIN_SESSION_TIMEOUT_MS ({c.Groups.MinSessionTimeoutMs}) is above KIOU_GROUP_MAX_SESSION_TIMEOUT_MS ({c.Groups.MaxSessionTimeoutMs})");
         return c;
+    }
+
+    static long IdleMsOf(Func<string, string?> env)
+    {
+        int ms = Int(env, "KIOU_CONNECTIONS_MAX_IDLE_MS", 600_000, -1, int.MaxValue);
+        if (ms == 0)
+            throw new ConfigException("KIOU_CONNECTIONS_MAX_IDLE_MS=0 is not valid: use a number of milliseconds above 0, or -1 to never close idle connections");
+        return ms;
     }
 
     static UringWriteMode UringWritesOf(string? v) => v switch

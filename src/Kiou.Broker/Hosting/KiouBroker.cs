@@ -47,6 +47,8 @@ public sealed class KiouBroker : IAsyncDisposable
 
     /// <summary>Request bytes the broker listener holds now (read, not yet answered); for tests.</summary>
     internal long QueuedRequestBytes => _broker.QueuedRequestBytes;
+    internal int ConnectionCount => _broker.ConnectionCount;
+    internal long PartialRequestBytes => _broker.PartialRequestBytes;
     public string IoMode => _device.Mode;
     public string BootstrapServers => $"{BrokerEndPoint.Address}:{BrokerEndPoint.Port}";
 

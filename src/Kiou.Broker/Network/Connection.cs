@@ -28,7 +28,20 @@ public sealed class Connection
     readonly ListenerKind _listener;
     readonly EndPoint? _remote;
     readonly CancellationTokenSource _closed;
+    // Cancelled to stop reading (shutdown, an idle or slow connection being closed, or _closed): what was read is
+    // still answered, then the connection ends.
+    readonly CancellationTokenSource _stopReading;
     readonly Channel<RequestSlot> _pending;
+
+    // For the listener's sweep (idle connections, requests arriving too slowly) and for choosing whom to close at
+    // KIOU_MAX_CONNECTIONS. Times are Environment.TickCount64 milliseconds; 0 in _frameStartedMs: no request started.
+    long _lastActiveMs = Environment.TickCount64;
+    long _frameStartedMs;
+    int _inFlight;
+    int _unsent; // answers written but not yet handed to the socket (a client not reading keeps it set)
+    int _partialBytes;
+    int _closing;
+    long _closingSinceMs;
 
     /// <summary>
     /// A request whose response is not sent yet. It owns its frame buffer and its charge to both budgets and gives
@@ -56,6 +69,8 @@ public sealed class Connection
             if (Interlocked.Exchange(ref _released, 1) != 0)
                 return;
             ArrayPool<byte>.Shared.Return(frame);
+            Volatile.Write(ref owner._lastActiveMs, Environment.TickCount64);
+            Interlocked.Decrement(ref owner._inFlight);
             if (_charged > 0)
             {
                 owner._budget.Release(_charged);
@@ -89,7 +104,8 @@ public sealed class Connection
         _log = log;
         _listener = listener;
         _remote = socket.RemoteEndPoint;
-        _closed = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
+        _closed = new CancellationTokenSource();
+        _stopReading = CancellationTokenSource.CreateLinkedTokenSource(shutdown, _closed.Token);
         _pending = Channel.CreateBounded<RequestSlot>(new BoundedChannelOptions(config.MaxInFlightRequestsPerConnection)
         {
             SingleReader = true,
@@ -99,12 +115,41 @@ public sealed class Connection
 
     public EndPoint? Remote => _remote;
 
-    /// <summary>Asks the connection to close; safe to call at any time, also after the connection has ended.</summary>
-    public void Close()
+    /// <summary>No request read and unanswered, no answer unsent, none partly arrived.</summary>
+    internal bool IsIdle => Volatile.Read(ref _inFlight) == 0 && Volatile.Read(ref _unsent) == 0 && Volatile.Read(ref _frameStartedMs) == 0;
+
+    /// <summary>When bytes last arrived or a request was last answered (Environment.TickCount64 ms).</summary>
+    internal long LastActiveMs => Volatile.Read(ref _lastActiveMs);
+
+    /// <summary>When the first byte of a request still arriving came; 0 when none is.</summary>
+    internal long FrameStartedMs => Volatile.Read(ref _frameStartedMs);
+
+    /// <summary>Bytes of a large request's buffer held while the rest of it arrives; for tests.</summary>
+    internal int PartialRequestBytes => Volatile.Read(ref _partialBytes);
+
+    /// <summary>True for the first caller only: the listener closes a connection, and counts it as closing, once.</summary>
+    internal bool TryMarkClosing()
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+            return false;
+        Volatile.Write(ref _closingSinceMs, Environment.TickCount64);
+        return true;
+    }
+
+    /// <summary>When the listener asked it to close (Environment.TickCount64 ms).</summary>
+    internal long ClosingSinceMs => Volatile.Read(ref _closingSinceMs);
+
+    internal bool IsMarkedClosing => Volatile.Read(ref _closing) != 0;
+
+    /// <summary>Asks the connection to close: it stops reading, answers the requests it has read, then ends. Safe to
+    /// call at any time, also after the connection has ended.</summary>
+    public void Close() => TryCancel(_stopReading);
+
+    static void TryCancel(CancellationTokenSource cts)
     {
         try
         {
-            _closed.Cancel();
+            cts.Cancel();
         }
         catch (ObjectDisposedException)
         {
@@ -116,7 +161,9 @@ public sealed class Connection
     {
         _socket.NoDelay = true;
         var stream = new NetworkStream(_socket, ownsSocket: true);
-        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true));
+        // Zero-byte reads: an idle connection waits for data without holding a buffer (as Kestrel does), so many
+        // idle connections cost no read buffers.
+        var input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true, useZeroByteReads: true));
         var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 65536, leaveOpen: true));
         Task writer = WriteLoopAsync(output);
         try
@@ -154,6 +201,7 @@ public sealed class Connection
         // or failing against one that reset. So the socket closes first and the pipes are only given back.
         await stream.DisposeAsync().ConfigureAwait(false);
         await CompletePipesAsync(input, output).ConfigureAwait(false);
+        _stopReading.Dispose();
         _closed.Dispose();
     }
 
@@ -161,7 +209,7 @@ public sealed class Connection
     /// returns. For shutdown, after <see cref="Close"/> has had its grace.</summary>
     public void Abort()
     {
-        Close();
+        TryCancel(_closed);
         try
         {
             _socket.Dispose();
@@ -203,10 +251,11 @@ public sealed class Connection
 
     async Task ReadLoopAsync(PipeReader input, Stream stream)
     {
-        var ct = _closed.Token;
+        var ct = _stopReading.Token;
         while (true)
         {
             ReadResult read = await input.ReadAsync(ct).ConfigureAwait(false);
+            Volatile.Write(ref _lastActiveMs, Environment.TickCount64);
             ReadOnlySequence<byte> buffer = read.Buffer;
             byte[]? partial = null;
             int partialSize = 0, partialHave = 0;
@@ -227,6 +276,7 @@ public sealed class Connection
                             // Take what the pipe has; the rest comes straight from the socket below, after AdvanceTo.
                             // The buffer grows as bytes arrive: a declared size alone takes no memory.
                             partial = ArrayPool<byte>.Shared.Rent(Math.Min(size, Math.Max(FirstDirectBuffer, (int)(buffer.Length - 4))));
+                            Volatile.Write(ref _partialBytes, partial.Length);
                             partialSize = size;
                             partialHave = (int)(buffer.Length - 4);
                             buffer.Slice(4).CopyTo(partial);
@@ -237,10 +287,15 @@ public sealed class Connection
                     byte[] frame = ArrayPool<byte>.Shared.Rent(size);
                     buffer.Slice(4, size).CopyTo(frame);
                     buffer = buffer.Slice(4 + size);
+                    Volatile.Write(ref _frameStartedMs, 0);
                     if (!Dispatch(frame, size))
                         return;
                     await QueueAsync(ct).ConfigureAwait(false);
                 }
+                // A request has started arriving: the deadline for the rest runs from now (time spent waiting for
+                // budget above is the broker's, not the client's).
+                if ((partial is not null || buffer.Length > 0) && Volatile.Read(ref _frameStartedMs) == 0)
+                    Volatile.Write(ref _frameStartedMs, Math.Max(1, Environment.TickCount64));
             }
             finally
             {
@@ -255,21 +310,27 @@ public sealed class Connection
                     try
                     {
                         if (partialHave == partial.Length)
+                        {
                             partial = Grow(partial, partialHave, partialSize);
+                            Volatile.Write(ref _partialBytes, partial.Length);
+                        }
                         n = await stream.ReadAsync(partial.AsMemory(partialHave, Math.Min(partialSize, partial.Length) - partialHave), ct).ConfigureAwait(false);
                     }
                     catch
                     {
-                        ArrayPool<byte>.Shared.Return(partial);
+                        ReturnPartial(partial);
                         throw;
                     }
                     if (n == 0)
                     {
-                        ArrayPool<byte>.Shared.Return(partial);
+                        ReturnPartial(partial);
                         return; // the client closed mid-request
                     }
+                    Volatile.Write(ref _lastActiveMs, Environment.TickCount64);
                     partialHave += n;
                 }
+                Volatile.Write(ref _partialBytes, 0);
+                Volatile.Write(ref _frameStartedMs, 0);
                 if (!Dispatch(partial, partialSize))
                     return;
                 await QueueAsync(ct).ConfigureAwait(false);
@@ -278,6 +339,12 @@ public sealed class Connection
             if (read.IsCompleted || read.IsCanceled)
                 return;
         }
+    }
+
+    void ReturnPartial(byte[] partial)
+    {
+        ArrayPool<byte>.Shared.Return(partial);
+        Volatile.Write(ref _partialBytes, 0);
     }
 
     /// <summary>The first buffer of a request read straight from the socket; common large requests fit it whole.</summary>
@@ -302,6 +369,7 @@ public sealed class Connection
     {
         RequestSlot slot = _lastPending!;
         _lastPending = null;
+        Interlocked.Increment(ref _inFlight); // until the slot's Release
         bool full = slot.Charge();
         try
         {
@@ -395,6 +463,7 @@ public sealed class Connection
         Remote = _remote,
         Listener = _listener,
         ConnectionClosed = _closed.Token,
+        Stopping = _stopReading.Token,
     };
 
     /// <summary>Records shorter than this are copied into the response buffer (one small send beats three syscalls).</summary>
@@ -496,9 +565,12 @@ public sealed class Connection
                 {
                     response = await pending.Response.ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (_closed.IsCancellationRequested)
+                catch (OperationCanceledException) when (_stopReading.IsCancellationRequested)
                 {
+                    // A handler that gave up because the connection is stopping (a parked join): its answer is
+                    // missing, so the connection ends here, the answers before it sent.
                     pending.Release();
+                    _closed.Cancel();
                     continue;
                 }
                 catch (Exception e)
@@ -508,6 +580,7 @@ public sealed class Connection
                     _closed.Cancel();
                     return;
                 }
+                Volatile.Write(ref _unsent, 1); // before the release, so the connection never looks idle in between
                 pending.Release();
                 if (_closed.IsCancellationRequested)
                 {
@@ -552,6 +625,8 @@ public sealed class Connection
             if (!_closed.IsCancellationRequested)
             {
                 FlushResult flushed = await output.FlushAsync(_closed.Token).ConfigureAwait(false);
+                Volatile.Write(ref _lastActiveMs, Environment.TickCount64);
+                Volatile.Write(ref _unsent, 0);
                 if (flushed.IsCompleted)
                     _closed.Cancel();
             }

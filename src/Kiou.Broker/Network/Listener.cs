@@ -5,7 +5,13 @@ using Kiou.Broker.Hosting;
 
 namespace Kiou.Broker.Network;
 
-/// <summary>Accepts TCP connections on one address and runs a <see cref="Connection"/> for each.</summary>
+/// <summary>
+/// Accepts TCP connections on one address and runs a <see cref="Connection"/> for each. Connection limits are Kafka's,
+/// counted per listener (docs/design/request-path.md): at KIOU_MAX_CONNECTIONS a new connection closes the least
+/// recently active idle one (no request in flight) or, while none is idle, waits to be accepted; beyond
+/// KIOU_MAX_CONNECTIONS_PER_IP a new connection from that address is closed at once. One sweep closes connections idle
+/// for KIOU_CONNECTIONS_MAX_IDLE_MS and those whose request has not arrived whole within KIOU_REQUEST_ARRIVAL_TIMEOUT_MS.
+/// </summary>
 public sealed class Listener : IAsyncDisposable
 {
     readonly Socket _socket;
@@ -17,6 +23,16 @@ public sealed class Listener : IAsyncDisposable
     InFlightBudget? _budget;
     readonly ConcurrentDictionary<Connection, Task> _connections = new();
     Task? _accept;
+    Task? _sweep;
+
+    // Admission: guarded by _admission. _closingCount: connections this listener has asked to close (idle, slow,
+    // evicted) that have not ended yet; they no longer count against KIOU_MAX_CONNECTIONS.
+    readonly object _admission = new();
+    readonly Dictionary<IPAddress, int> _perIp = new();
+    int _closingCount;
+
+    // Rate-limited log lines, one per reason: what was closed since the last line.
+    readonly LogGate _idleLog = new(), _slowLog = new(), _evictLog = new(), _perIpLog = new(), _fullLog = new();
 
     Listener(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
     {
@@ -32,6 +48,23 @@ public sealed class Listener : IAsyncDisposable
 
     /// <summary>Request bytes held by this listener's connections (read, not yet answered); for tests.</summary>
     internal long QueuedRequestBytes => Volatile.Read(ref _budget)?.Bytes ?? 0;
+
+    // The scans below enumerate the dictionary itself: lock-free and without the snapshot that Keys copies.
+
+    /// <summary>Open connections; for tests.</summary>
+    internal int ConnectionCount => _connections.Count;
+
+    /// <summary>Buffer bytes held by large requests still arriving; for tests.</summary>
+    internal long PartialRequestBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var (c, _) in _connections)
+                sum += c.PartialRequestBytes;
+            return sum;
+        }
+    }
 
     /// <summary>Binds and listens; throws <see cref="ConfigException"/> with a sentence for the operator when it can't.</summary>
     public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
@@ -78,7 +111,13 @@ public sealed class Listener : IAsyncDisposable
         }
     }
 
-    public void Start() => _accept = AcceptLoopAsync();
+    public void Start()
+    {
+        _accept = AcceptLoopAsync();
+        _sweep = SweepLoopAsync();
+    }
+
+    string Name => _kind == ListenerKind.Broker ? "broker listener" : "controller listener";
 
     async Task AcceptLoopAsync()
     {
@@ -118,19 +157,103 @@ public sealed class Listener : IAsyncDisposable
                 failures = 0;
                 backoffMs = 0;
             }
-            if (_connections.Count >= _config.MaxConnections)
+            IPAddress? ip = (client.RemoteEndPoint as IPEndPoint)?.Address;
+            bool admitted;
+            try
             {
-                _log.Warn($"{_kind.ToString().ToLowerInvariant()} listener: refusing {client.RemoteEndPoint}: {_config.MaxConnections} connections are open already");
+                admitted = await AdmitAsync(client, ip).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                client.Dispose();
+                return;
+            }
+            if (!admitted)
+            {
                 client.Dispose();
                 continue;
             }
             _budget ??= new InFlightBudget(_config.QueuedMaxRequestBytes);
             var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget);
-            _connections[connection] = RunConnectionAsync(connection);
+            lock (_admission)
+                _connections[connection] = RunConnectionAsync(connection, ip);
         }
     }
 
-    async Task RunConnectionAsync(Connection connection)
+    /// <summary>
+    /// Kafka's ConnectionQuotas for one listener. Over the per-address limit: false (close it, as Kafka does). At
+    /// KIOU_MAX_CONNECTIONS: the least recently active idle connection is closed to make room (Kafka does this on its
+    /// inter-broker listener; here every client gets it, so idle connections can never lock out a working client);
+    /// while every connection has a request in flight, the new one waits, as Kafka's acceptor blocks.
+    /// </summary>
+    async Task<bool> AdmitAsync(Socket client, IPAddress? ip)
+    {
+        bool waited = false;
+        while (true)
+        {
+            Connection? victim = null;
+            lock (_admission)
+            {
+                if (ip is not null && _perIp.GetValueOrDefault(ip) >= _config.MaxConnectionsPerIp)
+                {
+                    if (_perIpLog.Pass(out int more))
+                        _log.Info($"{Name}: closed a new connection from {client.RemoteEndPoint}: that address has {_config.MaxConnectionsPerIp} connections open already (KIOU_MAX_CONNECTIONS_PER_IP){More(more)}");
+                    return false;
+                }
+                if (_connections.Count - _closingCount < _config.MaxConnections)
+                {
+                    if (ip is not null)
+                        _perIp[ip] = _perIp.GetValueOrDefault(ip) + 1;
+                    return true;
+                }
+                victim = LeastRecentlyActiveIdle();
+                if (victim is not null)
+                {
+                    _closingCount++;
+                    if (ip is not null)
+                        _perIp[ip] = _perIp.GetValueOrDefault(ip) + 1;
+                }
+            }
+            if (victim is not null)
+            {
+                victim.Close();
+                if (_evictLog.Pass(out int more))
+                    _log.Info($"{Name}: {_config.MaxConnections} connections are open (KIOU_MAX_CONNECTIONS); closed the least recently active idle one, from {victim.Remote} (idle {Environment.TickCount64 - victim.LastActiveMs} ms), to admit {client.RemoteEndPoint}{More(more)}");
+                return true;
+            }
+            if (!waited && _fullLog.Pass(out int skipped))
+                _log.Warn($"{Name}: {_config.MaxConnections} connections are open (KIOU_MAX_CONNECTIONS) and every one has a request in flight; {client.RemoteEndPoint} waits until one ends or goes idle{More(skipped)}");
+            waited = true;
+            await Task.Delay(AdmitRetryMs, _stop.Token).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>How often a connection waiting at KIOU_MAX_CONNECTIONS looks again for room.</summary>
+    const int AdmitRetryMs = 50;
+
+    /// <summary>The idle connection (no request in flight or arriving) whose last activity is oldest; marks it closing.
+    /// A scan of all connections: it runs only for a connection beyond the limit.</summary>
+    Connection? LeastRecentlyActiveIdle()
+    {
+        Connection? oldest = null;
+        long oldestMs = long.MaxValue;
+        foreach (var (c, _) in _connections)
+        {
+            if (c.IsMarkedClosing || !c.IsIdle)
+                continue;
+            long at = c.LastActiveMs;
+            if (at < oldestMs)
+            {
+                oldest = c;
+                oldestMs = at;
+            }
+        }
+        if (oldest is not null && !oldest.TryMarkClosing())
+            return null; // cannot happen under the lock; the next round looks again
+        return oldest;
+    }
+
+    async Task RunConnectionAsync(Connection connection, IPAddress? ip)
     {
         await Task.Yield();
         try
@@ -143,7 +266,119 @@ public sealed class Listener : IAsyncDisposable
         }
         finally
         {
-            _connections.TryRemove(connection, out _);
+            lock (_admission)
+            {
+                _connections.TryRemove(connection, out _);
+                if (connection.IsMarkedClosing)
+                    _closingCount--;
+                if (ip is not null && _perIp.TryGetValue(ip, out int n))
+                {
+                    if (n <= 1)
+                        _perIp.Remove(ip);
+                    else
+                        _perIp[ip] = n - 1;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// One sweep for all connections: closes those idle longer than KIOU_CONNECTIONS_MAX_IDLE_MS (as Kafka's
+    /// Selector does) and those whose started request has not arrived whole within KIOU_REQUEST_ARRIVAL_TIMEOUT_MS (so
+    /// a client that trickles or stalls cannot hold a buffer). Both close gracefully: what was read is answered.
+    /// </summary>
+    async Task SweepLoopAsync()
+    {
+        long idleMs = _config.ConnectionsMaxIdleMs;
+        long arrivalMs = _config.RequestArrivalTimeoutMs;
+        // A quarter of the shorter bound, within 10 ms..1 s: a connection is closed at most that late.
+        long tickMs = Math.Clamp(Math.Min(idleMs > 0 ? idleMs : long.MaxValue, arrivalMs) / 4, 10, 1000);
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(tickMs));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+                Sweep(Environment.TickCount64, idleMs, arrivalMs);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    void Sweep(long now, long idleMs, long arrivalMs)
+    {
+        int idle = 0, slow = 0;
+        Connection? firstIdle = null;
+        foreach (var (c, _) in _connections)
+        {
+            if (c.IsMarkedClosing)
+            {
+                // Closed gracefully and still sending to a client that does not read: its socket is closed under it,
+                // as at shutdown.
+                if (now - c.ClosingSinceMs > (long)CloseGrace.TotalMilliseconds)
+                    c.Abort();
+                continue;
+            }
+            long started = c.FrameStartedMs;
+            if (started != 0 && now - started > arrivalMs)
+            {
+                if (!MarkClosing(c))
+                    continue;
+                c.Close();
+                slow++;
+                if (_slowLog.Pass(out int more))
+                    _log.Warn($"{Name}: closed the connection from {c.Remote}: a request started arriving {now - started} ms ago and has not arrived whole (KIOU_REQUEST_ARRIVAL_TIMEOUT_MS={arrivalMs}); a client sending too slowly, or stalled{More(more)}");
+            }
+            else if (idleMs > 0 && c.IsIdle && now - c.LastActiveMs > idleMs)
+            {
+                if (!MarkClosing(c))
+                    continue;
+                c.Close();
+                firstIdle ??= c;
+                idle++;
+            }
+        }
+        if (idle > 0)
+        {
+            _idleLog.Add(idle - 1);
+            if (_idleLog.Pass(out int more))
+                _log.Info($"{Name}: closed {1 + more} connection(s) idle for more than {idleMs} ms (KIOU_CONNECTIONS_MAX_IDLE_MS) since the last such line, among them the one from {firstIdle!.Remote}");
+        }
+    }
+
+    bool MarkClosing(Connection c)
+    {
+        lock (_admission)
+        {
+            if (!_connections.ContainsKey(c) || !c.TryMarkClosing())
+                return false;
+            _closingCount++;
+            return true;
+        }
+    }
+
+    static string More(int more) => more > 0 ? $" ({more} more since the last such line)" : "";
+
+    /// <summary>Lets one log line through per interval; counts what it held back, for the next line to say.</summary>
+    sealed class LogGate
+    {
+        const long IntervalMs = 10_000;
+        long _lastMs = long.MinValue;
+        int _held;
+
+        public void Add(int count) => Interlocked.Add(ref _held, count);
+
+        public bool Pass(out int held)
+        {
+            long now = Environment.TickCount64;
+            long last = Volatile.Read(ref _lastMs);
+            if ((last != long.MinValue && now - last < IntervalMs) || Interlocked.CompareExchange(ref _lastMs, now, last) != last)
+            {
+                Interlocked.Increment(ref _held);
+                held = 0;
+                return false;
+            }
+            held = Interlocked.Exchange(ref _held, 0);
+            return true;
         }
     }
 
@@ -154,6 +389,8 @@ public sealed class Listener : IAsyncDisposable
         _socket.Dispose();
         if (_accept is not null)
             await _accept.ConfigureAwait(false);
+        if (_sweep is not null)
+            await _sweep.ConfigureAwait(false);
     }
 
     /// <summary>How long connections get to end after being asked to close, and then after their sockets are closed.</summary>

@@ -17,6 +17,9 @@ public sealed class RequestContext
     public required ListenerKind Listener { get; init; }
     /// <summary>Cancelled when the connection closes (parked fetches and joins stop waiting).</summary>
     public required CancellationToken ConnectionClosed { get; init; }
+    /// <summary>Cancelled when the connection stops reading (the broker stops, or the connection is being closed) and
+    /// when it closes: the requests it has read are still answered, so a parked fetch answers with what it has.</summary>
+    public CancellationToken Stopping { get; init; }
 
     /// <summary>Set by a handler when Kafka would close the connection after this request (acks=0 with errors).</summary>
     public bool CloseConnection { get; set; }
