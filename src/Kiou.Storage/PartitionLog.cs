@@ -180,6 +180,24 @@ public sealed class PartitionLog : IAsyncDisposable
 
     internal string DirectoryPath => _directory;
 
+    /// <summary>Test seam: runs where an O_DIRECT append takes staging memory; a throw stands for running out of it.</summary>
+    internal Action? OnStaging { get; set; }
+
+    /// <summary>Test seam: runs inside the copy of an append's bytes into the write-behind; a test blocks in it.</summary>
+    internal Action? OnCopying { get; set; }
+
+    /// <summary>Appends reserved and not yet answered or failed (tests).</summary>
+    internal int PendingCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _pending.Count;
+            }
+        }
+    }
+
     /// <summary>The active segment's O_DIRECT write-behind, if it has one (tests).</summary>
     internal DirectTail? ActiveTail
     {
@@ -326,11 +344,12 @@ public sealed class PartitionLog : IAsyncDisposable
         long sequence;
         short version;
         DirectTail? tail = null;
-        int pieces = 0;
+        DirectTail.StagingRegion region = default;
         try
         {
             lock (_lock)
             {
+                // Everything that can throw comes first: a failure here has reserved nothing and queued nothing.
                 EnsureWritableLocked(ref message);
                 long nowMs = NowMs();
                 if (ShouldRollLocked(span.Length, header.LastOffsetDelta, config, nowMs))
@@ -338,15 +357,22 @@ public sealed class PartitionLog : IAsyncDisposable
                     RollLocked(nowMs, ref message);
                 }
 
-                // Descriptors first (reopened here if the idle segment gave them up): a failed open fails this
-                // append before anything is reserved.
+                // Descriptors first (reopened here if the idle segment gave them up).
                 Segment segment = _active;
                 file = AppendHandleLocked(segment);
                 if (_direct && !segment.DirectUnavailable)
                 {
                     tail = segment.Tail ?? OpenTailLocked(segment, segment.Size, ref message);
+                    if (tail is not null)
+                    {
+                        OnStaging?.Invoke();
+                        tail.Prepare(span.Length);
+                    }
                 }
 
+                flushes = StartFlushLocked(out round);
+
+                // The reservation: nothing below throws.
                 long baseOffset = _reserved;
                 long endOffset = baseOffset + header.LastOffsetDelta + 1;
                 RecordBatch.SetBaseOffset(span, baseOffset);
@@ -361,25 +387,26 @@ public sealed class PartitionLog : IAsyncDisposable
                 sequence = _nextSequence++;
                 op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _logStart);
                 version = op.Version;
-                _pending.Enqueue(op);
                 if (tail is not null)
                 {
-                    tail.Stage(position, span);
-                    pieces = tail.TryStartRound() ? tail.PieceCount : 0;
+                    region = tail.Reserve(position, span.Length);
+                    op.Copying = true;
                 }
 
-                flushes = StartFlushLocked(out round);
+                _pending.Enqueue(op);
                 AssertTailsLocked();
             }
         }
         catch (StorageException ex)
         {
             _pool.Return(op);
+            IssueFlushes(flushes, round);
             return ValueTask.FromException<AppendResult>(ex);
         }
         catch
         {
             _pool.Return(op);
+            IssueFlushes(flushes, round);
             throw;
         }
         finally
@@ -393,7 +420,32 @@ public sealed class PartitionLog : IAsyncDisposable
         IssueFlushes(flushes, round);
         if (tail is not null)
         {
-            // Staged: the bytes are copied, a round (this one's or the one in flight) carries them to the file.
+            // The region is this append's alone: the copy runs without the lock, so completions never wait for it.
+            OnCopying?.Invoke();
+            region.CopyFrom(span);
+            int pieces = 0;
+            lock (_lock)
+            {
+                op.Copying = false;
+                AdvanceCopiedLocked(tail, sequence);
+                if (tail.TryStartRound())
+                {
+                    pieces = tail.PieceCount;
+                }
+
+                if (op.State != PendingAppend.WriteState.InFlight)
+                {
+                    // Its round failed during the copy: it may leave the queue now (not touched after this).
+                    PublishLocked();
+                    flushes = StartFlushLocked(out round);
+                }
+                else
+                {
+                    flushes = null;
+                }
+            }
+
+            IssueFlushes(flushes, round);
             IssueRound(tail, pieces);
             return new ValueTask<AppendResult>(op, version);
         }
@@ -409,6 +461,34 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         return new ValueTask<AppendResult>(op, version);
+    }
+
+    /// <summary>
+    /// The copy of append <paramref name="sequence"/> landed: moves the tail's copied end over it and over every later
+    /// append of the same tail whose copy already landed (copies finish in any order, rounds take them in order).
+    /// </summary>
+    private void AdvanceCopiedLocked(DirectTail tail, long sequence)
+    {
+        int index = (int)(sequence - _pending.Front.Sequence);
+        PendingAppend op = _pending[index];
+        if (op.Position != tail.Copied || op.Segment != tail.Segment)
+        {
+            return; // an earlier copy is still under way: it moves the end over this one
+        }
+
+        long end = op.Position + op.Size;
+        for (int i = index + 1; i < _pending.Count; i++)
+        {
+            PendingAppend next = _pending[i];
+            if (next.Segment != tail.Segment || next.Copying)
+            {
+                break;
+            }
+
+            end = next.Position + next.Size;
+        }
+
+        tail.AdvanceCopied(end);
     }
 
     private static int s_directUnsupportedLogged;
@@ -461,6 +541,7 @@ public sealed class PartitionLog : IAsyncDisposable
             return null;
         }
 
+        tail.NextToMark = _nextSequence;
         segment.Tail = tail;
         return tail;
     }
@@ -549,7 +630,8 @@ public sealed class PartitionLog : IAsyncDisposable
     private void MarkTailWrittenLocked(DirectTail tail)
     {
         Segment segment = tail.Segment;
-        for (int i = 0; i < _pending.Count; i++)
+        int from = _pending.Count == 0 ? 0 : (int)Math.Max(0, tail.NextToMark - _pending.Front.Sequence);
+        for (int i = from; i < _pending.Count; i++)
         {
             PendingAppend op = _pending[i];
             if (op.Segment != segment)
@@ -573,6 +655,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
 
             op.State = PendingAppend.WriteState.Written;
+            tail.NextToMark = op.Sequence + 1;
         }
     }
 
@@ -1350,6 +1433,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 PendingAppend op = _pending[i];
                 Check(expected < 0 || op.BaseOffset == expected, $"in-flight appends not dense at {op.BaseOffset} (expected {expected})");
                 Check(op.BaseOffset >= _completed, $"in-flight append {op.BaseOffset} below completed {_completed}");
+                Check(!_pool.Holds(op), $"in-flight append {op.BaseOffset} is also in the pool");
                 expected = op.EndOffset;
             }
 
@@ -1788,7 +1872,7 @@ public sealed class PartitionLog : IAsyncDisposable
         LogConfig config = Config;
         bool advanced = false;
         long nowMs = 0;
-        while (_pending.Count > 0 && _pending.Front.State != PendingAppend.WriteState.InFlight)
+        while (_pending.Count > 0 && _pending.Front.State != PendingAppend.WriteState.InFlight && !_pending.Front.Copying)
         {
             PendingAppend op = _pending.Dequeue();
             if (op.State == PendingAppend.WriteState.Written && op.BaseOffset < _failedFrom)

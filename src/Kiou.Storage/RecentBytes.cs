@@ -51,6 +51,23 @@ internal sealed class RecentBytes
         }
     }
 
+    /// <summary>
+    /// Moves the end to <paramref name="position"/> without bytes, before appending the last <see cref="Capacity"/>
+    /// bytes of a longer run: what is held below the old end stays valid, nothing asks between the two.
+    /// </summary>
+    public void Skip(long position)
+    {
+        lock (_gate)
+        {
+            if (position < _end)
+            {
+                throw new InvalidOperationException($"recent bytes end at {_end}, skip back to {position}");
+            }
+
+            _end = position;
+        }
+    }
+
     /// <summary>True when [position, end) is held.</summary>
     public bool Covers(long position, long end)
     {
