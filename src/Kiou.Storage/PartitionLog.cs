@@ -58,10 +58,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private LogConfig _config;
     private Segment _active;
-    private long _logStart;
-    private long _durable;
-    private long _completed;
-    private long _reserved;
+    private LogTails _tails;
     private long _sizeBytes;
     private long _nextSequence;
 
@@ -109,10 +106,8 @@ public sealed class PartitionLog : IAsyncDisposable
         _onTailPiece = OnTailPieceDone;
         _segments = segments;
         _active = segments[^1];
-        _logStart = segments[0].BaseOffset;
-        _reserved = _active.ReservedEnd;
-        _completed = _active.CompletedEnd;
-        _durable = _completed;
+        Debug.Assert(_active.ReservedEnd == _active.CompletedEnd, "recovered with writes in flight");
+        _tails = new LogTails(_name, segments[0].BaseOffset, _active.CompletedEnd);
         foreach (Segment s in segments)
         {
             _sizeBytes += s.Size;
@@ -130,16 +125,16 @@ public sealed class PartitionLog : IAsyncDisposable
         set => Volatile.Write(ref _config, value ?? throw new ArgumentNullException(nameof(value)));
     }
 
-    public long LogStartOffset => Volatile.Read(ref _logStart);
+    public long LogStartOffset => _tails.LogStart;
 
     /// <summary>The completed tail: every offset below it is written and may be fetched.</summary>
-    public long HighWatermark => Volatile.Read(ref _completed);
+    public long HighWatermark => _tails.Completed;
 
     /// <summary>The reserved tail: the offset the next append gets.</summary>
-    public long LogEndOffset => Volatile.Read(ref _reserved);
+    public long LogEndOffset => _tails.Reserved;
 
     /// <summary>Every offset below it is covered by a finished fdatasync.</summary>
-    public long DurableOffset => Volatile.Read(ref _durable);
+    public long DurableOffset => _tails.Durable;
 
     /// <summary>Bytes of all segment files, including writes in flight.</summary>
     public long SizeBytes => Volatile.Read(ref _sizeBytes);
@@ -373,7 +368,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 flushes = StartFlushLocked(out round);
 
                 // The reservation: nothing below throws.
-                long baseOffset = _reserved;
+                long baseOffset = _tails.Reserved;
                 long endOffset = baseOffset + header.LastOffsetDelta + 1;
                 RecordBatch.SetBaseOffset(span, baseOffset);
                 RecordBatch.SetPartitionLeaderEpoch(span, LeaderEpoch);
@@ -383,9 +378,9 @@ public sealed class PartitionLog : IAsyncDisposable
                 segment.Size = position + span.Length;
                 segment.ReservedEnd = endOffset;
                 _sizeBytes += span.Length;
-                _reserved = endOffset;
+                _tails.Reserve(endOffset);
                 sequence = _nextSequence++;
-                op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _logStart);
+                op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _tails.LogStart);
                 version = op.Version;
                 if (tail is not null)
                 {
@@ -394,7 +389,6 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
 
                 _pending.Enqueue(op);
-                AssertTailsLocked();
             }
         }
         catch (StorageException ex)
@@ -741,9 +735,9 @@ public sealed class PartitionLog : IAsyncDisposable
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_closed, this);
-                hw = _completed;
-                logStart = _logStart;
-                if (offset < logStart || offset > _reserved)
+                hw = _tails.Completed;
+                logStart = _tails.LogStart;
+                if (offset < logStart || offset > _tails.Reserved)
                 {
                     return new ReadResult(ReadError.OffsetOutOfRange, hw, logStart, null, 0);
                 }
@@ -984,7 +978,7 @@ public sealed class PartitionLog : IAsyncDisposable
             long later = 0;
             lock (_lock)
             {
-                if (_closed || offset < _logStart || offset >= _completed)
+                if (_closed || offset < _tails.LogStart || offset >= _tails.Completed)
                 {
                     return 0;
                 }
@@ -1036,7 +1030,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct)
     {
-        if (Volatile.Read(ref _completed) > highWatermarkSeen)
+        if (_tails.Completed > highWatermarkSeen)
         {
             return Task.CompletedTask;
         }
@@ -1044,7 +1038,7 @@ public sealed class PartitionLog : IAsyncDisposable
         Task signal;
         lock (_lock)
         {
-            if (_completed > highWatermarkSeen || _closed)
+            if (_tails.Completed > highWatermarkSeen || _closed)
             {
                 return Task.CompletedTask;
             }
@@ -1195,13 +1189,13 @@ public sealed class PartitionLog : IAsyncDisposable
         long round;
         lock (_lock)
         {
-            if (_closed || _durable >= _completed)
+            if (_closed || _tails.Durable >= _tails.Completed)
             {
                 return Task.CompletedTask;
             }
 
             tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _durableTasks.Enqueue((_completed, tcs));
+            _durableTasks.Enqueue((_tails.Completed, tcs));
             flushes = StartFlushLocked(out round);
         }
 
@@ -1234,15 +1228,15 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             Segment segment = _active;
             long nowMs = NowMs();
-            if (_closing || _closed || _failed || _flushInFlight || _pending.Count > 0 || _reserved != _completed
+            if (_closing || _closed || _failed || _flushInFlight || _pending.Count > 0 || _tails.Reserved != _tails.Completed
                 || nowMs - segment.LastAppendMs < idleMs || nowMs < _noIdleReleaseBeforeMs || segment.Tail is { Idle: false })
             {
                 return false;
             }
 
-            if (_durable < _completed)
+            if (_tails.Durable < _tails.Completed)
             {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
+                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _tails.Completed);
                 flushes = StartFlushLocked(out round);
             }
             else if (TrimIdleTailLocked(segment, nowMs + idleMs, ref message))
@@ -1335,10 +1329,9 @@ public sealed class PartitionLog : IAsyncDisposable
                 excess -= oldest.Size;
                 _segments.RemoveAt(0);
                 _sizeBytes -= oldest.Size;
-                Volatile.Write(ref _logStart, _segments[0].BaseOffset);
+                _tails.AdvanceLogStart(_segments[0].BaseOffset);
                 oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
                 deleted.Add((oldest, why));
-                AssertTailsLocked();
             }
         }
 
@@ -1403,12 +1396,10 @@ public sealed class PartitionLog : IAsyncDisposable
         lock (_lock)
         {
             Check(_segments.Count > 0, "no segments");
-            Check(_logStart == _segments[0].BaseOffset, $"log start {_logStart} != first segment base {_segments[0].BaseOffset}");
-            Check(_logStart <= _durable, $"log start {_logStart} > durable {_durable}");
-            Check(_durable <= _completed, $"durable {_durable} > completed {_completed}");
-            Check(_completed <= _reserved, $"completed {_completed} > reserved {_reserved}");
+            Check(_tails.LogStart == _segments[0].BaseOffset, $"log start {_tails.LogStart} != first segment base {_segments[0].BaseOffset}");
+            _tails.CheckInvariant();
             Check(_active == _segments[^1] && !_active.Sealed, "the last segment is not the active one");
-            Check(_active.ReservedEnd == _reserved, $"active segment reserved end {_active.ReservedEnd} != reserved {_reserved}");
+            Check(_active.ReservedEnd == _tails.Reserved, $"active segment reserved end {_active.ReservedEnd} != reserved {_tails.Reserved}");
             long size = 0;
             for (int i = 0; i < _segments.Count; i++)
             {
@@ -1432,17 +1423,17 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 PendingAppend op = _pending[i];
                 Check(expected < 0 || op.BaseOffset == expected, $"in-flight appends not dense at {op.BaseOffset} (expected {expected})");
-                Check(op.BaseOffset >= _completed, $"in-flight append {op.BaseOffset} below completed {_completed}");
+                Check(op.BaseOffset >= _tails.Completed, $"in-flight append {op.BaseOffset} below completed {_tails.Completed}");
                 Check(!_pool.Holds(op), $"in-flight append {op.BaseOffset} is also in the pool");
                 expected = op.EndOffset;
             }
 
             // After an I/O error, failed appends leave the queue without publishing: the rest start past a gap.
             Check(
-                _pending.Count == 0 || _pending.Front.BaseOffset == _completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
+                _pending.Count == 0 || _pending.Front.BaseOffset == _tails.Completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
                 "the first in-flight append does not start at the completed tail");
             Check(_failed || _failedFrom == long.MaxValue, "failure point set on a healthy partition");
-            Check(_pending.Count == 0 ? _failed || _completed == _reserved : expected == _reserved, "in-flight appends do not end at the reserved tail");
+            Check(_pending.Count == 0 ? _failed || _tails.Completed == _tails.Reserved : expected == _tails.Reserved, "in-flight appends do not end at the reserved tail");
         }
 
         static void Check(bool condition, string what)
@@ -1455,15 +1446,6 @@ public sealed class PartitionLog : IAsyncDisposable
     }
 
     private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
-
-    [Conditional("DEBUG")]
-    private void AssertTailsLocked()
-    {
-        Debug.Assert(Monitor.IsEntered(_lock), "tails read without the lock");
-        Debug.Assert(_logStart <= _durable, "log start beyond durable");
-        Debug.Assert(_durable <= _completed, "durable beyond completed");
-        Debug.Assert(_completed <= _reserved, "completed beyond reserved");
-    }
 
     private Segment FindSegmentLocked(long offset)
     {
@@ -1700,7 +1682,7 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             int errno = ErrnoNames.FromException(ex);
             throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {_active.Name} back to offset {_completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
+                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {_active.Name} back to offset {_tails.Completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
                 errno,
                 ex);
         }
@@ -1708,15 +1690,14 @@ public sealed class PartitionLog : IAsyncDisposable
         Segment keep = _active;
         _failed = false;
         _failedFrom = long.MaxValue;
-        if (_durable < _completed)
+        if (_tails.Durable < _tails.Completed)
         {
-            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
+            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _tails.Completed);
         }
 
         message = (message is null ? string.Empty : message + " ")
-            + $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
+            + $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_tails.Reserved}";
         _failureErrno = 0;
-        AssertTailsLocked();
     }
 
     /// <summary>
@@ -1728,7 +1709,7 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         Debug.Assert(_pending.Count == 0, "truncating under in-flight writes");
         int keepIndex = _segments.Count - 1;
-        while (keepIndex > 0 && _segments[keepIndex].BaseOffset > _completed)
+        while (keepIndex > 0 && _segments[keepIndex].BaseOffset > _tails.Completed)
         {
             keepIndex--;
         }
@@ -1758,7 +1739,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _sizeBytes -= keep.Size - keep.CompletedSize;
         keep.ReopenAtCompleted();
         _active = keep;
-        _reserved = _completed;
+        _tails.Truncate(_tails.Completed);
         return dropped;
     }
 
@@ -1772,7 +1753,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         return (long)active.Size + size > config.SegmentBytesEffective
             || (config.SegmentMs > 0 && nowMs - active.RollBaseMs >= config.SegmentMs)
-            || _reserved + lastOffsetDelta + 1 - active.BaseOffset > int.MaxValue;
+            || _tails.Reserved + lastOffsetDelta + 1 - active.BaseOffset > int.MaxValue;
     }
 
     private void RollLocked(long nowMs, ref string? message)
@@ -1781,13 +1762,13 @@ public sealed class PartitionLog : IAsyncDisposable
         Segment next;
         try
         {
-            next = Segment.Create(_directory, _reserved, nowMs);
+            next = Segment.Create(_directory, _tails.Reserved, nowMs);
             next.Files = _files;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             int errno = ErrnoNames.FromException(ex);
-            throw new StorageException($"partition {_name}: cannot create segment {Segment.FileName(_reserved)}.log: {ex.Message}; {ErrnoNames.Advice(errno)}", errno, ex);
+            throw new StorageException($"partition {_name}: cannot create segment {Segment.FileName(_tails.Reserved)}.log: {ex.Message}; {ErrnoNames.Advice(errno)}", errno, ex);
         }
 
         int rc = FileSync.SyncDirectory(_directory);
@@ -1863,7 +1844,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _failed = true;
         _failureErrno = errno;
         message = $"partition {_name}: {what} failed with {ErrnoNames.Describe(errno)}; the partition is failed: appends from offset {_failedFrom} on fail with KAFKA_STORAGE_ERROR, "
-            + $"published data below offset {_completed} is untouched, and once the in-flight writes drain the next append truncates the unpublished bytes and resumes; {ErrnoNames.Advice(errno)}";
+            + $"published data below offset {_tails.Completed} is untouched, and once the in-flight writes drain the next append truncates the unpublished bytes and resumes; {ErrnoNames.Advice(errno)}";
     }
 
     /// <summary>Publishes finished writes in offset order; answers or fails their appends.</summary>
@@ -1877,9 +1858,9 @@ public sealed class PartitionLog : IAsyncDisposable
             PendingAppend op = _pending.Dequeue();
             if (op.State == PendingAppend.WriteState.Written && op.BaseOffset < _failedFrom)
             {
-                if (op.BaseOffset != _completed)
+                if (op.BaseOffset != _tails.Completed)
                 {
-                    throw new InvalidOperationException($"partition {_name}: publishing offset {op.BaseOffset} at completed tail {_completed}");
+                    throw new InvalidOperationException($"partition {_name}: publishing offset {op.BaseOffset} at completed tail {_tails.Completed}");
                 }
 
                 if (!advanced)
@@ -1894,10 +1875,9 @@ public sealed class PartitionLog : IAsyncDisposable
                     segment.FinishTimeIndex();
                 }
 
-                Volatile.Write(ref _completed, op.EndOffset);
+                _tails.Complete(op.EndOffset);
                 advanced = true;
-                AssertTailsLocked();
-                if (op.WaitDurable && _durable < op.EndOffset)
+                if (op.WaitDurable && _tails.Durable < op.EndOffset)
                 {
                     _durableAppends.Enqueue(op);
                 }
@@ -1920,9 +1900,9 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             FlushPolicy flush = config.Flush;
             if (flush.Mode == FlushMode.Always
-                || (flush.MessagesEnabled && _completed - Math.Max(_durable, _flushRoundCompleted) >= flush.Messages))
+                || (flush.MessagesEnabled && _tails.Completed - Math.Max(_tails.Durable, _flushRoundCompleted) >= flush.Messages))
             {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
+                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _tails.Completed);
             }
 
             if (_hwSignal is not null)
@@ -1946,14 +1926,14 @@ public sealed class PartitionLog : IAsyncDisposable
     private SafeFileHandle[]? StartFlushLocked(out long round)
     {
         round = 0;
-        if (_flushInFlight || _closed || _completed <= _durable)
+        if (_flushInFlight || _closed || _tails.Completed <= _tails.Durable)
         {
             return null;
         }
 
         bool wanted = _durableAppends.Count > 0
             || _durableTasks.Count > 0
-            || (_backgroundFlushTarget > _durable && _backgroundFlushTarget <= _completed);
+            || (_backgroundFlushTarget > _tails.Durable && _backgroundFlushTarget <= _tails.Completed);
         if (!wanted)
         {
             return null;
@@ -1979,7 +1959,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _flushRound++;
         _flushOutstanding = _flushTargets.Count;
         _flushErrno = 0;
-        _flushRoundCompleted = _completed;
+        _flushRoundCompleted = _tails.Completed;
         round = _flushRound;
         var files = new SafeFileHandle[_flushTargets.Count];
         for (int i = 0; i < files.Length; i++)
@@ -2048,7 +2028,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 int errno = _flushErrno;
                 _flushTargets.Clear();
-                MarkFailedLocked(errno, _completed, "fdatasync", ref message);
+                MarkFailedLocked(errno, _tails.Completed, "fdatasync", ref message);
                 _flushFatal = true;
                 var failure = new StorageException($"partition {_name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
                 while (_durableAppends.Count > 0)
@@ -2083,7 +2063,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Recomputes the durable tail from the segments' flushed ends, answers waiters below it.</summary>
     private void AdvanceDurableLocked()
     {
-        long durable = _completed;
+        long durable = _tails.Completed;
         foreach (Segment s in _segments)
         {
             if (s.FlushedEnd < s.CompletedEnd)
@@ -2093,13 +2073,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
         }
 
-        if (durable < _durable)
-        {
-            throw new InvalidOperationException($"partition {_name}: durable tail would go back from {_durable} to {durable}");
-        }
-
-        Volatile.Write(ref _durable, durable);
-        AssertTailsLocked();
+        _tails.MakeDurable(durable);
         while (_durableAppends.Count > 0 && _durableAppends.Peek().EndOffset <= durable)
         {
             _durableAppends.Dequeue().Complete();
@@ -2245,11 +2219,11 @@ public sealed class PartitionLog : IAsyncDisposable
                     {
                         int dropped = TruncateToCompletedLocked(ref message);
                         message = (message is null ? string.Empty : message + " ")
-                            + $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {_active.Name} back to offset {_completed} (dropped {dropped} unpublished bytes)";
+                            + $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {_active.Name} back to offset {_tails.Completed} (dropped {dropped} unpublished bytes)";
                     }
                     catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                     {
-                        message = $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {_completed} ({ex.Message}); the next start scans the log";
+                        message = $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {_tails.Completed} ({ex.Message}); the next start scans the log";
                     }
                 }
             }
