@@ -36,30 +36,27 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>One node, one leader epoch forever (README §7.5).</summary>
     public const int LeaderEpoch = 0;
 
-    private readonly object _lock = new();
-    private readonly string _directory;
-    private readonly string _name;
+    /// <summary>The partition lock: guards the tails and every part's state (docs/design/storage.md).</summary>
+    internal readonly object Lock = new();
+    internal readonly string Name;
     private readonly ILogDevice _device;
     private readonly TimeProvider _time;
-    private readonly Action<string> _log;
-    private readonly Action<string> _warn;
+    internal readonly Action<string> Info;
+    internal readonly Action<string> Warn;
     private readonly object _recoveryPointGate = new();
     private readonly DeviceCallback _callback;
     private readonly bool _direct;
     private readonly Action<DirectTail, int> _onTailPiece;
     private readonly PendingAppend.Pool _pool = new();
-    private readonly List<Segment> _segments;
     private readonly RingQueue<PendingAppend> _pending = new();
     private readonly Queue<PendingAppend> _durableAppends = new();
     private readonly Queue<(long Target, TaskCompletionSource Task)> _durableTasks = new();
     private readonly List<(Segment Segment, long Target)> _flushTargets = new();
     private readonly List<Task> _indexWrites = new();
-    private readonly SegmentFileCache _files;
 
     private LogConfig _config;
-    private Segment _active;
-    private LogTails _tails;
-    private long _sizeBytes;
+    internal LogTails Tails;
+    internal readonly SegmentSet Segments;
     private long _nextSequence;
 
     private bool _failed;
@@ -76,13 +73,12 @@ public sealed class PartitionLog : IAsyncDisposable
     private long _flushRound;
     private long _flushRoundCompleted;
     private long _backgroundFlushTarget = -1;
-    private long _noIdleReleaseBeforeMs;
 
     private TaskCompletionSource? _hwSignal;
     private TaskCompletionSource? _drained;
     private TaskCompletionSource? _flushIdle;
-    private bool _closing;
-    private bool _closed;
+    internal bool Closing;
+    internal bool Closed;
 
     private readonly HashSet<Segment> _indexesRebuilt = new();
     private long _recoveryPointWritten = -1;
@@ -91,27 +87,20 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files)
     {
-        _directory = directory;
-        _files = files;
         Topic = topic;
         Partition = partition;
-        _name = $"{topic}-{partition}";
+        Name = $"{topic}-{partition}";
         _config = config;
         _device = device;
         _time = time;
-        _log = log;
-        _warn = warn;
+        Info = log;
+        Warn = warn;
         _callback = new DeviceCallback(this);
         _direct = device.DirectWrites;
         _onTailPiece = OnTailPieceDone;
-        _segments = segments;
-        _active = segments[^1];
-        Debug.Assert(_active.ReservedEnd == _active.CompletedEnd, "recovered with writes in flight");
-        _tails = new LogTails(_name, segments[0].BaseOffset, _active.CompletedEnd);
-        foreach (Segment s in segments)
-        {
-            _sizeBytes += s.Size;
-        }
+        Debug.Assert(segments[^1].ReservedEnd == segments[^1].CompletedEnd, "recovered with writes in flight");
+        Tails = new LogTails(Name, segments[0].BaseOffset, segments[^1].CompletedEnd);
+        Segments = new SegmentSet(this, directory, segments, files);
     }
 
     public string Topic { get; }
@@ -125,19 +114,19 @@ public sealed class PartitionLog : IAsyncDisposable
         set => Volatile.Write(ref _config, value ?? throw new ArgumentNullException(nameof(value)));
     }
 
-    public long LogStartOffset => _tails.LogStart;
+    public long LogStartOffset => Tails.LogStart;
 
     /// <summary>The completed tail: every offset below it is written and may be fetched.</summary>
-    public long HighWatermark => _tails.Completed;
+    public long HighWatermark => Tails.Completed;
 
     /// <summary>The reserved tail: the offset the next append gets.</summary>
-    public long LogEndOffset => _tails.Reserved;
+    public long LogEndOffset => Tails.Reserved;
 
     /// <summary>Every offset below it is covered by a finished fdatasync.</summary>
-    public long DurableOffset => _tails.Durable;
+    public long DurableOffset => Tails.Durable;
 
     /// <summary>Bytes of all segment files, including writes in flight.</summary>
-    public long SizeBytes => Volatile.Read(ref _sizeBytes);
+    public long SizeBytes => Segments.SizeBytes;
 
     /// <summary>True after an I/O error until the next append has truncated the damage away and resumed.</summary>
     public bool IsFailed => Volatile.Read(ref _failed);
@@ -149,9 +138,9 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
-                return _segments.Count;
+                return Segments.Count;
             }
         }
     }
@@ -160,12 +149,12 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
-                var bases = new long[_segments.Count];
+                var bases = new long[Segments.Count];
                 for (int i = 0; i < bases.Length; i++)
                 {
-                    bases[i] = _segments[i].BaseOffset;
+                    bases[i] = Segments[i].BaseOffset;
                 }
 
                 return bases;
@@ -173,7 +162,7 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    internal string DirectoryPath => _directory;
+    internal string DirectoryPath => Segments.Directory;
 
     /// <summary>Test seam: runs where an O_DIRECT append takes staging memory; a throw stands for running out of it.</summary>
     internal Action? OnStaging { get; set; }
@@ -186,7 +175,7 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
                 return _pending.Count;
             }
@@ -198,9 +187,9 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
-                return _active.Tail;
+                return Segments.Active.Tail;
             }
         }
     }
@@ -312,14 +301,14 @@ public sealed class PartitionLog : IAsyncDisposable
         Span<byte> span = batch.Span;
         if (!RecordBatch.TryReadHeader(span, out BatchHeader header) || header.TotalSize != span.Length)
         {
-            throw new ArgumentException($"partition {_name}: an append must be exactly one RecordBatch v2 ({span.Length} bytes given)", nameof(batch));
+            throw new ArgumentException($"partition {Name}: an append must be exactly one RecordBatch v2 ({span.Length} bytes given)", nameof(batch));
         }
 
         LogConfig config = Config;
         if (span.Length > config.SegmentBytesEffective)
         {
             return ValueTask.FromException<AppendResult>(new RecordListTooLargeException(
-                $"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}"));
+                $"partition {Name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}"));
         }
 
         long appendTimeMs = -1;
@@ -342,18 +331,21 @@ public sealed class PartitionLog : IAsyncDisposable
         DirectTail.StagingRegion region = default;
         try
         {
-            lock (_lock)
+            lock (Lock)
             {
                 // Everything that can throw comes first: a failure here has reserved nothing and queued nothing.
                 EnsureWritableLocked(ref message);
                 long nowMs = NowMs();
-                if (ShouldRollLocked(span.Length, header.LastOffsetDelta, config, nowMs))
+                if (Segments.ShouldRollLocked(span.Length, header.LastOffsetDelta, config, nowMs))
                 {
-                    RollLocked(nowMs, ref message);
+                    Segment sealedSegment = Segments.RollLocked(nowMs, ref message);
+
+                    // Flush=Roll durability: the sealed segment is fdatasync'ed once all its writes have completed.
+                    _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, sealedSegment.SealedEnd);
                 }
 
                 // Descriptors first (reopened here if the idle segment gave them up).
-                Segment segment = _active;
+                Segment segment = Segments.Active;
                 file = AppendHandleLocked(segment);
                 if (_direct && !segment.DirectUnavailable)
                 {
@@ -368,19 +360,16 @@ public sealed class PartitionLog : IAsyncDisposable
                 flushes = StartFlushLocked(out round);
 
                 // The reservation: nothing below throws.
-                long baseOffset = _tails.Reserved;
+                long baseOffset = Tails.Reserved;
                 long endOffset = baseOffset + header.LastOffsetDelta + 1;
                 RecordBatch.SetBaseOffset(span, baseOffset);
                 RecordBatch.SetPartitionLeaderEpoch(span, LeaderEpoch);
 
-                position = segment.Size;
+                position = Segments.ReserveLocked(span.Length, endOffset);
                 Debug.Assert((long)position + span.Length <= config.SegmentBytesEffective || position == 0, "segment overfilled");
-                segment.Size = position + span.Length;
-                segment.ReservedEnd = endOffset;
-                _sizeBytes += span.Length;
-                _tails.Reserve(endOffset);
+                Tails.Reserve(endOffset);
                 sequence = _nextSequence++;
-                op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _tails.LogStart);
+                op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, Tails.LogStart);
                 version = op.Version;
                 if (tail is not null)
                 {
@@ -407,7 +396,7 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             if (message is not null)
             {
-                _log(message);
+                Info(message);
             }
         }
 
@@ -418,7 +407,7 @@ public sealed class PartitionLog : IAsyncDisposable
             OnCopying?.Invoke();
             region.CopyFrom(span);
             int pieces = 0;
-            lock (_lock)
+            lock (Lock)
             {
                 op.Copying = false;
                 AdvanceCopiedLocked(tail, sequence);
@@ -497,7 +486,7 @@ public sealed class PartitionLog : IAsyncDisposable
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             int errno = ErrnoNames.FromException(ex);
-            throw new StorageException($"partition {_name}: cannot reopen {segment.LogPath} to append to it: {ex.Message} ({ErrnoNames.Describe(errno)}); the append was not stored, retry it; {ErrnoNames.Advice(errno)}", errno, ex);
+            throw new StorageException($"partition {Name}: cannot reopen {segment.LogPath} to append to it: {ex.Message} ({ErrnoNames.Describe(errno)}); the append was not stored, retry it; {ErrnoNames.Advice(errno)}", errno, ex);
         }
     }
 
@@ -519,7 +508,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 tail.Dispose();
                 int readErrno = ex is StorageException se ? se.Errno : ErrnoNames.FromException(ex);
-                throw new StorageException($"partition {_name}: cannot read the last page of {segment.LogPath} to append after it: {ex.Message}; the append was not stored, retry it", readErrno, ex);
+                throw new StorageException($"partition {Name}: cannot read the last page of {segment.LogPath} to append after it: {ex.Message}; the append was not stored, retry it", readErrno, ex);
             }
         }
 
@@ -528,7 +517,7 @@ public sealed class PartitionLog : IAsyncDisposable
             segment.DirectUnavailable = true;
             if (Interlocked.Exchange(ref s_directUnsupportedLogged, 1) == 0)
             {
-                message = $"partition {_name}: cannot open {segment.LogPath} with O_DIRECT ({ErrnoNames.Describe(-errno)}{(errno == ErrnoNames.EINVAL ? ", the file system does not support it" : "")}); "
+                message = $"partition {Name}: cannot open {segment.LogPath} with O_DIRECT ({ErrnoNames.Describe(-errno)}{(errno == ErrnoNames.EINVAL ? ", the file system does not support it" : "")}); "
                     + "io_uring appends to such files go through the page cache instead (slower; logged once per broker)";
             }
 
@@ -575,7 +564,7 @@ public sealed class PartitionLog : IAsyncDisposable
         SafeFileHandle[]? flushes;
         long round;
         int pieces = 0;
-        lock (_lock)
+        lock (Lock)
         {
             if (!tail.CompletePiece(result, out int errno))
             {
@@ -593,7 +582,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 MarkTailWrittenLocked(tail);
                 if (segment.Sealed && tail.Idle)
                 {
-                    ReleaseTailLocked(segment, trim: true, ref message); // a sealed segment's last round: cut the padding before its final flush
+                    Segments.ReleaseTailLocked(segment, trim: true, ref message); // a sealed segment's last round: cut the padding before its final flush
                 }
                 else if (tail.TryStartRound())
                 {
@@ -611,7 +600,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (message is not null)
         {
-            _log(message);
+            Info(message);
         }
 
         IssueFlushes(flushes, round);
@@ -674,42 +663,6 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    /// <summary>Releases every segment's tail (nothing in flight); with <paramref name="trim"/> cuts padding first.</summary>
-    private void CloseTailsLocked(bool trim, ref string? message)
-    {
-        foreach (Segment s in _segments)
-        {
-            if (s.Tail is not null)
-            {
-                ReleaseTailLocked(s, trim, ref message);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Drops <paramref name="segment"/>'s tail (its chunks, O_DIRECT descriptor and recent bytes); with
-    /// <paramref name="trim"/> and no round in flight, first cuts the zero padding so the file ends where the log does.
-    /// </summary>
-    private void ReleaseTailLocked(Segment segment, bool trim, ref string? message)
-    {
-        DirectTail tail = segment.Tail!;
-        if (trim && !tail.RoundInFlight)
-        {
-            try
-            {
-                tail.TrimPadding();
-            }
-            catch (IOException ex)
-            {
-                // Harmless for the data: recovery walks the batches and cuts the zeros at the next start.
-                message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); the next start truncates it";
-            }
-        }
-
-        tail.Dispose();
-        segment.Tail = null;
-    }
-
     /// <summary>
     /// Whole batches from the one containing <paramref name="offset"/>, never past the high watermark, from one
     /// segment, at most <paramref name="maxBytes"/> in total; with <paramref name="minOneBatch"/> the first batch
@@ -732,12 +685,12 @@ public sealed class PartitionLog : IAsyncDisposable
             long hw;
             long logStart;
             (long Start, long End) hole = default;
-            lock (_lock)
+            lock (Lock)
             {
-                ObjectDisposedException.ThrowIf(_closed, this);
-                hw = _tails.Completed;
-                logStart = _tails.LogStart;
-                if (offset < logStart || offset > _tails.Reserved)
+                ObjectDisposedException.ThrowIf(Closed, this);
+                hw = Tails.Completed;
+                logStart = Tails.LogStart;
+                if (offset < logStart || offset > Tails.Reserved)
                 {
                     return new ReadResult(ReadError.OffsetOutOfRange, hw, logStart, null, 0);
                 }
@@ -747,10 +700,10 @@ public sealed class PartitionLog : IAsyncDisposable
                     return new ReadResult(ReadError.None, hw, logStart, null, 0);
                 }
 
-                segment = FindSegmentLocked(offset);
+                segment = Segments.FindLocked(offset);
                 if (segment.Sealed && offset >= segment.SealedEnd)
                 {
-                    hole = (segment.SealedEnd, NextBaseLocked(segment));
+                    hole = (segment.SealedEnd, Segments.NextBaseLocked(segment));
                 }
                 else
                 {
@@ -763,7 +716,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
             if (hole.End > 0)
             {
-                WarnCorrupt(offset, $"offsets {hole.Start}..{hole.End - 1} were lost to damage found at recovery (see {Path.Combine(_directory, Recovery.QuarantineDirectory)}); consumers must seek to offset {hole.End}");
+                WarnCorrupt(offset, $"offsets {hole.Start}..{hole.End - 1} were lost to damage found at recovery (see {Path.Combine(Segments.Directory, Recovery.QuarantineDirectory)}); consumers must seek to offset {hole.End}");
                 return new ReadResult(ReadError.Corrupt, hw, logStart, null, 0);
             }
 
@@ -789,17 +742,10 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    /// <summary>The base offset of the segment after <paramref name="segment"/> (the end of a hole after it).</summary>
-    private long NextBaseLocked(Segment segment)
-    {
-        int i = _segments.IndexOf(segment);
-        return _segments[i + 1].BaseOffset;
-    }
-
     /// <summary>Where a reader can go on after damage at <paramref name="offset"/>: the next index entry, else the next segment.</summary>
     private long NextBatchAfter(Segment segment, long offset)
     {
-        lock (_lock)
+        lock (Lock)
         {
             OffsetIndex index = segment.Index;
             for (int i = 0; i < index.Count; i++)
@@ -811,8 +757,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
             }
 
-            int at = _segments.IndexOf(segment);
-            return at >= 0 && at + 1 < _segments.Count ? _segments[at + 1].BaseOffset : Math.Max(offset + 1, segment.CompletedEnd);
+            int at = Segments.IndexOf(segment);
+            return at >= 0 && at + 1 < Segments.Count ? Segments[at + 1].BaseOffset : Math.Max(offset + 1, segment.CompletedEnd);
         }
     }
 
@@ -843,7 +789,7 @@ public sealed class PartitionLog : IAsyncDisposable
     private bool TryRebuildIndexes(Segment segment)
     {
         int limit;
-        lock (_lock)
+        lock (Lock)
         {
             if (!_indexesRebuilt.Add(segment))
             {
@@ -867,7 +813,7 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         bool sealedSegment;
-        lock (_lock)
+        lock (Lock)
         {
             if (!Walk(segment.CompletedSize) || expected != segment.CompletedEnd)
             {
@@ -899,7 +845,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
         }
 
-        _warn($"partition {_name}: the offset index of {segment.Name} contradicts its log (damaged: index files carry no checksum); rebuilt the indexes from the log"
+        Warn($"partition {Name}: the offset index of {segment.Name} contradicts its log (damaged: index files carry no checksum); rebuilt the indexes from the log"
             + (sealedSegment ? " and removed the files, so the next start rebuilds them as well" : string.Empty) + ". The records are intact");
         return true;
 
@@ -963,7 +909,7 @@ public sealed class PartitionLog : IAsyncDisposable
         int suppressed = Interlocked.Exchange(ref _corruptWarnsSuppressed, 0);
         string more = suppressed > 0 ? $" ({suppressed} more such reads since the last report)" : string.Empty;
         string met = answer == "CORRUPT_MESSAGE" ? "met damaged data" : "failed";
-        _warn($"partition {_name}: a read at offset {offset} {met} and was answered with {answer}{more}: {what}");
+        Warn($"partition {Name}: a read at offset {offset} {met} and was answered with {answer}{more}: {what}");
     }
 
     /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>
@@ -976,23 +922,23 @@ public sealed class PartitionLog : IAsyncDisposable
             long indexBase;
             int limit;
             long later = 0;
-            lock (_lock)
+            lock (Lock)
             {
-                if (_closed || offset < _tails.LogStart || offset >= _tails.Completed)
+                if (Closed || offset < Tails.LogStart || offset >= Tails.Completed)
                 {
                     return 0;
                 }
 
-                segment = FindSegmentLocked(offset);
+                segment = Segments.FindLocked(offset);
                 if (segment.Sealed && offset >= segment.SealedEnd)
                 {
                     return 0; // a hole: nothing to wait for
                 }
 
-                int i = _segments.IndexOf(segment);
-                for (int j = i + 1; j < _segments.Count; j++)
+                int i = Segments.IndexOf(segment);
+                for (int j = i + 1; j < Segments.Count; j++)
                 {
-                    later += _segments[j].CompletedSize;
+                    later += Segments[j].CompletedSize;
                 }
 
                 limit = segment.CompletedSize;
@@ -1030,15 +976,15 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct)
     {
-        if (_tails.Completed > highWatermarkSeen)
+        if (Tails.Completed > highWatermarkSeen)
         {
             return Task.CompletedTask;
         }
 
         Task signal;
-        lock (_lock)
+        lock (Lock)
         {
-            if (_tails.Completed > highWatermarkSeen || _closed)
+            if (Tails.Completed > highWatermarkSeen || Closed)
             {
                 return Task.CompletedTask;
             }
@@ -1067,20 +1013,20 @@ public sealed class PartitionLog : IAsyncDisposable
             int indexPosition;
             long indexBase;
             int limit;
-            lock (_lock)
+            lock (Lock)
             {
-                ObjectDisposedException.ThrowIf(_closed, this);
-                while (segmentIndex < _segments.Count && _segments[segmentIndex].MaxTimestamp < timestamp)
+                ObjectDisposedException.ThrowIf(Closed, this);
+                while (segmentIndex < Segments.Count && Segments[segmentIndex].MaxTimestamp < timestamp)
                 {
                     segmentIndex++;
                 }
 
-                if (segmentIndex >= _segments.Count)
+                if (segmentIndex >= Segments.Count)
                 {
                     return (-1, -1);
                 }
 
-                segment = _segments[segmentIndex];
+                segment = Segments[segmentIndex];
                 int startRelative = segment.TimeIndex.Lookup(timestamp);
                 (int rel, indexPosition) = segment.Index.Lookup(startRelative);
                 indexBase = segment.BaseOffset + rel;
@@ -1128,10 +1074,10 @@ public sealed class PartitionLog : IAsyncDisposable
             int indexPosition;
             long indexBase;
             int limit;
-            lock (_lock)
+            lock (Lock)
             {
-                ObjectDisposedException.ThrowIf(_closed, this);
-                foreach (Segment s in _segments)
+                ObjectDisposedException.ThrowIf(Closed, this);
+                foreach (Segment s in Segments)
                 {
                     if (s.MaxTimestamp >= 0 && (best is null || s.MaxTimestamp > best.MaxTimestamp))
                     {
@@ -1187,15 +1133,15 @@ public sealed class PartitionLog : IAsyncDisposable
         TaskCompletionSource tcs;
         SafeFileHandle[]? flushes;
         long round;
-        lock (_lock)
+        lock (Lock)
         {
-            if (_closed || _tails.Durable >= _tails.Completed)
+            if (Closed || Tails.Durable >= Tails.Completed)
             {
                 return Task.CompletedTask;
             }
 
             tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _durableTasks.Enqueue((_tails.Completed, tcs));
+            _durableTasks.Enqueue((Tails.Completed, tcs));
             flushes = StartFlushLocked(out round);
         }
 
@@ -1214,7 +1160,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     public bool ReleaseIdleDescriptors(long idleMs)
     {
-        Segment active = Volatile.Read(ref _active);
+        Segment active = Segments.Active;
         if (!active.HoldsHandle && active.Tail is null)
         {
             return false; // given up already (read without the lock: a stale answer only delays to the next call)
@@ -1224,36 +1170,30 @@ public sealed class PartitionLog : IAsyncDisposable
         SafeFileHandle[]? flushes = null;
         long round = 0;
         bool released = false;
-        lock (_lock)
+        lock (Lock)
         {
-            Segment segment = _active;
+            Segment segment = Segments.Active;
             long nowMs = NowMs();
-            if (_closing || _closed || _failed || _flushInFlight || _pending.Count > 0 || _tails.Reserved != _tails.Completed
-                || nowMs - segment.LastAppendMs < idleMs || nowMs < _noIdleReleaseBeforeMs || segment.Tail is { Idle: false })
+            if (Closing || Closed || _failed || _flushInFlight || _pending.Count > 0 || Tails.Reserved != Tails.Completed
+                || nowMs - segment.LastAppendMs < idleMs || segment.Tail is { Idle: false })
             {
                 return false;
             }
 
-            if (_tails.Durable < _tails.Completed)
+            if (Tails.Durable < Tails.Completed)
             {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _tails.Completed);
+                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, Tails.Completed);
                 flushes = StartFlushLocked(out round);
             }
-            else if (TrimIdleTailLocked(segment, nowMs + idleMs, ref message))
+            else
             {
-                if (segment.Tail is not null)
-                {
-                    ReleaseTailLocked(segment, trim: false, ref message);
-                }
-
-                segment.ReleaseHandle();
-                released = true;
+                released = Segments.TryReleaseIdleLocked(nowMs, idleMs, ref message);
             }
         }
 
         if (message is not null)
         {
-            _log(message);
+            Info(message);
         }
 
         IssueFlushes(flushes, round);
@@ -1261,108 +1201,11 @@ public sealed class PartitionLog : IAsyncDisposable
     }
 
     /// <summary>
-    /// Cuts the zero padding of an idle direct tail before its descriptors close: a segment sealed later without a tail
-    /// must end where its log does. If that fails everything stays open and the next try waits until
-    /// <paramref name="retryAtMs"/>.
-    /// </summary>
-    private bool TrimIdleTailLocked(Segment segment, long retryAtMs, ref string? message)
-    {
-        if (segment.Tail is not { } tail)
-        {
-            return true;
-        }
-
-        try
-        {
-            tail.TrimPadding();
-            return true;
-        }
-        catch (IOException ex)
-        {
-            _noIdleReleaseBeforeMs = retryAtMs;
-            message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); its descriptors stay open and the cut is tried again later";
-            return false;
-        }
-    }
-
-    /// <summary>
     /// Deletes whole old segments: those whose newest timestamp is older than retention.ms before
     /// <paramref name="nowMs"/>, and the oldest ones while the log exceeds retention.bytes by at least their size.
     /// Never the active segment, and only segments whose bytes are durable. Advances <see cref="LogStartOffset"/>.
     /// </summary>
-    public void EnforceRetention(long nowMs)
-    {
-        LogConfig config = Config;
-        var deleted = new List<(Segment Segment, string Why)>();
-        lock (_lock)
-        {
-            if (_closing)
-            {
-                return;
-            }
-
-            long excess = config.RetentionBytes >= 0 ? _sizeBytes - config.RetentionBytes : -1;
-            while (_segments.Count > 1)
-            {
-                Segment oldest = _segments[0];
-                if (oldest == _active || !oldest.FullyFlushed)
-                {
-                    break;
-                }
-
-                long newest = oldest.MaxTimestamp >= 0 ? oldest.MaxTimestamp : oldest.LastAppendMs;
-                string? why = null;
-                if (config.RetentionMs >= 0 && nowMs - newest > config.RetentionMs)
-                {
-                    why = $"its newest record is {nowMs - newest} ms old (retention.ms={config.RetentionMs})";
-                }
-                else if (excess >= 0 && excess - oldest.Size >= 0)
-                {
-                    why = $"the log is {_sizeBytes} bytes (retention.bytes={config.RetentionBytes})";
-                }
-
-                if (why is null)
-                {
-                    break;
-                }
-
-                excess -= oldest.Size;
-                _segments.RemoveAt(0);
-                _sizeBytes -= oldest.Size;
-                _tails.AdvanceLogStart(_segments[0].BaseOffset);
-                oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
-                deleted.Add((oldest, why));
-            }
-        }
-
-        if (deleted.Count == 0)
-        {
-            return;
-        }
-
-        foreach (var (segment, why) in deleted)
-        {
-            _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
-            if (!segment.DeletePending)
-            {
-                DeleteSegmentFiles(segment);
-            }
-        }
-
-        FileSync.SyncDirectory(_directory);
-    }
-
-    private void DeleteSegmentFiles(Segment segment)
-    {
-        try
-        {
-            segment.CloseAndDelete();
-        }
-        catch (IOException ex)
-        {
-            _log($"partition {_name}: could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
-        }
-    }
+    public void EnforceRetention(long nowMs) => Segments.EnforceRetention(nowMs);
 
     /// <summary>Closes the log (in-flight appends finish first, nothing is flushed) and removes its directory (DeleteTopics).</summary>
     public async Task DeleteAsync()
@@ -1370,7 +1213,7 @@ public sealed class PartitionLog : IAsyncDisposable
         await CloseAsync(clean: false).ConfigureAwait(false);
         try
         {
-            Directory.Delete(_directory, recursive: true);
+            Directory.Delete(Segments.Directory, recursive: true);
         }
         catch (DirectoryNotFoundException)
         {
@@ -1383,7 +1226,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
     internal Task WhenBackgroundIdleAsync()
     {
-        lock (_lock)
+        lock (Lock)
         {
             _indexWrites.RemoveAll(static t => t.IsCompleted);
             return Task.WhenAll(_indexWrites.ToArray());
@@ -1393,47 +1236,27 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
     internal void CheckInvariants()
     {
-        lock (_lock)
+        lock (Lock)
         {
-            Check(_segments.Count > 0, "no segments");
-            Check(_tails.LogStart == _segments[0].BaseOffset, $"log start {_tails.LogStart} != first segment base {_segments[0].BaseOffset}");
-            _tails.CheckInvariant();
-            Check(_active == _segments[^1] && !_active.Sealed, "the last segment is not the active one");
-            Check(_active.ReservedEnd == _tails.Reserved, $"active segment reserved end {_active.ReservedEnd} != reserved {_tails.Reserved}");
-            long size = 0;
-            for (int i = 0; i < _segments.Count; i++)
-            {
-                Segment s = _segments[i];
-                size += s.Size;
-                Check(s.CompletedSize <= s.Size, $"{s.Name}: completed size {s.CompletedSize} > size {s.Size}");
-                Check(s.CompletedEnd <= s.ReservedEnd, $"{s.Name}: completed end > reserved end");
-                Check(s.FlushedEnd <= s.CompletedEnd, $"{s.Name}: flushed end {s.FlushedEnd} > completed end {s.CompletedEnd}");
-                if (i < _segments.Count - 1)
-                {
-                    Check(s.Sealed, $"{s.Name} is not sealed but not last");
-                    // Below: a hole left by damage that recovery set aside (docs/design/recovery.md).
-                    Check(s.SealedEnd <= _segments[i + 1].BaseOffset, $"{s.Name} ends at {s.SealedEnd}, past the next segment's base {_segments[i + 1].BaseOffset}");
-                    Check(s.CompletedEnd == s.SealedEnd || _segments[i + 1].CompletedEnd == _segments[i + 1].BaseOffset, $"{s.Name} not complete but a later segment has published data");
-                }
-            }
-
-            Check(size == _sizeBytes, $"size {_sizeBytes} != sum of segments {size}");
+            Check(Segments.Count > 0, "no segments");
+            Tails.CheckInvariant();
+            Segments.CheckInvariantsLocked(Check);
             long expected = -1;
             for (int i = 0; i < _pending.Count; i++)
             {
                 PendingAppend op = _pending[i];
                 Check(expected < 0 || op.BaseOffset == expected, $"in-flight appends not dense at {op.BaseOffset} (expected {expected})");
-                Check(op.BaseOffset >= _tails.Completed, $"in-flight append {op.BaseOffset} below completed {_tails.Completed}");
+                Check(op.BaseOffset >= Tails.Completed, $"in-flight append {op.BaseOffset} below completed {Tails.Completed}");
                 Check(!_pool.Holds(op), $"in-flight append {op.BaseOffset} is also in the pool");
                 expected = op.EndOffset;
             }
 
             // After an I/O error, failed appends leave the queue without publishing: the rest start past a gap.
             Check(
-                _pending.Count == 0 || _pending.Front.BaseOffset == _tails.Completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
+                _pending.Count == 0 || _pending.Front.BaseOffset == Tails.Completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
                 "the first in-flight append does not start at the completed tail");
             Check(_failed || _failedFrom == long.MaxValue, "failure point set on a healthy partition");
-            Check(_pending.Count == 0 ? _failed || _tails.Completed == _tails.Reserved : expected == _tails.Reserved, "in-flight appends do not end at the reserved tail");
+            Check(_pending.Count == 0 ? _failed || Tails.Completed == Tails.Reserved : expected == Tails.Reserved, "in-flight appends do not end at the reserved tail");
         }
 
         static void Check(bool condition, string what)
@@ -1445,28 +1268,7 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
-
-    private Segment FindSegmentLocked(long offset)
-    {
-        int lo = 0;
-        int hi = _segments.Count - 1;
-        while (lo < hi)
-        {
-            int mid = (lo + hi + 1) >>> 1;
-            if (_segments[mid].BaseOffset <= offset)
-            {
-                lo = mid;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
-
-        Debug.Assert(_segments[lo].BaseOffset <= offset, "offset below the first segment");
-        return _segments[lo];
-    }
+    internal long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     private ReadResult RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
     {
@@ -1495,7 +1297,7 @@ public sealed class PartitionLog : IAsyncDisposable
             int budgetEnd = batchPosition + maxBytes;
             int rel;
             int entryPosition;
-            lock (_lock)
+            lock (Lock)
             {
                 (rel, entryPosition) = segment.Index.LookupByPosition(budgetEnd);
             }
@@ -1647,9 +1449,9 @@ public sealed class PartitionLog : IAsyncDisposable
 
     private void EnsureWritableLocked(ref string? message)
     {
-        if (_closing)
+        if (Closing)
         {
-            throw new StorageException($"partition {_name} is closed (topic deleted or broker shutting down); retry on the new leader or after restart");
+            throw new StorageException($"partition {Name} is closed (topic deleted or broker shutting down); retry on the new leader or after restart");
         }
 
         if (!_failed)
@@ -1660,7 +1462,7 @@ public sealed class PartitionLog : IAsyncDisposable
         if (_flushFatal)
         {
             throw new StorageException(
-                $"partition {_name} is offline: an fdatasync failed with {ErrnoNames.Describe(_failureErrno)}, so data written before it may not be on disk; fix the disk, then restart the broker (recovery checks the log)",
+                $"partition {Name} is offline: an fdatasync failed with {ErrnoNames.Describe(_failureErrno)}, so data written before it may not be on disk; fix the disk, then restart the broker (recovery checks the log)",
                 Math.Abs(_failureErrno));
         }
 
@@ -1668,7 +1470,7 @@ public sealed class PartitionLog : IAsyncDisposable
         if (_pending.Count > 0)
         {
             throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and still draining {_pending.Count} in-flight write(s); retry shortly ({ErrnoNames.Advice(_failureErrno)})",
+                $"partition {Name} is failed after {ErrnoNames.Describe(_failureErrno)} and still draining {_pending.Count} in-flight write(s); retry shortly ({ErrnoNames.Advice(_failureErrno)})",
                 Math.Abs(_failureErrno));
         }
 
@@ -1676,123 +1478,28 @@ public sealed class PartitionLog : IAsyncDisposable
         int dropped;
         try
         {
-            dropped = TruncateToCompletedLocked(ref message);
+            dropped = Segments.TruncateToCompletedLocked(ref message);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             int errno = ErrnoNames.FromException(ex);
             throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {_active.Name} back to offset {_tails.Completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
+                $"partition {Name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {Segments.Active.Name} back to offset {Tails.Completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
                 errno,
                 ex);
         }
 
-        Segment keep = _active;
+        Segment keep = Segments.Active;
         _failed = false;
         _failedFrom = long.MaxValue;
-        if (_tails.Durable < _tails.Completed)
+        if (Tails.Durable < Tails.Completed)
         {
-            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _tails.Completed);
+            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, Tails.Completed);
         }
 
         message = (message is null ? string.Empty : message + " ")
-            + $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_tails.Reserved}";
+            + $"partition {Name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {Tails.Reserved}";
         _failureErrno = 0;
-    }
-
-    /// <summary>
-    /// Cuts everything past the completed tail (after an I/O error, with nothing in flight): the segment holding the
-    /// tail is truncated first (if that throws, nothing changed), later segments are deleted, the kept segment
-    /// becomes active again. Returns the bytes dropped.
-    /// </summary>
-    private int TruncateToCompletedLocked(ref string? message)
-    {
-        Debug.Assert(_pending.Count == 0, "truncating under in-flight writes");
-        int keepIndex = _segments.Count - 1;
-        while (keepIndex > 0 && _segments[keepIndex].BaseOffset > _tails.Completed)
-        {
-            keepIndex--;
-        }
-
-        Segment keep = _segments[keepIndex];
-        RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
-        CloseTailsLocked(trim: false, ref message);
-        int dropped = keep.Size - keep.CompletedSize;
-        for (int i = _segments.Count - 1; i > keepIndex; i--)
-        {
-            Segment drop = _segments[i];
-            Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
-            _segments.RemoveAt(i);
-            _sizeBytes -= drop.Size;
-            dropped += drop.Size;
-            try
-            {
-                drop.CloseAndDelete();
-            }
-            catch (IOException ex)
-            {
-                // Recovery drops it at the next start: it begins past the end of the kept segment.
-                message = $"partition {_name}: could not delete {drop.LogPath} ({ex.Message}); the next start removes it";
-            }
-        }
-
-        _sizeBytes -= keep.Size - keep.CompletedSize;
-        keep.ReopenAtCompleted();
-        _active = keep;
-        _tails.Truncate(_tails.Completed);
-        return dropped;
-    }
-
-    private bool ShouldRollLocked(int size, int lastOffsetDelta, LogConfig config, long nowMs)
-    {
-        Segment active = _active;
-        if (active.Size == 0)
-        {
-            return false;
-        }
-
-        return (long)active.Size + size > config.SegmentBytesEffective
-            || (config.SegmentMs > 0 && nowMs - active.RollBaseMs >= config.SegmentMs)
-            || _tails.Reserved + lastOffsetDelta + 1 - active.BaseOffset > int.MaxValue;
-    }
-
-    private void RollLocked(long nowMs, ref string? message)
-    {
-        Segment old = _active;
-        Segment next;
-        try
-        {
-            next = Segment.Create(_directory, _tails.Reserved, nowMs);
-            next.Files = _files;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            int errno = ErrnoNames.FromException(ex);
-            throw new StorageException($"partition {_name}: cannot create segment {Segment.FileName(_tails.Reserved)}.log: {ex.Message}; {ErrnoNames.Advice(errno)}", errno, ex);
-        }
-
-        int rc = FileSync.SyncDirectory(_directory);
-        if (rc < 0)
-        {
-            message = $"partition {_name}: fsync of {_directory} after creating {next.Name} failed with {ErrnoNames.Describe(rc)}";
-        }
-
-        old.Seal();
-        if (old.CompletedEnd == old.SealedEnd)
-        {
-            old.FinishTimeIndex();
-        }
-
-        if (old.Tail is { Idle: true })
-        {
-            ReleaseTailLocked(old, trim: true, ref message);
-        }
-
-        _segments.Add(next);
-        _active = next;
-
-        // Flush=Roll durability: the sealed segment is fdatasync'ed once all its writes have completed.
-        _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, old.SealedEnd);
     }
 
     private void OnWriteDone(long token, int result)
@@ -1800,14 +1507,14 @@ public sealed class PartitionLog : IAsyncDisposable
         string? message = null;
         SafeFileHandle[]? flushes;
         long round;
-        lock (_lock)
+        lock (Lock)
         {
             Debug.Assert(_pending.Count > 0, "write completion with nothing in flight");
             int index = (int)(token - _pending.Front.Sequence);
             PendingAppend op = _pending[index];
             if (op.Sequence != token || op.State != PendingAppend.WriteState.InFlight)
             {
-                throw new InvalidOperationException($"partition {_name}: unexpected write completion for token {token}");
+                throw new InvalidOperationException($"partition {Name}: unexpected write completion for token {token}");
             }
 
             if (result == op.Size)
@@ -1827,7 +1534,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (message is not null)
         {
-            _log(message);
+            Info(message);
         }
 
         IssueFlushes(flushes, round);
@@ -1843,8 +1550,8 @@ public sealed class PartitionLog : IAsyncDisposable
 
         _failed = true;
         _failureErrno = errno;
-        message = $"partition {_name}: {what} failed with {ErrnoNames.Describe(errno)}; the partition is failed: appends from offset {_failedFrom} on fail with KAFKA_STORAGE_ERROR, "
-            + $"published data below offset {_tails.Completed} is untouched, and once the in-flight writes drain the next append truncates the unpublished bytes and resumes; {ErrnoNames.Advice(errno)}";
+        message = $"partition {Name}: {what} failed with {ErrnoNames.Describe(errno)}; the partition is failed: appends from offset {_failedFrom} on fail with KAFKA_STORAGE_ERROR, "
+            + $"published data below offset {Tails.Completed} is untouched, and once the in-flight writes drain the next append truncates the unpublished bytes and resumes; {ErrnoNames.Advice(errno)}";
     }
 
     /// <summary>Publishes finished writes in offset order; answers or fails their appends.</summary>
@@ -1858,9 +1565,9 @@ public sealed class PartitionLog : IAsyncDisposable
             PendingAppend op = _pending.Dequeue();
             if (op.State == PendingAppend.WriteState.Written && op.BaseOffset < _failedFrom)
             {
-                if (op.BaseOffset != _tails.Completed)
+                if (op.BaseOffset != Tails.Completed)
                 {
-                    throw new InvalidOperationException($"partition {_name}: publishing offset {op.BaseOffset} at completed tail {_tails.Completed}");
+                    throw new InvalidOperationException($"partition {Name}: publishing offset {op.BaseOffset} at completed tail {Tails.Completed}");
                 }
 
                 if (!advanced)
@@ -1875,9 +1582,9 @@ public sealed class PartitionLog : IAsyncDisposable
                     segment.FinishTimeIndex();
                 }
 
-                _tails.Complete(op.EndOffset);
+                Tails.Complete(op.EndOffset);
                 advanced = true;
-                if (op.WaitDurable && _tails.Durable < op.EndOffset)
+                if (op.WaitDurable && Tails.Durable < op.EndOffset)
                 {
                     _durableAppends.Enqueue(op);
                 }
@@ -1892,7 +1599,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 string cause = op.State == PendingAppend.WriteState.Failed
                     ? $"the write of offsets {op.BaseOffset}..{op.EndOffset - 1} failed with {ErrnoNames.Describe(errno)}"
                     : $"an earlier write or flush failed with {ErrnoNames.Describe(errno)}";
-                op.Fail(new StorageException($"partition {_name}: {cause}; the append was not stored, retry it ({ErrnoNames.Advice(errno)})", Math.Abs(errno)));
+                op.Fail(new StorageException($"partition {Name}: {cause}; the append was not stored, retry it ({ErrnoNames.Advice(errno)})", Math.Abs(errno)));
             }
         }
 
@@ -1900,9 +1607,9 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             FlushPolicy flush = config.Flush;
             if (flush.Mode == FlushMode.Always
-                || (flush.MessagesEnabled && _tails.Completed - Math.Max(_tails.Durable, _flushRoundCompleted) >= flush.Messages))
+                || (flush.MessagesEnabled && Tails.Completed - Math.Max(Tails.Durable, _flushRoundCompleted) >= flush.Messages))
             {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _tails.Completed);
+                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, Tails.Completed);
             }
 
             if (_hwSignal is not null)
@@ -1926,21 +1633,21 @@ public sealed class PartitionLog : IAsyncDisposable
     private SafeFileHandle[]? StartFlushLocked(out long round)
     {
         round = 0;
-        if (_flushInFlight || _closed || _tails.Completed <= _tails.Durable)
+        if (_flushInFlight || Closed || Tails.Completed <= Tails.Durable)
         {
             return null;
         }
 
         bool wanted = _durableAppends.Count > 0
             || _durableTasks.Count > 0
-            || (_backgroundFlushTarget > _tails.Durable && _backgroundFlushTarget <= _tails.Completed);
+            || (_backgroundFlushTarget > Tails.Durable && _backgroundFlushTarget <= Tails.Completed);
         if (!wanted)
         {
             return null;
         }
 
         Debug.Assert(_flushTargets.Count == 0, "flush targets left over");
-        foreach (Segment s in _segments)
+        foreach (Segment s in Segments)
         {
             if (s.FlushedEnd < s.CompletedEnd)
             {
@@ -1959,7 +1666,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _flushRound++;
         _flushOutstanding = _flushTargets.Count;
         _flushErrno = 0;
-        _flushRoundCompleted = _tails.Completed;
+        _flushRoundCompleted = Tails.Completed;
         round = _flushRound;
         var files = new SafeFileHandle[_flushTargets.Count];
         for (int i = 0; i < files.Length; i++)
@@ -1995,11 +1702,11 @@ public sealed class PartitionLog : IAsyncDisposable
         string? message = null;
         SafeFileHandle[]? flushes;
         long round;
-        lock (_lock)
+        lock (Lock)
         {
             if (!_flushInFlight || token != _flushRound)
             {
-                throw new InvalidOperationException($"partition {_name}: unexpected flush completion for round {token}");
+                throw new InvalidOperationException($"partition {Name}: unexpected flush completion for round {token}");
             }
 
             if (result < 0 && _flushErrno == 0)
@@ -2028,9 +1735,9 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 int errno = _flushErrno;
                 _flushTargets.Clear();
-                MarkFailedLocked(errno, _tails.Completed, "fdatasync", ref message);
+                MarkFailedLocked(errno, Tails.Completed, "fdatasync", ref message);
                 _flushFatal = true;
-                var failure = new StorageException($"partition {_name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
+                var failure = new StorageException($"partition {Name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
                 while (_durableAppends.Count > 0)
                 {
                     _durableAppends.Dequeue().Fail(failure);
@@ -2054,7 +1761,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (message is not null)
         {
-            _log(message);
+            Info(message);
         }
 
         IssueFlushes(flushes, round);
@@ -2063,8 +1770,8 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Recomputes the durable tail from the segments' flushed ends, answers waiters below it.</summary>
     private void AdvanceDurableLocked()
     {
-        long durable = _tails.Completed;
-        foreach (Segment s in _segments)
+        long durable = Tails.Completed;
+        foreach (Segment s in Segments)
         {
             if (s.FlushedEnd < s.CompletedEnd)
             {
@@ -2073,7 +1780,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
         }
 
-        _tails.MakeDurable(durable);
+        Tails.MakeDurable(durable);
         while (_durableAppends.Count > 0 && _durableAppends.Peek().EndOffset <= durable)
         {
             _durableAppends.Dequeue().Complete();
@@ -2097,7 +1804,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     private void StartIndexWritesLocked()
     {
-        foreach (Segment s in _segments)
+        foreach (Segment s in Segments)
         {
             if (s.FullyFlushed && !s.IndexFilesCurrent && !s.IndexWriteInProgress)
             {
@@ -2114,7 +1821,7 @@ public sealed class PartitionLog : IAsyncDisposable
         try
         {
             segment.WriteIndexFiles();
-            FileSync.SyncDirectory(_directory);
+            FileSync.SyncDirectory(Segments.Directory);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -2122,7 +1829,7 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         bool delete;
-        lock (_lock)
+        lock (Lock)
         {
             segment.IndexWriteInProgress = false;
             segment.IndexFilesCurrent = failure is null;
@@ -2136,12 +1843,12 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (delete)
         {
-            DeleteSegmentFiles(segment);
-            FileSync.SyncDirectory(_directory);
+            Segments.DeleteSegmentFiles(segment);
+            FileSync.SyncDirectory(Segments.Directory);
         }
         else if (failure is not null)
         {
-            _log($"partition {_name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
+            Info($"partition {Name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
         }
         else
         {
@@ -2161,12 +1868,12 @@ public sealed class PartitionLog : IAsyncDisposable
 
             try
             {
-                Recovery.WriteRecoveryPoint(_directory, offset);
+                Recovery.WriteRecoveryPoint(Segments.Directory, offset);
                 _recoveryPointWritten = offset;
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                _log($"partition {_name}: could not write the recovery point ({ex.Message}); the next start re-checks more of the log");
+                Info($"partition {Name}: could not write the recovery point ({ex.Message}); the next start re-checks more of the log");
             }
         }
     }
@@ -2174,14 +1881,14 @@ public sealed class PartitionLog : IAsyncDisposable
     private async Task CloseAsync(bool clean)
     {
         Task drained;
-        lock (_lock)
+        lock (Lock)
         {
-            if (_closing)
+            if (Closing)
             {
                 return;
             }
 
-            _closing = true;
+            Closing = true;
             if (_pending.Count == 0)
             {
                 drained = Task.CompletedTask;
@@ -2196,14 +1903,14 @@ public sealed class PartitionLog : IAsyncDisposable
         await drained.ConfigureAwait(false);
 
         string? tailMessage = null;
-        lock (_lock)
+        lock (Lock)
         {
-            CloseTailsLocked(trim: !_failed, ref tailMessage);
+            Segments.CloseTailsLocked(trim: !_failed, ref tailMessage);
         }
 
         if (tailMessage is not null)
         {
-            _log(tailMessage);
+            Info(tailMessage);
         }
 
         if (clean)
@@ -2211,26 +1918,26 @@ public sealed class PartitionLog : IAsyncDisposable
             // Writes that completed after an I/O error were never published: cut them now, or recovery would
             // bring back appends that were answered with an error.
             string? message = null;
-            lock (_lock)
+            lock (Lock)
             {
                 if (_failed)
                 {
                     try
                     {
-                        int dropped = TruncateToCompletedLocked(ref message);
+                        int dropped = Segments.TruncateToCompletedLocked(ref message);
                         message = (message is null ? string.Empty : message + " ")
-                            + $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {_active.Name} back to offset {_tails.Completed} (dropped {dropped} unpublished bytes)";
+                            + $"partition {Name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {Segments.Active.Name} back to offset {Tails.Completed} (dropped {dropped} unpublished bytes)";
                     }
                     catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                     {
-                        message = $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {_tails.Completed} ({ex.Message}); the next start scans the log";
+                        message = $"partition {Name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {Tails.Completed} ({ex.Message}); the next start scans the log";
                     }
                 }
             }
 
             if (message is not null)
             {
-                _log(message);
+                Info(message);
             }
         }
 
@@ -2244,7 +1951,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
             catch (StorageException ex)
             {
-                _log($"partition {_name}: the final flush at close failed ({ex.Message}); the next start scans the log");
+                Info($"partition {Name}: the final flush at close failed ({ex.Message}); the next start scans the log");
             }
         }
 
@@ -2252,9 +1959,9 @@ public sealed class PartitionLog : IAsyncDisposable
         Segment[] segments;
         Segment active;
         bool failed;
-        lock (_lock)
+        lock (Lock)
         {
-            _closed = true;
+            Closed = true;
             _hwSignal?.TrySetResult();
             _hwSignal = null;
         }
@@ -2262,7 +1969,7 @@ public sealed class PartitionLog : IAsyncDisposable
         while (true)
         {
             Task wait;
-            lock (_lock)
+            lock (Lock)
             {
                 _indexWrites.RemoveAll(static t => t.IsCompleted);
                 if (_flushInFlight)
@@ -2276,8 +1983,8 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
                 else
                 {
-                    segments = _segments.ToArray();
-                    active = _active;
+                    segments = Segments.ToArrayLocked();
+                    active = Segments.Active;
                     failed = _failed;
                     if (clean)
                     {
@@ -2285,7 +1992,7 @@ public sealed class PartitionLog : IAsyncDisposable
                     }
 
                     // No flush will come for these any more (delete, or a failed final flush).
-                    var closedError = new StorageException($"partition {_name} was closed before the data became durable; retry the produce");
+                    var closedError = new StorageException($"partition {Name} was closed before the data became durable; retry the produce");
                     while (_durableAppends.Count > 0)
                     {
                         _durableAppends.Dequeue().Fail(closedError);
@@ -2317,7 +2024,7 @@ public sealed class PartitionLog : IAsyncDisposable
                     }
                     catch (IOException ex)
                     {
-                        _log($"partition {_name}: could not write the index files of {s.Name} at close ({ex.Message}); they will be rebuilt at the next start");
+                        Info($"partition {Name}: could not write the index files of {s.Name} at close ({ex.Message}); they will be rebuilt at the next start");
                     }
                 }
             }
@@ -2327,11 +2034,11 @@ public sealed class PartitionLog : IAsyncDisposable
                 try
                 {
                     TryWriteRecoveryPoint(active.CompletedEnd);
-                    Recovery.WriteCleanMarker(_directory, active.BaseOffset, active.Size, active.CompletedEnd);
+                    Recovery.WriteCleanMarker(Segments.Directory, active.BaseOffset, active.Size, active.CompletedEnd);
                 }
                 catch (IOException ex)
                 {
-                    _log($"partition {_name}: could not write the clean-shutdown marker ({ex.Message}); the next start scans the active segment");
+                    Info($"partition {Name}: could not write the clean-shutdown marker ({ex.Message}); the next start scans the active segment");
                 }
             }
         }
