@@ -39,49 +39,37 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>The partition lock: guards the tails and every part's state (docs/design/storage.md).</summary>
     internal readonly object Lock = new();
     internal readonly string Name;
-    private readonly ILogDevice _device;
+    internal readonly ILogDevice Device;
     private readonly TimeProvider _time;
     internal readonly Action<string> Info;
     internal readonly Action<string> Warn;
-    private readonly object _recoveryPointGate = new();
     private readonly DeviceCallback _callback;
     private readonly bool _direct;
     private readonly Action<DirectTail, int> _onTailPiece;
     private readonly PendingAppend.Pool _pool = new();
     private readonly RingQueue<PendingAppend> _pending = new();
-    private readonly Queue<PendingAppend> _durableAppends = new();
-    private readonly Queue<(long Target, TaskCompletionSource Task)> _durableTasks = new();
-    private readonly List<(Segment Segment, long Target)> _flushTargets = new();
-    private readonly List<Task> _indexWrites = new();
 
     private LogConfig _config;
     internal LogTails Tails;
     internal readonly SegmentSet Segments;
     private readonly LogReader _reader;
+    internal readonly FlushScheduler Flusher;
     private long _nextSequence;
 
     private bool _failed;
     // Set by a failed fdatasync and never cleared while open: after a writeback error Linux may have dropped the
     // dirty pages, so a later "successful" flush proves nothing about them (the fsyncgate lesson). The partition
     // stays offline until a restart, when recovery re-checks every batch of the tail.
-    private bool _flushFatal;
+    internal bool FlushFatal;
     private long _failedFrom = long.MaxValue;
     private int _failureErrno;
 
-    private bool _flushInFlight;
-    private int _flushOutstanding;
-    private int _flushErrno;
-    private long _flushRound;
-    private long _flushRoundCompleted;
-    private long _backgroundFlushTarget = -1;
 
     private TaskCompletionSource? _hwSignal;
     private TaskCompletionSource? _drained;
-    private TaskCompletionSource? _flushIdle;
     internal bool Closing;
     internal bool Closed;
 
-    private long _recoveryPointWritten = -1;
 
     private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files)
     {
@@ -89,7 +77,7 @@ public sealed class PartitionLog : IAsyncDisposable
         Partition = partition;
         Name = $"{topic}-{partition}";
         _config = config;
-        _device = device;
+        Device = device;
         _time = time;
         Info = log;
         Warn = warn;
@@ -100,6 +88,7 @@ public sealed class PartitionLog : IAsyncDisposable
         Tails = new LogTails(Name, segments[0].BaseOffset, segments[^1].CompletedEnd);
         Segments = new SegmentSet(this, directory, segments, files);
         _reader = new LogReader(this);
+        Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
     }
 
     public string Topic { get; }
@@ -131,7 +120,7 @@ public sealed class PartitionLog : IAsyncDisposable
     public bool IsFailed => Volatile.Read(ref _failed);
 
     /// <summary>"sync" or "io_uring".</summary>
-    public string DeviceMode => _device.Mode;
+    public string DeviceMode => Device.Mode;
 
     internal int SegmentCount
     {
@@ -275,7 +264,6 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
-        partitionLog._recoveryPointWritten = segments[^1].CompletedEnd;
         partitionLog.CheckInvariants();
         return partitionLog;
     }
@@ -340,7 +328,7 @@ public sealed class PartitionLog : IAsyncDisposable
                     Segment sealedSegment = Segments.RollLocked(nowMs, ref message);
 
                     // Flush=Roll durability: the sealed segment is fdatasync'ed once all its writes have completed.
-                    _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, sealedSegment.SealedEnd);
+                    Flusher.RequestLocked(sealedSegment.SealedEnd);
                 }
 
                 // Descriptors first (reopened here if the idle segment gave them up).
@@ -356,7 +344,7 @@ public sealed class PartitionLog : IAsyncDisposable
                     }
                 }
 
-                flushes = StartFlushLocked(out round);
+                flushes = Flusher.StartFlushLocked(out round);
 
                 // The reservation: nothing below throws.
                 long baseOffset = Tails.Reserved;
@@ -382,13 +370,13 @@ public sealed class PartitionLog : IAsyncDisposable
         catch (StorageException ex)
         {
             _pool.Return(op);
-            IssueFlushes(flushes, round);
+            Flusher.IssueFlushes(flushes, round);
             return ValueTask.FromException<AppendResult>(ex);
         }
         catch
         {
             _pool.Return(op);
-            IssueFlushes(flushes, round);
+            Flusher.IssueFlushes(flushes, round);
             throw;
         }
         finally
@@ -399,7 +387,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
         }
 
-        IssueFlushes(flushes, round);
+        Flusher.IssueFlushes(flushes, round);
         if (tail is not null)
         {
             // The region is this append's alone: the copy runs without the lock, so completions never wait for it.
@@ -419,7 +407,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 {
                     // Its round failed during the copy: it may leave the queue now (not touched after this).
                     PublishLocked();
-                    flushes = StartFlushLocked(out round);
+                    flushes = Flusher.StartFlushLocked(out round);
                 }
                 else
                 {
@@ -427,14 +415,14 @@ public sealed class PartitionLog : IAsyncDisposable
                 }
             }
 
-            IssueFlushes(flushes, round);
+            Flusher.IssueFlushes(flushes, round);
             IssueRound(tail, pieces);
             return new ValueTask<AppendResult>(op, version);
         }
 
         try
         {
-            _device.Write(file, position, batch, _callback, sequence);
+            Device.Write(file, position, batch, _callback, sequence);
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
         {
@@ -496,7 +484,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     private DirectTail? OpenTailLocked(Segment segment, int position, ref string? message)
     {
-        DirectTail? tail = DirectTail.TryOpen(segment, position, _device, _onTailPiece, out int errno);
+        DirectTail? tail = DirectTail.TryOpen(segment, position, Device, _onTailPiece, out int errno);
         if (tail is not null)
         {
             try
@@ -536,7 +524,7 @@ public sealed class PartitionLog : IAsyncDisposable
             (SafeFileHandle file, long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
             try
             {
-                _device.Write(file, position, data, tail, i);
+                Device.Write(file, position, data, tail, i);
             }
             catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
             {
@@ -594,7 +582,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
 
             PublishLocked();
-            flushes = StartFlushLocked(out round);
+            flushes = Flusher.StartFlushLocked(out round);
         }
 
         if (message is not null)
@@ -602,7 +590,7 @@ public sealed class PartitionLog : IAsyncDisposable
             Info(message);
         }
 
-        IssueFlushes(flushes, round);
+        Flusher.IssueFlushes(flushes, round);
         if (pieces > 0)
         {
             IssueRound(tail, pieces);
@@ -705,26 +693,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// watermark as it was at the call. Used by the interval flusher, roll and close. Throws
     /// <see cref="StorageException"/> if the flush fails.
     /// </summary>
-    public Task FlushAsync()
-    {
-        TaskCompletionSource tcs;
-        SafeFileHandle[]? flushes;
-        long round;
-        lock (Lock)
-        {
-            if (Closed || Tails.Durable >= Tails.Completed)
-            {
-                return Task.CompletedTask;
-            }
-
-            tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _durableTasks.Enqueue((Tails.Completed, tcs));
-            flushes = StartFlushLocked(out round);
-        }
-
-        IssueFlushes(flushes, round);
-        return tcs.Task;
-    }
+    public Task FlushAsync() => Flusher.FlushAsync();
 
     /// <summary>
     /// Gives up the active segment's descriptors (the read-write one, which goes to the bounded
@@ -751,7 +720,7 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             Segment segment = Segments.Active;
             long nowMs = NowMs();
-            if (Closing || Closed || _failed || _flushInFlight || _pending.Count > 0 || Tails.Reserved != Tails.Completed
+            if (Closing || Closed || _failed || Flusher.InFlight || _pending.Count > 0 || Tails.Reserved != Tails.Completed
                 || nowMs - segment.LastAppendMs < idleMs || segment.Tail is { Idle: false })
             {
                 return false;
@@ -759,8 +728,8 @@ public sealed class PartitionLog : IAsyncDisposable
 
             if (Tails.Durable < Tails.Completed)
             {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, Tails.Completed);
-                flushes = StartFlushLocked(out round);
+                Flusher.RequestLocked(Tails.Completed);
+                flushes = Flusher.StartFlushLocked(out round);
             }
             else
             {
@@ -773,7 +742,7 @@ public sealed class PartitionLog : IAsyncDisposable
             Info(message);
         }
 
-        IssueFlushes(flushes, round);
+        Flusher.IssueFlushes(flushes, round);
         return released;
     }
 
@@ -801,14 +770,7 @@ public sealed class PartitionLog : IAsyncDisposable
     public ValueTask DisposeAsync() => new(CloseAsync(clean: true));
 
     /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
-    internal Task WhenBackgroundIdleAsync()
-    {
-        lock (Lock)
-        {
-            _indexWrites.RemoveAll(static t => t.IsCompleted);
-            return Task.WhenAll(_indexWrites.ToArray());
-        }
-    }
+    internal Task WhenBackgroundIdleAsync() => Flusher.WhenBackgroundIdleAsync();
 
     /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
     internal void CheckInvariants()
@@ -859,7 +821,7 @@ public sealed class PartitionLog : IAsyncDisposable
             return;
         }
 
-        if (_flushFatal)
+        if (FlushFatal)
         {
             throw new StorageException(
                 $"partition {Name} is offline: an fdatasync failed with {ErrnoNames.Describe(_failureErrno)}, so data written before it may not be on disk; fix the disk, then restart the broker (recovery checks the log)",
@@ -894,7 +856,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _failedFrom = long.MaxValue;
         if (Tails.Durable < Tails.Completed)
         {
-            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, Tails.Completed);
+            Flusher.RequestLocked(Tails.Completed);
         }
 
         message = (message is null ? string.Empty : message + " ")
@@ -929,7 +891,7 @@ public sealed class PartitionLog : IAsyncDisposable
             }
 
             PublishLocked();
-            flushes = StartFlushLocked(out round);
+            flushes = Flusher.StartFlushLocked(out round);
         }
 
         if (message is not null)
@@ -937,10 +899,10 @@ public sealed class PartitionLog : IAsyncDisposable
             Info(message);
         }
 
-        IssueFlushes(flushes, round);
+        Flusher.IssueFlushes(flushes, round);
     }
 
-    private void MarkFailedLocked(int errno, long fromOffset, string what, ref string? message)
+    internal void MarkFailedLocked(int errno, long fromOffset, string what, ref string? message)
     {
         _failedFrom = Math.Min(_failedFrom, fromOffset);
         if (_failed)
@@ -986,7 +948,7 @@ public sealed class PartitionLog : IAsyncDisposable
                 advanced = true;
                 if (op.WaitDurable && Tails.Durable < op.EndOffset)
                 {
-                    _durableAppends.Enqueue(op);
+                    Flusher.WaitDurableLocked(op);
                 }
                 else
                 {
@@ -1005,12 +967,7 @@ public sealed class PartitionLog : IAsyncDisposable
 
         if (advanced)
         {
-            FlushPolicy flush = config.Flush;
-            if (flush.Mode == FlushMode.Always
-                || (flush.MessagesEnabled && Tails.Completed - Math.Max(Tails.Durable, _flushRoundCompleted) >= flush.Messages))
-            {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, Tails.Completed);
-            }
+            Flusher.OnCompletedLocked(config.Flush);
 
             if (_hwSignal is not null)
             {
@@ -1023,258 +980,6 @@ public sealed class PartitionLog : IAsyncDisposable
         {
             _drained.TrySetResult();
             _drained = null;
-        }
-    }
-
-    /// <summary>
-    /// Starts a flush round if one is wanted and none is in flight: captures the completed tail and returns the
-    /// files holding completed-but-not-durable bytes. The caller issues them outside the lock.
-    /// </summary>
-    private SafeFileHandle[]? StartFlushLocked(out long round)
-    {
-        round = 0;
-        if (_flushInFlight || Closed || Tails.Completed <= Tails.Durable)
-        {
-            return null;
-        }
-
-        bool wanted = _durableAppends.Count > 0
-            || _durableTasks.Count > 0
-            || (_backgroundFlushTarget > Tails.Durable && _backgroundFlushTarget <= Tails.Completed);
-        if (!wanted)
-        {
-            return null;
-        }
-
-        Debug.Assert(_flushTargets.Count == 0, "flush targets left over");
-        foreach (Segment s in Segments)
-        {
-            if (s.FlushedEnd < s.CompletedEnd)
-            {
-                _flushTargets.Add((s, s.CompletedEnd));
-            }
-        }
-
-        if (_flushTargets.Count == 0)
-        {
-            Debug.Fail("completed beyond durable with every segment flushed");
-            AdvanceDurableLocked();
-            return null;
-        }
-
-        _flushInFlight = true;
-        _flushRound++;
-        _flushOutstanding = _flushTargets.Count;
-        _flushErrno = 0;
-        _flushRoundCompleted = Tails.Completed;
-        round = _flushRound;
-        var files = new SafeFileHandle[_flushTargets.Count];
-        for (int i = 0; i < files.Length; i++)
-        {
-            files[i] = _flushTargets[i].Segment.Handle;
-        }
-
-        return files;
-    }
-
-    private void IssueFlushes(SafeFileHandle[]? files, long round)
-    {
-        if (files is null)
-        {
-            return;
-        }
-
-        foreach (SafeFileHandle file in files)
-        {
-            try
-            {
-                _device.Flush(file, _callback, round);
-            }
-            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
-            {
-                OnFlushDone(round, ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex));
-            }
-        }
-    }
-
-    private void OnFlushDone(long token, int result)
-    {
-        string? message = null;
-        SafeFileHandle[]? flushes;
-        long round;
-        lock (Lock)
-        {
-            if (!_flushInFlight || token != _flushRound)
-            {
-                throw new InvalidOperationException($"partition {Name}: unexpected flush completion for round {token}");
-            }
-
-            if (result < 0 && _flushErrno == 0)
-            {
-                _flushErrno = result;
-            }
-
-            if (--_flushOutstanding > 0)
-            {
-                return;
-            }
-
-            _flushInFlight = false;
-            if (_flushErrno == 0)
-            {
-                foreach (var (segment, target) in _flushTargets)
-                {
-                    segment.FlushedEnd = Math.Max(segment.FlushedEnd, target);
-                }
-
-                _flushTargets.Clear();
-                StartIndexWritesLocked();
-                AdvanceDurableLocked();
-            }
-            else
-            {
-                int errno = _flushErrno;
-                _flushTargets.Clear();
-                MarkFailedLocked(errno, Tails.Completed, "fdatasync", ref message);
-                _flushFatal = true;
-                var failure = new StorageException($"partition {Name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
-                while (_durableAppends.Count > 0)
-                {
-                    _durableAppends.Dequeue().Fail(failure);
-                }
-
-                while (_durableTasks.Count > 0)
-                {
-                    _durableTasks.Dequeue().Task.TrySetException(failure);
-                }
-
-                _backgroundFlushTarget = -1;
-            }
-
-            flushes = StartFlushLocked(out round);
-            if (flushes is null && _flushIdle is not null)
-            {
-                _flushIdle.TrySetResult();
-                _flushIdle = null;
-            }
-        }
-
-        if (message is not null)
-        {
-            Info(message);
-        }
-
-        IssueFlushes(flushes, round);
-    }
-
-    /// <summary>Recomputes the durable tail from the segments' flushed ends, answers waiters below it.</summary>
-    private void AdvanceDurableLocked()
-    {
-        long durable = Tails.Completed;
-        foreach (Segment s in Segments)
-        {
-            if (s.FlushedEnd < s.CompletedEnd)
-            {
-                durable = s.FlushedEnd;
-                break;
-            }
-        }
-
-        Tails.MakeDurable(durable);
-        while (_durableAppends.Count > 0 && _durableAppends.Peek().EndOffset <= durable)
-        {
-            _durableAppends.Dequeue().Complete();
-        }
-
-        while (_durableTasks.Count > 0 && _durableTasks.Peek().Target <= durable)
-        {
-            _durableTasks.Dequeue().Task.TrySetResult();
-        }
-
-        if (_backgroundFlushTarget <= durable)
-        {
-            _backgroundFlushTarget = -1;
-        }
-    }
-
-    /// <summary>
-    /// Starts the index file writes of sealed segments that just became fully durable, on the thread pool (file
-    /// I/O never runs in a device callback). Registered under the lock, so whoever sees the durable tail also
-    /// sees the write in <see cref="_indexWrites"/>.
-    /// </summary>
-    private void StartIndexWritesLocked()
-    {
-        foreach (Segment s in Segments)
-        {
-            if (s.FullyFlushed && !s.IndexFilesCurrent && !s.IndexWriteInProgress)
-            {
-                s.IndexWriteInProgress = true;
-                _indexWrites.RemoveAll(static t => t.IsCompleted);
-                _indexWrites.Add(Task.Run(() => WriteIndexFiles(s)));
-            }
-        }
-    }
-
-    private void WriteIndexFiles(Segment segment)
-    {
-        string? failure = null;
-        try
-        {
-            segment.WriteIndexFiles();
-            FileSync.SyncDirectory(Segments.Directory);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            failure = ex.Message;
-        }
-
-        bool delete;
-        lock (Lock)
-        {
-            segment.IndexWriteInProgress = false;
-            segment.IndexFilesCurrent = failure is null;
-            delete = segment.DeletePending;
-            if (!delete && segment.FullyFlushed && segment.Tail is null)
-            {
-                // Sealed and durable: nothing writes or flushes it again, its descriptor goes to the bounded cache.
-                segment.ReleaseHandle();
-            }
-        }
-
-        if (delete)
-        {
-            Segments.DeleteSegmentFiles(segment);
-            FileSync.SyncDirectory(Segments.Directory);
-        }
-        else if (failure is not null)
-        {
-            Info($"partition {Name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
-        }
-        else
-        {
-            TryWriteRecoveryPoint(DurableOffset);
-        }
-    }
-
-    /// <summary>Persists the recovery point (never backwards); a failure only means more is re-checked at the next start.</summary>
-    private void TryWriteRecoveryPoint(long offset)
-    {
-        lock (_recoveryPointGate)
-        {
-            if (offset <= _recoveryPointWritten)
-            {
-                return;
-            }
-
-            try
-            {
-                Recovery.WriteRecoveryPoint(Segments.Directory, offset);
-                _recoveryPointWritten = offset;
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                Info($"partition {Name}: could not write the recovery point ({ex.Message}); the next start re-checks more of the log");
-            }
         }
     }
 
@@ -1368,20 +1073,11 @@ public sealed class PartitionLog : IAsyncDisposable
 
         while (true)
         {
-            Task wait;
+            Task? wait;
             lock (Lock)
             {
-                _indexWrites.RemoveAll(static t => t.IsCompleted);
-                if (_flushInFlight)
-                {
-                    _flushIdle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    wait = _flushIdle.Task;
-                }
-                else if (_indexWrites.Count > 0)
-                {
-                    wait = Task.WhenAll(_indexWrites);
-                }
-                else
+                wait = Flusher.WhenIdleLocked();
+                if (wait is null)
                 {
                     segments = Segments.ToArrayLocked();
                     active = Segments.Active;
@@ -1392,17 +1088,7 @@ public sealed class PartitionLog : IAsyncDisposable
                     }
 
                     // No flush will come for these any more (delete, or a failed final flush).
-                    var closedError = new StorageException($"partition {Name} was closed before the data became durable; retry the produce");
-                    while (_durableAppends.Count > 0)
-                    {
-                        _durableAppends.Dequeue().Fail(closedError);
-                    }
-
-                    while (_durableTasks.Count > 0)
-                    {
-                        _durableTasks.Dequeue().Task.TrySetException(closedError);
-                    }
-
+                    Flusher.FailWaitersLocked(new StorageException($"partition {Name} was closed before the data became durable; retry the produce"));
                     break;
                 }
             }
@@ -1433,7 +1119,7 @@ public sealed class PartitionLog : IAsyncDisposable
             {
                 try
                 {
-                    TryWriteRecoveryPoint(active.CompletedEnd);
+                    Flusher.TryWriteRecoveryPoint(active.CompletedEnd);
                     Recovery.WriteCleanMarker(Segments.Directory, active.BaseOffset, active.Size, active.CompletedEnd);
                 }
                 catch (IOException ex)
@@ -1454,6 +1140,6 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         public void OnWriteDone(long token, int result) => log.OnWriteDone(token, result);
 
-        public void OnFlushDone(long token, int result) => log.OnFlushDone(token, result);
+        public void OnFlushDone(long token, int result) => throw new UnreachableException("flushes call back the flush scheduler");
     }
 }
