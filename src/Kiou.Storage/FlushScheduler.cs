@@ -15,7 +15,7 @@ namespace Kiou.Storage;
 /// durable appends, <see cref="FlushAsync"/>, rolls (the sealed segment), Flush=Always and flush.messages
 /// (<see cref="RequestLocked"/>). Started under the partition lock (<see cref="StartFlushLocked"/>), issued outside
 /// it (<see cref="IssueFlushes"/>); the device calls back on its thread and the callback takes the lock. A failed
-/// fdatasync takes the partition offline until restart (see <see cref="PartitionLog.FlushFatal"/>). Index files and
+/// fdatasync takes the partition offline until restart (see <see cref="AppendPipeline.MarkFlushFailedLocked"/>). Index files and
 /// the recovery point are written on the thread pool, never in a device callback.
 /// </remarks>
 internal sealed class FlushScheduler : ILogDeviceCallback
@@ -203,8 +203,7 @@ internal sealed class FlushScheduler : ILogDeviceCallback
             {
                 int errno = _flushErrno;
                 _flushTargets.Clear();
-                _owner.MarkFailedLocked(errno, _owner.Tails.Completed, "fdatasync", ref message);
-                _owner.FlushFatal = true;
+                _owner.Appends.MarkFlushFailedLocked(errno, ref message);
                 var failure = new StorageException($"partition {_owner.Name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
                 while (_durableAppends.Count > 0)
                 {
