@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol.Records;
@@ -12,24 +11,14 @@ namespace Kiou.Storage;
 /// segments (<see cref="Segment"/>) holding RecordBatch v2 bytes exactly as stored and served.
 /// </summary>
 /// <remarks>
-/// <para>Three tails, as offsets (STYLE §3), with one invariant checked at every update:
-/// <c>LogStart ≤ Durable ≤ Completed (HighWatermark) ≤ Reserved (LogEndOffset)</c>.
-/// Reserved: handed to appenders, bytes may be in flight. Completed: every write below has called back and
-/// been published in offset order; reads never go past it. Durable: covered by a finished fdatasync.</para>
-/// <para>Threads: any thread may call any member. One short lock guards the tails, the segment list and the
-/// in-memory indexes. Device writes and flushes are issued outside it; their callbacks (device thread, or the
-/// caller's thread for <see cref="SyncLogDevice"/>) take it briefly. File reads happen outside it, never past the
-/// completed position captured under it. Awaiters are resumed asynchronously, never inside the lock.</para>
-/// <para>Append: reserve offsets and file position under the lock (next offset = base + lastOffsetDelta + 1),
-/// stamp baseOffset (and the leader epoch, and LogAppendTime when configured) into the caller's memory, write
-/// that memory (no copy) through the device. Completions may arrive out of order; an early one waits for its
-/// predecessors. Publishing advances the high watermark, appends index entries, wakes
-/// <see cref="WaitForAppendAsync"/> and answers the append (or queues it for durability).</para>
-/// <para>Flush: at most one round of fdatasyncs in flight; a round covers the completed tail captured when it was
-/// issued, and when it finishes every waiter below that tail is answered at once (group commit). Rounds are
-/// requested by durable appends, <see cref="FlushAsync"/>, rolls (the sealed segment), Flush=Always and
-/// flush.messages.</para>
-/// <para>I/O errors: see <see cref="AppendAsync"/>.</para>
+/// <para>A facade over parts with one job each (docs/design/storage.md): <see cref="AppendPipeline"/> (reservation,
+/// writes, ordered publication), <see cref="FlushScheduler"/> (fdatasync rounds, durable waiters),
+/// <see cref="SegmentSet"/> (segments, roll, retention, truncation) and <see cref="LogReader"/> (reads, lookups). The
+/// tails and their invariant <c>LogStart ≤ Durable ≤ Completed (HighWatermark) ≤ Reserved (LogEndOffset)</c> live in
+/// <see cref="LogTails"/>.</para>
+/// <para>Threads: any thread may call any member. One short lock, <see cref="Lock"/>, guards the tails and every
+/// part's state; device calls, fdatasyncs, file reads for fetches and producers' copies run outside it. Awaiters are
+/// resumed asynchronously, never inside the lock. I/O errors: see <see cref="AppendAsync"/>.</para>
 /// </remarks>
 public sealed class PartitionLog : IAsyncDisposable
 {
@@ -51,10 +40,9 @@ public sealed class PartitionLog : IAsyncDisposable
     internal readonly FlushScheduler Flusher;
     internal readonly AppendPipeline Appends;
 
-
+    // Set under the lock: Closing stops appends (close drains those in flight), Closed stops reads and flush rounds.
     internal bool Closing;
     internal bool Closed;
-
 
     private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files)
     {

@@ -28,32 +28,32 @@ public sealed class AppendPipelineTests : IDisposable
         PartitionLog log = _f.Open();
         try
         {
-        List<byte[]> before = await LogFixture.AppendMany(log, 3, recordsPerBatch: 2);
-        long end = log.LogEndOffset;
-        long durable = log.DurableOffset;
-        Assert.Equal(6, end);
+            List<byte[]> before = await LogFixture.AppendMany(log, 3, recordsPerBatch: 2);
+            long end = log.LogEndOffset;
+            long durable = log.DurableOffset;
+            Assert.Equal(6, end);
 
-        log.OnStaging = static () => throw new OutOfMemoryException("injected: no staging memory");
-        Exception? ex = await Record.ExceptionAsync(async () => await log.AppendAsync(BatchBuilder.Simple(4), waitDurable: false));
-        Assert.IsType<OutOfMemoryException>(ex);
-        Assert.Contains("injected", ex.Message);
+            log.OnStaging = static () => throw new OutOfMemoryException("injected: no staging memory");
+            Exception? ex = await Record.ExceptionAsync(async () => await log.AppendAsync(BatchBuilder.Simple(4), waitDurable: false));
+            Assert.IsType<OutOfMemoryException>(ex);
+            Assert.Contains("injected", ex.Message);
 
-        Assert.Equal(end, log.LogEndOffset);
-        Assert.Equal(end, log.HighWatermark);
-        Assert.Equal(durable, log.DurableOffset);
-        Assert.Equal(0, log.PendingCount);
-        Assert.False(log.IsFailed);
-        log.CheckInvariants(); // includes: no in-flight append is also in the pool
+            Assert.Equal(end, log.LogEndOffset);
+            Assert.Equal(end, log.HighWatermark);
+            Assert.Equal(durable, log.DurableOffset);
+            Assert.Equal(0, log.PendingCount);
+            Assert.False(log.IsFailed);
+            log.CheckInvariants(); // includes: no in-flight append is also in the pool
 
-        log.OnStaging = null;
-        byte[] next = BatchBuilder.Simple(3);
-        AppendResult r = await log.AppendAsync(next, waitDurable: true).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(end, r.BaseOffset);
-        Assert.Equal(end + 3, log.HighWatermark);
-        Assert.Equal(end + 3, log.DurableOffset);
-        Assert.Equal([.. before, next], LogFixture.ReadAll(log, 0));
-        log.CheckInvariants();
-        await CloseAsync(log);
+            log.OnStaging = null;
+            byte[] next = BatchBuilder.Simple(3);
+            AppendResult r = await log.AppendAsync(next, waitDurable: true).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(end, r.BaseOffset);
+            Assert.Equal(end + 3, log.HighWatermark);
+            Assert.Equal(end + 3, log.DurableOffset);
+            Assert.Equal([.. before, next], LogFixture.ReadAll(log, 0));
+            log.CheckInvariants();
+            await CloseAsync(log);
         }
         finally
         {
@@ -67,37 +67,37 @@ public sealed class AppendPipelineTests : IDisposable
         PartitionLog log = _f.Open(new LogConfig { SegmentBytes = 256 << 10 });
         try
         {
-        int calls = 0;
-        log.OnStaging = () =>
-        {
-            if (Interlocked.Increment(ref calls) % 3 == 0)
+            int calls = 0;
+            log.OnStaging = () =>
             {
-                throw new OutOfMemoryException("injected");
-            }
-        };
+                if (Interlocked.Increment(ref calls) % 3 == 0)
+                {
+                    throw new OutOfMemoryException("injected");
+                }
+            };
 
-        var stored = new System.Collections.Concurrent.ConcurrentDictionary<long, byte[]>();
-        int failed = 0;
-        await Parallel.ForEachAsync(Enumerable.Range(0, 300), new ParallelOptions { MaxDegreeOfParallelism = 6 }, async (i, _) =>
-        {
-            byte[] batch = BatchBuilder.Simple(1 + (i % 3), valueBytes: 100 + (i * 37 % 3000));
-            try
+            var stored = new System.Collections.Concurrent.ConcurrentDictionary<long, byte[]>();
+            int failed = 0;
+            await Parallel.ForEachAsync(Enumerable.Range(0, 300), new ParallelOptions { MaxDegreeOfParallelism = 6 }, async (i, _) =>
             {
-                AppendResult r = await log.AppendAsync(batch, waitDurable: false);
-                Assert.True(stored.TryAdd(r.BaseOffset, batch));
-            }
-            catch (OutOfMemoryException)
-            {
-                Interlocked.Increment(ref failed);
-            }
-        }).WaitAsync(TimeSpan.FromSeconds(30));
+                byte[] batch = BatchBuilder.Simple(1 + (i % 3), valueBytes: 100 + (i * 37 % 3000));
+                try
+                {
+                    AppendResult r = await log.AppendAsync(batch, waitDurable: false);
+                    Assert.True(stored.TryAdd(r.BaseOffset, batch));
+                }
+                catch (OutOfMemoryException)
+                {
+                    Interlocked.Increment(ref failed);
+                }
+            }).WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.True(failed > 0);
-        Assert.Equal(0, log.PendingCount);
-        Assert.Equal(log.LogEndOffset, log.HighWatermark);
-        log.CheckInvariants();
-        Assert.Equal(stored.OrderBy(kv => kv.Key).Select(kv => kv.Value).ToList(), LogFixture.ReadAll(log, 0));
-        await CloseAsync(log);
+            Assert.True(failed > 0);
+            Assert.Equal(0, log.PendingCount);
+            Assert.Equal(log.LogEndOffset, log.HighWatermark);
+            log.CheckInvariants();
+            Assert.Equal(stored.OrderBy(kv => kv.Key).Select(kv => kv.Value).ToList(), LogFixture.ReadAll(log, 0));
+            await CloseAsync(log);
         }
         finally
         {
@@ -114,49 +114,49 @@ public sealed class AppendPipelineTests : IDisposable
         try
         {
 
-        // A's first append is written by the "ring" thread only once it resumes.
-        device.Pause();
-        byte[] first = BatchBuilder.Simple(2);
-        Task<AppendResult> a1 = a.AppendAsync(first, waitDurable: false).AsTask();
+            // A's first append is written by the "ring" thread only once it resumes.
+            device.Pause();
+            byte[] first = BatchBuilder.Simple(2);
+            Task<AppendResult> a1 = a.AppendAsync(first, waitDurable: false).AsTask();
 
-        // A's second append blocks in its copy.
-        using var inCopy = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        a.OnCopying = () =>
-        {
-            inCopy.Set();
-            release.Wait(TimeSpan.FromSeconds(30));
-        };
-        byte[] second = BatchBuilder.Simple(1, valueBytes: 300_000);
-        Task<AppendResult> a2 = Task.Run(async () => await a.AppendAsync(second, waitDurable: false));
-        Assert.True(inCopy.Wait(TimeSpan.FromSeconds(10)), "the second append never reached its copy");
+            // A's second append blocks in its copy.
+            using var inCopy = new ManualResetEventSlim();
+            using var release = new ManualResetEventSlim();
+            a.OnCopying = () =>
+            {
+                inCopy.Set();
+                release.Wait(TimeSpan.FromSeconds(30));
+            };
+            byte[] second = BatchBuilder.Simple(1, valueBytes: 300_000);
+            Task<AppendResult> a2 = Task.Run(async () => await a.AppendAsync(second, waitDurable: false));
+            Assert.True(inCopy.Wait(TimeSpan.FromSeconds(10)), "the second append never reached its copy");
 
-        byte[] other = BatchBuilder.Simple(1);
-        Task<AppendResult> b1 = b.AppendAsync(other, waitDurable: false).AsTask();
-        device.Resume();
-        try
-        {
-            // The ring thread completes A's first write, then B's: neither waits for A's copy.
-            Task both = Task.WhenAll(a1, b1);
-            Task done = await Task.WhenAny(both, Task.Delay(TimeSpan.FromSeconds(5)));
-            Assert.True(done == both, "completions waited for a producer's copy of another append");
-            Assert.Equal(0, (await a1).BaseOffset);
-            Assert.Equal(0, (await b1).BaseOffset);
-            Assert.Equal(2, a.HighWatermark);
-            Assert.False(a2.IsCompleted);
-        }
-        finally
-        {
-            release.Set();
-        }
+            byte[] other = BatchBuilder.Simple(1);
+            Task<AppendResult> b1 = b.AppendAsync(other, waitDurable: false).AsTask();
+            device.Resume();
+            try
+            {
+                // The ring thread completes A's first write, then B's: neither waits for A's copy.
+                Task both = Task.WhenAll(a1, b1);
+                Task done = await Task.WhenAny(both, Task.Delay(TimeSpan.FromSeconds(5)));
+                Assert.True(done == both, "completions waited for a producer's copy of another append");
+                Assert.Equal(0, (await a1).BaseOffset);
+                Assert.Equal(0, (await b1).BaseOffset);
+                Assert.Equal(2, a.HighWatermark);
+                Assert.False(a2.IsCompleted);
+            }
+            finally
+            {
+                release.Set();
+            }
 
-        Assert.Equal(2, (await a2.WaitAsync(TimeSpan.FromSeconds(10))).BaseOffset);
-        Assert.Equal([first, second], LogFixture.ReadAll(a, 0));
-        Assert.Equal([other], LogFixture.ReadAll(b, 0));
-        a.CheckInvariants();
-        b.CheckInvariants();
-        await CloseAsync(a);
-        await CloseAsync(b);
+            Assert.Equal(2, (await a2.WaitAsync(TimeSpan.FromSeconds(10))).BaseOffset);
+            Assert.Equal([first, second], LogFixture.ReadAll(a, 0));
+            Assert.Equal([other], LogFixture.ReadAll(b, 0));
+            a.CheckInvariants();
+            b.CheckInvariants();
+            await CloseAsync(a);
+            await CloseAsync(b);
         }
         finally
         {
