@@ -82,7 +82,7 @@ internal sealed class DirectTail : ILogDeviceCallback
 
     public Segment Segment { get; }
 
-    /// <summary>The newest staged bytes, for tail fetches (filled by <see cref="Stage"/>).</summary>
+    /// <summary>The newest copied bytes, for tail fetches (filled by <see cref="AdvanceCopied"/>).</summary>
     public RecentBytes Recent { get; }
 
     /// <summary>The segment file opened O_WRONLY | O_DIRECT; every write of this tail goes through it.</summary>

@@ -7,8 +7,8 @@ namespace Kiou.Storage;
 /// </summary>
 /// <remarks>
 /// A ring of <see cref="Capacity"/> bytes holding the file range [max(floor, end - capacity), end). Appended under the
-/// partition lock in file order (staged bytes, which never change once staged; readers never ask past the completed
-/// tail, so bytes staged but not yet written are never served). Read outside the partition lock by fetches; one small
+/// partition lock in file order as appends' copies land (bytes that never change once copied; readers never ask past
+/// the completed tail, so bytes copied but not yet written are never served). Read outside the partition lock by fetches; one small
 /// lock of its own guards the copies. Dropped (the segment's reference cleared) with the segment's tail; a reader that
 /// still holds it reads bytes below the completed tail, which stay valid.
 /// </remarks>
