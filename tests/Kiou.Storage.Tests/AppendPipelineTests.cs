@@ -106,6 +106,56 @@ public sealed class AppendPipelineTests : IDisposable
     }
 
     [Fact]
+    public async Task CopiesLandOutOfOrder_NothingIsWrittenPastAGap_BytesOnDiskAreExact()
+    {
+        using var f = new LogFixture(direct: true, directMinRoundBytes: 0); // every round O_DIRECT, padded to a page
+        PartitionLog log = f.Open();
+        try
+        {
+            byte[] first = BatchBuilder.Simple(1, valueBytes: 100);
+            await log.AppendAsync(first, waitDurable: false);
+
+            // The next append blocks in its copy; the one after it copies at once, into the same page.
+            int copies = 0;
+            using var inCopy = new ManualResetEventSlim();
+            using var release = new ManualResetEventSlim();
+            log.OnCopying = () =>
+            {
+                if (Interlocked.Increment(ref copies) == 1)
+                {
+                    inCopy.Set();
+                    release.Wait(TimeSpan.FromSeconds(30));
+                }
+            };
+            byte[] slow = BatchBuilder.Simple(2, valueBytes: 5000);
+            byte[] fast = BatchBuilder.Simple(1, valueBytes: 3000);
+            Task<AppendResult> slowTask = Task.Run(async () => await log.AppendAsync(slow, waitDurable: false));
+            Assert.True(inCopy.Wait(TimeSpan.FromSeconds(10)));
+            Task<AppendResult> fastTask = log.AppendAsync(fast, waitDurable: false).AsTask();
+
+            await Task.Delay(50);
+            Assert.False(fastTask.IsCompleted); // copied, but behind a copy still under way: no round may carry it
+            Assert.Equal(1, log.HighWatermark);
+            Assert.Equal(4, log.LogEndOffset);
+
+            release.Set();
+            Assert.Equal(1, (await slowTask.WaitAsync(TimeSpan.FromSeconds(10))).BaseOffset);
+            Assert.Equal(3, (await fastTask.WaitAsync(TimeSpan.FromSeconds(10))).BaseOffset);
+            Assert.Equal([first, slow, fast], LogFixture.ReadAll(log, 0));
+            log.CheckInvariants();
+            await CloseAsync(log);
+
+            await using PartitionLog reopened = f.Open();
+            Assert.Equal(4, reopened.HighWatermark);
+            Assert.Equal([first, slow, fast], LogFixture.ReadAll(reopened, 0));
+        }
+        finally
+        {
+            await TryCloseAsync(log);
+        }
+    }
+
+    [Fact]
     public async Task ProducerBlockedInItsCopy_DoesNotHoldUpCompletionsOfItsOwnOrOtherPartitions()
     {
         using var device = new SerialCompletionDevice(new SyncLogDevice()) { DirectWrites = true, DirectMinRoundBytes = 0 };
