@@ -223,12 +223,30 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         if (tail is not null)
         {
             // The region is this append's alone: the copy runs without the lock, so completions never wait for it.
-            OnCopying?.Invoke();
-            region.CopyFrom(span);
+            string? copyFailure = null;
+            try
+            {
+                OnCopying?.Invoke();
+                region.CopyFrom(span);
+            }
+            catch (Exception ex)
+            {
+                copyFailure = ex.Message; // reserved and queued: it must still leave the queue, failed
+            }
+
             int pieces = 0;
+            message = null;
             lock (_owner.Lock)
             {
                 op.Copying = false;
+                if (copyFailure is not null)
+                {
+                    // As a failed write: this append and later ones fail, and the resume truncates their bytes.
+                    op.State = PendingAppend.WriteState.Failed;
+                    op.Errno = -ErrnoNames.EIO;
+                    MarkFailedLocked(op.Errno, op.BaseOffset, $"the copy of offsets {op.BaseOffset}..{op.EndOffset - 1} into the write-behind of {op.Segment.Name} ({copyFailure})", ref message);
+                }
+
                 AdvanceCopiedLocked(tail, sequence);
                 if (tail.TryStartRound())
                 {
@@ -245,6 +263,11 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 {
                     flushes = null;
                 }
+            }
+
+            if (message is not null)
+            {
+                _owner.Info(message);
             }
 
             _owner.Flusher.IssueFlushes(flushes, round);

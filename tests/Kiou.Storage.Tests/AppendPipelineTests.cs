@@ -106,6 +106,36 @@ public sealed class AppendPipelineTests : IDisposable
     }
 
     [Fact]
+    public async Task CopyThrowsAfterTheReservation_AppendFailsThroughItsTask_PartitionResumesAtTheSameOffset()
+    {
+        PartitionLog log = _f.Open();
+        try
+        {
+            List<byte[]> before = await LogFixture.AppendMany(log, 2);
+            log.OnCopying = static () => throw new InvalidOperationException("injected: copy failed");
+            var ex = await Assert.ThrowsAsync<StorageException>(async () => await log.AppendAsync(BatchBuilder.Simple(2), waitDurable: false));
+            Assert.Contains("demo-0", ex.Message);
+            Assert.True(log.IsFailed);
+            Assert.Equal(2, log.HighWatermark);
+            Assert.Equal(0, log.PendingCount);
+            Assert.Contains(_f.Lines, l => l.Contains("injected: copy failed") && l.Contains("write-behind"));
+            log.CheckInvariants();
+
+            log.OnCopying = null;
+            byte[] next = BatchBuilder.Simple(1);
+            Assert.Equal(2, (await log.AppendAsync(next, waitDurable: false).AsTask().WaitAsync(TimeSpan.FromSeconds(10))).BaseOffset);
+            Assert.False(log.IsFailed);
+            Assert.Equal([.. before, next], LogFixture.ReadAll(log, 0));
+            log.CheckInvariants();
+            await CloseAsync(log);
+        }
+        finally
+        {
+            await TryCloseAsync(log);
+        }
+    }
+
+    [Fact]
     public async Task CopiesLandOutOfOrder_NothingIsWrittenPastAGap_BytesOnDiskAreExact()
     {
         using var f = new LogFixture(direct: true, directMinRoundBytes: 0); // every round O_DIRECT, padded to a page
