@@ -39,6 +39,7 @@ public sealed class PartitionLog : IAsyncDisposable
     private readonly LogReader _reader;
     internal readonly FlushScheduler Flusher;
     internal readonly AppendPipeline Appends;
+    private readonly LogCloser _closer;
 
     // Set under the lock: Closing stops appends (close drains those in flight), Closed stops reads and flush rounds.
     internal bool Closing;
@@ -60,6 +61,7 @@ public sealed class PartitionLog : IAsyncDisposable
         _reader = new LogReader(this);
         Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
         Appends = new AppendPipeline(this, device.DirectWrites);
+        _closer = new LogCloser(this);
     }
 
     public string Topic { get; }
@@ -350,7 +352,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <summary>Closes the log (in-flight appends finish first, nothing is flushed) and removes its directory (DeleteTopics).</summary>
     public async Task DeleteAsync()
     {
-        await CloseAsync(clean: false).ConfigureAwait(false);
+        await _closer.CloseAsync(clean: false).ConfigureAwait(false);
         try
         {
             Directory.Delete(Segments.Directory, recursive: true);
@@ -361,7 +363,7 @@ public sealed class PartitionLog : IAsyncDisposable
     }
 
     /// <summary>Lets in-flight writes finish, flushes, writes the index files and a clean-shutdown marker, closes.</summary>
-    public ValueTask DisposeAsync() => new(CloseAsync(clean: true));
+    public ValueTask DisposeAsync() => new(_closer.CloseAsync(clean: true));
 
     /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
     internal Task WhenBackgroundIdleAsync() => Flusher.WhenBackgroundIdleAsync();
@@ -387,148 +389,5 @@ public sealed class PartitionLog : IAsyncDisposable
     }
 
     internal long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
-
-    private async Task CloseAsync(bool clean)
-    {
-        Task drained;
-        lock (Lock)
-        {
-            if (Closing)
-            {
-                return;
-            }
-
-            Closing = true;
-            drained = Appends.WhenDrainedLocked();
-        }
-
-        await drained.ConfigureAwait(false);
-
-        string? tailMessage = null;
-        lock (Lock)
-        {
-            Segments.CloseTailsLocked(trim: !Appends.Failed, ref tailMessage);
-        }
-
-        if (tailMessage is not null)
-        {
-            Info(tailMessage);
-        }
-
-        if (clean)
-        {
-            // Writes that completed after an I/O error were never published: cut them now, or recovery would
-            // bring back appends that were answered with an error.
-            string? message = null;
-            lock (Lock)
-            {
-                if (Appends.Failed)
-                {
-                    try
-                    {
-                        int dropped = Segments.TruncateToCompletedLocked(ref message);
-                        message = (message is null ? string.Empty : message + " ")
-                            + $"partition {Name}: closing after {ErrnoNames.Describe(Appends.FailureErrno)}; truncated {Segments.Active.Name} back to offset {Tails.Completed} (dropped {dropped} unpublished bytes)";
-                    }
-                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                    {
-                        message = $"partition {Name}: closing after {ErrnoNames.Describe(Appends.FailureErrno)} and could not truncate back to offset {Tails.Completed} ({ex.Message}); the next start scans the log";
-                    }
-                }
-            }
-
-            if (message is not null)
-            {
-                Info(message);
-            }
-        }
-
-        bool flushed = false;
-        if (clean)
-        {
-            try
-            {
-                await FlushAsync().ConfigureAwait(false);
-                flushed = true;
-            }
-            catch (StorageException ex)
-            {
-                Info($"partition {Name}: the final flush at close failed ({ex.Message}); the next start scans the log");
-            }
-        }
-
-        // No new flush rounds from here on; wait for a round started by appends, and for index writes.
-        Segment[] segments;
-        Segment active;
-        bool failed;
-        lock (Lock)
-        {
-            Closed = true;
-            Appends.WakeWaitersLocked();
-        }
-
-        while (true)
-        {
-            Task? wait;
-            lock (Lock)
-            {
-                wait = Flusher.WhenIdleLocked();
-                if (wait is null)
-                {
-                    segments = Segments.ToArrayLocked();
-                    active = Segments.Active;
-                    failed = Appends.Failed;
-                    if (clean)
-                    {
-                        active.FinishTimeIndex();
-                    }
-
-                    // No flush will come for these any more (delete, or a failed final flush).
-                    Flusher.FailWaitersLocked(new StorageException($"partition {Name} was closed before the data became durable; retry the produce"));
-                    break;
-                }
-            }
-
-            await wait.ConfigureAwait(false);
-        }
-
-        // Index files only over durable bytes: a sealed segment's files are trusted at the next start.
-        if (clean && flushed)
-        {
-            foreach (Segment s in segments)
-            {
-                if (!s.IndexFilesCurrent)
-                {
-                    try
-                    {
-                        s.WriteIndexFiles();
-                        s.IndexFilesCurrent = true;
-                    }
-                    catch (IOException ex)
-                    {
-                        Info($"partition {Name}: could not write the index files of {s.Name} at close ({ex.Message}); they will be rebuilt at the next start");
-                    }
-                }
-            }
-
-            if (!failed)
-            {
-                try
-                {
-                    Flusher.TryWriteRecoveryPoint(active.CompletedEnd);
-                    Recovery.WriteCleanMarker(Segments.Directory, active.BaseOffset, active.Size, active.CompletedEnd);
-                }
-                catch (IOException ex)
-                {
-                    Info($"partition {Name}: could not write the clean-shutdown marker ({ex.Message}); the next start scans the active segment");
-                }
-            }
-        }
-
-        foreach (Segment s in segments)
-        {
-            s.Close();
-        }
-    }
 
 }
