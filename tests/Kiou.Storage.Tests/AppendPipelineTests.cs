@@ -185,6 +185,44 @@ public sealed class AppendPipelineTests : IDisposable
         }
     }
 
+    [UringTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RealRing_ManyProducersAndPartitions_CopiesOutsideTheLock_ReadBackExactly(bool waitDurable)
+    {
+        UringLogDevice? device = UringLogDevice.TryCreate(UringWriteMode.Direct, out string? whyNot);
+        Assert.True(device is not null, whyNot);
+        using UringLogDevice ring = device;
+        var config = new LogConfig { SegmentBytes = 2 << 20 };
+        var logs = new PartitionLog[3];
+        for (int p = 0; p < logs.Length; p++)
+        {
+            logs[p] = PartitionLog.Open(_f.DataDir, "ring", p, config, ring, _f.Time, _f.Lines.Enqueue);
+        }
+
+        var stored = new System.Collections.Concurrent.ConcurrentDictionary<(int, long), byte[]>();
+        int[] sizes = [10, 700, 4096, 5000, 70_000, 150_000];
+        await Parallel.ForEachAsync(Enumerable.Range(0, 120), new ParallelOptions { MaxDegreeOfParallelism = 6 }, async (i, _) =>
+        {
+            int p = i % logs.Length;
+            byte[] batch = BatchBuilder.Simple(1 + (i % 2), valueBytes: sizes[i * 7 % sizes.Length]);
+            AppendResult r = await logs[p].AppendAsync(batch, waitDurable);
+            Assert.True(stored.TryAdd((p, r.BaseOffset), batch));
+        }).WaitAsync(TimeSpan.FromSeconds(60));
+
+        for (int p = 0; p < logs.Length; p++)
+        {
+            var expected = stored.Where(kv => kv.Key.Item1 == p).OrderBy(kv => kv.Key.Item2).Select(kv => kv.Value).ToList();
+            Assert.Equal(expected, LogFixture.ReadAll(logs[p], 0));
+            Assert.Equal(logs[p].LogEndOffset, logs[p].HighWatermark);
+            logs[p].CheckInvariants();
+            await CloseAsync(logs[p]);
+
+            await using PartitionLog reopened = PartitionLog.Open(_f.DataDir, "ring", p, config, _f.Device, _f.Time, _f.Lines.Enqueue);
+            Assert.Equal(expected, LogFixture.ReadAll(reopened, 0));
+        }
+    }
+
     [Fact]
     public async Task ProducerBlockedInItsCopy_DoesNotHoldUpCompletionsOfItsOwnOrOtherPartitions()
     {
