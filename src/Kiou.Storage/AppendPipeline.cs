@@ -171,8 +171,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                     tail = segment.Tail ?? OpenTailLocked(segment, segment.Size, ref message);
                     if (tail is not null)
                     {
-                        OnStaging?.Invoke();
-                        tail.Prepare(span.Length);
+                        PrepareTailLocked(tail, span.Length);
                     }
                 }
 
@@ -286,6 +285,20 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         }
 
         return new ValueTask<AppendResult>(op, version);
+    }
+
+    /// <summary>Rents the write-behind memory of an append before it reserves anything; running out fails only it.</summary>
+    private void PrepareTailLocked(DirectTail tail, int size)
+    {
+        try
+        {
+            OnStaging?.Invoke();
+            tail.Prepare(size);
+        }
+        catch (OutOfMemoryException ex)
+        {
+            throw new StorageException($"partition {_owner.Name}: no memory to stage an append of {size} bytes for its O_DIRECT write ({ex.Message}); the append was not stored, retry it; if this repeats, give the broker more memory", ErrnoNames.ENOMEM, ex);
+        }
     }
 
     /// <summary>

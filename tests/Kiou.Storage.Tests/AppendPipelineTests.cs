@@ -34,9 +34,10 @@ public sealed class AppendPipelineTests : IDisposable
             Assert.Equal(6, end);
 
             log.OnStaging = static () => throw new OutOfMemoryException("injected: no staging memory");
-            Exception? ex = await Record.ExceptionAsync(async () => await log.AppendAsync(BatchBuilder.Simple(4), waitDurable: false));
-            Assert.IsType<OutOfMemoryException>(ex);
-            Assert.Contains("injected", ex.Message);
+            var ex = await Assert.ThrowsAsync<StorageException>(async () => await log.AppendAsync(BatchBuilder.Simple(4), waitDurable: false));
+            Assert.Contains("demo-0", ex.Message);
+            Assert.Contains("not stored, retry", ex.Message);
+            Assert.IsType<OutOfMemoryException>(ex.InnerException);
 
             Assert.Equal(end, log.LogEndOffset);
             Assert.Equal(end, log.HighWatermark);
@@ -86,7 +87,7 @@ public sealed class AppendPipelineTests : IDisposable
                     AppendResult r = await log.AppendAsync(batch, waitDurable: false);
                     Assert.True(stored.TryAdd(r.BaseOffset, batch));
                 }
-                catch (OutOfMemoryException)
+                catch (StorageException ex) when (ex.InnerException is OutOfMemoryException)
                 {
                     Interlocked.Increment(ref failed);
                 }
