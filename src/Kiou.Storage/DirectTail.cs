@@ -7,9 +7,10 @@ using Microsoft.Win32.SafeHandles;
 namespace Kiou.Storage;
 
 /// <summary>
-/// Write-behind for the active segment when the device writes with O_DIRECT: appends are copied (under the
-/// partition lock, in offset order) into page-aligned chunks, and one round of page-aligned writes at a time
-/// carries everything staged so far to the file through its own O_DIRECT descriptor.
+/// Write-behind for the active segment when the device writes with O_DIRECT: each append reserves its region of
+/// page-aligned chunks under the partition lock, copies its bytes in outside the lock (the region is its own), and one
+/// round of page-aligned writes at a time carries everything copied so far to the file through its own O_DIRECT
+/// descriptor.
 /// </summary>
 /// <remarks>
 /// <para>Why: buffered io_uring writes on ext4 are executed by an io-wq worker that copies into new page-cache
@@ -27,9 +28,11 @@ namespace Kiou.Storage;
 /// coherent with O_DIRECT writes (written ranges are invalidated when the write completes, which is before the
 /// completion is seen here and so before the bytes are published).</para>
 /// <para>Owner: the partition lock guards every member; the device calls <see cref="OnWriteDone"/> on its
-/// thread, which hands the piece to the log, which takes the lock. Memory: chunks of <see cref="ChunkSize"/>
-/// from a shared pool, released as soon as their bytes are written; an idle tail keeps only a copy of its partial
-/// page.</para>
+/// thread, which hands the piece to the log, which takes the lock. The one exception is the copy of a reserved
+/// region (<see cref="StagingRegion"/>), done by its appender without the lock: the chunks it writes are rented before
+/// the reservation and released only once a round covering them completes, which needs the copy done first.
+/// Memory: chunks of <see cref="ChunkSize"/> from a shared pool, released as soon as their bytes are written; an idle
+/// tail keeps only a copy of its partial page.</para>
 /// </remarks>
 internal sealed class DirectTail : ILogDeviceCallback
 {
@@ -47,7 +50,11 @@ internal sealed class DirectTail : ILogDeviceCallback
     /// </summary>
     public const int DirectMinRoundBytes = 128 << 10;
 
-    private readonly List<AlignedBuffer> _chunks = new();
+    // A ring of chunks by file position: slot (_head + i) holds [_windowStart + i * ChunkSize, + ChunkSize). Grown by
+    // replacing the array, so a copier holding the old one still finds its (unchanged) chunks in it.
+    private AlignedBuffer?[] _slots = new AlignedBuffer?[4];
+    private int _head;
+    private int _chunkCount;
     private readonly byte[] _page = new byte[PageSize];
     private readonly Action<DirectTail, int> _onPiece;
     private readonly (long Position, ReadOnlyMemory<byte> Data)[] _pieces = new (long, ReadOnlyMemory<byte>)[MaxPieces];
@@ -68,20 +75,27 @@ internal sealed class DirectTail : ILogDeviceCallback
         Handle = handle;
         _onPiece = onPiece;
         Staged = position;
+        Copied = position;
         Written = position;
         Recent = new RecentBytes(position);
     }
 
     public Segment Segment { get; }
 
-    /// <summary>The newest staged bytes, for tail fetches (filled by <see cref="Stage"/>).</summary>
+    /// <summary>The newest copied bytes, for tail fetches (filled by <see cref="AdvanceCopied"/>).</summary>
     public RecentBytes Recent { get; }
 
     /// <summary>The segment file opened O_WRONLY | O_DIRECT; every write of this tail goes through it.</summary>
     public SafeFileHandle Handle { get; }
 
-    /// <summary>File position after the last byte copied in.</summary>
+    /// <summary>File position after the last byte reserved by an append (its copy may still be under way).</summary>
     public long Staged { get; private set; }
+
+    /// <summary>File position below which every reserved byte is copied in: rounds never go past it.</summary>
+    public long Copied { get; private set; }
+
+    /// <summary>Sequence of the first append not yet marked written by a finished round (the log's bookkeeping).</summary>
+    public long NextToMark { get; set; }
 
     /// <summary>File position below which every byte is written (a round covering it has completed).</summary>
     public long Written { get; private set; }
@@ -94,7 +108,7 @@ internal sealed class DirectTail : ILogDeviceCallback
     public int PieceCount { get; private set; }
 
     /// <summary>Chunks held (for tests and assertions).</summary>
-    public int ChunkCount => _chunks.Count;
+    public int ChunkCount => _chunkCount;
 
     /// <summary>
     /// A tail for <paramref name="segment"/> whose file holds exactly <paramref name="position"/> bytes (nothing in
@@ -113,44 +127,78 @@ internal sealed class DirectTail : ILogDeviceCallback
     /// </summary>
     public void LoadPartialPage()
     {
-        if (_chunks.Count == 0 && !_pageValid)
+        if (_chunkCount == 0 && !_pageValid)
         {
             Rebase();
         }
     }
 
-    /// <summary>Copies one reserved append in; <paramref name="position"/> must be <see cref="Staged"/>.</summary>
-    public void Stage(long position, ReadOnlySpan<byte> data)
+    /// <summary>
+    /// Rents what an append of <paramref name="length"/> bytes at <see cref="Staged"/> needs (the partial page, chunks,
+    /// ring slots). Throws what renting or reading throws, with nothing reserved: the caller then fails the append.
+    /// </summary>
+    public void Prepare(int length)
     {
         Debug.Assert(!_disposed && !Broken, "staging into a closed tail");
+        if (_chunkCount == 0)
+        {
+            Rebase();
+        }
+
+        long last = Staged + Math.Max(length, 1) - 1;
+        int needed = (int)((last - _windowStart) / ChunkSize) + 1;
+        while (_chunkCount < needed)
+        {
+            AlignedBuffer chunk = ChunkPool.Rent();
+            if (_chunkCount == _slots.Length)
+            {
+                Grow();
+            }
+
+            _slots[(_head + _chunkCount) & (_slots.Length - 1)] = chunk;
+            _chunkCount++;
+        }
+    }
+
+    /// <summary>
+    /// Reserves [<paramref name="position"/>, + <paramref name="length"/>) after <see cref="Prepare"/>; the caller copies
+    /// into the returned region without the lock, then reports it with <see cref="AdvanceCopied"/> (in order).
+    /// </summary>
+    public StagingRegion Reserve(long position, int length)
+    {
         if (position != Staged)
         {
             throw new InvalidOperationException($"{Segment.Name}: append at position {position} but the staged tail is at {Staged}");
         }
 
-        if (_chunks.Count == 0)
+        (int slot, int offset) = Locate(position);
+        Debug.Assert(position + length <= _windowStart + ((long)_chunkCount * ChunkSize), "reserving past the prepared chunks");
+        Staged = position + length;
+        return new StagingRegion(_slots, slot, offset);
+    }
+
+    /// <summary>
+    /// Every byte below <paramref name="end"/> is copied in (under the lock, by whoever finished the copy that closed the
+    /// gap): rounds may now carry it, and the newest of it goes to <see cref="Recent"/>.
+    /// </summary>
+    public void AdvanceCopied(long end)
+    {
+        Debug.Assert(end > Copied && end <= Staged, "copied end out of order");
+        long from = Math.Max(Copied, end - RecentBytes.Capacity);
+        if (from > Copied)
         {
-            Rebase();
+            Recent.Skip(from);
         }
 
-        ReadOnlySpan<byte> staged = data;
-        long pos = Staged;
-        while (!data.IsEmpty)
+        for (long pos = from; pos < end;)
         {
-            (int index, int offset) = Locate(pos);
-            while (index >= _chunks.Count)
-            {
-                _chunks.Add(ChunkPool.Rent());
-            }
-
-            int n = Math.Min(ChunkSize - offset, data.Length);
-            data[..n].CopyTo(_chunks[index].GetSpan().Slice(offset, n));
-            data = data[n..];
+            (int slot, int offset) = Locate(pos);
+            int n = (int)Math.Min(ChunkSize - offset, end - pos);
+            Recent.Append(pos, _slots[slot]!.GetSpan().Slice(offset, n));
             pos += n;
         }
 
-        Staged = pos;
-        Recent.Append(position, staged);
+        Copied = end;
     }
 
     /// <summary>
@@ -159,20 +207,31 @@ internal sealed class DirectTail : ILogDeviceCallback
     /// </summary>
     public bool TryStartRound()
     {
-        if (_outstanding > 0 || Broken || _disposed || Staged == Written)
+        if (_outstanding > 0 || Broken || _disposed || Copied == Written)
         {
             return false;
         }
 
-        bool direct = Staged - Written >= _directMinRoundBytes;
+        bool direct = Copied - Written >= _directMinRoundBytes;
         long start = direct ? AlignDown(Written) : Written;
-        long dataEnd = Math.Min(Staged, start + MaxRoundBytes);
+        long dataEnd = Math.Min(Copied, start + MaxRoundBytes);
+        if (direct && dataEnd < Staged && dataEnd % PageSize != 0)
+        {
+            // The rest of that page belongs to a copy under way: padding would overwrite it. Stop at the page
+            // boundary, or leave the round to that copy, which starts one when it lands.
+            dataEnd = AlignDown(dataEnd);
+            if (dataEnd <= Written)
+            {
+                return false;
+            }
+        }
+
         long end = direct ? AlignUp(dataEnd) : dataEnd;
         if (direct && end > dataEnd)
         {
             // The padding after the last staged byte goes to disk as zeros (recycled chunks hold old bytes).
             (int index, int offset) = Locate(dataEnd);
-            _chunks[index].GetSpan().Slice(offset, (int)(end - dataEnd)).Clear();
+            _slots[index]!.GetSpan().Slice(offset, (int)(end - dataEnd)).Clear();
         }
 
         int count = 0;
@@ -180,7 +239,7 @@ internal sealed class DirectTail : ILogDeviceCallback
         {
             (int index, int offset) = Locate(pos);
             int length = (int)Math.Min(ChunkSize - offset, end - pos);
-            _pieces[count++] = (pos, _chunks[index].Memory.Slice(offset, length));
+            _pieces[count++] = (pos, _slots[index]!.Memory.Slice(offset, length));
             pos += length;
         }
 
@@ -243,19 +302,21 @@ internal sealed class DirectTail : ILogDeviceCallback
 
         Written = _roundEnd;
         long keepFrom = AlignDown(Written);
-        while (_chunks.Count > 0 && _windowStart + ChunkSize <= keepFrom)
+        while (_chunkCount > 0 && _windowStart + ChunkSize <= keepFrom)
         {
-            ChunkPool.Return(_chunks[0]);
-            _chunks.RemoveAt(0);
+            ChunkPool.Return(_slots[_head]!);
+            _slots[_head] = null;
+            _head = (_head + 1) & (_slots.Length - 1);
+            _chunkCount--;
             _windowStart += ChunkSize;
         }
 
-        if (Written == Staged && _chunks.Count > 0)
+        if (Written == Staged && _chunkCount > 0)
         {
             // Idle: keep only the partial page, so that a thousand quiet partitions hold no chunks.
             int head = (int)(Written - keepFrom);
             (int index, int offset) = Locate(keepFrom);
-            _chunks[index].GetSpan().Slice(offset, head).CopyTo(_page);
+            _slots[index]!.GetSpan().Slice(offset, head).CopyTo(_page);
             _pageValid = true;
             ReleaseChunks();
         }
@@ -299,45 +360,71 @@ internal sealed class DirectTail : ILogDeviceCallback
     void ILogDeviceCallback.OnFlushDone(long token, int result) =>
         throw new UnreachableException("a direct tail issues no flushes");
 
-    /// <summary>The chunk holding file position <paramref name="position"/>, and the offset in it.</summary>
-    private (int Index, int Offset) Locate(long position)
+    /// <summary>The ring slot of the chunk holding file position <paramref name="position"/>, and the offset in it.</summary>
+    private (int Slot, int Offset) Locate(long position)
     {
         long relative = position - _windowStart;
-        return ((int)(relative / ChunkSize), (int)(relative % ChunkSize));
+        return ((_head + (int)(relative / ChunkSize)) & (_slots.Length - 1), (int)(relative % ChunkSize));
+    }
+
+    private void Grow()
+    {
+        var bigger = new AlignedBuffer?[_slots.Length * 2];
+        for (int i = 0; i < _chunkCount; i++)
+        {
+            bigger[i] = _slots[(_head + i) & (_slots.Length - 1)];
+        }
+
+        _slots = bigger;
+        _head = 0;
     }
 
     private void Rebase()
     {
-        _windowStart = AlignDown(Staged);
+        Debug.Assert(_chunkCount == 0, "rebasing a tail that holds chunks");
+        long windowStart = AlignDown(Staged);
         AlignedBuffer chunk = ChunkPool.Rent();
-        _chunks.Add(chunk);
-        int head = (int)(Staged - _windowStart);
-        if (head == 0)
+        int head = (int)(Staged - windowStart);
+        if (head > 0)
         {
-            return;
+            Span<byte> target = chunk.GetSpan()[..head];
+            if (_pageValid)
+            {
+                _page.AsSpan(0, head).CopyTo(target);
+            }
+            else
+            {
+                // First append after opening or truncation: the partial page comes from the file (coherent with the
+                // O_DIRECT writes that put it there). A failed read leaves the tail without chunks, as before.
+                try
+                {
+                    Segment.ReadExactly(windowStart, target);
+                }
+                catch
+                {
+                    ChunkPool.Return(chunk);
+                    throw;
+                }
+            }
         }
 
-        Span<byte> target = chunk.GetSpan()[..head];
-        if (_pageValid)
-        {
-            _page.AsSpan(0, head).CopyTo(target);
-        }
-        else
-        {
-            // First append after opening or truncation: the partial page comes from the file (coherent with the
-            // O_DIRECT writes that put it there).
-            Segment.ReadExactly(_windowStart, target);
-        }
+        _windowStart = windowStart;
+        _head = 0;
+        _slots[0] = chunk;
+        _chunkCount = 1;
     }
 
     private void ReleaseChunks()
     {
-        foreach (AlignedBuffer chunk in _chunks)
+        for (int i = 0; i < _chunkCount; i++)
         {
-            ChunkPool.Return(chunk);
+            int slot = (_head + i) & (_slots.Length - 1);
+            ChunkPool.Return(_slots[slot]!);
+            _slots[slot] = null;
         }
 
-        _chunks.Clear();
+        _head = 0;
+        _chunkCount = 0;
     }
 
     private void ReleaseAll()
@@ -349,6 +436,27 @@ internal sealed class DirectTail : ILogDeviceCallback
     public static long AlignDown(long position) => position & ~(long)(PageSize - 1);
 
     public static long AlignUp(long position) => (position + PageSize - 1) & ~(long)(PageSize - 1);
+
+    /// <summary>
+    /// One append's reserved bytes in the chunks, filled by that appender outside the partition lock. Holds the ring
+    /// array as it was at the reservation: a later grow copies the slots to a new array and leaves this one unchanged.
+    /// </summary>
+    internal readonly struct StagingRegion(AlignedBuffer?[] slots, int slot, int offset)
+    {
+        public void CopyFrom(ReadOnlySpan<byte> data)
+        {
+            int at = slot;
+            int within = offset;
+            while (!data.IsEmpty)
+            {
+                int n = Math.Min(ChunkSize - within, data.Length);
+                data[..n].CopyTo(slots[at]!.GetSpan().Slice(within, n));
+                data = data[n..];
+                at = (at + 1) & (slots.Length - 1);
+                within = 0;
+            }
+        }
+    }
 
     /// <summary>Chunks shared by every tail; a few are kept for reuse, the rest freed.</summary>
     internal static class ChunkPool

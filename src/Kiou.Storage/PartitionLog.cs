@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol.Records;
@@ -12,111 +11,57 @@ namespace Kiou.Storage;
 /// segments (<see cref="Segment"/>) holding RecordBatch v2 bytes exactly as stored and served.
 /// </summary>
 /// <remarks>
-/// <para>Three tails, as offsets (STYLE §3), with one invariant checked at every update:
-/// <c>LogStart ≤ Durable ≤ Completed (HighWatermark) ≤ Reserved (LogEndOffset)</c>.
-/// Reserved: handed to appenders, bytes may be in flight. Completed: every write below has called back and
-/// been published in offset order; reads never go past it. Durable: covered by a finished fdatasync.</para>
-/// <para>Threads: any thread may call any member. One short lock guards the tails, the segment list and the
-/// in-memory indexes. Device writes and flushes are issued outside it; their callbacks (device thread, or the
-/// caller's thread for <see cref="SyncLogDevice"/>) take it briefly. File reads happen outside it, never past the
-/// completed position captured under it. Awaiters are resumed asynchronously, never inside the lock.</para>
-/// <para>Append: reserve offsets and file position under the lock (next offset = base + lastOffsetDelta + 1),
-/// stamp baseOffset (and the leader epoch, and LogAppendTime when configured) into the caller's memory, write
-/// that memory (no copy) through the device. Completions may arrive out of order; an early one waits for its
-/// predecessors. Publishing advances the high watermark, appends index entries, wakes
-/// <see cref="WaitForAppendAsync"/> and answers the append (or queues it for durability).</para>
-/// <para>Flush: at most one round of fdatasyncs in flight; a round covers the completed tail captured when it was
-/// issued, and when it finishes every waiter below that tail is answered at once (group commit). Rounds are
-/// requested by durable appends, <see cref="FlushAsync"/>, rolls (the sealed segment), Flush=Always and
-/// flush.messages.</para>
-/// <para>I/O errors: see <see cref="AppendAsync"/>.</para>
+/// <para>A facade over parts with one job each (docs/design/storage.md): <see cref="AppendPipeline"/> (reservation,
+/// writes, ordered publication), <see cref="FlushScheduler"/> (fdatasync rounds, durable waiters),
+/// <see cref="SegmentSet"/> (segments, roll, retention, truncation) and <see cref="LogReader"/> (reads, lookups). The
+/// tails and their invariant <c>LogStart ≤ Durable ≤ Completed (HighWatermark) ≤ Reserved (LogEndOffset)</c> live in
+/// <see cref="LogTails"/>.</para>
+/// <para>Threads: any thread may call any member. One short lock, <see cref="Lock"/>, guards the tails and every
+/// part's state; device calls, fdatasyncs, file reads for fetches and producers' copies run outside it. Awaiters are
+/// resumed asynchronously, never inside the lock. I/O errors: see <see cref="AppendAsync"/>.</para>
 /// </remarks>
 public sealed class PartitionLog : IAsyncDisposable
 {
     /// <summary>One node, one leader epoch forever (README §7.5).</summary>
     public const int LeaderEpoch = 0;
 
-    private readonly object _lock = new();
-    private readonly string _directory;
-    private readonly string _name;
-    private readonly ILogDevice _device;
+    /// <summary>The partition lock: guards the tails and every part's state (docs/design/storage.md).</summary>
+    internal readonly object Lock = new();
+    internal readonly string Name;
+    internal readonly ILogDevice Device;
     private readonly TimeProvider _time;
-    private readonly Action<string> _log;
-    private readonly Action<string> _warn;
-    private readonly object _recoveryPointGate = new();
-    private readonly DeviceCallback _callback;
-    private readonly bool _direct;
-    private readonly Action<DirectTail, int> _onTailPiece;
-    private readonly PendingAppend.Pool _pool = new();
-    private readonly List<Segment> _segments;
-    private readonly RingQueue<PendingAppend> _pending = new();
-    private readonly Queue<PendingAppend> _durableAppends = new();
-    private readonly Queue<(long Target, TaskCompletionSource Task)> _durableTasks = new();
-    private readonly List<(Segment Segment, long Target)> _flushTargets = new();
-    private readonly List<Task> _indexWrites = new();
-    private readonly SegmentFileCache _files;
+    internal readonly Action<string> Info;
+    internal readonly Action<string> Warn;
 
     private LogConfig _config;
-    private Segment _active;
-    private long _logStart;
-    private long _durable;
-    private long _completed;
-    private long _reserved;
-    private long _sizeBytes;
-    private long _nextSequence;
+    internal LogTails Tails;
+    internal readonly SegmentSet Segments;
+    private readonly LogReader _reader;
+    internal readonly FlushScheduler Flusher;
+    internal readonly AppendPipeline Appends;
+    private readonly LogCloser _closer;
 
-    private bool _failed;
-    // Set by a failed fdatasync and never cleared while open: after a writeback error Linux may have dropped the
-    // dirty pages, so a later "successful" flush proves nothing about them (the fsyncgate lesson). The partition
-    // stays offline until a restart, when recovery re-checks every batch of the tail.
-    private bool _flushFatal;
-    private long _failedFrom = long.MaxValue;
-    private int _failureErrno;
-
-    private bool _flushInFlight;
-    private int _flushOutstanding;
-    private int _flushErrno;
-    private long _flushRound;
-    private long _flushRoundCompleted;
-    private long _backgroundFlushTarget = -1;
-    private long _noIdleReleaseBeforeMs;
-
-    private TaskCompletionSource? _hwSignal;
-    private TaskCompletionSource? _drained;
-    private TaskCompletionSource? _flushIdle;
-    private bool _closing;
-    private bool _closed;
-
-    private readonly HashSet<Segment> _indexesRebuilt = new();
-    private long _recoveryPointWritten = -1;
-    private long _corruptWarnMs = long.MinValue;
-    private int _corruptWarnsSuppressed;
+    // Set under the lock: Closing stops appends (close drains those in flight), Closed stops reads and flush rounds.
+    internal bool Closing;
+    internal bool Closed;
 
     private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files)
     {
-        _directory = directory;
-        _files = files;
         Topic = topic;
         Partition = partition;
-        _name = $"{topic}-{partition}";
+        Name = $"{topic}-{partition}";
         _config = config;
-        _device = device;
+        Device = device;
         _time = time;
-        _log = log;
-        _warn = warn;
-        _callback = new DeviceCallback(this);
-        _direct = device.DirectWrites;
-        _onTailPiece = OnTailPieceDone;
-        _segments = segments;
-        _active = segments[^1];
-        _logStart = segments[0].BaseOffset;
-        _reserved = _active.ReservedEnd;
-        _completed = _active.CompletedEnd;
-        _durable = _completed;
-        foreach (Segment s in segments)
-        {
-            _sizeBytes += s.Size;
-        }
+        Info = log;
+        Warn = warn;
+        Debug.Assert(segments[^1].ReservedEnd == segments[^1].CompletedEnd, "recovered with writes in flight");
+        Tails = new LogTails(Name, segments[0].BaseOffset, segments[^1].CompletedEnd);
+        Segments = new SegmentSet(this, directory, segments, files);
+        _reader = new LogReader(this);
+        Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
+        Appends = new AppendPipeline(this, device.DirectWrites);
+        _closer = new LogCloser(this);
     }
 
     public string Topic { get; }
@@ -130,33 +75,33 @@ public sealed class PartitionLog : IAsyncDisposable
         set => Volatile.Write(ref _config, value ?? throw new ArgumentNullException(nameof(value)));
     }
 
-    public long LogStartOffset => Volatile.Read(ref _logStart);
+    public long LogStartOffset => Tails.LogStart;
 
     /// <summary>The completed tail: every offset below it is written and may be fetched.</summary>
-    public long HighWatermark => Volatile.Read(ref _completed);
+    public long HighWatermark => Tails.Completed;
 
     /// <summary>The reserved tail: the offset the next append gets.</summary>
-    public long LogEndOffset => Volatile.Read(ref _reserved);
+    public long LogEndOffset => Tails.Reserved;
 
     /// <summary>Every offset below it is covered by a finished fdatasync.</summary>
-    public long DurableOffset => Volatile.Read(ref _durable);
+    public long DurableOffset => Tails.Durable;
 
     /// <summary>Bytes of all segment files, including writes in flight.</summary>
-    public long SizeBytes => Volatile.Read(ref _sizeBytes);
+    public long SizeBytes => Segments.SizeBytes;
 
     /// <summary>True after an I/O error until the next append has truncated the damage away and resumed.</summary>
-    public bool IsFailed => Volatile.Read(ref _failed);
+    public bool IsFailed => Appends.Failed;
 
     /// <summary>"sync" or "io_uring".</summary>
-    public string DeviceMode => _device.Mode;
+    public string DeviceMode => Device.Mode;
 
     internal int SegmentCount
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
-                return _segments.Count;
+                return Segments.Count;
             }
         }
     }
@@ -165,12 +110,12 @@ public sealed class PartitionLog : IAsyncDisposable
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
-                var bases = new long[_segments.Count];
+                var bases = new long[Segments.Count];
                 for (int i = 0; i < bases.Length; i++)
                 {
-                    bases[i] = _segments[i].BaseOffset;
+                    bases[i] = Segments[i].BaseOffset;
                 }
 
                 return bases;
@@ -178,16 +123,42 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    internal string DirectoryPath => _directory;
+    internal string DirectoryPath => Segments.Directory;
+
+    /// <summary>Test seam: see <see cref="AppendPipeline.OnStaging"/>.</summary>
+    internal Action? OnStaging
+    {
+        get => Appends.OnStaging;
+        set => Appends.OnStaging = value;
+    }
+
+    /// <summary>Test seam: see <see cref="AppendPipeline.OnCopying"/>.</summary>
+    internal Action? OnCopying
+    {
+        get => Appends.OnCopying;
+        set => Appends.OnCopying = value;
+    }
+
+    /// <summary>Appends reserved and not yet answered or failed (tests).</summary>
+    internal int PendingCount
+    {
+        get
+        {
+            lock (Lock)
+            {
+                return Appends.InFlightCountLocked;
+            }
+        }
+    }
 
     /// <summary>The active segment's O_DIRECT write-behind, if it has one (tests).</summary>
     internal DirectTail? ActiveTail
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
-                return _active.Tail;
+                return Segments.Active.Tail;
             }
         }
     }
@@ -274,7 +245,6 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
-        partitionLog._recoveryPointWritten = segments[^1].CompletedEnd;
         partitionLog.CheckInvariants();
         return partitionLog;
     }
@@ -294,837 +264,32 @@ public sealed class PartitionLog : IAsyncDisposable
     /// nothing already published changes. Once in-flight writes have drained, the next append truncates the
     /// unpublished bytes and resumes, or throws again if that fails.
     /// </exception>
-    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable)
-    {
-        Span<byte> span = batch.Span;
-        if (!RecordBatch.TryReadHeader(span, out BatchHeader header) || header.TotalSize != span.Length)
-        {
-            throw new ArgumentException($"partition {_name}: an append must be exactly one RecordBatch v2 ({span.Length} bytes given)", nameof(batch));
-        }
-
-        LogConfig config = Config;
-        if (span.Length > config.SegmentBytesEffective)
-        {
-            return ValueTask.FromException<AppendResult>(new RecordListTooLargeException(
-                $"partition {_name}: a batch of {span.Length} bytes does not fit in a segment of segment.bytes={config.SegmentBytes}"));
-        }
-
-        long appendTimeMs = -1;
-        if (config.LogAppendTime)
-        {
-            appendTimeMs = NowMs();
-            RecordBatch.StampLogAppendTime(span, appendTimeMs); // recomputes the CRC: outside the lock
-        }
-
-        long maxTimestamp = RecordBatch.MaxTimestamp(span);
-        PendingAppend op = _pool.Rent();
-        string? message = null;
-        SafeFileHandle[]? flushes = null;
-        long round = 0;
-        SafeFileHandle file;
-        int position;
-        long sequence;
-        short version;
-        DirectTail? tail = null;
-        int pieces = 0;
-        try
-        {
-            lock (_lock)
-            {
-                EnsureWritableLocked(ref message);
-                long nowMs = NowMs();
-                if (ShouldRollLocked(span.Length, header.LastOffsetDelta, config, nowMs))
-                {
-                    RollLocked(nowMs, ref message);
-                }
-
-                // Descriptors first (reopened here if the idle segment gave them up): a failed open fails this
-                // append before anything is reserved.
-                Segment segment = _active;
-                file = AppendHandleLocked(segment);
-                if (_direct && !segment.DirectUnavailable)
-                {
-                    tail = segment.Tail ?? OpenTailLocked(segment, segment.Size, ref message);
-                }
-
-                long baseOffset = _reserved;
-                long endOffset = baseOffset + header.LastOffsetDelta + 1;
-                RecordBatch.SetBaseOffset(span, baseOffset);
-                RecordBatch.SetPartitionLeaderEpoch(span, LeaderEpoch);
-
-                position = segment.Size;
-                Debug.Assert((long)position + span.Length <= config.SegmentBytesEffective || position == 0, "segment overfilled");
-                segment.Size = position + span.Length;
-                segment.ReservedEnd = endOffset;
-                _sizeBytes += span.Length;
-                _reserved = endOffset;
-                sequence = _nextSequence++;
-                op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _logStart);
-                version = op.Version;
-                _pending.Enqueue(op);
-                if (tail is not null)
-                {
-                    tail.Stage(position, span);
-                    pieces = tail.TryStartRound() ? tail.PieceCount : 0;
-                }
-
-                flushes = StartFlushLocked(out round);
-                AssertTailsLocked();
-            }
-        }
-        catch (StorageException ex)
-        {
-            _pool.Return(op);
-            return ValueTask.FromException<AppendResult>(ex);
-        }
-        catch
-        {
-            _pool.Return(op);
-            throw;
-        }
-        finally
-        {
-            if (message is not null)
-            {
-                _log(message);
-            }
-        }
-
-        IssueFlushes(flushes, round);
-        if (tail is not null)
-        {
-            // Staged: the bytes are copied, a round (this one's or the one in flight) carries them to the file.
-            IssueRound(tail, pieces);
-            return new ValueTask<AppendResult>(op, version);
-        }
-
-        try
-        {
-            _device.Write(file, position, batch, _callback, sequence);
-        }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
-        {
-            // The device refused the write outright; treat it like a failed completion.
-            OnWriteDone(sequence, ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex));
-        }
-
-        return new ValueTask<AppendResult>(op, version);
-    }
-
-    private static int s_directUnsupportedLogged;
-
-    /// <summary>The active segment's read-write descriptor, reopened if it was given up while idle.</summary>
-    private SafeFileHandle AppendHandleLocked(Segment segment)
-    {
-        try
-        {
-            return segment.Handle;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            int errno = ErrnoNames.FromException(ex);
-            throw new StorageException($"partition {_name}: cannot reopen {segment.LogPath} to append to it: {ex.Message} ({ErrnoNames.Describe(errno)}); the append was not stored, retry it; {ErrnoNames.Advice(errno)}", errno, ex);
-        }
-    }
-
-    /// <summary>
-    /// Opens the O_DIRECT write-behind of <paramref name="segment"/> (nothing in flight, the file holds exactly
-    /// <paramref name="position"/> bytes), or marks it buffered for good. Its partial last page is read from the file
-    /// here, before the caller reserves anything, so that a failed read fails only this append.
-    /// </summary>
-    private DirectTail? OpenTailLocked(Segment segment, int position, ref string? message)
-    {
-        DirectTail? tail = DirectTail.TryOpen(segment, position, _device, _onTailPiece, out int errno);
-        if (tail is not null)
-        {
-            try
-            {
-                tail.LoadPartialPage();
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)
-            {
-                tail.Dispose();
-                int readErrno = ex is StorageException se ? se.Errno : ErrnoNames.FromException(ex);
-                throw new StorageException($"partition {_name}: cannot read the last page of {segment.LogPath} to append after it: {ex.Message}; the append was not stored, retry it", readErrno, ex);
-            }
-        }
-
-        if (tail is null)
-        {
-            segment.DirectUnavailable = true;
-            if (Interlocked.Exchange(ref s_directUnsupportedLogged, 1) == 0)
-            {
-                message = $"partition {_name}: cannot open {segment.LogPath} with O_DIRECT ({ErrnoNames.Describe(-errno)}{(errno == ErrnoNames.EINVAL ? ", the file system does not support it" : "")}); "
-                    + "io_uring appends to such files go through the page cache instead (slower; logged once per broker)";
-            }
-
-            return null;
-        }
-
-        segment.Tail = tail;
-        return tail;
-    }
-
-    /// <summary>Hands a round's pieces to the device (outside the lock); a refused piece counts as failed.</summary>
-    private void IssueRound(DirectTail tail, int pieces)
-    {
-        for (int i = 0; i < pieces; i++)
-        {
-            (SafeFileHandle file, long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
-            try
-            {
-                _device.Write(file, position, data, tail, i);
-            }
-            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
-            {
-                int errno = ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex);
-                for (int j = i; j < pieces; j++)
-                {
-                    OnTailPieceDone(tail, errno);
-                }
-
-                return;
-            }
-        }
-    }
-
-    /// <summary>
-    /// A piece of a direct round completed (device thread). When the round is whole: appends whose bytes it
-    /// covers are written and get published in order; a sealed segment's tail is finished (padding cut before its
-    /// final flush); the next round starts with whatever was staged meanwhile. A failed round fails every append
-    /// staged in that tail, as a failed buffered write fails the appends after it.
-    /// </summary>
-    private void OnTailPieceDone(DirectTail tail, int result)
-    {
-        string? message = null;
-        SafeFileHandle[]? flushes;
-        long round;
-        int pieces = 0;
-        lock (_lock)
-        {
-            if (!tail.CompletePiece(result, out int errno))
-            {
-                return;
-            }
-
-            Segment segment = tail.Segment;
-            if (segment.Tail != tail)
-            {
-                return; // disposed meanwhile (truncation, close): its appends were already settled
-            }
-
-            if (errno == 0)
-            {
-                MarkTailWrittenLocked(tail);
-                if (segment.Sealed && tail.Idle)
-                {
-                    ReleaseTailLocked(segment, trim: true, ref message); // a sealed segment's last round: cut the padding before its final flush
-                }
-                else if (tail.TryStartRound())
-                {
-                    pieces = tail.PieceCount;
-                }
-            }
-            else
-            {
-                FailTailLocked(tail, errno, ref message);
-            }
-
-            PublishLocked();
-            flushes = StartFlushLocked(out round);
-        }
-
-        if (message is not null)
-        {
-            _log(message);
-        }
-
-        IssueFlushes(flushes, round);
-        if (pieces > 0)
-        {
-            IssueRound(tail, pieces);
-        }
-    }
-
-    private void MarkTailWrittenLocked(DirectTail tail)
-    {
-        Segment segment = tail.Segment;
-        for (int i = 0; i < _pending.Count; i++)
-        {
-            PendingAppend op = _pending[i];
-            if (op.Segment != segment)
-            {
-                if (op.Segment.BaseOffset > segment.BaseOffset)
-                {
-                    break;
-                }
-
-                continue;
-            }
-
-            if (op.State != PendingAppend.WriteState.InFlight)
-            {
-                continue;
-            }
-
-            if (op.Position + op.Size > tail.Written)
-            {
-                break;
-            }
-
-            op.State = PendingAppend.WriteState.Written;
-        }
-    }
-
-    private void FailTailLocked(DirectTail tail, int errno, ref string? message)
-    {
-        Segment segment = tail.Segment;
-        PendingAppend? first = null;
-        for (int i = 0; i < _pending.Count; i++)
-        {
-            PendingAppend op = _pending[i];
-            if (op.Segment == segment && op.State == PendingAppend.WriteState.InFlight)
-            {
-                first ??= op;
-                op.State = PendingAppend.WriteState.Failed;
-                op.Errno = errno;
-            }
-        }
-
-        if (first is not null)
-        {
-            MarkFailedLocked(errno, first.BaseOffset, $"the write-behind round of offsets from {first.BaseOffset} at position {tail.Written} of {segment.Name}", ref message);
-        }
-    }
-
-    /// <summary>Releases every segment's tail (nothing in flight); with <paramref name="trim"/> cuts padding first.</summary>
-    private void CloseTailsLocked(bool trim, ref string? message)
-    {
-        foreach (Segment s in _segments)
-        {
-            if (s.Tail is not null)
-            {
-                ReleaseTailLocked(s, trim, ref message);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Drops <paramref name="segment"/>'s tail (its chunks, O_DIRECT descriptor and recent bytes); with
-    /// <paramref name="trim"/> and no round in flight, first cuts the zero padding so the file ends where the log does.
-    /// </summary>
-    private void ReleaseTailLocked(Segment segment, bool trim, ref string? message)
-    {
-        DirectTail tail = segment.Tail!;
-        if (trim && !tail.RoundInFlight)
-        {
-            try
-            {
-                tail.TrimPadding();
-            }
-            catch (IOException ex)
-            {
-                // Harmless for the data: recovery walks the batches and cuts the zeros at the next start.
-                message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); the next start truncates it";
-            }
-        }
-
-        tail.Dispose();
-        segment.Tail = null;
-    }
-
-    /// <summary>
-    /// Whole batches from the one containing <paramref name="offset"/>, never past the high watermark, from one
-    /// segment, at most <paramref name="maxBytes"/> in total; with <paramref name="minOneBatch"/> the first batch
-    /// is returned whole even if larger. Offsets between the high watermark and the log end offset (in flight)
-    /// give an empty result, as in Kafka; below the log start or above the log end offset give
-    /// <see cref="ReadError.OffsetOutOfRange"/>; an offset in a hole left by damage, or a batch whose header (or, when
-    /// read into memory, CRC) is bad, gives <see cref="ReadError.Corrupt"/> and a rate-limited warning (batches before
-    /// a bad one are returned). Dispose the result.
-    /// With <paramref name="zeroCopy"/> the bytes are not read: the result's records are a <see cref="FileRecords"/>
-    /// region of the segment file (for sendfile), cut at batch boundaries found through the offset index.
-    /// </summary>
-    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false)
-    {
-        for (int attempt = 0; ; attempt++)
-        {
-            Segment segment;
-            int indexPosition = 0;
-            long indexBase = 0;
-            int limit;
-            long hw;
-            long logStart;
-            (long Start, long End) hole = default;
-            lock (_lock)
-            {
-                ObjectDisposedException.ThrowIf(_closed, this);
-                hw = _completed;
-                logStart = _logStart;
-                if (offset < logStart || offset > _reserved)
-                {
-                    return new ReadResult(ReadError.OffsetOutOfRange, hw, logStart, null, 0);
-                }
-
-                if (offset >= hw)
-                {
-                    return new ReadResult(ReadError.None, hw, logStart, null, 0);
-                }
-
-                segment = FindSegmentLocked(offset);
-                if (segment.Sealed && offset >= segment.SealedEnd)
-                {
-                    hole = (segment.SealedEnd, NextBaseLocked(segment));
-                }
-                else
-                {
-                    (int rel, indexPosition) = segment.Index.Lookup(offset - segment.BaseOffset);
-                    indexBase = segment.BaseOffset + rel;
-                }
-
-                limit = segment.CompletedSize;
-            }
-
-            if (hole.End > 0)
-            {
-                WarnCorrupt(offset, $"offsets {hole.Start}..{hole.End - 1} were lost to damage found at recovery (see {Path.Combine(_directory, Recovery.QuarantineDirectory)}); consumers must seek to offset {hole.End}");
-                return new ReadResult(ReadError.Corrupt, hw, logStart, null, 0);
-            }
-
-            try
-            {
-                return zeroCopy
-                    ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart)
-                    : ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart);
-            }
-            catch (ObjectDisposedException) when (attempt < 3)
-            {
-                // Retention deleted the segment after the lookup: look again (now out of range).
-            }
-            catch (IOException ex)
-            {
-                // A bad header or CRC (a StorageException without an errno) or a file shorter than the log says:
-                // never served, never fatal for the connection or other partitions; a failed open or read (EMFILE,
-                // EIO, a segment file gone) is a storage error.
-                bool corrupt = ex is EndOfStreamException || (ex is StorageException { Errno: 0, InnerException: null });
-                WarnCorrupt(offset, $"{ex.Message} The next offset known to start a batch is {NextBatchAfter(segment, offset)}: consumers can seek there", corrupt ? "CORRUPT_MESSAGE" : "KAFKA_STORAGE_ERROR");
-                return new ReadResult(corrupt ? ReadError.Corrupt : ReadError.StorageError, hw, logStart, null, 0);
-            }
-        }
-    }
-
-    /// <summary>The base offset of the segment after <paramref name="segment"/> (the end of a hole after it).</summary>
-    private long NextBaseLocked(Segment segment)
-    {
-        int i = _segments.IndexOf(segment);
-        return _segments[i + 1].BaseOffset;
-    }
-
-    /// <summary>Where a reader can go on after damage at <paramref name="offset"/>: the next index entry, else the next segment.</summary>
-    private long NextBatchAfter(Segment segment, long offset)
-    {
-        lock (_lock)
-        {
-            OffsetIndex index = segment.Index;
-            for (int i = 0; i < index.Count; i++)
-            {
-                long entry = segment.BaseOffset + index[i].RelativeOffset;
-                if (entry > offset)
-                {
-                    return entry;
-                }
-            }
-
-            int at = _segments.IndexOf(segment);
-            return at >= 0 && at + 1 < _segments.Count ? _segments[at + 1].BaseOffset : Math.Max(offset + 1, segment.CompletedEnd);
-        }
-    }
-
-    /// <summary>
-    /// <see cref="Segment.TryFindBatch"/> from an index entry; when the log contradicts the entry but reads from the
-    /// segment start, the index was damaged (index files carry no checksum): the segment's indexes are rebuilt from
-    /// its headers, once, and the search repeats from the start.
-    /// </summary>
-    private bool FindBatch(Segment segment, long offset, ref int position, ref long expected, int limit, long minMaxTimestamp, out int batchPosition, out BatchHeader header)
-    {
-        try
-        {
-            return segment.TryFindBatch(offset, position, expected, limit, minMaxTimestamp, out batchPosition, out header);
-        }
-        catch (StorageException) when ((position != 0 || expected != segment.BaseOffset) && TryRebuildIndexes(segment))
-        {
-            position = 0;
-            expected = segment.BaseOffset;
-            return segment.TryFindBatch(offset, 0, segment.BaseOffset, limit, minMaxTimestamp, out batchPosition, out header);
-        }
-    }
-
-    /// <summary>
-    /// Rebuilds a segment's in-memory indexes by walking its batch headers (at most once per segment while open; the
-    /// bytes published meanwhile are walked under the lock) and deletes its index files so the next start rebuilds
-    /// them too. False if the walk meets damage in the log itself.
-    /// </summary>
-    private bool TryRebuildIndexes(Segment segment)
-    {
-        int limit;
-        lock (_lock)
-        {
-            if (!_indexesRebuilt.Add(segment))
-            {
-                return false;
-            }
-
-            limit = segment.CompletedSize;
-        }
-
-        int interval = Config.IndexIntervalBytes;
-        var index = new OffsetIndex();
-        var timeIndex = new TimeIndex();
-        int p = 0;
-        int sinceEntry = 0;
-        long expected = segment.BaseOffset;
-        long maxTimestamp = -1;
-        int maxRelative = -1;
-        if (!Walk(limit))
-        {
-            return false;
-        }
-
-        bool sealedSegment;
-        lock (_lock)
-        {
-            if (!Walk(segment.CompletedSize) || expected != segment.CompletedEnd)
-            {
-                return false;
-            }
-
-            if (maxTimestamp >= 0 && segment.Sealed && segment.CompletedEnd == segment.SealedEnd)
-            {
-                timeIndex.MaybeAppend(maxTimestamp, maxRelative); // as FinishTimeIndex
-            }
-
-            segment.ReplaceIndexes(index, timeIndex, sinceEntry);
-            sealedSegment = segment.Sealed;
-            if (sealedSegment)
-            {
-                segment.IndexFilesCurrent = false;
-            }
-        }
-
-        if (sealedSegment)
-        {
-            try
-            {
-                segment.DeleteIndexFiles();
-            }
-            catch (IOException)
-            {
-                // The next start finds them inconsistent or not: either way reads stay right in this process.
-            }
-        }
-
-        _warn($"partition {_name}: the offset index of {segment.Name} contradicts its log (damaged: index files carry no checksum); rebuilt the indexes from the log"
-            + (sealedSegment ? " and removed the files, so the next start rebuilds them as well" : string.Empty) + ". The records are intact");
-        return true;
-
-        // As Segment.OnPublished: max timestamp first, then an entry every interval bytes.
-        bool Walk(int end)
-        {
-            Span<byte> bytes = stackalloc byte[RecordBatch.HeaderSize];
-            while (p < end)
-            {
-                if (end - p < RecordBatch.HeaderSize)
-                {
-                    return false;
-                }
-
-                segment.ReadExactly(p, bytes);
-                if (!RecordBatch.TryReadHeader(bytes, out BatchHeader h) || h.BaseOffset != expected || h.TotalSize > end - p)
-                {
-                    return false;
-                }
-
-                if (h.MaxTimestamp > maxTimestamp)
-                {
-                    maxTimestamp = h.MaxTimestamp;
-                    maxRelative = checked((int)(h.BaseOffset - segment.BaseOffset));
-                }
-
-                if (sinceEntry >= interval && (index.Count > 0 || p > 0))
-                {
-                    index.Append(checked((int)(h.BaseOffset - segment.BaseOffset)), p);
-                    if (maxTimestamp >= 0)
-                    {
-                        timeIndex.MaybeAppend(maxTimestamp, maxRelative);
-                    }
-
-                    sinceEntry = 0;
-                }
-
-                sinceEntry += h.TotalSize;
-                expected = h.NextOffset;
-                p += h.TotalSize;
-            }
-
-            return true;
-        }
-    }
-
-    // One line per partition per 10 s: a consumer retrying at a damaged offset must not flood the log.
-    private const long CorruptWarnIntervalMs = 10_000;
-
-    /// <summary>Reports a read that met damaged data, at most once per <see cref="CorruptWarnIntervalMs"/>, counting the rest.</summary>
-    private void WarnCorrupt(long offset, string what, string answer = "CORRUPT_MESSAGE")
-    {
-        long now = NowMs();
-        long last = Volatile.Read(ref _corruptWarnMs);
-        if ((last != long.MinValue && now - last < CorruptWarnIntervalMs) || Interlocked.CompareExchange(ref _corruptWarnMs, now, last) != last)
-        {
-            Interlocked.Increment(ref _corruptWarnsSuppressed);
-            return;
-        }
-
-        int suppressed = Interlocked.Exchange(ref _corruptWarnsSuppressed, 0);
-        string more = suppressed > 0 ? $" ({suppressed} more such reads since the last report)" : string.Empty;
-        string met = answer == "CORRUPT_MESSAGE" ? "met damaged data" : "failed";
-        _warn($"partition {_name}: a read at offset {offset} {met} and was answered with {answer}{more}: {what}");
-    }
-
-    /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>
-    public long BytesAvailable(long offset)
-    {
-        for (int attempt = 0; ; attempt++)
-        {
-            Segment segment;
-            int indexPosition;
-            long indexBase;
-            int limit;
-            long later = 0;
-            lock (_lock)
-            {
-                if (_closed || offset < _logStart || offset >= _completed)
-                {
-                    return 0;
-                }
-
-                segment = FindSegmentLocked(offset);
-                if (segment.Sealed && offset >= segment.SealedEnd)
-                {
-                    return 0; // a hole: nothing to wait for
-                }
-
-                int i = _segments.IndexOf(segment);
-                for (int j = i + 1; j < _segments.Count; j++)
-                {
-                    later += _segments[j].CompletedSize;
-                }
-
-                limit = segment.CompletedSize;
-                if (segment.LastBatchBaseOffset >= 0 && offset >= segment.LastBatchBaseOffset)
-                {
-                    return limit - segment.LastBatchPosition + later;
-                }
-
-                (int rel, indexPosition) = segment.Index.Lookup(offset - segment.BaseOffset);
-                indexBase = segment.BaseOffset + rel;
-            }
-
-            try
-            {
-                if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out _))
-                {
-                    throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
-                }
-
-                return limit - batchPosition + later;
-            }
-            catch (ObjectDisposedException) when (attempt < 3)
-            {
-            }
-            catch (IOException)
-            {
-                return 0; // damaged: Read answers it
-            }
-        }
-    }
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable) => Appends.AppendAsync(batch, waitDurable);
 
     /// <summary>
     /// Completes when <see cref="HighWatermark"/> &gt; <paramref name="highWatermarkSeen"/>, woken by the publish
     /// (not polled), or when the log closes. One shared signal: cheap when nobody waits.
     /// </summary>
-    public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct)
-    {
-        if (Volatile.Read(ref _completed) > highWatermarkSeen)
-        {
-            return Task.CompletedTask;
-        }
+    public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct) => Appends.WaitForAppendAsync(highWatermarkSeen, ct);
 
-        Task signal;
-        lock (_lock)
-        {
-            if (_completed > highWatermarkSeen || _closed)
-            {
-                return Task.CompletedTask;
-            }
+    /// <inheritdoc cref="LogReader.Read"/>
+    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false) => _reader.Read(offset, maxBytes, minOneBatch, zeroCopy);
 
-            _hwSignal ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            signal = _hwSignal.Task;
-        }
+    /// <inheritdoc cref="LogReader.BytesAvailable"/>
+    public long BytesAvailable(long offset) => _reader.BytesAvailable(offset);
 
-        return ct.CanBeCanceled ? signal.WaitAsync(ct) : signal;
-    }
+    /// <inheritdoc cref="LogReader.LookupByTimestamp"/>
+    public (long Offset, long Timestamp) LookupByTimestamp(long timestamp) => _reader.LookupByTimestamp(timestamp);
 
-    /// <summary>
-    /// ListOffsets by timestamp (README §7.4): the first offset below the high watermark whose record timestamp is
-    /// ≥ <paramref name="timestamp"/>, with that timestamp; (-1, -1) if none. Goes through the time index, then
-    /// walks batch headers. Exact for uncompressed batches (their records are walked). A compressed batch is not
-    /// decompressed: the answer is its base offset, with its baseTimestamp if that already reaches the target,
-    /// else its maxTimestamp. With LogAppendTime every record has the batch's maxTimestamp, so the answer is the
-    /// batch's base offset.
-    /// </summary>
-    public (long Offset, long Timestamp) LookupByTimestamp(long timestamp)
-    {
-        int segmentIndex = 0;
-        while (true)
-        {
-            Segment segment;
-            int indexPosition;
-            long indexBase;
-            int limit;
-            lock (_lock)
-            {
-                ObjectDisposedException.ThrowIf(_closed, this);
-                while (segmentIndex < _segments.Count && _segments[segmentIndex].MaxTimestamp < timestamp)
-                {
-                    segmentIndex++;
-                }
-
-                if (segmentIndex >= _segments.Count)
-                {
-                    return (-1, -1);
-                }
-
-                segment = _segments[segmentIndex];
-                int startRelative = segment.TimeIndex.Lookup(timestamp);
-                (int rel, indexPosition) = segment.Index.Lookup(startRelative);
-                indexBase = segment.BaseOffset + rel;
-                limit = segment.CompletedSize;
-                segmentIndex++;
-            }
-
-            try
-            {
-                int position = indexPosition;
-                long expected = indexBase;
-                while (FindBatch(segment, expected, ref position, ref expected, limit, timestamp, out int batchPosition, out BatchHeader h))
-                {
-                    if (ResolveTimestamp(segment, batchPosition, h, timestamp, out long offset, out long found))
-                    {
-                        return (offset, found);
-                    }
-
-                    // The header's maxTimestamp overstated the records: keep looking.
-                    position = batchPosition + h.TotalSize;
-                    expected = h.NextOffset;
-                }
-            }
-            catch (ObjectDisposedException)
-            {
-                // Deleted by retention meanwhile: continue with the next segment.
-            }
-            catch (IOException ex)
-            {
-                WarnCorrupt(indexBase, ex.Message, "the next segment's first match"); // damaged: look in the next segment
-            }
-        }
-    }
-
-    /// <summary>
-    /// ListOffsets -3: the offset and timestamp of the record with the largest timestamp (the first such record);
-    /// (-1, -1) if the log holds no timestamped record. Exact for uncompressed batches; for compressed or
-    /// LogAppendTime batches, the batch's base offset.
-    /// </summary>
-    public (long Offset, long Timestamp) MaxTimestampEntry()
-    {
-        for (int attempt = 0; ; attempt++)
-        {
-            Segment? best = null;
-            int indexPosition;
-            long indexBase;
-            int limit;
-            lock (_lock)
-            {
-                ObjectDisposedException.ThrowIf(_closed, this);
-                foreach (Segment s in _segments)
-                {
-                    if (s.MaxTimestamp >= 0 && (best is null || s.MaxTimestamp > best.MaxTimestamp))
-                    {
-                        best = s;
-                    }
-                }
-
-                if (best is null)
-                {
-                    return (-1, -1);
-                }
-
-                (int rel, indexPosition) = best.Index.Lookup(best.OffsetOfMaxTimestamp - best.BaseOffset);
-                indexBase = best.BaseOffset + rel;
-                limit = best.CompletedSize;
-            }
-
-            try
-            {
-                long target = best.OffsetOfMaxTimestamp;
-                long max = best.MaxTimestamp;
-                if (!FindBatch(best, target, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader h))
-                {
-                    throw best.Corrupt(indexPosition, $"the batch at offset {target} with the max timestamp is missing");
-                }
-
-                if (h.Codec == CompressionType.None && h.TimestampType == TimestampType.CreateTime
-                    && ResolveTimestamp(best, batchPosition, h, max, out long offset, out long found) && found == max)
-                {
-                    return (offset, max);
-                }
-
-                return (h.BaseOffset, max);
-            }
-            catch (ObjectDisposedException) when (attempt < 3)
-            {
-            }
-            catch (IOException ex)
-            {
-                WarnCorrupt(best.OffsetOfMaxTimestamp, ex.Message, "the offset the time index holds");
-                return (best.OffsetOfMaxTimestamp, best.MaxTimestamp); // from the time index, not the damaged bytes
-            }
-        }
-    }
+    /// <inheritdoc cref="LogReader.MaxTimestampEntry"/>
+    public (long Offset, long Timestamp) MaxTimestampEntry() => _reader.MaxTimestampEntry();
 
     /// <summary>
     /// fdatasyncs everything completed so far; completes when <see cref="DurableOffset"/> reaches the high
     /// watermark as it was at the call. Used by the interval flusher, roll and close. Throws
     /// <see cref="StorageException"/> if the flush fails.
     /// </summary>
-    public Task FlushAsync()
-    {
-        TaskCompletionSource tcs;
-        SafeFileHandle[]? flushes;
-        long round;
-        lock (_lock)
-        {
-            if (_closed || _durable >= _completed)
-            {
-                return Task.CompletedTask;
-            }
-
-            tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _durableTasks.Enqueue((_completed, tcs));
-            flushes = StartFlushLocked(out round);
-        }
-
-        IssueFlushes(flushes, round);
-        return tcs.Task;
-    }
+    public Task FlushAsync() => Flusher.FlushAsync();
 
     /// <summary>
     /// Gives up the active segment's descriptors (the read-write one, which goes to the bounded
@@ -1137,7 +302,7 @@ public sealed class PartitionLog : IAsyncDisposable
     /// </summary>
     public bool ReleaseIdleDescriptors(long idleMs)
     {
-        Segment active = Volatile.Read(ref _active);
+        Segment active = Segments.Active;
         if (!active.HoldsHandle && active.Tail is null)
         {
             return false; // given up already (read without the lock: a stale answer only delays to the next call)
@@ -1147,65 +312,34 @@ public sealed class PartitionLog : IAsyncDisposable
         SafeFileHandle[]? flushes = null;
         long round = 0;
         bool released = false;
-        lock (_lock)
+        lock (Lock)
         {
-            Segment segment = _active;
+            Segment segment = Segments.Active;
             long nowMs = NowMs();
-            if (_closing || _closed || _failed || _flushInFlight || _pending.Count > 0 || _reserved != _completed
-                || nowMs - segment.LastAppendMs < idleMs || nowMs < _noIdleReleaseBeforeMs || segment.Tail is { Idle: false })
+            if (Closing || Closed || Appends.Failed || Flusher.InFlight || Appends.InFlightCountLocked > 0 || Tails.Reserved != Tails.Completed
+                || nowMs - segment.LastAppendMs < idleMs || segment.Tail is { Idle: false })
             {
                 return false;
             }
 
-            if (_durable < _completed)
+            if (Tails.Durable < Tails.Completed)
             {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
-                flushes = StartFlushLocked(out round);
+                Flusher.RequestLocked(Tails.Completed);
+                flushes = Flusher.StartFlushLocked(out round);
             }
-            else if (TrimIdleTailLocked(segment, nowMs + idleMs, ref message))
+            else
             {
-                if (segment.Tail is not null)
-                {
-                    ReleaseTailLocked(segment, trim: false, ref message);
-                }
-
-                segment.ReleaseHandle();
-                released = true;
+                released = Segments.TryReleaseIdleLocked(nowMs, idleMs, ref message);
             }
         }
 
         if (message is not null)
         {
-            _log(message);
+            Info(message);
         }
 
-        IssueFlushes(flushes, round);
+        Flusher.IssueFlushes(flushes, round);
         return released;
-    }
-
-    /// <summary>
-    /// Cuts the zero padding of an idle direct tail before its descriptors close: a segment sealed later without a tail
-    /// must end where its log does. If that fails everything stays open and the next try waits until
-    /// <paramref name="retryAtMs"/>.
-    /// </summary>
-    private bool TrimIdleTailLocked(Segment segment, long retryAtMs, ref string? message)
-    {
-        if (segment.Tail is not { } tail)
-        {
-            return true;
-        }
-
-        try
-        {
-            tail.TrimPadding();
-            return true;
-        }
-        catch (IOException ex)
-        {
-            _noIdleReleaseBeforeMs = retryAtMs;
-            message = $"partition {_name}: could not cut the zero padding after the last batch of {segment.Name} ({ex.Message}); its descriptors stay open and the cut is tried again later";
-            return false;
-        }
     }
 
     /// <summary>
@@ -1213,88 +347,15 @@ public sealed class PartitionLog : IAsyncDisposable
     /// <paramref name="nowMs"/>, and the oldest ones while the log exceeds retention.bytes by at least their size.
     /// Never the active segment, and only segments whose bytes are durable. Advances <see cref="LogStartOffset"/>.
     /// </summary>
-    public void EnforceRetention(long nowMs)
-    {
-        LogConfig config = Config;
-        var deleted = new List<(Segment Segment, string Why)>();
-        lock (_lock)
-        {
-            if (_closing)
-            {
-                return;
-            }
-
-            long excess = config.RetentionBytes >= 0 ? _sizeBytes - config.RetentionBytes : -1;
-            while (_segments.Count > 1)
-            {
-                Segment oldest = _segments[0];
-                if (oldest == _active || !oldest.FullyFlushed)
-                {
-                    break;
-                }
-
-                long newest = oldest.MaxTimestamp >= 0 ? oldest.MaxTimestamp : oldest.LastAppendMs;
-                string? why = null;
-                if (config.RetentionMs >= 0 && nowMs - newest > config.RetentionMs)
-                {
-                    why = $"its newest record is {nowMs - newest} ms old (retention.ms={config.RetentionMs})";
-                }
-                else if (excess >= 0 && excess - oldest.Size >= 0)
-                {
-                    why = $"the log is {_sizeBytes} bytes (retention.bytes={config.RetentionBytes})";
-                }
-
-                if (why is null)
-                {
-                    break;
-                }
-
-                excess -= oldest.Size;
-                _segments.RemoveAt(0);
-                _sizeBytes -= oldest.Size;
-                Volatile.Write(ref _logStart, _segments[0].BaseOffset);
-                oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
-                deleted.Add((oldest, why));
-                AssertTailsLocked();
-            }
-        }
-
-        if (deleted.Count == 0)
-        {
-            return;
-        }
-
-        foreach (var (segment, why) in deleted)
-        {
-            _log($"partition {_name}: retention deleted {segment.Name} (offsets {segment.BaseOffset}..{segment.SealedEnd - 1}, {segment.Size} bytes) because {why}; log start offset is now {LogStartOffset}");
-            if (!segment.DeletePending)
-            {
-                DeleteSegmentFiles(segment);
-            }
-        }
-
-        FileSync.SyncDirectory(_directory);
-    }
-
-    private void DeleteSegmentFiles(Segment segment)
-    {
-        try
-        {
-            segment.CloseAndDelete();
-        }
-        catch (IOException ex)
-        {
-            _log($"partition {_name}: could not delete {segment.LogPath} ({ex.Message}); it is no longer served, remove it by hand");
-        }
-    }
+    public void EnforceRetention(long nowMs) => Segments.EnforceRetention(nowMs);
 
     /// <summary>Closes the log (in-flight appends finish first, nothing is flushed) and removes its directory (DeleteTopics).</summary>
     public async Task DeleteAsync()
     {
-        await CloseAsync(clean: false).ConfigureAwait(false);
+        await _closer.CloseAsync(clean: false).ConfigureAwait(false);
         try
         {
-            Directory.Delete(_directory, recursive: true);
+            Directory.Delete(Segments.Directory, recursive: true);
         }
         catch (DirectoryNotFoundException)
         {
@@ -1302,63 +363,20 @@ public sealed class PartitionLog : IAsyncDisposable
     }
 
     /// <summary>Lets in-flight writes finish, flushes, writes the index files and a clean-shutdown marker, closes.</summary>
-    public ValueTask DisposeAsync() => new(CloseAsync(clean: true));
+    public ValueTask DisposeAsync() => new(_closer.CloseAsync(clean: true));
 
     /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
-    internal Task WhenBackgroundIdleAsync()
-    {
-        lock (_lock)
-        {
-            _indexWrites.RemoveAll(static t => t.IsCompleted);
-            return Task.WhenAll(_indexWrites.ToArray());
-        }
-    }
+    internal Task WhenBackgroundIdleAsync() => Flusher.WhenBackgroundIdleAsync();
 
     /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
     internal void CheckInvariants()
     {
-        lock (_lock)
+        lock (Lock)
         {
-            Check(_segments.Count > 0, "no segments");
-            Check(_logStart == _segments[0].BaseOffset, $"log start {_logStart} != first segment base {_segments[0].BaseOffset}");
-            Check(_logStart <= _durable, $"log start {_logStart} > durable {_durable}");
-            Check(_durable <= _completed, $"durable {_durable} > completed {_completed}");
-            Check(_completed <= _reserved, $"completed {_completed} > reserved {_reserved}");
-            Check(_active == _segments[^1] && !_active.Sealed, "the last segment is not the active one");
-            Check(_active.ReservedEnd == _reserved, $"active segment reserved end {_active.ReservedEnd} != reserved {_reserved}");
-            long size = 0;
-            for (int i = 0; i < _segments.Count; i++)
-            {
-                Segment s = _segments[i];
-                size += s.Size;
-                Check(s.CompletedSize <= s.Size, $"{s.Name}: completed size {s.CompletedSize} > size {s.Size}");
-                Check(s.CompletedEnd <= s.ReservedEnd, $"{s.Name}: completed end > reserved end");
-                Check(s.FlushedEnd <= s.CompletedEnd, $"{s.Name}: flushed end {s.FlushedEnd} > completed end {s.CompletedEnd}");
-                if (i < _segments.Count - 1)
-                {
-                    Check(s.Sealed, $"{s.Name} is not sealed but not last");
-                    // Below: a hole left by damage that recovery set aside (docs/design/recovery.md).
-                    Check(s.SealedEnd <= _segments[i + 1].BaseOffset, $"{s.Name} ends at {s.SealedEnd}, past the next segment's base {_segments[i + 1].BaseOffset}");
-                    Check(s.CompletedEnd == s.SealedEnd || _segments[i + 1].CompletedEnd == _segments[i + 1].BaseOffset, $"{s.Name} not complete but a later segment has published data");
-                }
-            }
-
-            Check(size == _sizeBytes, $"size {_sizeBytes} != sum of segments {size}");
-            long expected = -1;
-            for (int i = 0; i < _pending.Count; i++)
-            {
-                PendingAppend op = _pending[i];
-                Check(expected < 0 || op.BaseOffset == expected, $"in-flight appends not dense at {op.BaseOffset} (expected {expected})");
-                Check(op.BaseOffset >= _completed, $"in-flight append {op.BaseOffset} below completed {_completed}");
-                expected = op.EndOffset;
-            }
-
-            // After an I/O error, failed appends leave the queue without publishing: the rest start past a gap.
-            Check(
-                _pending.Count == 0 || _pending.Front.BaseOffset == _completed || (_failed && _pending.Front.BaseOffset >= _failedFrom),
-                "the first in-flight append does not start at the completed tail");
-            Check(_failed || _failedFrom == long.MaxValue, "failure point set on a healthy partition");
-            Check(_pending.Count == 0 ? _failed || _completed == _reserved : expected == _reserved, "in-flight appends do not end at the reserved tail");
+            Check(Segments.Count > 0, "no segments");
+            Tails.CheckInvariant();
+            Segments.CheckInvariantsLocked(Check);
+            Appends.CheckInvariantsLocked(Check);
         }
 
         static void Check(bool condition, string what)
@@ -1370,925 +388,6 @@ public sealed class PartitionLog : IAsyncDisposable
         }
     }
 
-    private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+    internal long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
-    [Conditional("DEBUG")]
-    private void AssertTailsLocked()
-    {
-        Debug.Assert(Monitor.IsEntered(_lock), "tails read without the lock");
-        Debug.Assert(_logStart <= _durable, "log start beyond durable");
-        Debug.Assert(_durable <= _completed, "durable beyond completed");
-        Debug.Assert(_completed <= _reserved, "completed beyond reserved");
-    }
-
-    private Segment FindSegmentLocked(long offset)
-    {
-        int lo = 0;
-        int hi = _segments.Count - 1;
-        while (lo < hi)
-        {
-            int mid = (lo + hi + 1) >>> 1;
-            if (_segments[mid].BaseOffset <= offset)
-            {
-                lo = mid;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
-
-        Debug.Assert(_segments[lo].BaseOffset <= offset, "offset below the first segment");
-        return _segments[lo];
-    }
-
-    private ReadResult RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
-    {
-        if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
-        {
-            throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
-        }
-
-        int end;
-        if (first.TotalSize > maxBytes)
-        {
-            if (!minOneBatch)
-            {
-                return new ReadResult(ReadError.None, hw, logStart, null, 0);
-            }
-
-            end = batchPosition + first.TotalSize;
-        }
-        else if (maxBytes >= limit - batchPosition)
-        {
-            end = limit; // the completed position captured under the lock is a batch boundary
-        }
-        else
-        {
-            // Cut at the last whole batch below the budget: from the index entry nearest to it, a few headers.
-            int budgetEnd = batchPosition + maxBytes;
-            int rel;
-            int entryPosition;
-            lock (_lock)
-            {
-                (rel, entryPosition) = segment.Index.LookupByPosition(budgetEnd);
-            }
-
-            try
-            {
-                end = entryPosition > batchPosition
-                    ? segment.WholeBatchesEnd(entryPosition, segment.BaseOffset + rel, budgetEnd)
-                    : segment.WholeBatchesEnd(batchPosition, first.BaseOffset, budgetEnd);
-            }
-            catch (StorageException)
-            {
-                end = batchPosition + first.TotalSize; // a bad header further on: the next fetch meets it
-            }
-        }
-
-        Debug.Assert(end - batchPosition >= first.TotalSize, "first batch not returned whole");
-        Debug.Assert(end <= limit, "region past the completed tail");
-        if (segment.Recent is { } recent && recent.Covers(batchPosition, end))
-        {
-            // Just written with O_DIRECT (not in the page cache): one copy from memory beats a disk read.
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(end - batchPosition);
-            if (recent.TryRead(batchPosition, buffer.AsSpan(0, end - batchPosition)))
-            {
-                return new ReadResult(ReadError.None, hw, logStart, buffer, end - batchPosition);
-            }
-
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-
-        using SegmentFileLease lease = segment.AcquireHandle();
-        return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name));
-    }
-
-    private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
-    {
-        if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
-        {
-            throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
-        }
-
-        int length;
-        if (first.TotalSize > maxBytes)
-        {
-            if (!minOneBatch)
-            {
-                return new ReadResult(ReadError.None, hw, logStart, null, 0);
-            }
-
-            length = first.TotalSize;
-        }
-        else
-        {
-            length = Math.Min(maxBytes, limit - batchPosition);
-        }
-
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            segment.ReadExactly(batchPosition, buffer.AsSpan(0, length));
-
-            // Keep whole batches only, re-checking each header and CRC on the way (data-protecting: in Release too).
-            // A bad batch after the first ends the result; the next read starts at it and gets the error.
-            int p = 0;
-            long expected = first.BaseOffset;
-            while (length - p >= RecordBatch.HeaderSize)
-            {
-                if (!RecordBatch.TryReadHeader(buffer.AsSpan(p, length - p), out BatchHeader h) || h.BaseOffset != expected)
-                {
-                    if (p > 0)
-                    {
-                        break;
-                    }
-
-                    throw segment.Corrupt(batchPosition + p, $"batch header does not follow offset {expected}");
-                }
-
-                if (h.TotalSize > length - p)
-                {
-                    break;
-                }
-
-                if (RecordBatch.ComputeCrc(buffer.AsSpan(p, h.TotalSize)) != h.Crc)
-                {
-                    if (p > 0)
-                    {
-                        break;
-                    }
-
-                    throw segment.Corrupt(batchPosition, $"the batch at offsets {h.BaseOffset}..{h.NextOffset - 1} fails its CRC check");
-                }
-
-                p += h.TotalSize;
-                expected = h.NextOffset;
-            }
-
-            Debug.Assert(p >= first.TotalSize, "first batch not returned whole");
-            return new ReadResult(ReadError.None, hw, logStart, buffer, p);
-        }
-        catch
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-            throw;
-        }
-    }
-
-    /// <summary>The first record of the batch at <paramref name="batchPosition"/> with timestamp ≥ target (see <see cref="LookupByTimestamp"/>).</summary>
-    private static bool ResolveTimestamp(Segment segment, int batchPosition, BatchHeader h, long target, out long offset, out long timestamp)
-    {
-        if (h.TimestampType == TimestampType.LogAppendTime)
-        {
-            offset = h.BaseOffset;
-            timestamp = h.MaxTimestamp;
-            return h.MaxTimestamp >= target;
-        }
-
-        if (h.Codec != CompressionType.None)
-        {
-            offset = h.BaseOffset;
-            timestamp = h.BaseTimestamp >= target ? h.BaseTimestamp : h.MaxTimestamp;
-            return h.MaxTimestamp >= target;
-        }
-
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(h.TotalSize);
-        try
-        {
-            segment.ReadExactly(batchPosition, buffer.AsSpan(0, h.TotalSize));
-            var cursor = RecordCursor.ForBatch(buffer.AsSpan(0, h.TotalSize));
-            while (cursor.MoveNext())
-            {
-                long recordTimestamp = h.BaseTimestamp + cursor.TimestampDelta;
-                if (recordTimestamp >= target)
-                {
-                    offset = h.BaseOffset + cursor.OffsetDelta;
-                    timestamp = recordTimestamp;
-                    return true;
-                }
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-
-        offset = -1;
-        timestamp = -1;
-        return false;
-    }
-
-    private void EnsureWritableLocked(ref string? message)
-    {
-        if (_closing)
-        {
-            throw new StorageException($"partition {_name} is closed (topic deleted or broker shutting down); retry on the new leader or after restart");
-        }
-
-        if (!_failed)
-        {
-            return;
-        }
-
-        if (_flushFatal)
-        {
-            throw new StorageException(
-                $"partition {_name} is offline: an fdatasync failed with {ErrnoNames.Describe(_failureErrno)}, so data written before it may not be on disk; fix the disk, then restart the broker (recovery checks the log)",
-                Math.Abs(_failureErrno));
-        }
-
-        // A flush in flight covers only completed bytes, which truncation keeps: no need to wait for it.
-        if (_pending.Count > 0)
-        {
-            throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and still draining {_pending.Count} in-flight write(s); retry shortly ({ErrnoNames.Advice(_failureErrno)})",
-                Math.Abs(_failureErrno));
-        }
-
-        // Drained: truncate the unpublished bytes (written or not) and take appends again.
-        int dropped;
-        try
-        {
-            dropped = TruncateToCompletedLocked(ref message);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            int errno = ErrnoNames.FromException(ex);
-            throw new StorageException(
-                $"partition {_name} is failed after {ErrnoNames.Describe(_failureErrno)} and could not truncate {_active.Name} back to offset {_completed}: {ex.Message}; {ErrnoNames.Advice(errno)}",
-                errno,
-                ex);
-        }
-
-        Segment keep = _active;
-        _failed = false;
-        _failedFrom = long.MaxValue;
-        if (_durable < _completed)
-        {
-            _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
-        }
-
-        message = (message is null ? string.Empty : message + " ")
-            + $"partition {_name}: resumed after {ErrnoNames.Describe(_failureErrno)}; truncated {keep.Name} back to position {keep.CompletedSize} (dropped {dropped} unpublished bytes), next offset {_reserved}";
-        _failureErrno = 0;
-        AssertTailsLocked();
-    }
-
-    /// <summary>
-    /// Cuts everything past the completed tail (after an I/O error, with nothing in flight): the segment holding the
-    /// tail is truncated first (if that throws, nothing changed), later segments are deleted, the kept segment
-    /// becomes active again. Returns the bytes dropped.
-    /// </summary>
-    private int TruncateToCompletedLocked(ref string? message)
-    {
-        Debug.Assert(_pending.Count == 0, "truncating under in-flight writes");
-        int keepIndex = _segments.Count - 1;
-        while (keepIndex > 0 && _segments[keepIndex].BaseOffset > _completed)
-        {
-            keepIndex--;
-        }
-
-        Segment keep = _segments[keepIndex];
-        RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
-        CloseTailsLocked(trim: false, ref message);
-        int dropped = keep.Size - keep.CompletedSize;
-        for (int i = _segments.Count - 1; i > keepIndex; i--)
-        {
-            Segment drop = _segments[i];
-            Debug.Assert(drop.CompletedEnd == drop.BaseOffset, "dropping a segment with published data");
-            _segments.RemoveAt(i);
-            _sizeBytes -= drop.Size;
-            dropped += drop.Size;
-            try
-            {
-                drop.CloseAndDelete();
-            }
-            catch (IOException ex)
-            {
-                // Recovery drops it at the next start: it begins past the end of the kept segment.
-                message = $"partition {_name}: could not delete {drop.LogPath} ({ex.Message}); the next start removes it";
-            }
-        }
-
-        _sizeBytes -= keep.Size - keep.CompletedSize;
-        keep.ReopenAtCompleted();
-        _active = keep;
-        _reserved = _completed;
-        return dropped;
-    }
-
-    private bool ShouldRollLocked(int size, int lastOffsetDelta, LogConfig config, long nowMs)
-    {
-        Segment active = _active;
-        if (active.Size == 0)
-        {
-            return false;
-        }
-
-        return (long)active.Size + size > config.SegmentBytesEffective
-            || (config.SegmentMs > 0 && nowMs - active.RollBaseMs >= config.SegmentMs)
-            || _reserved + lastOffsetDelta + 1 - active.BaseOffset > int.MaxValue;
-    }
-
-    private void RollLocked(long nowMs, ref string? message)
-    {
-        Segment old = _active;
-        Segment next;
-        try
-        {
-            next = Segment.Create(_directory, _reserved, nowMs);
-            next.Files = _files;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            int errno = ErrnoNames.FromException(ex);
-            throw new StorageException($"partition {_name}: cannot create segment {Segment.FileName(_reserved)}.log: {ex.Message}; {ErrnoNames.Advice(errno)}", errno, ex);
-        }
-
-        int rc = FileSync.SyncDirectory(_directory);
-        if (rc < 0)
-        {
-            message = $"partition {_name}: fsync of {_directory} after creating {next.Name} failed with {ErrnoNames.Describe(rc)}";
-        }
-
-        old.Seal();
-        if (old.CompletedEnd == old.SealedEnd)
-        {
-            old.FinishTimeIndex();
-        }
-
-        if (old.Tail is { Idle: true })
-        {
-            ReleaseTailLocked(old, trim: true, ref message);
-        }
-
-        _segments.Add(next);
-        _active = next;
-
-        // Flush=Roll durability: the sealed segment is fdatasync'ed once all its writes have completed.
-        _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, old.SealedEnd);
-    }
-
-    private void OnWriteDone(long token, int result)
-    {
-        string? message = null;
-        SafeFileHandle[]? flushes;
-        long round;
-        lock (_lock)
-        {
-            Debug.Assert(_pending.Count > 0, "write completion with nothing in flight");
-            int index = (int)(token - _pending.Front.Sequence);
-            PendingAppend op = _pending[index];
-            if (op.Sequence != token || op.State != PendingAppend.WriteState.InFlight)
-            {
-                throw new InvalidOperationException($"partition {_name}: unexpected write completion for token {token}");
-            }
-
-            if (result == op.Size)
-            {
-                op.State = PendingAppend.WriteState.Written;
-            }
-            else
-            {
-                op.State = PendingAppend.WriteState.Failed;
-                op.Errno = result < 0 ? result : -ErrnoNames.EIO;
-                MarkFailedLocked(op.Errno, op.BaseOffset, $"the write of offsets {op.BaseOffset}..{op.EndOffset - 1} at position {op.Position} of {op.Segment.Name}", ref message);
-            }
-
-            PublishLocked();
-            flushes = StartFlushLocked(out round);
-        }
-
-        if (message is not null)
-        {
-            _log(message);
-        }
-
-        IssueFlushes(flushes, round);
-    }
-
-    private void MarkFailedLocked(int errno, long fromOffset, string what, ref string? message)
-    {
-        _failedFrom = Math.Min(_failedFrom, fromOffset);
-        if (_failed)
-        {
-            return;
-        }
-
-        _failed = true;
-        _failureErrno = errno;
-        message = $"partition {_name}: {what} failed with {ErrnoNames.Describe(errno)}; the partition is failed: appends from offset {_failedFrom} on fail with KAFKA_STORAGE_ERROR, "
-            + $"published data below offset {_completed} is untouched, and once the in-flight writes drain the next append truncates the unpublished bytes and resumes; {ErrnoNames.Advice(errno)}";
-    }
-
-    /// <summary>Publishes finished writes in offset order; answers or fails their appends.</summary>
-    private void PublishLocked()
-    {
-        LogConfig config = Config;
-        bool advanced = false;
-        long nowMs = 0;
-        while (_pending.Count > 0 && _pending.Front.State != PendingAppend.WriteState.InFlight)
-        {
-            PendingAppend op = _pending.Dequeue();
-            if (op.State == PendingAppend.WriteState.Written && op.BaseOffset < _failedFrom)
-            {
-                if (op.BaseOffset != _completed)
-                {
-                    throw new InvalidOperationException($"partition {_name}: publishing offset {op.BaseOffset} at completed tail {_completed}");
-                }
-
-                if (!advanced)
-                {
-                    nowMs = NowMs();
-                }
-
-                Segment segment = op.Segment;
-                segment.OnPublished(op.BaseOffset, op.EndOffset, op.Position, op.Size, op.MaxTimestamp, config.IndexIntervalBytes, nowMs);
-                if (segment.Sealed && segment.CompletedEnd == segment.SealedEnd)
-                {
-                    segment.FinishTimeIndex();
-                }
-
-                Volatile.Write(ref _completed, op.EndOffset);
-                advanced = true;
-                AssertTailsLocked();
-                if (op.WaitDurable && _durable < op.EndOffset)
-                {
-                    _durableAppends.Enqueue(op);
-                }
-                else
-                {
-                    op.Complete();
-                }
-            }
-            else
-            {
-                int errno = op.State == PendingAppend.WriteState.Failed ? op.Errno : _failureErrno;
-                string cause = op.State == PendingAppend.WriteState.Failed
-                    ? $"the write of offsets {op.BaseOffset}..{op.EndOffset - 1} failed with {ErrnoNames.Describe(errno)}"
-                    : $"an earlier write or flush failed with {ErrnoNames.Describe(errno)}";
-                op.Fail(new StorageException($"partition {_name}: {cause}; the append was not stored, retry it ({ErrnoNames.Advice(errno)})", Math.Abs(errno)));
-            }
-        }
-
-        if (advanced)
-        {
-            FlushPolicy flush = config.Flush;
-            if (flush.Mode == FlushMode.Always
-                || (flush.MessagesEnabled && _completed - Math.Max(_durable, _flushRoundCompleted) >= flush.Messages))
-            {
-                _backgroundFlushTarget = Math.Max(_backgroundFlushTarget, _completed);
-            }
-
-            if (_hwSignal is not null)
-            {
-                _hwSignal.TrySetResult();
-                _hwSignal = null;
-            }
-        }
-
-        if (_pending.Count == 0 && _drained is not null)
-        {
-            _drained.TrySetResult();
-            _drained = null;
-        }
-    }
-
-    /// <summary>
-    /// Starts a flush round if one is wanted and none is in flight: captures the completed tail and returns the
-    /// files holding completed-but-not-durable bytes. The caller issues them outside the lock.
-    /// </summary>
-    private SafeFileHandle[]? StartFlushLocked(out long round)
-    {
-        round = 0;
-        if (_flushInFlight || _closed || _completed <= _durable)
-        {
-            return null;
-        }
-
-        bool wanted = _durableAppends.Count > 0
-            || _durableTasks.Count > 0
-            || (_backgroundFlushTarget > _durable && _backgroundFlushTarget <= _completed);
-        if (!wanted)
-        {
-            return null;
-        }
-
-        Debug.Assert(_flushTargets.Count == 0, "flush targets left over");
-        foreach (Segment s in _segments)
-        {
-            if (s.FlushedEnd < s.CompletedEnd)
-            {
-                _flushTargets.Add((s, s.CompletedEnd));
-            }
-        }
-
-        if (_flushTargets.Count == 0)
-        {
-            Debug.Fail("completed beyond durable with every segment flushed");
-            AdvanceDurableLocked();
-            return null;
-        }
-
-        _flushInFlight = true;
-        _flushRound++;
-        _flushOutstanding = _flushTargets.Count;
-        _flushErrno = 0;
-        _flushRoundCompleted = _completed;
-        round = _flushRound;
-        var files = new SafeFileHandle[_flushTargets.Count];
-        for (int i = 0; i < files.Length; i++)
-        {
-            files[i] = _flushTargets[i].Segment.Handle;
-        }
-
-        return files;
-    }
-
-    private void IssueFlushes(SafeFileHandle[]? files, long round)
-    {
-        if (files is null)
-        {
-            return;
-        }
-
-        foreach (SafeFileHandle file in files)
-        {
-            try
-            {
-                _device.Flush(file, _callback, round);
-            }
-            catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
-            {
-                OnFlushDone(round, ex is ObjectDisposedException ? -ErrnoNames.EBADF : -ErrnoNames.FromException(ex));
-            }
-        }
-    }
-
-    private void OnFlushDone(long token, int result)
-    {
-        string? message = null;
-        SafeFileHandle[]? flushes;
-        long round;
-        lock (_lock)
-        {
-            if (!_flushInFlight || token != _flushRound)
-            {
-                throw new InvalidOperationException($"partition {_name}: unexpected flush completion for round {token}");
-            }
-
-            if (result < 0 && _flushErrno == 0)
-            {
-                _flushErrno = result;
-            }
-
-            if (--_flushOutstanding > 0)
-            {
-                return;
-            }
-
-            _flushInFlight = false;
-            if (_flushErrno == 0)
-            {
-                foreach (var (segment, target) in _flushTargets)
-                {
-                    segment.FlushedEnd = Math.Max(segment.FlushedEnd, target);
-                }
-
-                _flushTargets.Clear();
-                StartIndexWritesLocked();
-                AdvanceDurableLocked();
-            }
-            else
-            {
-                int errno = _flushErrno;
-                _flushTargets.Clear();
-                MarkFailedLocked(errno, _completed, "fdatasync", ref message);
-                _flushFatal = true;
-                var failure = new StorageException($"partition {_name}: fdatasync failed with {ErrnoNames.Describe(errno)}; the data is stored but not known to be durable; the partition is offline until the broker restarts ({ErrnoNames.Advice(errno)})", Math.Abs(errno));
-                while (_durableAppends.Count > 0)
-                {
-                    _durableAppends.Dequeue().Fail(failure);
-                }
-
-                while (_durableTasks.Count > 0)
-                {
-                    _durableTasks.Dequeue().Task.TrySetException(failure);
-                }
-
-                _backgroundFlushTarget = -1;
-            }
-
-            flushes = StartFlushLocked(out round);
-            if (flushes is null && _flushIdle is not null)
-            {
-                _flushIdle.TrySetResult();
-                _flushIdle = null;
-            }
-        }
-
-        if (message is not null)
-        {
-            _log(message);
-        }
-
-        IssueFlushes(flushes, round);
-    }
-
-    /// <summary>Recomputes the durable tail from the segments' flushed ends, answers waiters below it.</summary>
-    private void AdvanceDurableLocked()
-    {
-        long durable = _completed;
-        foreach (Segment s in _segments)
-        {
-            if (s.FlushedEnd < s.CompletedEnd)
-            {
-                durable = s.FlushedEnd;
-                break;
-            }
-        }
-
-        if (durable < _durable)
-        {
-            throw new InvalidOperationException($"partition {_name}: durable tail would go back from {_durable} to {durable}");
-        }
-
-        Volatile.Write(ref _durable, durable);
-        AssertTailsLocked();
-        while (_durableAppends.Count > 0 && _durableAppends.Peek().EndOffset <= durable)
-        {
-            _durableAppends.Dequeue().Complete();
-        }
-
-        while (_durableTasks.Count > 0 && _durableTasks.Peek().Target <= durable)
-        {
-            _durableTasks.Dequeue().Task.TrySetResult();
-        }
-
-        if (_backgroundFlushTarget <= durable)
-        {
-            _backgroundFlushTarget = -1;
-        }
-    }
-
-    /// <summary>
-    /// Starts the index file writes of sealed segments that just became fully durable, on the thread pool (file
-    /// I/O never runs in a device callback). Registered under the lock, so whoever sees the durable tail also
-    /// sees the write in <see cref="_indexWrites"/>.
-    /// </summary>
-    private void StartIndexWritesLocked()
-    {
-        foreach (Segment s in _segments)
-        {
-            if (s.FullyFlushed && !s.IndexFilesCurrent && !s.IndexWriteInProgress)
-            {
-                s.IndexWriteInProgress = true;
-                _indexWrites.RemoveAll(static t => t.IsCompleted);
-                _indexWrites.Add(Task.Run(() => WriteIndexFiles(s)));
-            }
-        }
-    }
-
-    private void WriteIndexFiles(Segment segment)
-    {
-        string? failure = null;
-        try
-        {
-            segment.WriteIndexFiles();
-            FileSync.SyncDirectory(_directory);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            failure = ex.Message;
-        }
-
-        bool delete;
-        lock (_lock)
-        {
-            segment.IndexWriteInProgress = false;
-            segment.IndexFilesCurrent = failure is null;
-            delete = segment.DeletePending;
-            if (!delete && segment.FullyFlushed && segment.Tail is null)
-            {
-                // Sealed and durable: nothing writes or flushes it again, its descriptor goes to the bounded cache.
-                segment.ReleaseHandle();
-            }
-        }
-
-        if (delete)
-        {
-            DeleteSegmentFiles(segment);
-            FileSync.SyncDirectory(_directory);
-        }
-        else if (failure is not null)
-        {
-            _log($"partition {_name}: could not write the index files of {segment.Name} ({failure}); they will be rebuilt from the log at the next start");
-        }
-        else
-        {
-            TryWriteRecoveryPoint(DurableOffset);
-        }
-    }
-
-    /// <summary>Persists the recovery point (never backwards); a failure only means more is re-checked at the next start.</summary>
-    private void TryWriteRecoveryPoint(long offset)
-    {
-        lock (_recoveryPointGate)
-        {
-            if (offset <= _recoveryPointWritten)
-            {
-                return;
-            }
-
-            try
-            {
-                Recovery.WriteRecoveryPoint(_directory, offset);
-                _recoveryPointWritten = offset;
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                _log($"partition {_name}: could not write the recovery point ({ex.Message}); the next start re-checks more of the log");
-            }
-        }
-    }
-
-    private async Task CloseAsync(bool clean)
-    {
-        Task drained;
-        lock (_lock)
-        {
-            if (_closing)
-            {
-                return;
-            }
-
-            _closing = true;
-            if (_pending.Count == 0)
-            {
-                drained = Task.CompletedTask;
-            }
-            else
-            {
-                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                drained = _drained.Task;
-            }
-        }
-
-        await drained.ConfigureAwait(false);
-
-        string? tailMessage = null;
-        lock (_lock)
-        {
-            CloseTailsLocked(trim: !_failed, ref tailMessage);
-        }
-
-        if (tailMessage is not null)
-        {
-            _log(tailMessage);
-        }
-
-        if (clean)
-        {
-            // Writes that completed after an I/O error were never published: cut them now, or recovery would
-            // bring back appends that were answered with an error.
-            string? message = null;
-            lock (_lock)
-            {
-                if (_failed)
-                {
-                    try
-                    {
-                        int dropped = TruncateToCompletedLocked(ref message);
-                        message = (message is null ? string.Empty : message + " ")
-                            + $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)}; truncated {_active.Name} back to offset {_completed} (dropped {dropped} unpublished bytes)";
-                    }
-                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                    {
-                        message = $"partition {_name}: closing after {ErrnoNames.Describe(_failureErrno)} and could not truncate back to offset {_completed} ({ex.Message}); the next start scans the log";
-                    }
-                }
-            }
-
-            if (message is not null)
-            {
-                _log(message);
-            }
-        }
-
-        bool flushed = false;
-        if (clean)
-        {
-            try
-            {
-                await FlushAsync().ConfigureAwait(false);
-                flushed = true;
-            }
-            catch (StorageException ex)
-            {
-                _log($"partition {_name}: the final flush at close failed ({ex.Message}); the next start scans the log");
-            }
-        }
-
-        // No new flush rounds from here on; wait for a round started by appends, and for index writes.
-        Segment[] segments;
-        Segment active;
-        bool failed;
-        lock (_lock)
-        {
-            _closed = true;
-            _hwSignal?.TrySetResult();
-            _hwSignal = null;
-        }
-
-        while (true)
-        {
-            Task wait;
-            lock (_lock)
-            {
-                _indexWrites.RemoveAll(static t => t.IsCompleted);
-                if (_flushInFlight)
-                {
-                    _flushIdle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    wait = _flushIdle.Task;
-                }
-                else if (_indexWrites.Count > 0)
-                {
-                    wait = Task.WhenAll(_indexWrites);
-                }
-                else
-                {
-                    segments = _segments.ToArray();
-                    active = _active;
-                    failed = _failed;
-                    if (clean)
-                    {
-                        active.FinishTimeIndex();
-                    }
-
-                    // No flush will come for these any more (delete, or a failed final flush).
-                    var closedError = new StorageException($"partition {_name} was closed before the data became durable; retry the produce");
-                    while (_durableAppends.Count > 0)
-                    {
-                        _durableAppends.Dequeue().Fail(closedError);
-                    }
-
-                    while (_durableTasks.Count > 0)
-                    {
-                        _durableTasks.Dequeue().Task.TrySetException(closedError);
-                    }
-
-                    break;
-                }
-            }
-
-            await wait.ConfigureAwait(false);
-        }
-
-        // Index files only over durable bytes: a sealed segment's files are trusted at the next start.
-        if (clean && flushed)
-        {
-            foreach (Segment s in segments)
-            {
-                if (!s.IndexFilesCurrent)
-                {
-                    try
-                    {
-                        s.WriteIndexFiles();
-                        s.IndexFilesCurrent = true;
-                    }
-                    catch (IOException ex)
-                    {
-                        _log($"partition {_name}: could not write the index files of {s.Name} at close ({ex.Message}); they will be rebuilt at the next start");
-                    }
-                }
-            }
-
-            if (!failed)
-            {
-                try
-                {
-                    TryWriteRecoveryPoint(active.CompletedEnd);
-                    Recovery.WriteCleanMarker(_directory, active.BaseOffset, active.Size, active.CompletedEnd);
-                }
-                catch (IOException ex)
-                {
-                    _log($"partition {_name}: could not write the clean-shutdown marker ({ex.Message}); the next start scans the active segment");
-                }
-            }
-        }
-
-        foreach (Segment s in segments)
-        {
-            s.Close();
-        }
-    }
-
-    /// <summary>Routes device completions to the log without making the callbacks part of its public surface.</summary>
-    private sealed class DeviceCallback(PartitionLog log) : ILogDeviceCallback
-    {
-        public void OnWriteDone(long token, int result) => log.OnWriteDone(token, result);
-
-        public void OnFlushDone(long token, int result) => log.OnFlushDone(token, result);
-    }
 }

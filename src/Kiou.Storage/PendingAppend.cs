@@ -53,6 +53,9 @@ internal sealed class PendingAppend : IValueTaskSource<AppendResult>
 
     public WriteState State { get; set; }
 
+    /// <summary>Its appender is still copying it into the write-behind (outside the lock): it may not leave the queue.</summary>
+    public bool Copying { get; set; }
+
     /// <summary>Negative errno of a failed write.</summary>
     public int Errno { get; set; }
 
@@ -71,6 +74,7 @@ internal sealed class PendingAppend : IValueTaskSource<AppendResult>
         LogAppendTimeMs = logAppendTimeMs;
         LogStartOffset = logStartOffset;
         State = WriteState.InFlight;
+        Copying = false;
         Errno = 0;
     }
 
@@ -127,6 +131,15 @@ internal sealed class PendingAppend : IValueTaskSource<AppendResult>
             }
 
             return new PendingAppend(this);
+        }
+
+        /// <summary>True if <paramref name="item"/> sits in the free list (invariant checks).</summary>
+        public bool Holds(PendingAppend item)
+        {
+            lock (_items)
+            {
+                return Array.IndexOf(_items, item, 0, _count) >= 0;
+            }
         }
 
         public void Return(PendingAppend item)

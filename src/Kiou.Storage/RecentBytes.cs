@@ -7,8 +7,8 @@ namespace Kiou.Storage;
 /// </summary>
 /// <remarks>
 /// A ring of <see cref="Capacity"/> bytes holding the file range [max(floor, end - capacity), end). Appended under the
-/// partition lock in file order (staged bytes, which never change once staged; readers never ask past the completed
-/// tail, so bytes staged but not yet written are never served). Read outside the partition lock by fetches; one small
+/// partition lock in file order as appends' copies land (bytes that never change once copied; readers never ask past
+/// the completed tail, so bytes copied but not yet written are never served). Read outside the partition lock by fetches; one small
 /// lock of its own guards the copies. Dropped (the segment's reference cleared) with the segment's tail; a reader that
 /// still holds it reads bytes below the completed tail, which stay valid.
 /// </remarks>
@@ -48,6 +48,23 @@ internal sealed class RecentBytes
             int first = Math.Min(Capacity - at, data.Length);
             data[..first].CopyTo(_ring.AsSpan(at));
             data[first..].CopyTo(_ring);
+        }
+    }
+
+    /// <summary>
+    /// Moves the end to <paramref name="position"/> without bytes, before appending the last <see cref="Capacity"/>
+    /// bytes of a longer run: what is held below the old end stays valid, nothing asks between the two.
+    /// </summary>
+    public void Skip(long position)
+    {
+        lock (_gate)
+        {
+            if (position < _end)
+            {
+                throw new InvalidOperationException($"recent bytes end at {_end}, skip back to {position}");
+            }
+
+            _end = position;
         }
     }
 

@@ -31,6 +31,7 @@ public static class ErrnoNames
     public const int EINTR = 4;
     public const int EIO = 5;
     public const int EBADF = 9;
+    public const int ENOMEM = 12;
     public const int EINVAL = 22;
     public const int ENOSPC = 28;
 
