@@ -27,6 +27,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
     private static int s_directUnsupportedLogged;
     private readonly PartitionLog _owner;
     private readonly bool _direct;
+    private readonly bool _writeIdleRoundsInline;
     private readonly Action<DirectTail, int> _onTailPiece;
     private readonly PendingAppend.Pool _pool = new();
     private readonly RingQueue<PendingAppend> _pending = new();
@@ -47,6 +48,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
     {
         _owner = owner;
         _direct = direct;
+        _writeIdleRoundsInline = direct && owner.Device.WriteIdleRoundsInline;
         _onTailPiece = OnTailPieceDone;
     }
 
@@ -270,7 +272,15 @@ internal sealed class AppendPipeline : ILogDeviceCallback
             }
 
             _owner.Flusher.IssueFlushes(flushes, round);
-            IssueRound(tail, pieces);
+            if (pieces > 0 && _writeIdleRoundsInline && !tail.RoundIsDirect)
+            {
+                WriteRoundHere(tail, pieces);
+            }
+            else
+            {
+                IssueRound(tail, pieces);
+            }
+
             return new ValueTask<AppendResult>(op, version);
         }
 
@@ -380,6 +390,35 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         tail.NextToMark = _nextSequence;
         segment.Tail = tail;
         return tail;
+    }
+
+    /// <summary>
+    /// Writes a small buffered round on this (the appender's) thread, outside the lock, and completes it as the device
+    /// would: the append is then answered before AppendAsync returns, with no hop to the ring thread and back. The
+    /// round's later successors, started by this completion, go through the device.
+    /// </summary>
+    private void WriteRoundHere(DirectTail tail, int pieces)
+    {
+        for (int i = 0; i < pieces; i++)
+        {
+            (SafeFileHandle file, long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
+            int result;
+            try
+            {
+                RandomAccess.Write(file, data.Span, position);
+                result = data.Length;
+            }
+            catch (ObjectDisposedException)
+            {
+                result = -ErrnoNames.EBADF;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                result = -ErrnoNames.FromException(ex);
+            }
+
+            OnTailPieceDone(tail, result);
+        }
     }
 
     /// <summary>Hands a round's pieces to the device (outside the lock); a refused piece counts as failed.</summary>

@@ -245,6 +245,7 @@ internal sealed class DirectTail : ILogDeviceCallback
 
         PieceCount = count;
         _roundHandle = direct ? Handle : Segment.Handle;
+        RoundIsDirect = direct;
         if (direct)
         {
             DirectRounds++;
@@ -262,6 +263,9 @@ internal sealed class DirectTail : ILogDeviceCallback
 
     /// <summary>Piece <paramref name="index"/> of the round just started, and the descriptor to write it to.</summary>
     public (SafeFileHandle File, long Position, ReadOnlyMemory<byte> Data) GetPiece(int index) => (_roundHandle, _pieces[index].Position, _pieces[index].Data);
+
+    /// <summary>The round just started goes through the O_DIRECT descriptor (else the segment's buffered one).</summary>
+    public bool RoundIsDirect { get; private set; }
 
     /// <summary>Rounds written through the O_DIRECT descriptor, and through the buffered one (tests, assertions).</summary>
     public int DirectRounds { get; private set; }

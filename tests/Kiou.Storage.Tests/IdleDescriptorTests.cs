@@ -249,3 +249,16 @@ public sealed class UringTheoryAttribute : TheoryAttribute
         }
     }
 }
+
+/// <summary>A fact that needs a working io_uring; skipped with the reason where this process cannot set up a ring.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class UringFactAttribute : FactAttribute
+{
+    public UringFactAttribute()
+    {
+        if (IoUringSupport.TryProbeSetup(out string? whyNot) is false)
+        {
+            Skip = "io_uring unavailable: " + whyNot;
+        }
+    }
+}

@@ -34,6 +34,14 @@ public interface ILogDevice : IDisposable
     int DirectMinRoundBytes => DirectTail.DirectMinRoundBytes;
 
     /// <summary>
+    /// With <see cref="DirectWrites"/>: a small (buffered) round started by an appender that found its partition idle
+    /// is written by that appender with pwrite instead of through the device, so an append at light load is answered
+    /// without a hop between threads (see docs/design/io_uring.md). Rounds started by completions, and every direct
+    /// round, still go through <see cref="Write"/>.
+    /// </summary>
+    bool WriteIdleRoundsInline => false;
+
+    /// <summary>
     /// Opens an existing segment file for O_DIRECT writes (used when <see cref="DirectWrites"/> is true), or returns
     /// null with the errno (EINVAL: the file system refuses O_DIRECT; the log then writes that segment buffered).
     /// </summary>
