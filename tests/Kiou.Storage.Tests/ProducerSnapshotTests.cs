@@ -137,6 +137,26 @@ public sealed class ProducerSnapshotTests : IDisposable
     }
 
     [Fact]
+    public void PreparedSnapshot_HoldsTheStateWhenPrepared_AndCountsOnlyOnceWritten()
+    {
+        ProducerStateManager state = NewManager();
+        Append(state, ProducerId, Epoch, 0, 0);
+        PendingSnapshot? pending = state.PrepareSnapshot();
+        Assert.NotNull(pending);
+        Append(state, ProducerId, Epoch, 1, 1); // the writer goes on while the file is written elsewhere
+        Assert.Throws<InvalidOperationException>(() => state.CompleteSnapshot(pending));
+        Assert.Empty(state.SnapshotOffsets);
+
+        pending.Write();
+        state.CompleteSnapshot(pending);
+        Assert.Equal(new long[] { 1 }, state.SnapshotOffsets);
+        List<ProducerStateEntry>? read = ProducerSnapshot.Read(pending.Path, 1, out string problem);
+        Assert.True(read is not null, problem);
+        Assert.Equal(0, Assert.Single(read).LastSequence);
+        Assert.Equal(2, state.PrepareSnapshot()?.Offset);
+    }
+
+    [Fact]
     public void TakeSnapshot_KeepsTheMostRecent()
     {
         ProducerStateManager state = NewManager(retained: 2);

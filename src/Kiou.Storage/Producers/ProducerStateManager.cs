@@ -32,8 +32,6 @@ public sealed class ProducerStateManager
     /// <summary>Three: the snapshots at the last two rolls and at the last clean shutdown, as Kafka keeps at load.</summary>
     public const int DefaultSnapshotsRetained = 3;
 
-    private const string QuarantineDirectory = "quarantine";
-
     private readonly Dictionary<long, ProducerStateEntry> _producers = new();
     private readonly SortedSet<long> _snapshots = new();
     private readonly string _directory;
@@ -233,28 +231,54 @@ public sealed class ProducerStateManager
     /// </summary>
     public string? TakeSnapshot()
     {
+        PendingSnapshot? pending = PrepareSnapshot();
+        if (pending is null)
+        {
+            return null;
+        }
+
+        pending.Write();
+        CompleteSnapshot(pending);
+        return pending.Path;
+    }
+
+    /// <summary>
+    /// The first step of <see cref="TakeSnapshot"/>, on the writer: the state's bytes at <see cref="MapEndOffset"/>,
+    /// or null when a snapshot there exists. <see cref="PendingSnapshot.Write"/> may then run on another thread (it
+    /// fsyncs), and <see cref="CompleteSnapshot"/> back on the writer once it succeeded.
+    /// </summary>
+    public PendingSnapshot? PrepareSnapshot()
+    {
         if (_mapEndOffset <= _lastSnapOffset)
         {
             return null;
         }
 
         long offset = _mapEndOffset;
-        string path = Path.Combine(_directory, ProducerSnapshot.FileName(offset));
-        byte[] bytes = ProducerSnapshot.Serialize(_producers.Values);
-        SmallFiles.WriteAtomically(path, bytes);
-        SyncDirectory(_directory);
-        _snapshots.Add(offset);
-        _lastSnapOffset = offset;
-        _log($"partition {_partition}: wrote producer snapshot {path} at offset {offset} with {_producers.Count} producer ids ({bytes.Length} bytes)");
+        return new PendingSnapshot(offset, Path.Combine(_directory, ProducerSnapshot.FileName(offset)), _directory, ProducerSnapshot.Serialize(_producers.Values), _producers.Count);
+    }
 
+    /// <summary>Records a written (durable) snapshot and deletes the oldest beyond the retained count.</summary>
+    public void CompleteSnapshot(PendingSnapshot written)
+    {
+        if (!written.Written)
+        {
+            throw new InvalidOperationException($"snapshot {written.Path} was not written");
+        }
+
+        _snapshots.Add(written.Offset);
+        if (written.Offset > _lastSnapOffset)
+        {
+            _lastSnapOffset = written.Offset;
+        }
+
+        _log($"partition {_partition}: wrote producer snapshot {written.Path} at offset {written.Offset} with {written.ProducerCount} producer ids ({written.Bytes.Length} bytes)");
         while (_snapshots.Count > _snapshotsRetained)
         {
             long oldest = _snapshots.Min;
             _snapshots.Remove(oldest);
             DeleteSnapshotFile(oldest);
         }
-
-        return path;
     }
 
     /// <summary>
@@ -410,7 +434,7 @@ public sealed class ProducerStateManager
     {
         string name = ProducerSnapshot.FileName(offset);
         string path = Path.Combine(_directory, name);
-        string quarantine = Path.Combine(_directory, QuarantineDirectory);
+        string quarantine = Path.Combine(_directory, Recovery.QuarantineDirectory);
         long bytes = -1;
         try
         {
@@ -435,7 +459,7 @@ public sealed class ProducerStateManager
         }
     }
 
-    private static void SyncDirectory(string directory)
+    internal static void SyncDirectory(string directory)
     {
         int rc = FileSync.SyncDirectory(directory);
         if (rc < 0)
@@ -468,5 +492,38 @@ public sealed class ProducerStateManager
                 throw new InvalidOperationException($"{e}: last offset at or beyond the state's end {_mapEndOffset}");
             }
         }
+    }
+}
+
+/// <summary>A snapshot's bytes taken on the partition's writer, to be written (possibly elsewhere) and then completed.</summary>
+public sealed class PendingSnapshot
+{
+    internal PendingSnapshot(long offset, string path, string directory, byte[] bytes, int producerCount)
+    {
+        Offset = offset;
+        Path = path;
+        Directory = directory;
+        Bytes = bytes;
+        ProducerCount = producerCount;
+    }
+
+    public long Offset { get; }
+
+    public string Path { get; }
+
+    public byte[] Bytes { get; }
+
+    public int ProducerCount { get; }
+
+    public bool Written { get; private set; }
+
+    private string Directory { get; }
+
+    /// <summary>Writes the file atomically and fsyncs it and its directory; throws <see cref="IOException"/> on failure.</summary>
+    public void Write()
+    {
+        SmallFiles.WriteAtomically(Path, Bytes);
+        ProducerStateManager.SyncDirectory(Directory);
+        Written = true;
     }
 }
