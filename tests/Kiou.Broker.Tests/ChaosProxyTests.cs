@@ -1,11 +1,12 @@
 using System.Net;
 using System.Net.Sockets;
 using Confluent.Kafka;
+using Xunit.Abstractions;
 
 namespace Kiou.Broker.Tests;
 
 /// <summary>The <see cref="ChaosProxy"/> itself: it forwards bytes unchanged, cuts where it drew, repeats itself for a seed.</summary>
-public sealed class ChaosProxyTests
+public sealed class ChaosProxyTests(ITestOutputHelper output)
 {
     /// <summary>A TCP server on loopback that runs <paramref name="serve"/> for each connection.</summary>
     sealed class TestServer : IAsyncDisposable
@@ -249,5 +250,6 @@ public sealed class ChaosProxyTests
         Assert.Equal(count, seen.Count);
         Assert.True(proxy.ConnectionsCut > 0, proxy.ToString());
         Assert.True(proxy.BytesToBroker > count * 500L, proxy.ToString());
+        output.WriteLine($"{proxy}; {seen.Count} distinct records");
     }
 }
