@@ -33,6 +33,7 @@ public sealed class ChaosProxy : IAsyncDisposable
     long _toClient;
     int _accepted;
     int _cut;
+    string? _lastError;
 
     public ChaosProxy(IPEndPoint target, ChaosOptions options, IPEndPoint? listen = null)
     {
@@ -69,7 +70,7 @@ public sealed class ChaosProxy : IAsyncDisposable
 
     /// <summary>For failure messages: the seed and what happened.</summary>
     public override string ToString() =>
-        $"chaos proxy {Bootstrap} -> {_target} seed {_options.Seed}: {ConnectionsAccepted} connections, {ConnectionsCut} cut, {BytesToBroker} bytes to the broker, {BytesToClient} to clients";
+        $"chaos proxy {Bootstrap} -> {_target} seed {_options.Seed}: {ConnectionsAccepted} connections, {ConnectionsCut} cut, {BytesToBroker} bytes to the broker, {BytesToClient} to clients{(Volatile.Read(ref _lastError) is { } e ? "; last error: " + e : "")}";
 
     /// <summary>Resets every open connection now.</summary>
     public int CutAll()
@@ -106,8 +107,9 @@ public sealed class ChaosProxy : IAsyncDisposable
             {
                 return;
             }
-            catch (SocketException)
+            catch (SocketException ex)
             {
+                Volatile.Write(ref _lastError, $"accept failed: {ex.Message}");
                 continue;
             }
 
@@ -135,8 +137,9 @@ public sealed class ChaosProxy : IAsyncDisposable
         {
             await broker.ConnectAsync(_target, _stop.Token);
         }
-        catch (Exception)
+        catch (Exception ex)
         {
+            Volatile.Write(ref _lastError, $"connecting to {_target} failed: {ex.Message}");
             Reset(client);
             broker.Dispose();
             return;

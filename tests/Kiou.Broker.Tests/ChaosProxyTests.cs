@@ -57,11 +57,32 @@ public sealed class ChaosProxyTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// Connects to the proxy. A loopback connect is occasionally reset by the kernel under a busy test run (a reused
+    /// TIME_WAIT pair), before the proxy ever sees it; the servers here send nothing before the client's first byte,
+    /// so a reset at connect cannot be one of the proxy's cuts, and the connect is simply tried again.
+    /// </summary>
     static async Task<Socket> Connect(ChaosProxy proxy)
     {
-        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await s.ConnectAsync(proxy.EndPoint);
-        return s;
+        for (int attempt = 1; ; attempt++)
+        {
+            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await s.ConnectAsync(proxy.EndPoint);
+                return s;
+            }
+            catch (SocketException) when (attempt < 5)
+            {
+                s.Dispose();
+                await Task.Delay(20);
+            }
+            catch (SocketException ex)
+            {
+                s.Dispose();
+                throw new InvalidOperationException($"connecting to the proxy failed ({ex.Message}): {proxy}", ex);
+            }
+        }
     }
 
     /// <summary>Reads until the peer ends or resets the connection; returns what arrived.</summary>
@@ -156,6 +177,7 @@ public sealed class ChaosProxyTests(ITestOutputHelper output)
     {
         await using var talker = new TestServer(async s =>
         {
+            await s.ReceiveAsync(new byte[1], SocketFlags.None); // nothing flows before the client's first byte
             byte[] data = new byte[200_000];
             await s.SendAsync(data, SocketFlags.None);
             await s.ReceiveAsync(new byte[1], SocketFlags.None); // until the proxy resets us
@@ -163,6 +185,7 @@ public sealed class ChaosProxyTests(ITestOutputHelper output)
         await using var proxy = new ChaosProxy(talker.EndPoint, new ChaosOptions { CutProbability = 1, ToClientShare = 1, MinBytesBeforeCut = 12_345, MaxBytesBeforeCut = 12_345 });
 
         using var client = await Connect(proxy);
+        await client.SendAsync(new byte[1], SocketFlags.None);
         Assert.Equal(12_345, (await ReadToEnd(client)).Length);
         Assert.Equal(1, proxy.ConnectionsCut);
     }
@@ -172,6 +195,7 @@ public sealed class ChaosProxyTests(ITestOutputHelper output)
     {
         await using var talker = new TestServer(async s =>
         {
+            await s.ReceiveAsync(new byte[1], SocketFlags.None); // nothing flows before the client's first byte
             await s.SendAsync(new byte[100_000], SocketFlags.None);
             s.Shutdown(SocketShutdown.Send);
             await s.ReceiveAsync(new byte[1], SocketFlags.None);
@@ -184,6 +208,7 @@ public sealed class ChaosProxyTests(ITestOutputHelper output)
             for (int i = 0; i < 12; i++)
             {
                 using var client = await Connect(proxy);
+                await client.SendAsync(new byte[1], SocketFlags.None);
                 lengths.Add((await ReadToEnd(client)).Length);
             }
             return lengths;
