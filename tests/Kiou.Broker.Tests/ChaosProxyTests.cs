@@ -235,7 +235,7 @@ public sealed class ChaosProxyTests(ITestOutputHelper output)
     /// <summary>
     /// librdkafka through the proxy: the broker advertises the proxy's address (same port, 127.0.0.2), so every
     /// connection, including those made after Metadata, goes through it and gets cut; every record still arrives.
-    /// Non-idempotent for now (InitProducerId is not served yet), so retries may duplicate: at least once is checked.
+    /// At least once is checked here; IdempotentClientTests checks exactly once and order.
     /// </summary>
     [Fact]
     public async Task A_real_client_keeps_going_through_the_proxy_while_it_cuts()
