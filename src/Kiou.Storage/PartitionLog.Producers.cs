@@ -138,7 +138,8 @@ public sealed partial class PartitionLog
             {
                 lock (Lock)
                 {
-                    if (Closing || Closed || ProducerGeneration != generation)
+                    // A failed partition rebuilds its state when it resumes: this snapshot may describe lost batches.
+                    if (Closing || Closed || Appends.Failed || ProducerGeneration != generation)
                     {
                         return;
                     }

@@ -43,7 +43,7 @@ public sealed partial class BrokerHandlers
             response.ProducerId = _logs.ProducerIds.Allocate();
             response.ProducerEpoch = 0;
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Kafka's producer id manager answers this while it cannot obtain a block: retriable.
             _log.Error($"{ctx.Client}: InitProducerId could not reserve producer ids in {_config.DataDir}: {e.Message}; fix the disk, clients retry");

@@ -314,7 +314,14 @@ public sealed class LogManager : IAsyncDisposable
 
     public void StartBackgroundWork()
     {
-        _ = ProducerIds; // opened at start: a damaged file is reported now, not at the first InitProducerId
+        try
+        {
+            _ = ProducerIds; // opened at start: a damaged file is reported now, not at the first InitProducerId
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Error($"producer ids: cannot open {Path.Combine(_config.DataDir, ProducerIdAllocator.FileName)}: {e.Message}; InitProducerId answers COORDINATOR_LOAD_IN_PROGRESS and tries again until the file can be written");
+        }
         _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
     }
 
