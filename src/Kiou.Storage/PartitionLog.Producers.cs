@@ -75,8 +75,21 @@ public sealed partial class PartitionLog
             using ReadResult read = _reader.Read(offset, 1 << 20, minOneBatch: true);
             if (read.Error != ReadError.None || read.Records.IsEmpty)
             {
-                Warn($"partition {Name}: the producer state could not be rebuilt past offset {offset} (read: {read.Error}); idempotent producers that wrote after it are treated as unknown and accepted at any sequence");
-                break;
+                // Damage set aside by recovery (already reported at WARN): go on at the next segment. A producer whose
+                // batches there are skipped may get OUT_OF_ORDER_SEQUENCE_NUMBER once and re-initialise.
+                long skipTo = end;
+                for (int i = 0; i < Segments.Count; i++)
+                {
+                    if (Segments[i].BaseOffset > offset)
+                    {
+                        skipTo = Math.Min(skipTo, Segments[i].BaseOffset);
+                        break;
+                    }
+                }
+
+                Info($"partition {Name}: the producer state skips offsets {offset}..{skipTo - 1}, which could not be read ({read.Error})");
+                offset = skipTo;
+                continue;
             }
 
             ReadOnlySpan<byte> span = read.Records.Span;

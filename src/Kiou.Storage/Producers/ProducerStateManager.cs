@@ -272,7 +272,12 @@ public sealed class ProducerStateManager
             _lastSnapOffset = written.Offset;
         }
 
-        _log($"partition {_partition}: wrote producer snapshot {written.Path} at offset {written.Offset} with {written.ProducerCount} producer ids ({written.Bytes.Length} bytes)");
+        // Quiet for partitions without idempotent producers: opening and closing many partitions logs nothing.
+        if (written.ProducerCount > 0)
+        {
+            _log($"partition {_partition}: wrote producer snapshot {written.Path} at offset {written.Offset} with {written.ProducerCount} producer ids ({written.Bytes.Length} bytes)");
+        }
+
         while (_snapshots.Count > _snapshotsRetained)
         {
             long oldest = _snapshots.Min;
@@ -354,7 +359,11 @@ public sealed class ProducerStateManager
 
             _lastSnapOffset = offset;
             _mapEndOffset = offset;
-            _log($"partition {_partition}: loaded producer state from {path}: {_producers.Count} producer ids ({expired} expired)");
+            if (entries.Count > 0)
+            {
+                _log($"partition {_partition}: loaded producer state from {path}: {_producers.Count} producer ids ({expired} expired)");
+            }
+
             return;
         }
 
