@@ -43,10 +43,18 @@ public sealed partial class PartitionLog
         }
     }
 
-    private void LoadProducerState()
+    private void LoadProducerState(bool cleanStart)
     {
         lock (Lock)
         {
+            if (cleanStart && Producers.LatestSnapshotOffset is null && Tails.Completed > Tails.LogStart)
+            {
+                // A clean stop of a log written before snapshots existed: as Kafka on upgrade, the state starts empty at
+                // the end instead of reading the log (its producers are unknown and accepted at any sequence, KIP-360).
+                Producers.UpdateMapEndOffset(Tails.Completed);
+                return;
+            }
+
             RebuildProducerStateLocked(startup: true);
         }
     }

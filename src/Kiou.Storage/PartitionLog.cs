@@ -203,9 +203,11 @@ public sealed partial class PartitionLog : IAsyncDisposable
         string directory = Path.Combine(dataDir, name);
         long nowMs = time.GetUtcNow().ToUnixTimeMilliseconds();
         List<Segment> segments;
+        bool cleanStart;
         try
         {
             Directory.CreateDirectory(directory);
+            cleanStart = File.Exists(Path.Combine(directory, Recovery.CleanShutdownMarker)); // Load consumes the marker
             segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log, warn, out long? savedRecoveryPoint);
             if (segments.Count == 0)
             {
@@ -247,7 +249,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
         }
 
         var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
-        partitionLog.LoadProducerState();
+        partitionLog.LoadProducerState(cleanStart);
         partitionLog.CheckInvariants();
         return partitionLog;
     }
