@@ -43,7 +43,7 @@ static class Load
     /// <param name="compression">The producers' compression.type; with anything but None the records are
     /// <see cref="CompressibleRecords"/>, distinct and compressible as log lines are, instead of random bytes.</param>
     public static RunResult Produce(string name, BrokerUnderTest broker, string topic, int partitions, int recordBytes, long count,
-        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5, CompressionType compression = CompressionType.None)
+        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5, CompressionType compression = CompressionType.None, bool idempotent = false)
     {
         var payload = new byte[recordBytes];
         new Random(42).NextBytes(payload);
@@ -54,6 +54,7 @@ static class Load
             ProducerConfig config = ProducerConfig(broker.Bootstrap, acks, batchBytes, lingerMs);
             config.CompressionType = compression;
             config.EnableDeliveryReports = false;
+            config.EnableIdempotence = idempotent;
             producers[i] = new ProducerBuilder<Null, byte[]>(config).Build();
         }
         var tps = Enumerable.Range(0, partitions).Select(p => new TopicPartition(topic, p)).ToArray();

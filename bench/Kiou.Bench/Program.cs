@@ -8,7 +8,7 @@ using Kiou.Bench;
 // process on free ports with a fresh data dir) under load from librdkafka, and reports each figure with broker
 // CPU-seconds per GB, peak RSS and the ratio to the reference. Writes a markdown table and a JSON file.
 //
-//   bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
+//   bench/run.sh [--suite io|all|reqpath|idempotence] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync]
 //     io:  KIOU_IO=uring vs KIOU_IO=sync for 100 B and 1 KiB records at several batch sizes, and KIOU_FLUSH=always
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 //     latency: scenario 5 (end-to-end latency at 10,000 records/s) per write mode (--modes, default uring,uring-ring,sync)
@@ -40,7 +40,7 @@ for (int i = 0; i < args.Length; i++)
         case "--clients": ioClients = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--baseline": baseline = args[++i]; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER]");
             return 2;
     }
 }
@@ -210,6 +210,22 @@ else if (suite == "reqpath")
         Report("reqpath", Load.Consume($"zero-copy={zeroCopy} consume 1 KiB from the beginning", b, t1k, 1, n1k), "loopback", loopback);
         string t16 = NewTopic(b, 1);
         Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 1 KiB, 16 KiB batches, acks=1", b, t16, 1, 1024, n1k / 2, Acks.Leader, 16384), "loopback", loopback);
+    }
+}
+else if (suite == "idempotence")
+{
+    // Issue 13: idempotent produce (enable.idempotence=true) against plain produce, 1 KiB and 100 B records, acks=all,
+    // one broker, --rounds times with the order alternating so that neither always runs on a warmer page cache.
+    using var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring"));
+    long n1k = (long)(1_000_000 * scale);
+    for (int round = 0; round < rounds; round++)
+    {
+        foreach (bool idempotent in round % 2 == 0 ? new[] { false, true } : new[] { true, false })
+        {
+            string name = idempotent ? "idempotent" : "plain";
+            Report("idempotence", Load.Produce($"round {round + 1}: {name} produce 1 KiB, acks=all", b, NewTopic(b, 1), 1, 1024, n1k, Acks.All, 1048576, idempotent: idempotent), "loopback", loopback);
+            Report("idempotence", Load.Produce($"round {round + 1}: {name} produce 100 B, acks=all", b, NewTopic(b, 1), 1, 100, n1k * 3, Acks.All, 1048576, idempotent: idempotent), "loopback", loopback);
+        }
     }
 }
 else if (suite == "validate")

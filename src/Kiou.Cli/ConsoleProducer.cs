@@ -59,13 +59,14 @@ public static class ConsoleProducer
             Acks = acks,
             CompressionType = Enum.Parse<CompressionType>(codec, ignoreCase: true),
             LingerMs = 5,
-            EnableIdempotence = false,
             // 30 s for a record to be acknowledged, 10 s for an unknown topic to count as missing: failures surface
             // as a message and exit code 1, not as minutes of silent retries.
             MessageTimeoutMs = 30000,
             TopicMetadataPropagationMaxMs = 10000,
         };
         Kafka.Apply(config, o, "producer-property", "producer.config");
+        // As Kafka's producer since 3.0: idempotent unless set otherwise or acks is not all (then silently off).
+        config.EnableIdempotence ??= config.Acks == Acks.All;
         using var producer = kafka.Build(() => new ProducerBuilder<byte[]?, byte[]?>(config)
             .SetErrorHandler((_, e) => kafka.OnError(e)).SetLogHandler((_, m) => kafka.OnLog(m)).Build(), o);
         using (var admin = new DependentAdminClientBuilder(producer.Handle).Build())

@@ -48,7 +48,6 @@ public static class ProducerPerf
         var config = new ProducerConfig
         {
             BootstrapServers = kafka.Bootstrap,
-            EnableIdempotence = false,
             Acks = Acks.All,
             LingerMs = 5,
             QueueBufferingMaxKbytes = 1 << 20,
@@ -57,6 +56,8 @@ public static class ProducerPerf
             DeliveryReportFields = "timestamp,status",
         };
         Kafka.Apply(config, o, "producer-props", "producer.config");
+        // As Kafka's producer since 3.0: idempotent unless set otherwise or acks is not all (then silently off).
+        config.EnableIdempotence ??= config.Acks == Acks.All;
         using var producer = kafka.Build(() => new ProducerBuilder<Null, byte[]>(config)
             .SetErrorHandler((_, e) => kafka.OnError(e)).SetLogHandler((_, m) => kafka.OnLog(m)).Build(), o);
         using (var admin = new DependentAdminClientBuilder(producer.Handle).Build())

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol.Records;
 using Kiou.Storage.Devices;
+using Kiou.Storage.Producers;
 using Microsoft.Win32.SafeHandles;
 
 namespace Kiou.Storage;
@@ -140,6 +141,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         }
 
         long maxTimestamp = RecordBatch.MaxTimestamp(span);
+        bool idempotent = RecordBatch.ProducerId(span) >= 0;
         PendingAppend op = _pool.Rent();
         string? message = null;
         SafeFileHandle[]? flushes = null;
@@ -150,12 +152,29 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         short version;
         DirectTail? tail = null;
         DirectTail.StagingRegion region = default;
+        ProducerBatch producer = default;
+        ProducerCheck check = default;
+        PendingSnapshot? snapshot = null;
+        long generation = 0;
         try
         {
             lock (_owner.Lock)
             {
                 // Everything that can throw comes first: a failure here has reserved nothing and queued nothing.
                 EnsureWritableLocked(ref message);
+                if (idempotent)
+                {
+                    // In append order under the single writer, so pipelined batches of one producer are checked in turn.
+                    producer = ProducerBatch.FromHeader(span);
+                    check = _owner.Producers.Check(producer);
+                    generation = _owner.ProducerGeneration;
+                    if (check.Outcome != ProducerCheckOutcome.Append)
+                    {
+                        _pool.Return(op);
+                        return RefuseLocked(producer, check, waitDurable, generation);
+                    }
+                }
+
                 long nowMs = _owner.NowMs();
                 if (_owner.Segments.ShouldRollLocked(span.Length, header.LastOffsetDelta, config, nowMs))
                 {
@@ -163,6 +182,11 @@ internal sealed class AppendPipeline : ILogDeviceCallback
 
                     // Flush=Roll durability: the sealed segment is fdatasync'ed once all its writes have completed.
                     _owner.Flusher.RequestLocked(sealedSegment.SealedEnd);
+
+                    // Kafka's snapshot at roll: the state as of the sealed end, written once that is durable.
+                    _owner.Producers.UpdateMapEndOffset(_owner.Tails.Reserved);
+                    snapshot = _owner.Producers.PrepareSnapshot();
+                    generation = _owner.ProducerGeneration;
                 }
 
                 // Descriptors first (reopened here if the idle segment gave them up).
@@ -188,6 +212,11 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 position = _owner.Segments.ReserveLocked(span.Length, endOffset);
                 Debug.Assert((long)position + span.Length <= config.SegmentBytesEffective || position == 0, "segment overfilled");
                 _owner.Tails.Reserve(endOffset);
+                if (idempotent)
+                {
+                    _owner.Producers.Apply(producer, baseOffset);
+                }
+
                 sequence = _nextSequence++;
                 op.Init(sequence, baseOffset, endOffset, segment, position, span.Length, maxTimestamp, waitDurable, appendTimeMs, _owner.Tails.LogStart);
                 version = op.Version;
@@ -198,6 +227,11 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 }
 
                 _pending.Enqueue(op);
+            }
+
+            if (snapshot is not null)
+            {
+                _ = _owner.WriteSnapshotWhenDurableAsync(snapshot, generation);
             }
         }
         catch (StorageException ex)
@@ -295,6 +329,36 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         }
 
         return new ValueTask<AppendResult>(op, version);
+    }
+
+    /// <summary>
+    /// A batch the producer state does not append: a retry of a stored batch gets the original's offsets (once that is
+    /// completed, and durable if asked), anything else the Kafka error of the check.
+    /// </summary>
+    private ValueTask<AppendResult> RefuseLocked(in ProducerBatch batch, ProducerCheck check, bool waitDurable, long generation)
+    {
+        if (check.Outcome == ProducerCheckOutcome.Duplicate)
+        {
+            BatchMetadata original = check.Duplicate;
+            LogTails tails = _owner.Tails;
+            if (tails.Completed > original.LastOffset && (!waitDurable || tails.Durable > original.LastOffset))
+            {
+                return ValueTask.FromResult(new AppendResult(original.FirstOffset, original.Timestamp, tails.LogStart));
+            }
+
+            return _owner.AnswerDuplicateAsync(original, waitDurable, generation);
+        }
+
+        string why = check.Outcome switch
+        {
+            ProducerCheckOutcome.InvalidProducerEpoch => "its epoch is older than the producer's current epoch here (the producer was fenced or re-initialised)",
+            ProducerCheckOutcome.OutOfOrderSequence => "its sequence does not follow the producer's last batch here (a gap, or a retry older than the last five batches)",
+            ProducerCheckOutcome.InvalidTxnState => "the producer has a transaction open on this partition",
+            _ => "a batch with a producer id must have a base sequence of 0 or more",
+        };
+        _owner.Producers.TryGetProducer(batch.ProducerId, out ProducerStateEntry? known);
+        return ValueTask.FromException<AppendResult>(new ProducerStateException(check.ErrorCode,
+            $"partition {_owner.Name}: refused the batch of {batch} because {why}; known here: {(known is null ? "nothing" : known.ToString())}"));
     }
 
     /// <summary>Rents the write-behind memory of an append before it reserves anything; running out fails only it.</summary>
@@ -621,6 +685,9 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         }
 
         Segment keep = _owner.Segments.Active;
+
+        // The state took the dropped batches at reservation: rebuild it from the log before taking appends again.
+        _owner.RebuildProducerStateLocked(startup: false);
         _failed = false;
         _failedFrom = long.MaxValue;
         if (_owner.Tails.Durable < _owner.Tails.Completed)

@@ -139,6 +139,7 @@ internal sealed class LogCloser(PartitionLog owner)
 
             if (!failed)
             {
+                _owner.TakeCloseSnapshot();
                 try
                 {
                     _owner.Flusher.TryWriteRecoveryPoint(active.CompletedEnd);

@@ -52,5 +52,8 @@ public sealed record LogConfig
 
     public FlushPolicy Flush { get; init; } = FlushPolicy.Default;
 
+    /// <summary>Kafka's producer.id.expiration.ms (broker-wide, KIOU_PRODUCER_ID_EXPIRATION_MS): idle producers' state is dropped after it.</summary>
+    public long ProducerIdExpirationMs { get; init; } = Producers.ProducerStateManager.DefaultProducerIdExpirationMs;
+
     internal int SegmentBytesEffective => (int)Math.Clamp(SegmentBytes, 1, int.MaxValue);
 }

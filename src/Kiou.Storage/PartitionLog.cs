@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol.Records;
 using Kiou.Storage.Devices;
+using Kiou.Storage.Producers;
 using Microsoft.Win32.SafeHandles;
 
 namespace Kiou.Storage;
@@ -20,7 +21,7 @@ namespace Kiou.Storage;
 /// part's state; device calls, fdatasyncs, file reads for fetches and producers' copies run outside it. Awaiters are
 /// resumed asynchronously, never inside the lock. I/O errors: see <see cref="AppendAsync"/>.</para>
 /// </remarks>
-public sealed class PartitionLog : IAsyncDisposable
+public sealed partial class PartitionLog : IAsyncDisposable
 {
     /// <summary>One node, one leader epoch forever (README §7.5).</summary>
     public const int LeaderEpoch = 0;
@@ -62,6 +63,7 @@ public sealed class PartitionLog : IAsyncDisposable
         Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
         Appends = new AppendPipeline(this, device.DirectWrites);
         _closer = new LogCloser(this);
+        Producers = new ProducerStateManager(directory, Name, log, warn, config.ProducerIdExpirationMs);
     }
 
     public string Topic { get; }
@@ -201,9 +203,11 @@ public sealed class PartitionLog : IAsyncDisposable
         string directory = Path.Combine(dataDir, name);
         long nowMs = time.GetUtcNow().ToUnixTimeMilliseconds();
         List<Segment> segments;
+        bool cleanStart;
         try
         {
             Directory.CreateDirectory(directory);
+            cleanStart = File.Exists(Path.Combine(directory, Recovery.CleanShutdownMarker)); // Load consumes the marker
             segments = Recovery.Load(directory, name, config.IndexIntervalBytes, nowMs, log, warn, out long? savedRecoveryPoint);
             if (segments.Count == 0)
             {
@@ -245,6 +249,7 @@ public sealed class PartitionLog : IAsyncDisposable
         }
 
         var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
+        partitionLog.LoadProducerState(cleanStart);
         partitionLog.CheckInvariants();
         return partitionLog;
     }

@@ -247,6 +247,13 @@ internal sealed class SegmentSet
                 oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
                 deleted.Add((oldest, why));
             }
+
+            if (deleted.Count > 0)
+            {
+                // As Kafka: the snapshots of deleted segments go, the producers stay (their state outlives their batches).
+                _owner.Producers.OnLogStartOffsetIncremented(_owner.Tails.LogStart);
+                _owner.Producers.DeleteSnapshotsBefore(_owner.Tails.LogStart);
+            }
         }
 
         if (deleted.Count == 0)

@@ -3,7 +3,10 @@ using Confluent.Kafka.Admin;
 
 namespace Kiou.Broker.Tests;
 
-/// <summary>Confluent.Kafka (librdkafka) clients configured for tests: quick failure, no auto commit.</summary>
+/// <summary>
+/// Confluent.Kafka (librdkafka) clients configured for tests: quick failure, no auto commit; producers with acks=all
+/// are idempotent, as Kafka's clients are by default (tests of the plain path turn it off in <c>configure</c>).
+/// </summary>
 public static class Clients
 {
     public static IAdminClient Admin(string bootstrap) =>
@@ -19,7 +22,7 @@ public static class Clients
             CompressionType = compression,
             LingerMs = 5,
             MessageTimeoutMs = 30000,
-            EnableIdempotence = false,
+            EnableIdempotence = acks == Acks.All, // librdkafka refuses idempotence with other acks
         };
         configure?.Invoke(config);
         return new ProducerBuilder<byte[]?, byte[]?>(config).Build();

@@ -61,7 +61,7 @@ public sealed class CompatTests
     {
         await using var broker = TestBroker.Start();
         var run = ChildProcess.Run("node", [Path.Combine(CompatDir, "kafkajs_smoke.js"), broker.Bootstrap, "kafkajs"], timeoutMs: 90_000);
-        AssertSteps(run, "createTopics and fetchTopicMetadata", "produced 1000 records", "fetchTopicOffsets and fetchTopicOffsetsByTimestamp",
-            "consumed every record in a group and committed the offsets", "deleteTopics");
+        AssertSteps(run, "createTopics and fetchTopicMetadata", "produced 1000 records with acks=-1 and gzip, idempotent", "fetchTopicOffsets and fetchTopicOffsetsByTimestamp",
+            "consumed every record in a group and committed the offsets", "produced without idempotence", "deleteTopics");
     }
 }

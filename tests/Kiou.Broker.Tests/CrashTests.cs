@@ -32,6 +32,7 @@ public sealed class CrashTests
                 {
                     c.LingerMs = 1;
                     c.MessageTimeoutMs = 4000;
+                    c.EnableIdempotence = false; // the plain path: librdkafka needs retries for idempotence
                     c.MessageSendMaxRetries = 0; // a retried duplicate would still be fine; keep the check simple
                 });
                 using var stop = new CancellationTokenSource();

@@ -14,6 +14,7 @@ public sealed class FaultTests
     static IProducer<byte[]?, byte[]?> NoRetryProducer(string bootstrap) =>
         Clients.Producer(bootstrap, Acks.Leader, configure: c =>
         {
+            c.EnableIdempotence = false; // the plain path: librdkafka needs retries for idempotence
             c.MessageSendMaxRetries = 0; // report KAFKA_STORAGE_ERROR instead of retrying until the message times out
             c.LingerMs = 0;
             c.MessageTimeoutMs = 10000;

@@ -8,7 +8,7 @@ namespace Kiou.Broker.Tests;
 
 /// <summary>
 /// The kill -9 loop under the default flush mode (KIOU_FLUSH=roll: acks=all means "in the page cache", which a process
-/// crash does not lose): start, produce numbered records with acks=all and idempotence off, SIGKILL at a random
+/// crash does not lose): start, produce numbered records with acks=all and idempotence off (the plain path; IdempotentClientTests has the idempotent loop), SIGKILL at a random
 /// moment, again and again, cycling the io_uring write modes. Afterwards every acknowledged record is there exactly
 /// as sent at its acknowledged offset (read with librdkafka, check.crcs=true), and every batch of every segment
 /// file has a valid CRC. KIOU_CRASH_CYCLES sets the cycles (scripts/soak-crash.sh runs thousands);
@@ -53,6 +53,7 @@ public sealed class KillLoopTests
                 {
                     p.LingerMs = rng.Next(0, 3);
                     p.MessageTimeoutMs = 1500;
+                    p.EnableIdempotence = false; // the plain path: librdkafka needs retries for idempotence
                     p.MessageSendMaxRetries = 0; // no retried duplicates: each acknowledged offset belongs to one record
                 });
                 using var stop = new CancellationTokenSource();

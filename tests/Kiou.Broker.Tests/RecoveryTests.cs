@@ -71,7 +71,8 @@ public sealed class RecoveryTests
         if (damage != "garbage")
         {
             // The cut bytes are kept aside and the operator is told, at WARN.
-            string aside = Assert.Single(Directory.GetFiles(Path.Combine(dir, "quarantine")));
+            // (The clean stop's producer snapshot now lies beyond the log's end: it is set aside there too.)
+            string aside = Assert.Single(Directory.GetFiles(Path.Combine(dir, "quarantine")), f => !f.EndsWith(".snapshot", StringComparison.Ordinal));
             Assert.Equal(length - (damage == "truncate" ? 30 : 0) - new FileInfo(log).Length, new FileInfo(aside).Length);
             Assert.Contains($"WARN  partition {topic}-0: truncated ", broker.LogText.ToString());
         }

@@ -53,3 +53,22 @@ public static class TestBatches
         output.Add((byte)v);
     }
 }
+
+/// <summary>Batches of an idempotent producer for raw-protocol tests.</summary>
+public static class IdempotentBatches
+{
+    /// <summary>
+    /// <see cref="TestBatches.Uncompressed"/> with a producer id, epoch and base sequence (CRC recomputed), timestamped
+    /// now: a producer's idle time counts from its last batch's timestamp, as in Kafka.
+    /// </summary>
+    public static byte[] Of(int count, long producerId, short epoch, int baseSequence)
+    {
+        byte[] batch = TestBatches.Uncompressed(count, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var s = batch.AsSpan();
+        BinaryPrimitives.WriteInt64BigEndian(s[43..], producerId);
+        BinaryPrimitives.WriteInt16BigEndian(s[51..], epoch);
+        BinaryPrimitives.WriteInt32BigEndian(s[53..], baseSequence);
+        BinaryPrimitives.WriteUInt32BigEndian(s[17..], Crc32C.Compute(s[21..]));
+        return batch;
+    }
+}

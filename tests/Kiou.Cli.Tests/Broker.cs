@@ -45,7 +45,7 @@ public static class Check
 
     public static void Produce(string bootstrap, string topic, IEnumerable<(string? Key, string Value)> records, int partition = 0)
     {
-        using var p = new ProducerBuilder<string?, string>(new ProducerConfig { BootstrapServers = bootstrap, EnableIdempotence = false, LingerMs = 5 }).Build();
+        using var p = new ProducerBuilder<string?, string>(new ProducerConfig { BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 5 }).Build();
         foreach (var (k, v) in records)
             p.Produce(new TopicPartition(topic, partition), new Message<string?, string> { Key = k, Value = v });
         Assert.Equal(0, p.Flush(TimeSpan.FromSeconds(60)));

@@ -18,7 +18,8 @@ async function main() {
   assert.equal(md.topics[0].partitions.length, 2);
   console.log('ok: createTopics and fetchTopicMetadata');
 
-  const producer = kafka.producer();
+  // Idempotent, as KafkaJS recommends for acks=-1 (InitProducerId, sequence numbers); the plain producer follows below.
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const t0 = Date.now() - 100000;
   const messages = [];
@@ -28,7 +29,7 @@ async function main() {
   assert.equal(acks.length, 2);
   for (const a of acks) assert.equal(a.errorCode, 0);
   await producer.disconnect();
-  console.log(`ok: produced ${N} records with acks=-1 and gzip`);
+  console.log(`ok: produced ${N} records with acks=-1 and gzip, idempotent`);
 
   const offsets = await admin.fetchTopicOffsets(topic);
   for (const o of offsets) {
@@ -70,6 +71,16 @@ async function main() {
     const committed = await admin.fetchOffsets({ groupId, topics: [topic] });
     for (const p of committed[0].partitions) assert.equal(p.offset, `${N / 2}`);
     console.log('ok: consumed every record in a group and committed the offsets');
+  }
+
+  {
+    const plain = kafka.producer({ idempotent: false });
+    await plain.connect();
+    const sent = await plain.send({ topic, acks: -1, messages: [0, 1, 2, 3].map((i) => ({ partition: i % 2, value: `plain ${i}` })) });
+    for (const a of sent) assert.equal(a.errorCode, 0);
+    await plain.disconnect();
+    for (const o of await admin.fetchTopicOffsets(topic)) assert.equal(o.high, `${N / 2 + 2}`);
+    console.log('ok: produced without idempotence');
   }
 
   await admin.deleteTopics({ topics: [topic] });

@@ -53,6 +53,7 @@ public sealed partial class BrokerHandlers
         Add<IncrementalAlterConfigsRequest>(IncrementalAlterConfigsRequest.ApiKey, 0, 1, IncrementalAlterConfigs);
         Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
         RegisterGroupApis();
+        RegisterIdempotenceApis();
     }
 
     /// <summary>The group coordinator's APIs (Handlers/Groups*.cs), when built in.</summary>

@@ -18,6 +18,10 @@ namespace Kiou.Broker.Handlers;
 // - validation walks every record; a compressed batch is decompressed into pooled memory for it (Kiou.Compression,
 //   bounded by BatchDecompressor.DecompressedBytesMax) and then stored as it came. A rejected batch appends nothing and
 //   names the record at fault in record_errors and error_message (v8+; older versions get the code alone).
+// - a batch with a producer id is checked against the partition's producer state in append order (the log does it
+//   under its lock): a retry of one of the producer's last five batches is answered with the original offsets once
+//   the original is written (durable for acks=all with Flush=Always); a gap, an old epoch or a negative sequence is
+//   refused with Kafka's code and appends nothing.
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Produce(RequestContext ctx, ProduceRequest request)
@@ -89,6 +93,13 @@ public sealed partial class BrokerHandlers
                 pr.BaseOffset = result.BaseOffset;
                 pr.LogAppendTimeMs = result.LogAppendTimeMs;
                 pr.LogStartOffset = result.LogStartOffset;
+            }
+            catch (ProducerStateException e)
+            {
+                // OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE or INVALID_RECORD, as Kafka.
+                pr.ErrorCode = e.ErrorCode;
+                pr.ErrorMessage = e.Message;
+                failed = true;
             }
             catch (RecordListTooLargeException e)
             {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Kiou.Broker.Controller;
 using Kiou.Broker.Hosting;
 using Kiou.Storage;
+using Kiou.Storage.Producers;
 using Kiou.Storage.Devices;
 
 namespace Kiou.Broker.Logs;
@@ -45,6 +46,20 @@ public sealed class LogManager : IAsyncDisposable
 
     public ILogDevice Device => _device;
 
+    /// <summary>The broker's producer ids (InitProducerId), reserved durably in blocks in the data directory.</summary>
+    public ProducerIdAllocator ProducerIds => _producerIds ??= OpenProducerIds();
+
+    ProducerIdAllocator? _producerIds;
+
+    ProducerIdAllocator OpenProducerIds()
+    {
+        lock (_gate)
+            return _producerIds ??= ProducerIdAllocator.Open(_config.DataDir, _time.GetUtcNow().ToUnixTimeMilliseconds(), _log.Info, _log.Warn);
+    }
+
+    LogConfig LogConfigOf(TopicInfo topic) =>
+        TopicConfigs.ToLogConfig(topic.Configs, _config.Flush) with { ProducerIdExpirationMs = _config.ProducerIdExpirationMs };
+
     public TopicLogs? Get(string topic) => _topics.GetValueOrDefault(topic);
 
     public PartitionLog? Get(string topic, int partition)
@@ -63,7 +78,7 @@ public sealed class LogManager : IAsyncDisposable
     {
         lock (_gate)
         {
-            var logConfig = TopicConfigs.ToLogConfig(topic.Configs, _config.Flush);
+            var logConfig = LogConfigOf(topic);
             var existing = _topics.GetValueOrDefault(topic.Name);
             var partitions = new PartitionLog[topic.Partitions];
             for (int p = 0; p < partitions.Length; p++)
@@ -105,7 +120,7 @@ public sealed class LogManager : IAsyncDisposable
         {
             var (topic, from) = topics[i];
             logs[i] = new PartitionLog?[topic.Partitions - from];
-            configs[i] = TopicConfigs.ToLogConfig(topic.Configs, _config.Flush);
+            configs[i] = LogConfigOf(topic);
             for (int p = from; p < topic.Partitions; p++)
                 work.Add((i, p));
         }
@@ -218,7 +233,7 @@ public sealed class LogManager : IAsyncDisposable
         {
             if (!_topics.TryGetValue(topic.Name, out var existing))
                 return;
-            var logConfig = TopicConfigs.ToLogConfig(topic.Configs, _config.Flush);
+            var logConfig = LogConfigOf(topic);
             foreach (var p in existing.Partitions)
                 p.Config = logConfig;
             _topics[topic.Name] = new TopicLogs(topic, existing.Partitions);
@@ -297,12 +312,24 @@ public sealed class LogManager : IAsyncDisposable
 
     readonly List<Task> _removals = [];
 
-    public void StartBackgroundWork() => _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
+    public void StartBackgroundWork()
+    {
+        try
+        {
+            _ = ProducerIds; // opened at start: a damaged file is reported now, not at the first InitProducerId
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Error($"producer ids: cannot open {Path.Combine(_config.DataDir, ProducerIdAllocator.FileName)}: {e.Message}; InitProducerId answers COORDINATOR_LOAD_IN_PROGRESS and tries again until the file can be written");
+        }
+        _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
+    }
 
     async Task BackgroundLoopAsync(CancellationToken ct)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100), _time);
         long lastRetentionMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        long lastProducerExpiryMs = lastRetentionMs;
         try
         {
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
@@ -328,6 +355,11 @@ public sealed class LogManager : IAsyncDisposable
                     lastRetentionMs = now;
                     EnforceRetention(now);
                 }
+                if (now - lastProducerExpiryMs >= ProducerIdExpirationCheckIntervalMs)
+                {
+                    lastProducerExpiryMs = now;
+                    RemoveExpiredProducers(now);
+                }
             }
         }
         catch (OperationCanceledException)
@@ -352,6 +384,20 @@ public sealed class LogManager : IAsyncDisposable
         {
             _log.Error($"partition {p.Topic}-{p.Partition}: could not close the descriptors of its idle segment: {e.Message}; they stay open");
         }
+    }
+
+    /// <summary>Kafka's producer.id.expiration.check.interval.ms default.</summary>
+    public const long ProducerIdExpirationCheckIntervalMs = 600_000;
+
+    public void RemoveExpiredProducers(long nowMs)
+    {
+        foreach (var topic in _topics.Values)
+            foreach (var p in topic.Partitions)
+            {
+                int removed = p.RemoveExpiredProducers(nowMs);
+                if (removed > 0)
+                    _log.Info($"partition {p.Topic}-{p.Partition}: forgot {removed} producer id(s) idle for more than {_config.ProducerIdExpirationMs} ms (KIOU_PRODUCER_ID_EXPIRATION_MS)");
+            }
     }
 
     public void EnforceRetention(long nowMs)

@@ -1,0 +1,89 @@
+using Kiou.Broker.Network;
+using Kiou.Protocol;
+using Kiou.Protocol.Messages;
+using Kiou.Storage.Producers;
+
+namespace Kiou.Broker.Handlers;
+
+// Idempotent producers (docs/design/producer-state.md).
+// InitProducerId v0-5, as Kafka's KafkaApis.handleInitProducerIdRequest and TransactionCoordinator.handleInitProducerId:
+// - a producer id without an epoch or the reverse (v3+, KIP-360): INVALID_REQUEST;
+// - no transactional id: a new producer id, never handed out before (ProducerIdAllocator, durable blocks), epoch 0,
+//   whatever id and epoch the request carries (Kafka bumps epochs only for transactional ids);
+// - an empty transactional id: INVALID_REQUEST;
+// - any other transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Produce answers transactional batches:
+//   transactions are not served (yet), and this error is fatal in every client with a message naming transactions,
+//   where COORDINATOR_NOT_AVAILABLE would keep them retrying forever.
+// DescribeProducers v0: each partition's producer state, read under the partition lock.
+public sealed partial class BrokerHandlers
+{
+    void RegisterIdempotenceApis()
+    {
+        Add<InitProducerIdRequest>(InitProducerIdRequest.ApiKey, 0, 5, InitProducerId);
+        Add<DescribeProducersRequest>(DescribeProducersRequest.ApiKey, 0, 0, DescribeProducers);
+    }
+
+    ValueTask<IKafkaMessage?> InitProducerId(RequestContext ctx, InitProducerIdRequest request)
+    {
+        var response = new InitProducerIdResponse { ProducerId = ProducerSequence.NoProducerId, ProducerEpoch = ProducerSequence.NoProducerEpoch };
+        if ((request.ProducerId == ProducerSequence.NoProducerId) != (request.ProducerEpoch == ProducerSequence.NoProducerEpoch))
+        {
+            response.ErrorCode = ErrorCodes.InvalidRequest;
+            return Done(response);
+        }
+        if (request.TransactionalId is not null)
+        {
+            response.ErrorCode = request.TransactionalId.Length == 0 ? ErrorCodes.InvalidRequest : ErrorCodes.TransactionalIdAuthorizationFailed;
+            if (response.ErrorCode == ErrorCodes.TransactionalIdAuthorizationFailed)
+                _log.Info($"{ctx.Client}: InitProducerId for transactional id '{request.TransactionalId}' refused: KIOU does not serve transactions; use an idempotent producer without transactional.id");
+            return Done(response);
+        }
+        try
+        {
+            response.ProducerId = _logs.ProducerIds.Allocate();
+            response.ProducerEpoch = 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Kafka's producer id manager answers this while it cannot obtain a block: retriable.
+            _log.Error($"{ctx.Client}: InitProducerId could not reserve producer ids in {_config.DataDir}: {e.Message}; fix the disk, clients retry");
+            response.ErrorCode = ErrorCodes.CoordinatorLoadInProgress;
+        }
+        return Done(response);
+    }
+
+    ValueTask<IKafkaMessage?> DescribeProducers(RequestContext ctx, DescribeProducersRequest request)
+    {
+        var response = new DescribeProducersResponse();
+        foreach (var topic in request.Topics)
+        {
+            var tr = new DescribeProducersResponse.TopicResponse { Name = topic.Name };
+            response.Topics.Add(tr);
+            foreach (int index in topic.PartitionIndexes)
+            {
+                var pr = new DescribeProducersResponse.PartitionResponse { PartitionIndex = index };
+                tr.Partitions.Add(pr);
+                var log = _logs.Get(topic.Name, index);
+                if (log is null)
+                {
+                    pr.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    pr.ErrorMessage = "This server does not host this topic-partition.";
+                    continue;
+                }
+                foreach (ProducerStateEntry e in log.ActiveProducers())
+                {
+                    pr.ActiveProducers.Add(new DescribeProducersResponse.ProducerState
+                    {
+                        ProducerId = e.ProducerId,
+                        ProducerEpoch = e.ProducerEpoch,
+                        LastSequence = e.LastSequence,
+                        LastTimestamp = e.LastTimestamp,
+                        CoordinatorEpoch = e.CoordinatorEpoch,
+                        CurrentTxnStartOffset = e.CurrentTxnFirstOffset,
+                    });
+                }
+            }
+        }
+        return Done(response);
+    }
+}

@@ -1,0 +1,538 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using Kiou.IoUring.Interop;
+
+namespace Kiou.Storage.Producers;
+
+/// <summary>
+/// One partition's idempotent-producer state, following Kafka's ProducerStateManager, ProducerAppendInfo and the
+/// producer part of UnifiedLog.append: for each producer id, its epoch and the metadata of its last five batches;
+/// snapshots of it in the partition directory; expiry of idle producers.
+/// </summary>
+/// <remarks>
+/// <para>Owned by the partition's single writer: <see cref="Check"/>, <see cref="Apply"/>, <see cref="Replay"/> and
+/// every snapshot or truncation call run there, in append order. Readers on other threads (DescribeProducers) must be
+/// served by that writer. Nothing here blocks except the snapshot calls, which write and fsync a file.</para>
+/// <para>Produce path, per batch: <c>if (batch.HasProducerId)</c> (the one branch plain batches pay), then
+/// <see cref="Check"/>; on <see cref="ProducerCheckOutcome.Append"/> assign offsets, append and call
+/// <see cref="Apply"/> before the next batch of the partition is checked. A known producer allocates nothing.</para>
+/// <para>Start-up and truncation, as Kafka's UnifiedLog.rebuildProducerState: <see cref="TruncateAndReload"/> with the
+/// log's start and end, then <see cref="Replay"/> each stored batch from <see cref="MapEndOffset"/> to the end, then
+/// <see cref="UpdateMapEndOffset"/> and <see cref="TakeSnapshot"/>.</para>
+/// <para>Snapshots are files <c>&lt;offset&gt;.snapshot</c> (<see cref="ProducerSnapshot"/>). A damaged one, or one
+/// beyond the log's end (the log lost its tail), is moved to the partition's <c>quarantine/</c> with a warning and
+/// the next older one is used; only snapshots at or below the log start offset (retention) and the oldest beyond
+/// the <c>snapshotsRetained</c> most recent are deleted, each after a newer one is durable.</para>
+/// </remarks>
+public sealed class ProducerStateManager
+{
+    /// <summary>Kafka's producer.id.expiration.ms default: one day.</summary>
+    public const long DefaultProducerIdExpirationMs = 86_400_000;
+
+    /// <summary>Three: the snapshots at the last two rolls and at the last clean shutdown, as Kafka keeps at load.</summary>
+    public const int DefaultSnapshotsRetained = 3;
+
+    private readonly Dictionary<long, ProducerStateEntry> _producers = new();
+    private readonly SortedSet<long> _snapshots = new();
+    private readonly string _directory;
+    private readonly string _partition;
+    private readonly long _producerIdExpirationMs;
+    private readonly int _snapshotsRetained;
+    private readonly Action<string> _log;
+    private readonly Action<string> _warn;
+    private long _mapEndOffset;
+    private long _lastSnapOffset;
+
+    /// <param name="directory">The partition directory, which holds the snapshot files.</param>
+    /// <param name="partitionName">topic-partition, for log lines.</param>
+    public ProducerStateManager(string directory, string partitionName, Action<string> log, Action<string> warn,
+        long producerIdExpirationMs = DefaultProducerIdExpirationMs, int snapshotsRetained = DefaultSnapshotsRetained)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(snapshotsRetained, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(producerIdExpirationMs);
+        _directory = directory;
+        _partition = partitionName;
+        _log = log;
+        _warn = warn;
+        _producerIdExpirationMs = producerIdExpirationMs;
+        _snapshotsRetained = snapshotsRetained;
+        LoadSnapshotList();
+    }
+
+    /// <summary>The offset up to which (exclusive) the state reflects the log.</summary>
+    public long MapEndOffset => _mapEndOffset;
+
+    public int ProducerCount => _producers.Count;
+
+    /// <summary>The producers, for DescribeProducers and snapshots; read on the writer only.</summary>
+    public IReadOnlyDictionary<long, ProducerStateEntry> ActiveProducers => _producers;
+
+    /// <summary>End offsets of the snapshot files present, ascending.</summary>
+    public IReadOnlyCollection<long> SnapshotOffsets => _snapshots;
+
+    public long? LatestSnapshotOffset => _snapshots.Count == 0 ? null : _snapshots.Max;
+
+    public long? OldestSnapshotOffset => _snapshots.Count == 0 ? null : _snapshots.Min;
+
+    public bool TryGetProducer(long producerId, [MaybeNullWhen(false)] out ProducerStateEntry entry) => _producers.TryGetValue(producerId, out entry);
+
+    /// <summary>
+    /// Decides whether a produced batch with a producer id is appended, answered as a duplicate, or refused.
+    /// Changes nothing: on <see cref="ProducerCheckOutcome.Append"/> call <see cref="Apply"/> once it has offsets.
+    /// </summary>
+    /// <remarks>
+    /// The order is Kafka's: LogValidator refuses a negative base sequence; UnifiedLog.analyzeAndValidateProducerState
+    /// looks for a duplicate among the producer's last five batches (same epoch, same first and last sequence) before
+    /// any other check; then ProducerAppendInfo.checkProducerEpoch and checkSequence:
+    /// <code>
+    /// known epoch   batch epoch   first sequence        outcome
+    /// none (-1)     any           any                   append (KIP-360: state lost to retention or expiry)
+    /// e             &lt; e           any                   INVALID_PRODUCER_EPOCH
+    /// e             &gt; e           0                     append (the new epoch forgets the old batches)
+    /// e             &gt; e           not 0                 OUT_OF_ORDER_SEQUENCE_NUMBER
+    /// e             e             last + 1 (wrapping)   append (last is -1 when no batch is kept: 0 follows)
+    /// e             e             anything else         OUT_OF_ORDER_SEQUENCE_NUMBER
+    /// </code>
+    /// Current Kafka never answers a produce with UNKNOWN_PRODUCER_ID or DUPLICATE_SEQUENCE_NUMBER, and neither does this.
+    /// </remarks>
+    public ProducerCheck Check(in ProducerBatch batch)
+    {
+        if (!batch.HasProducerId)
+        {
+            return ProducerCheck.Append;
+        }
+
+        if (batch.BaseSequence < 0)
+        {
+            return new ProducerCheck(ProducerCheckOutcome.InvalidSequence);
+        }
+
+        // An unknown producer is Kafka's ProducerStateEntry.empty: epoch -1, no batches.
+        short currentEpoch = ProducerSequence.NoProducerEpoch;
+        int firstSequence = batch.BaseSequence;
+        if (_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? current))
+        {
+            if (current.TryFindDuplicate(batch.ProducerEpoch, firstSequence, batch.LastSequence, out BatchMetadata duplicate))
+            {
+                return new ProducerCheck(ProducerCheckOutcome.Duplicate, duplicate);
+            }
+
+            currentEpoch = current.ProducerEpoch;
+        }
+
+        if (batch.ProducerEpoch < currentEpoch)
+        {
+            return new ProducerCheck(ProducerCheckOutcome.InvalidProducerEpoch);
+        }
+
+        if (batch.ProducerEpoch != currentEpoch)
+        {
+            if (firstSequence != 0 && currentEpoch != ProducerSequence.NoProducerEpoch)
+            {
+                return new ProducerCheck(ProducerCheckOutcome.OutOfOrderSequence);
+            }
+        }
+        else if (currentEpoch != ProducerSequence.NoProducerEpoch && !ProducerSequence.InSequence(current!.LastSequence, firstSequence))
+        {
+            return new ProducerCheck(ProducerCheckOutcome.OutOfOrderSequence);
+        }
+
+        // ProducerAppendInfo.appendDataBatch: a transaction in progress takes transactional batches only.
+        if (current is { CurrentTxnFirstOffset: >= 0 } && !batch.IsTransactional)
+        {
+            return new ProducerCheck(ProducerCheckOutcome.InvalidTxnState);
+        }
+
+        return ProducerCheck.Append;
+    }
+
+    /// <summary>Records a batch that <see cref="Check"/> allowed, now appended at <paramref name="baseOffset"/>.</summary>
+    public void Apply(in ProducerBatch batch, long baseOffset)
+    {
+        if (!batch.HasProducerId)
+        {
+            return;
+        }
+
+        Update(batch, baseOffset);
+    }
+
+    /// <summary>
+    /// Records a batch read back from the log while rebuilding the state: no checks, as Kafka loads with
+    /// AppendOrigin.REPLICATION, so whatever the log holds becomes the state.
+    /// </summary>
+    public void Replay(in ProducerBatch batch, long baseOffset)
+    {
+        if (batch.HasProducerId)
+        {
+            Update(batch, baseOffset);
+        }
+
+        long end = baseOffset + batch.LastOffsetDelta + 1;
+        if (end > _mapEndOffset)
+        {
+            _mapEndOffset = end;
+        }
+    }
+
+    private void Update(in ProducerBatch batch, long baseOffset)
+    {
+        if (!_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? entry))
+        {
+            entry = new ProducerStateEntry(batch.ProducerId);
+            _producers.Add(batch.ProducerId, entry);
+        }
+
+        long lastOffset = baseOffset + batch.LastOffsetDelta;
+        entry.AddBatch(batch.ProducerEpoch, batch.LastSequence, lastOffset, batch.LastOffsetDelta, batch.MaxTimestamp);
+        if (batch.IsTransactional && entry.CurrentTxnFirstOffset < 0)
+        {
+            entry.CurrentTxnFirstOffset = baseOffset;
+        }
+
+        if (lastOffset + 1 > _mapEndOffset)
+        {
+            _mapEndOffset = lastOffset + 1;
+        }
+    }
+
+    /// <summary>Kafka's updateMapEndOffset: the log end the state reflects (call before <see cref="TakeSnapshot"/>).</summary>
+    public void UpdateMapEndOffset(long offset) => _mapEndOffset = offset;
+
+    /// <summary>Places a loaded or test entry as is (Kafka's loadProducerEntry).</summary>
+    public void LoadProducerEntry(ProducerStateEntry entry) => _producers[entry.ProducerId] = entry;
+
+    /// <summary>
+    /// Forgets producers idle for <paramref name="producerIdExpirationMs"/> or longer (Kafka's removeExpiredProducers),
+    /// never one with a transaction in progress. Returns how many were removed.
+    /// </summary>
+    public int RemoveExpired(long nowMs, long producerIdExpirationMs)
+    {
+        int removed = 0;
+        foreach (KeyValuePair<long, ProducerStateEntry> p in _producers)
+        {
+            if (IsExpired(p.Value, nowMs, producerIdExpirationMs))
+            {
+                _producers.Remove(p.Key);
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+
+    private static bool IsExpired(ProducerStateEntry entry, long nowMs, long expirationMs) =>
+        entry.CurrentTxnFirstOffset < 0 && nowMs - entry.LastTimestamp >= expirationMs;
+
+    /// <summary>
+    /// Writes a snapshot at <see cref="MapEndOffset"/> unless one is there already (Kafka's takeSnapshot), fsyncs it
+    /// and the directory, then deletes the oldest snapshots beyond the retained count. Returns the file written, or
+    /// null. Throws <see cref="IOException"/> when the write fails; the state in memory is unchanged either way.
+    /// </summary>
+    public string? TakeSnapshot()
+    {
+        PendingSnapshot? pending = PrepareSnapshot();
+        if (pending is null)
+        {
+            return null;
+        }
+
+        pending.Write();
+        CompleteSnapshot(pending);
+        return pending.Path;
+    }
+
+    /// <summary>
+    /// The first step of <see cref="TakeSnapshot"/>, on the writer: the state's bytes at <see cref="MapEndOffset"/>,
+    /// or null when a snapshot there exists. <see cref="PendingSnapshot.Write"/> may then run on another thread (it
+    /// fsyncs), and <see cref="CompleteSnapshot"/> back on the writer once it succeeded.
+    /// </summary>
+    public PendingSnapshot? PrepareSnapshot()
+    {
+        if (_mapEndOffset <= _lastSnapOffset)
+        {
+            return null;
+        }
+
+        long offset = _mapEndOffset;
+        return new PendingSnapshot(offset, Path.Combine(_directory, ProducerSnapshot.FileName(offset)), _directory, ProducerSnapshot.Serialize(_producers.Values), _producers.Count);
+    }
+
+    /// <summary>Records a written (durable) snapshot and deletes the oldest beyond the retained count.</summary>
+    public void CompleteSnapshot(PendingSnapshot written)
+    {
+        if (!written.Written)
+        {
+            throw new InvalidOperationException($"snapshot {written.Path} was not written");
+        }
+
+        _snapshots.Add(written.Offset);
+        if (written.Offset > _lastSnapOffset)
+        {
+            _lastSnapOffset = written.Offset;
+        }
+
+        // Quiet for partitions without idempotent producers: opening and closing many partitions logs nothing.
+        if (written.ProducerCount > 0)
+        {
+            _log($"partition {_partition}: wrote producer snapshot {written.Path} at offset {written.Offset} with {written.ProducerCount} producer ids ({written.Bytes.Length} bytes)");
+        }
+
+        while (_snapshots.Count > _snapshotsRetained)
+        {
+            long oldest = _snapshots.Min;
+            _snapshots.Remove(oldest);
+            DeleteSnapshotFile(oldest);
+        }
+    }
+
+    /// <summary>
+    /// Kafka's truncateAndReload: drops snapshots outside (logStart, logEnd]; when the state does not already end at
+    /// <paramref name="logEndOffset"/>, reloads it from the latest usable snapshot (dropping producers expired at
+    /// <paramref name="nowMs"/>), or empties it at the log start when there is none. The caller then replays the log
+    /// from <see cref="MapEndOffset"/> to <paramref name="logEndOffset"/>.
+    /// </summary>
+    public void TruncateAndReload(long logStartOffset, long logEndOffset, long nowMs)
+    {
+        foreach (long offset in _snapshots.ToArray())
+        {
+            if (offset > logEndOffset)
+            {
+                _snapshots.Remove(offset);
+                SetAside(offset, $"it describes the log up to offset {offset} but the log now ends at offset {logEndOffset}");
+            }
+            else if (offset <= logStartOffset)
+            {
+                _snapshots.Remove(offset);
+                DeleteSnapshotFile(offset);
+            }
+        }
+
+        if (logEndOffset != _mapEndOffset)
+        {
+            _producers.Clear();
+            LoadFromSnapshot(logStartOffset, nowMs);
+        }
+        else
+        {
+            OnLogStartOffsetIncremented(logStartOffset);
+        }
+    }
+
+    private void LoadFromSnapshot(long logStartOffset, long nowMs)
+    {
+        while (_snapshots.Count > 0)
+        {
+            long offset = _snapshots.Max;
+            string path = Path.Combine(_directory, ProducerSnapshot.FileName(offset));
+            List<ProducerStateEntry>? entries;
+            string problem;
+            try
+            {
+                entries = ProducerSnapshot.Read(path, offset, out problem);
+            }
+            catch (IOException ex)
+            {
+                entries = null;
+                problem = $"it could not be read ({ex.Message})";
+            }
+
+            if (entries is null)
+            {
+                _snapshots.Remove(offset);
+                SetAside(offset, problem + "; the producer state is rebuilt from an older snapshot or the log instead");
+                continue;
+            }
+
+            int expired = 0;
+            foreach (ProducerStateEntry e in entries)
+            {
+                if (IsExpired(e, nowMs, _producerIdExpirationMs))
+                {
+                    expired++;
+                }
+                else
+                {
+                    _producers[e.ProducerId] = e;
+                }
+            }
+
+            _lastSnapOffset = offset;
+            _mapEndOffset = offset;
+            if (entries.Count > 0)
+            {
+                _log($"partition {_partition}: loaded producer state from {path}: {_producers.Count} producer ids ({expired} expired)");
+            }
+
+            return;
+        }
+
+        _lastSnapOffset = logStartOffset;
+        _mapEndOffset = logStartOffset;
+    }
+
+    /// <summary>Kafka's onLogStartOffsetIncremented: the state now starts no lower than the log.</summary>
+    public void OnLogStartOffsetIncremented(long logStartOffset)
+    {
+        if (_mapEndOffset < logStartOffset)
+        {
+            _mapEndOffset = logStartOffset;
+        }
+
+        _lastSnapOffset = LatestSnapshotOffset ?? logStartOffset;
+    }
+
+    /// <summary>
+    /// Kafka's truncateFullyAndStartAt: forgets every producer and deletes every snapshot, the log being emptied and
+    /// restarted at <paramref name="offset"/> (DeleteRecords past the end, a recreated partition).
+    /// </summary>
+    public void TruncateFullyAndStartAt(long offset)
+    {
+        _producers.Clear();
+        foreach (long s in _snapshots)
+        {
+            DeleteSnapshotFile(s);
+        }
+
+        _snapshots.Clear();
+        _lastSnapOffset = 0;
+        _mapEndOffset = offset;
+    }
+
+    /// <summary>Kafka's deleteSnapshotsBefore: deletes snapshots below <paramref name="offset"/> (segments removed by retention).</summary>
+    public void DeleteSnapshotsBefore(long offset)
+    {
+        foreach (long s in _snapshots.GetViewBetween(long.MinValue, offset - 1).ToArray())
+        {
+            _snapshots.Remove(s);
+            DeleteSnapshotFile(s);
+        }
+    }
+
+    private void LoadSnapshotList()
+    {
+        _snapshots.Clear();
+        if (!Directory.Exists(_directory))
+        {
+            return;
+        }
+
+        foreach (string path in Directory.EnumerateFiles(_directory, "*" + ProducerSnapshot.Suffix))
+        {
+            if (ProducerSnapshot.TryParseFileName(Path.GetFileName(path), out long offset))
+            {
+                _snapshots.Add(offset);
+            }
+        }
+    }
+
+    private void DeleteSnapshotFile(long offset)
+    {
+        try
+        {
+            File.Delete(Path.Combine(_directory, ProducerSnapshot.FileName(offset)));
+        }
+        catch (IOException ex)
+        {
+            _warn($"partition {_partition}: could not delete the old producer snapshot {ProducerSnapshot.FileName(offset)} in {_directory} ({ex.Message}); it is ignored, delete it by hand");
+        }
+    }
+
+    /// <summary>Moves a snapshot into the quarantine directory with a warning: it is never read again, but kept.</summary>
+    private void SetAside(long offset, string why)
+    {
+        string name = ProducerSnapshot.FileName(offset);
+        string path = Path.Combine(_directory, name);
+        string quarantine = Path.Combine(_directory, Recovery.QuarantineDirectory);
+        long bytes = -1;
+        try
+        {
+            bytes = new FileInfo(path).Length;
+            Directory.CreateDirectory(quarantine);
+            string aside = Path.Combine(quarantine, name);
+            for (int n = 1; File.Exists(aside); n++)
+            {
+                aside = Path.Combine(quarantine, string.Create(CultureInfo.InvariantCulture, $"{name}-{n}"));
+            }
+
+            File.Move(path, aside);
+            SyncDirectory(quarantine);
+            SyncDirectory(_directory);
+            _warn($"partition {_partition}: set aside the producer snapshot {path} ({bytes} bytes, offsets below {offset}) as {aside} because {why}. "
+                + "Idempotent producers keep working; a retry of a batch sent before the restart may be refused as out of order instead of being recognised");
+        }
+        catch (IOException ex)
+        {
+            _warn($"partition {_partition}: the producer snapshot {path} ({bytes} bytes) is not used because {why}, and it could not be moved to {quarantine} ({ex.Message}); "
+                + "it is left in place and ignored until restart. Move it away by hand");
+        }
+    }
+
+    internal static void SyncDirectory(string directory)
+    {
+        int rc = FileSync.SyncDirectory(directory);
+        if (rc < 0)
+        {
+            throw new IOException($"fsync of directory {directory} failed: {ErrnoNames.Describe(rc)}", -rc);
+        }
+    }
+
+    /// <summary>Checks the state's invariants (tests and the simulator).</summary>
+    internal void CheckInvariants()
+    {
+        foreach (KeyValuePair<long, ProducerStateEntry> p in _producers)
+        {
+            ProducerStateEntry e = p.Value;
+            if (e.ProducerId != p.Key)
+            {
+                throw new InvalidOperationException($"producer {p.Key} is stored under {e.ProducerId}");
+            }
+
+            for (int i = 1; i < e.BatchCount; i++)
+            {
+                if (e.Batch(i).FirstOffset <= e.Batch(i - 1).LastOffset)
+                {
+                    throw new InvalidOperationException($"{e}: batch {i} does not follow batch {i - 1}");
+                }
+            }
+
+            if (e.LastDataOffset >= _mapEndOffset)
+            {
+                throw new InvalidOperationException($"{e}: last offset at or beyond the state's end {_mapEndOffset}");
+            }
+        }
+    }
+}
+
+/// <summary>A snapshot's bytes taken on the partition's writer, to be written (possibly elsewhere) and then completed.</summary>
+public sealed class PendingSnapshot
+{
+    internal PendingSnapshot(long offset, string path, string directory, byte[] bytes, int producerCount)
+    {
+        Offset = offset;
+        Path = path;
+        Directory = directory;
+        Bytes = bytes;
+        ProducerCount = producerCount;
+    }
+
+    public long Offset { get; }
+
+    public string Path { get; }
+
+    public byte[] Bytes { get; }
+
+    public int ProducerCount { get; }
+
+    public bool Written { get; private set; }
+
+    private string Directory { get; }
+
+    /// <summary>Writes the file atomically and fsyncs it and its directory; throws <see cref="IOException"/> on failure.</summary>
+    public void Write()
+    {
+        SmallFiles.WriteAtomically(Path, Bytes);
+        ProducerStateManager.SyncDirectory(Directory);
+        Written = true;
+    }
+}

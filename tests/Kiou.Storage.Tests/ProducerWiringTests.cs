@@ -1,0 +1,89 @@
+using Kiou.Protocol.Records;
+using Kiou.Storage.Tests.Support;
+using Kiou.Testing;
+
+namespace Kiou.Storage.Tests;
+
+/// <summary>
+/// The producer state in the append path of a <see cref="PartitionLog"/>: duplicates appended once, refusals with
+/// Kafka's codes, the state rebuilt after a failed write (it took the batch at reservation), and across a reopen.
+/// </summary>
+public sealed class ProducerWiringTests : IDisposable
+{
+    private const int EIO = -5;
+    private readonly LogFixture _f = new();
+
+    public void Dispose() => _f.Dispose();
+
+    private static byte[] Idempotent(int count, long producerId, short epoch, int baseSequence)
+    {
+        var records = Enumerable.Range(0, count).Select(i => new TestRecord(i, null, [(byte)i])).ToList();
+        return BatchBuilder.Build(records, producerId: producerId, producerEpoch: epoch, baseSequence: baseSequence);
+    }
+
+    [Fact]
+    public async Task A_failed_write_rebuilds_the_state_so_its_retry_is_appended_and_then_recognised()
+    {
+        await using PartitionLog log = _f.Open();
+        Assert.Equal(0, (await log.AppendAsync(Idempotent(2, 7, 0, 0), false)).BaseOffset);
+
+        _f.Device.WriteFault = _ => EIO;
+        await Assert.ThrowsAsync<StorageException>(async () => await log.AppendAsync(Idempotent(2, 7, 0, 2), false));
+        _f.Device.WriteFault = null;
+
+        // Without the rebuild the retry would pass for a duplicate of offsets that were truncated away.
+        var retry = log.AppendAsync(Idempotent(2, 7, 0, 2), false).AsTask();
+        Assert.Same(retry, await Task.WhenAny(retry, Task.Delay(10_000)));
+        Assert.Equal(2, (await retry).BaseOffset);
+        Assert.Equal(4, log.HighWatermark);
+
+        var duplicate = await log.AppendAsync(Idempotent(2, 7, 0, 2), false);
+        Assert.Equal(2, duplicate.BaseOffset);
+        Assert.Equal(4, log.HighWatermark);
+
+        var gap = await Assert.ThrowsAsync<ProducerStateException>(async () => await log.AppendAsync(Idempotent(1, 7, 0, 9), false));
+        Assert.Equal(45, gap.ErrorCode);
+        Assert.Equal(4, (await log.AppendAsync(Idempotent(1, 7, 1, 0), false)).BaseOffset); // a new epoch starts at 0
+        var fenced = await Assert.ThrowsAsync<ProducerStateException>(async () => await log.AppendAsync(Idempotent(1, 7, 0, 4), false));
+        Assert.Equal(47, fenced.ErrorCode);
+        Assert.Equal(5, log.HighWatermark);
+        log.CheckInvariants();
+    }
+
+    [Fact]
+    public async Task Plain_batches_pass_untouched_and_the_state_survives_a_reopen_with_snapshots_at_roll()
+    {
+        var config = new LogConfig { SegmentBytes = 600 };
+        long next = 0;
+        await using (PartitionLog log = _f.Open(config))
+        {
+            for (int i = 0; i < 20; i++)
+            {
+                Assert.Equal(next, (await log.AppendAsync(Idempotent(3, 11, 0, i * 3), false)).BaseOffset);
+                next += 3;
+                Assert.Equal(next, (await log.AppendAsync(BatchBuilder.Simple(2), false)).BaseOffset);
+                next += 2;
+            }
+        }
+
+        Assert.NotEmpty(Directory.GetFiles(_f.PartitionDir, "*.snapshot"));
+        await using (PartitionLog log = _f.Open(config))
+        {
+            // The last batch is still a duplicate after the reopen, and the sequence continues.
+            Assert.Equal(next - 5, (await log.AppendAsync(Idempotent(3, 11, 0, 57), false)).BaseOffset);
+            Assert.Equal(next, log.HighWatermark);
+            Assert.Equal(next, (await log.AppendAsync(Idempotent(1, 11, 0, 60), false)).BaseOffset);
+        }
+
+        // Without the two close snapshots (deleted), a roll snapshot and the log after it give the same state.
+        foreach (string s in Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().TakeLast(2))
+            File.Delete(s);
+        await using (PartitionLog log = _f.Open(config))
+        {
+            Assert.Equal(next, (await log.AppendAsync(Idempotent(1, 11, 0, 60), false)).BaseOffset);
+            Assert.Equal(next + 1, log.HighWatermark);
+            var gap = await Assert.ThrowsAsync<ProducerStateException>(async () => await log.AppendAsync(Idempotent(1, 11, 0, 70), false));
+            Assert.Equal(45, gap.ErrorCode);
+        }
+    }
+}
