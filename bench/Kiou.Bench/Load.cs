@@ -43,7 +43,7 @@ static class Load
     /// <param name="compression">The producers' compression.type; with anything but None the records are
     /// <see cref="CompressibleRecords"/>, distinct and compressible as log lines are, instead of random bytes.</param>
     public static RunResult Produce(string name, BrokerUnderTest broker, string topic, int partitions, int recordBytes, long count,
-        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5, CompressionType compression = CompressionType.None, bool idempotent = false)
+        Acks acks, int batchBytes, int clients = 1, int lingerMs = 5, CompressionType compression = CompressionType.None, bool idempotent = false, int? maxInFlight = null)
     {
         var payload = new byte[recordBytes];
         new Random(42).NextBytes(payload);
@@ -55,6 +55,8 @@ static class Load
             config.CompressionType = compression;
             config.EnableDeliveryReports = false;
             config.EnableIdempotence = idempotent;
+            if (maxInFlight is int inFlight)
+                config.MaxInFlight = inFlight;
             producers[i] = new ProducerBuilder<Null, byte[]>(config).Build();
         }
         var tps = Enumerable.Range(0, partitions).Select(p => new TopicPartition(topic, p)).ToArray();
