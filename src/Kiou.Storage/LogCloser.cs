@@ -30,6 +30,9 @@ internal sealed class LogCloser(PartitionLog owner)
 
         await drained.ConfigureAwait(false);
 
+        // A roll snapshot still being written could otherwise land after (or over) the close snapshot of the same offset.
+        await _owner.WhenSnapshotWritesDoneAsync().ConfigureAwait(false);
+
         string? tailMessage = null;
         lock (_owner.Lock)
         {

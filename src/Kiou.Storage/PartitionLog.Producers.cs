@@ -150,6 +150,33 @@ public sealed partial class PartitionLog
         }
     }
 
+    private readonly List<Task> _snapshotWrites = new();
+
+    /// <summary>Keeps a roll snapshot's write so that close (and tests waiting for background work) can wait for it.</summary>
+    internal void TrackSnapshotWrite(Task write)
+    {
+        lock (_snapshotWrites)
+        {
+            _snapshotWrites.RemoveAll(t => t.IsCompleted);
+            if (!write.IsCompleted)
+            {
+                _snapshotWrites.Add(write);
+            }
+        }
+    }
+
+    /// <summary>Completes when every roll snapshot started so far is written or given up (never throws).</summary>
+    internal Task WhenSnapshotWritesDoneAsync()
+    {
+        lock (_snapshotWrites)
+        {
+            _snapshotWrites.RemoveAll(t => t.IsCompleted);
+            return _snapshotWrites.Count == 0
+                ? Task.CompletedTask
+                : Task.WhenAll(_snapshotWrites.ToArray()).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
     /// <summary>The roll's snapshot, written once the sealed segment is durable, off the append path.</summary>
     internal async Task WriteSnapshotWhenDurableAsync(PendingSnapshot pending, long generation)
     {
@@ -182,10 +209,16 @@ public sealed partial class PartitionLog
             pending.Write();
             lock (Lock)
             {
-                if (Closed || ProducerGeneration != generation)
+                if (ProducerGeneration != generation)
                 {
+                    // The state was rebuilt meanwhile (a failed write's batches are gone): this snapshot may describe them.
                     File.Delete(pending.Path);
                     return;
+                }
+
+                if (Closed)
+                {
+                    return; // a valid snapshot at its offset; close waits for this write before taking its own
                 }
 
                 Producers.CompleteSnapshot(pending);

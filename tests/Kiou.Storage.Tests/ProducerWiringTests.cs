@@ -64,6 +64,9 @@ public sealed class ProducerWiringTests : IDisposable
                 Assert.Equal(next, (await log.AppendAsync(BatchBuilder.Simple(2), false)).BaseOffset);
                 next += 2;
             }
+
+            // The roll snapshots are written in the background once their segments are durable.
+            await log.WhenBackgroundIdleAsync();
         }
 
         Assert.NotEmpty(Directory.GetFiles(_f.PartitionDir, "*.snapshot"));
