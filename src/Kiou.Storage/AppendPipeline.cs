@@ -231,7 +231,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
 
             if (snapshot is not null)
             {
-                _owner.TrackSnapshotWrite(_owner.WriteSnapshotWhenDurableAsync(snapshot, generation));
+                _owner.StartRollSnapshotWrite(snapshot, generation);
             }
         }
         catch (StorageException ex)

@@ -30,9 +30,6 @@ internal sealed class LogCloser(PartitionLog owner)
 
         await drained.ConfigureAwait(false);
 
-        // A roll snapshot still being written could otherwise land after (or over) the close snapshot of the same offset.
-        await _owner.WhenSnapshotWritesDoneAsync().ConfigureAwait(false);
-
         string? tailMessage = null;
         lock (_owner.Lock)
         {
@@ -142,7 +139,7 @@ internal sealed class LogCloser(PartitionLog owner)
 
             if (!failed)
             {
-                _owner.TakeCloseSnapshot();
+                _owner.TakeCloseSnapshotAfterRollWrites();
                 try
                 {
                     _owner.Flusher.TryWriteRecoveryPoint(active.CompletedEnd);

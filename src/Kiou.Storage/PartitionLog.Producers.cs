@@ -150,30 +150,41 @@ public sealed partial class PartitionLog
         }
     }
 
-    private readonly List<Task> _snapshotWrites = new();
+    // Serialises a roll snapshot's write with the close snapshot: a roll write still under way when close starts could
+    // otherwise land after, or delete, the close snapshot of the same offset. Never held across a wait for durability.
+    private readonly object _snapshotWriteGate = new();
 
-    /// <summary>Keeps a roll snapshot's write so that close (and tests waiting for background work) can wait for it.</summary>
-    internal void TrackSnapshotWrite(Task write)
+    private readonly List<Task> _rollSnapshotWrites = new();
+
+    /// <summary>Tests: completes when every roll snapshot started so far is written or given up.</summary>
+    internal Task WhenRollSnapshotsWrittenAsync()
     {
-        lock (_snapshotWrites)
+        lock (_rollSnapshotWrites)
         {
-            _snapshotWrites.RemoveAll(t => t.IsCompleted);
+            _rollSnapshotWrites.RemoveAll(t => t.IsCompleted);
+            return Task.WhenAll(_rollSnapshotWrites.ToArray()).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    internal void StartRollSnapshotWrite(PendingSnapshot pending, long generation)
+    {
+        Task write = WriteSnapshotWhenDurableAsync(pending, generation);
+        lock (_rollSnapshotWrites)
+        {
+            _rollSnapshotWrites.RemoveAll(t => t.IsCompleted);
             if (!write.IsCompleted)
             {
-                _snapshotWrites.Add(write);
+                _rollSnapshotWrites.Add(write);
             }
         }
     }
 
-    /// <summary>Completes when every roll snapshot started so far is written or given up (never throws).</summary>
-    internal Task WhenSnapshotWritesDoneAsync()
+    /// <summary>Runs the close snapshot after any roll snapshot write under way; later roll writes see Closing and stop.</summary>
+    internal void TakeCloseSnapshotAfterRollWrites()
     {
-        lock (_snapshotWrites)
+        lock (_snapshotWriteGate)
         {
-            _snapshotWrites.RemoveAll(t => t.IsCompleted);
-            return _snapshotWrites.Count == 0
-                ? Task.CompletedTask
-                : Task.WhenAll(_snapshotWrites.ToArray()).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            TakeCloseSnapshot();
         }
     }
 
@@ -206,22 +217,28 @@ public sealed partial class PartitionLog
                 }
             }
 
-            pending.Write();
-            lock (Lock)
+            lock (_snapshotWriteGate)
             {
-                if (ProducerGeneration != generation)
+                lock (Lock)
                 {
-                    // The state was rebuilt meanwhile (a failed write's batches are gone): this snapshot may describe them.
-                    File.Delete(pending.Path);
-                    return;
+                    if (Closing || Closed || ProducerGeneration != generation)
+                    {
+                        return; // close takes its own snapshot; a rebuilt state may no longer match this one
+                    }
                 }
 
-                if (Closed)
+                pending.Write();
+                lock (Lock)
                 {
-                    return; // a valid snapshot at its offset; close waits for this write before taking its own
-                }
+                    if (ProducerGeneration != generation)
+                    {
+                        // The state was rebuilt meanwhile (a failed write's batches are gone): this snapshot may describe them.
+                        File.Delete(pending.Path);
+                        return;
+                    }
 
-                Producers.CompleteSnapshot(pending);
+                    Producers.CompleteSnapshot(pending);
+                }
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)

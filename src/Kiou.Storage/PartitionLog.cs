@@ -371,7 +371,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
     public ValueTask DisposeAsync() => new(_closer.CloseAsync(clean: true));
 
     /// <summary>Completes when the background index writes started so far (and deletions deferred to them) are done. For tests.</summary>
-    internal Task WhenBackgroundIdleAsync() => Task.WhenAll(Flusher.WhenBackgroundIdleAsync(), WhenSnapshotWritesDoneAsync());
+    internal Task WhenBackgroundIdleAsync() => Flusher.WhenBackgroundIdleAsync();
 
     /// <summary>Throws <see cref="InvalidOperationException"/> unless the tails and segments are consistent (tests, simulator).</summary>
     internal void CheckInvariants()

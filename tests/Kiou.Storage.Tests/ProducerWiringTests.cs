@@ -66,7 +66,7 @@ public sealed class ProducerWiringTests : IDisposable
             }
 
             // The roll snapshots are written in the background once their segments are durable.
-            await log.WhenBackgroundIdleAsync();
+            await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10));
         }
 
         Assert.NotEmpty(Directory.GetFiles(_f.PartitionDir, "*.snapshot"));

@@ -26,6 +26,7 @@ public sealed class SegmentFileCacheTests : IDisposable
             stored = await LogFixture.AppendMany(first, 600, recordsPerBatch: 2, valueBytes: 40);
             await first.FlushAsync();
             await first.WhenBackgroundIdleAsync();
+            await first.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10)); // no snapshot file open while descriptors are counted
             Assert.True(first.SegmentCount >= 40, $"{first.SegmentCount} segments");
 
             // Rolled at run time: each sealed segment gave its descriptor up once durable.
@@ -102,6 +103,7 @@ public sealed class SegmentFileCacheTests : IDisposable
         List<byte[]> stored = await LogFixture.AppendMany(log, 300, recordsPerBatch: 1, valueBytes: 60);
         await log.FlushAsync();
         await log.WhenBackgroundIdleAsync();
+        await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10)); // no snapshot file open while descriptors are counted
 
         ReadResult held = log.Read(0, 1 << 20, minOneBatch: true, zeroCopy: true);
         FileRecords region = held.FileRecords!;
@@ -134,6 +136,7 @@ public sealed class SegmentFileCacheTests : IDisposable
         await LogFixture.AppendMany(log, 200, recordsPerBatch: 1, valueBytes: 60);
         await log.FlushAsync();
         await log.WhenBackgroundIdleAsync();
+        await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10)); // no snapshot file open while descriptors are counted
         IReadOnlyList<long> bases = log.SegmentBaseOffsets;
 
         // Not in the cache (closed after sealing), and gone from the directory (set aside by hand): the open fails.
