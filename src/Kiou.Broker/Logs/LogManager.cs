@@ -157,11 +157,22 @@ public sealed class LogManager : IAsyncDisposable
         }
         // 32 threads: enough concurrent fsyncs to fill a journal commit, few enough to start quickly.
         int threads = Math.Min(32, work.Count) - 1;
-        var helpers = new Thread[Math.Max(0, threads)];
-        for (int t = 0; t < helpers.Length; t++)
+        var helpers = new List<Thread>(Math.Max(0, threads));
+        for (int t = 0; t < threads; t++)
         {
-            helpers[t] = new Thread(Run) { IsBackground = true, Name = "kiou-create-partitions" };
-            helpers[t].Start();
+            var helper = new Thread(Run) { IsBackground = true, Name = "kiou-create-partitions" };
+            try
+            {
+                helper.Start();
+            }
+            catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+            {
+                // Out of threads or memory for their stacks (as when descriptors are short too): the threads that
+                // started, and this one, share the work; fewer helpers only make it slower.
+                _log.Warn($"creating partitions with {helpers.Count + 1} thread(s) instead of {threads + 1}: could not start another ({e.Message})");
+                break;
+            }
+            helpers.Add(helper);
         }
         Run();
         foreach (var t in helpers)
