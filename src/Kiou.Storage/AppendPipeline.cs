@@ -466,22 +466,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         for (int i = 0; i < pieces; i++)
         {
             (SafeFileHandle file, long position, ReadOnlyMemory<byte> data) = tail.GetPiece(i);
-            int result;
-            try
-            {
-                RandomAccess.Write(file, data.Span, position);
-                result = data.Length;
-            }
-            catch (ObjectDisposedException)
-            {
-                result = -ErrnoNames.EBADF;
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                result = -ErrnoNames.FromException(ex);
-            }
-
-            OnTailPieceDone(tail, result);
+            OnTailPieceDone(tail, SyncLogDevice.WriteAll(file, data.Span, position));
         }
     }
 

@@ -27,24 +27,25 @@ public sealed class SyncLogDevice : ILogDevice
 
     public string Mode => "sync";
 
-    public void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token)
+    public void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token) =>
+        callback.OnWriteDone(token, WriteAll(file, data.Span, position));
+
+    /// <summary>pwrite of the whole span on this thread: its length, or a negative errno (a device's completion result).</summary>
+    internal static int WriteAll(SafeFileHandle file, ReadOnlySpan<byte> data, long position)
     {
-        int result;
         try
         {
-            RandomAccess.Write(file, data.Span, position);
-            result = data.Length;
+            RandomAccess.Write(file, data, position);
+            return data.Length;
         }
         catch (ObjectDisposedException)
         {
-            result = -ErrnoNames.EBADF;
+            return -ErrnoNames.EBADF;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            result = -ErrnoNames.FromException(ex);
+            return -ErrnoNames.FromException(ex);
         }
-
-        callback.OnWriteDone(token, result);
     }
 
     public void Flush(SafeFileHandle file, ILogDeviceCallback callback, long token)
