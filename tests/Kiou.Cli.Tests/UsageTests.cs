@@ -54,11 +54,11 @@ public sealed class UsageTests
     [MemberData(nameof(Unreachable))]
     public void An_unreachable_broker_is_one_clear_line_and_exit_1_within_about_10_s(string tool, string[] args)
     {
-        // A port nobody listens on: bind one, note it, close it.
-        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        // A port nobody listens on: bound but never listening, and held for the whole test so that no broker started
+        // by a test running alongside can take it (connecting to it is refused).
+        using var bound = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        bound.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        int port = ((System.Net.IPEndPoint)bound.LocalEndPoint!).Port;
         Tools.Script(tool, ["--help"]); // the build, if any, is not part of the time measured
         var r = Tools.Script(tool, [.. args, "--bootstrap-server", $"127.0.0.1:{port}"], stdin: "x\n", timeoutMs: 60_000);
         Assert.True(r.ExitCode == 1, r.ToString());
