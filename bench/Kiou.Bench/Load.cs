@@ -114,6 +114,51 @@ static class Load
     }
 
     /// <summary>
+    /// The client's own ceiling: the same produce loop as <see cref="Produce"/>, against librdkafka's in-process mock
+    /// cluster (<c>test.mock.num.brokers=1</c>, which stores nothing and answers at once), so that what the client
+    /// costs can be told from what the broker costs.
+    /// </summary>
+    public static RunResult ProduceToMockCluster(string name, int recordBytes, long count, Acks acks, int batchBytes, int lingerMs = 5,
+        bool idempotent = false, int? maxInFlight = null)
+    {
+        var payload = new byte[recordBytes];
+        new Random(42).NextBytes(payload);
+        ProducerConfig config = ProducerConfig("", acks, batchBytes, lingerMs);
+        config.BootstrapServers = null;
+        config.Set("test.mock.num.brokers", "1");
+        config.EnableDeliveryReports = false;
+        config.EnableIdempotence = idempotent;
+        if (maxInFlight is int inFlight)
+            config.MaxInFlight = inFlight;
+        using var producer = new ProducerBuilder<Null, byte[]>(config).Build();
+        var tp = new TopicPartition("mock-ceiling", 0);
+        var message = new Message<Null, byte[]> { Value = payload };
+        producer.Produce(tp, message);
+        producer.Flush(TimeSpan.FromSeconds(30));
+        var idle0 = MachineCpu.Read();
+        var sw = Stopwatch.StartNew();
+        for (long i = 0; i < count; i++)
+        {
+            while (true)
+            {
+                try
+                {
+                    producer.Produce(tp, message);
+                    break;
+                }
+                catch (ProduceException<Null, byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                {
+                    producer.Poll(TimeSpan.FromMilliseconds(1));
+                }
+            }
+        }
+        if (producer.Flush(TimeSpan.FromMinutes(5)) != 0)
+            throw new InvalidOperationException($"{name}: records still queued after the flush");
+        sw.Stop();
+        return new RunResult(name, count, count * recordBytes, sw.Elapsed.TotalSeconds, 0, 0, MachineIdlePercent: MachineCpu.IdlePercentSince(idle0));
+    }
+
+    /// <summary>
     /// 4,096 distinct records of <paramref name="recordBytes"/> that look like JSON log lines (ids, words from a small
     /// vocabulary, numbers), so that a batch compresses about as real data does (gzip: about 4:1), not like identical
     /// or random records.
@@ -141,7 +186,7 @@ static class Load
     }
 
     /// <summary>Sum of the partitions' end offsets (ListOffsets, latest).</summary>
-    static long EndOffsets(string bootstrap, TopicPartition[] tps)
+    internal static long EndOffsets(string bootstrap, TopicPartition[] tps)
     {
         using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
         var result = admin.ListOffsetsAsync(tps.Select(tp => new TopicPartitionOffsetSpec { TopicPartition = tp, OffsetSpec = OffsetSpec.Latest() }))
