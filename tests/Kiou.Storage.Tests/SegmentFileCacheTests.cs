@@ -138,9 +138,20 @@ public sealed class SegmentFileCacheTests : IDisposable
         await log.WhenBackgroundIdleAsync();
         await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10)); // no snapshot file open while descriptors are counted
         IReadOnlyList<long> bases = log.SegmentBaseOffsets;
+        Assert.True(bases.Count >= 3 + Capacity, $"{bases.Count} segments");
 
-        // Not in the cache (closed after sealing), and gone from the directory (set aside by hand): the open fails.
+        // Not in the cache: reads of Capacity other sealed segments evict its descriptor if a background task (index
+        // write, roll snapshot flush) left it there, so the precondition does not depend on their timing.
         string path = _f.SegmentPath(bases[1]);
+        for (int i = 2; i < 2 + Capacity; i++)
+        {
+            using ReadResult evict = log.Read(bases[i], 1 << 20, minOneBatch: true);
+            Assert.True(evict.Records.Length > 0);
+        }
+
+        Assert.False(DescriptorOpenOn(path), $"{path} is still open after {Capacity} other segments were read through the cache");
+
+        // ...and gone from the directory (set aside by hand): the open fails.
         File.Move(path, path + ".aside");
         using (ReadResult failed = log.Read(bases[1], 1 << 20, minOneBatch: true))
         {
@@ -169,6 +180,28 @@ public sealed class SegmentFileCacheTests : IDisposable
 
             current = seen;
         }
+    }
+
+    /// <summary>Whether a descriptor of this process points at <paramref name="file"/>.</summary>
+    private static bool DescriptorOpenOn(string file)
+    {
+        string full = Path.GetFullPath(file);
+        foreach (string fd in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            try
+            {
+                if (new FileInfo(fd).LinkTarget == full)
+                {
+                    return true;
+                }
+            }
+            catch (IOException)
+            {
+                // Closed while enumerating.
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Descriptors of this process that point into <paramref name="directory"/>.</summary>
