@@ -188,6 +188,9 @@ public sealed partial class PartitionLog
         }
     }
 
+    /// <summary>Test hook: a roll snapshot's segment is durable and its write is about to take the gate.</summary>
+    internal Action? OnRollSnapshotDurable { get; set; }
+
     /// <summary>The roll's snapshot, written once the sealed segment is durable, off the append path.</summary>
     internal async Task WriteSnapshotWhenDurableAsync(PendingSnapshot pending, long generation)
     {
@@ -217,6 +220,7 @@ public sealed partial class PartitionLog
                 }
             }
 
+            OnRollSnapshotDurable?.Invoke();
             lock (_snapshotWriteGate)
             {
                 lock (Lock)

@@ -1,6 +1,7 @@
 using Kiou.Protocol.Records;
 using Kiou.Storage.Tests.Support;
 using Kiou.Testing;
+using Kiou.Storage.Producers;
 
 namespace Kiou.Storage.Tests;
 
@@ -88,5 +89,97 @@ public sealed class ProducerWiringTests : IDisposable
             var gap = await Assert.ThrowsAsync<ProducerStateException>(async () => await log.AppendAsync(Idempotent(1, 11, 0, 70), false));
             Assert.Equal(45, gap.ErrorCode);
         }
+    }
+
+    [Fact]
+    public async Task A_close_racing_the_roll_snapshot_writes_leaves_its_own_snapshot_newest_and_the_state_exact()
+    {
+        // Segments of 600 bytes roll every few batches; each roll's snapshot is written in the background once its
+        // segment is durable, and the close (without waiting for them) takes its own. Whatever the interleaving, the
+        // newest snapshot is the close's, nothing newer exists, and the reopened state continues the producer exactly.
+        var config = new LogConfig { SegmentBytes = 600 };
+        var rng = new Random(13);
+        long next = 0;
+        int sequence = 0;
+        for (int cycle = 0; cycle < 25; cycle++)
+        {
+            PartitionLog log = _f.Open(config);
+            if (cycle > 0)
+            {
+                // The last batch of the previous cycle is still a duplicate: answered with its offset.
+                Assert.Equal(next - 3, (await log.AppendAsync(Idempotent(3, 21, 0, sequence - 3), false)).BaseOffset);
+                Assert.Equal(next, log.HighWatermark);
+            }
+
+            // Every other cycle holds the flushes, so the roll snapshots wait for durability until the close has
+            // begun, and then all become durable at once with the close's own flush.
+            bool hold = cycle % 2 == 1;
+            _f.Device.HoldFlushes = hold;
+            for (int i = 0; i < 12; i++)
+            {
+                Assert.Equal(next, (await log.AppendAsync(Idempotent(3, 21, 0, sequence), false)).BaseOffset);
+                next += 3;
+                sequence += 3;
+            }
+
+            Task close = log.DisposeAsync().AsTask();
+            await Task.Delay(rng.Next(3));
+            if (hold)
+            {
+                _f.Device.ReleaseAllFlushes();
+            }
+
+            await close.WaitAsync(TimeSpan.FromSeconds(10));
+            string[] atClose = Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().ToArray();
+            var offsets = atClose.Select(f => ProducerSnapshot.TryParseFileName(Path.GetFileName(f), out long o) ? o : -1).ToList();
+            Assert.DoesNotContain(-1L, offsets);
+            Assert.Equal(next, offsets.Max());
+
+            // Nothing is written for a closed log: no roll snapshot lands after the close returned.
+            await Task.Delay(20);
+            Assert.Equal(atClose, Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().ToArray());
+        }
+
+        await using PartitionLog last = _f.Open(config);
+        var gap = await Assert.ThrowsAsync<ProducerStateException>(async () => await last.AppendAsync(Idempotent(1, 21, 0, sequence + 1), false));
+        Assert.Equal(45, gap.ErrorCode);
+        Assert.Equal(next, (await last.AppendAsync(Idempotent(1, 21, 0, sequence), false)).BaseOffset);
+        last.CheckInvariants();
+    }
+
+    [Fact]
+    public async Task A_roll_snapshot_that_became_durable_as_the_log_closed_is_not_written_after_the_close()
+    {
+        // The window the gate closes: a roll snapshot's segment is durable, and before its write starts the log
+        // closes (taking its own snapshot). The roll write must then not land in a closed log's directory.
+        var config = new LogConfig { SegmentBytes = 600 };
+        PartitionLog log = _f.Open(config);
+        using var reached = new ManualResetEventSlim();
+        using var proceed = new ManualResetEventSlim();
+        int paused = 0;
+        log.OnRollSnapshotDurable = () =>
+        {
+            if (Interlocked.Exchange(ref paused, 1) == 0)
+            {
+                reached.Set();
+                proceed.Wait(TimeSpan.FromSeconds(10));
+            }
+        };
+        long next = 0;
+        for (int i = 0; i < 12; i++)
+        {
+            Assert.Equal(next, (await log.AppendAsync(Idempotent(3, 31, 0, i * 3), false)).BaseOffset);
+            next += 3;
+        }
+
+        await log.FlushAsync();
+        Assert.True(reached.Wait(TimeSpan.FromSeconds(10)), "no roll snapshot became durable");
+        await log.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        string[] atClose = Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().ToArray();
+        Assert.Equal(ProducerSnapshot.FileName(next), Path.GetFileName(atClose[^1]));
+
+        proceed.Set();
+        await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(atClose, Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().ToArray());
     }
 }
