@@ -182,4 +182,54 @@ public sealed class ProducerWiringTests : IDisposable
         await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(atClose, Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().ToArray());
     }
+
+    [Fact]
+    public async Task Retention_deleting_every_batch_of_an_idle_producer_keeps_its_state_across_a_reopen()
+    {
+        // Kafka since KIP-360: the state of a producer outlives the segments that held its batches; only expiry
+        // removes it. Otherwise an idle producer's next batch would be UNKNOWN_PRODUCER_ID after retention.
+        var config = new LogConfig { SegmentBytes = 600, RetentionBytes = 1200 };
+        long next = 0;
+        long lastOfIdle;
+        await using (PartitionLog log = _f.Open(config))
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                Assert.Equal(next, (await log.AppendAsync(Idempotent(3, 41, 0, i * 3), false)).BaseOffset);
+                next += 3;
+            }
+
+            lastOfIdle = next - 3;
+            for (int i = 0; i < 40; i++)
+            {
+                Assert.Equal(next, (await log.AppendAsync(BatchBuilder.Simple(2), false)).BaseOffset);
+                next += 2;
+            }
+
+            await log.FlushAsync();
+            await log.WhenRollSnapshotsWrittenAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            log.EnforceRetention(_f.Time.NowMs);
+            Assert.True(log.LogStartOffset > lastOfIdle + 2, $"log start {log.LogStartOffset}: the idle producer's batches must all be gone");
+
+            // Its retry is still recognised (the original offsets), and its sequence continues.
+            Assert.Equal(lastOfIdle, (await log.AppendAsync(Idempotent(3, 41, 0, 9), false)).BaseOffset);
+            Assert.Equal(next, (await log.AppendAsync(Idempotent(1, 41, 0, 12), false)).BaseOffset);
+            next += 1;
+        }
+
+        await using (PartitionLog log = _f.Open(config))
+        {
+            Assert.Equal(next, (await log.AppendAsync(Idempotent(1, 41, 0, 13), false)).BaseOffset);
+            next += 1;
+        }
+
+        // Without the close snapshot: a roll snapshot at or after the log start, and the log after it, still know it.
+        File.Delete(Directory.GetFiles(_f.PartitionDir, "*.snapshot").Order().Last());
+        await using (PartitionLog log = _f.Open(config))
+        {
+            var gap = await Assert.ThrowsAsync<ProducerStateException>(async () => await log.AppendAsync(Idempotent(1, 41, 0, 20), false));
+            Assert.Equal(45, gap.ErrorCode);
+            Assert.Equal(next, (await log.AppendAsync(Idempotent(1, 41, 0, 14), false)).BaseOffset);
+        }
+    }
 }
