@@ -33,6 +33,9 @@ public sealed record BrokerConfig
     /// <summary>KIOU_PRODUCER_ID_EXPIRATION_MS (Kafka's producer.id.expiration.ms): an idempotent producer's state is
     /// dropped from a partition after this long without a batch there (checked every 10 minutes).</summary>
     public long ProducerIdExpirationMs { get; init; } = 86_400_000;
+    /// <summary>KIOU_MAX_PRODUCERS_PER_PARTITION (Redpanda's max_concurrent_producer_ids): producer ids a partition
+    /// remembers; beyond it a new producer id evicts the least recently used ones (never one in a transaction).</summary>
+    public int MaxProducersPerPartition { get; init; } = Kiou.Storage.Producers.ProducerStateManager.DefaultMaxProducers;
     public int MaxInFlightRequestsPerConnection { get; init; } = 128;
 
     /// <summary>KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION: request bytes read and not yet answered on one connection before

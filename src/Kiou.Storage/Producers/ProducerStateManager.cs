@@ -32,6 +32,9 @@ public sealed class ProducerStateManager
     /// <summary>Three: the snapshots at the last two rolls and at the last clean shutdown, as Kafka keeps at load.</summary>
     public const int DefaultSnapshotsRetained = 3;
 
+    /// <summary>KIOU_MAX_PRODUCERS_PER_PARTITION's default, Redpanda's max_concurrent_producer_ids order of magnitude.</summary>
+    public const int DefaultMaxProducers = 100_000;
+
     private readonly Dictionary<long, ProducerStateEntry> _producers = new();
     private readonly SortedSet<long> _snapshots = new();
     private readonly string _directory;
@@ -46,8 +49,10 @@ public sealed class ProducerStateManager
     /// <param name="directory">The partition directory, which holds the snapshot files.</param>
     /// <param name="partitionName">topic-partition, for log lines.</param>
     public ProducerStateManager(string directory, string partitionName, Action<string> log, Action<string> warn,
-        long producerIdExpirationMs = DefaultProducerIdExpirationMs, int snapshotsRetained = DefaultSnapshotsRetained)
+        long producerIdExpirationMs = DefaultProducerIdExpirationMs, int snapshotsRetained = DefaultSnapshotsRetained,
+        int maxProducers = DefaultMaxProducers, TimeProvider? time = null)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxProducers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(snapshotsRetained, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(producerIdExpirationMs);
         _directory = directory;
