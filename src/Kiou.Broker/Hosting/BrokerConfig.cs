@@ -107,6 +107,7 @@ public sealed record BrokerConfig
             FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             ProducerIdExpirationMs = Int(env, "KIOU_PRODUCER_ID_EXPIRATION_MS", (int)c.ProducerIdExpirationMs, 1, int.MaxValue),
+            MaxProducersPerPartition = Int(env, "KIOU_MAX_PRODUCERS_PER_PARTITION", c.MaxProducersPerPartition, 1, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
             MaxPartitions = string.IsNullOrEmpty(env("KIOU_MAX_PARTITIONS")) ? null : Int(env, "KIOU_MAX_PARTITIONS", 0, 1, 1_000_000),
             MaxOpenSegmentFiles = Int(env, "KIOU_MAX_OPEN_SEGMENT_FILES", c.MaxOpenSegmentFiles, 1, 1 << 20),
