@@ -356,10 +356,18 @@ public sealed class ProducerStateManager
         _evictedUnreported = 0;
         _evictionWarned = true;
         _lastEvictionWarningMs = nowMs;
-        _warn($"partition {_partition}: evicted {evicted} producer id{(evicted == 1 ? "" : "s")} (the least recently used) to keep at most {_maxProducers} on this partition "
-            + "(KIOU_MAX_PRODUCERS_PER_PARTITION); an evicted producer is unknown here, so a retry of its earlier batch is no longer recognised as a duplicate. "
-            + "If that many producers really write to this partition, raise KIOU_MAX_PRODUCERS_PER_PARTITION; otherwise look for a client that creates a producer id per batch "
-            + "(InitProducerId in a loop). This warning repeats at most once a minute");
+
+        // Apply runs after the append's reservation, where nothing may throw: a log that cannot be written loses the line.
+        try
+        {
+            _warn($"partition {_partition}: evicted {evicted} producer id{(evicted == 1 ? "" : "s")} (the least recently used) to keep at most {_maxProducers} on this partition "
+                + "(KIOU_MAX_PRODUCERS_PER_PARTITION); an evicted producer is unknown here, so a retry of its earlier batch is no longer recognised as a duplicate. "
+                + "If that many producers really write to this partition, raise KIOU_MAX_PRODUCERS_PER_PARTITION; otherwise look for a client that creates a producer id per batch "
+                + "(InitProducerId in a loop). This warning repeats at most once a minute");
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+        }
     }
 
     /// <summary>
