@@ -55,5 +55,11 @@ public sealed record LogConfig
     /// <summary>Kafka's producer.id.expiration.ms (broker-wide, KIOU_PRODUCER_ID_EXPIRATION_MS): idle producers' state is dropped after it.</summary>
     public long ProducerIdExpirationMs { get; init; } = Producers.ProducerStateManager.DefaultProducerIdExpirationMs;
 
+    /// <summary>
+    /// Broker-wide KIOU_MAX_PRODUCERS_PER_PARTITION (Redpanda's max_concurrent_producer_ids): beyond it a new producer id
+    /// evicts the least recently used ones. Read when the partition opens.
+    /// </summary>
+    public int MaxProducersPerPartition { get; init; } = Producers.ProducerStateManager.DefaultMaxProducers;
+
     internal int SegmentBytesEffective => (int)Math.Clamp(SegmentBytes, 1, int.MaxValue);
 }

@@ -63,7 +63,8 @@ public sealed partial class PartitionLog : IAsyncDisposable
         Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
         Appends = new AppendPipeline(this, device.DirectWrites);
         _closer = new LogCloser(this);
-        Producers = new ProducerStateManager(directory, Name, log, warn, config.ProducerIdExpirationMs);
+        Producers = new ProducerStateManager(directory, Name, log, warn, config.ProducerIdExpirationMs,
+            maxProducers: config.MaxProducersPerPartition, time: time);
     }
 
     public string Topic { get; }

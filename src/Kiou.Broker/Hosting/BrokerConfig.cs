@@ -33,6 +33,9 @@ public sealed record BrokerConfig
     /// <summary>KIOU_PRODUCER_ID_EXPIRATION_MS (Kafka's producer.id.expiration.ms): an idempotent producer's state is
     /// dropped from a partition after this long without a batch there (checked every 10 minutes).</summary>
     public long ProducerIdExpirationMs { get; init; } = 86_400_000;
+    /// <summary>KIOU_MAX_PRODUCERS_PER_PARTITION (Redpanda's max_concurrent_producer_ids): producer ids a partition
+    /// remembers; beyond it a new producer id evicts the least recently used ones (never one in a transaction).</summary>
+    public int MaxProducersPerPartition { get; init; } = Kiou.Storage.Producers.ProducerStateManager.DefaultMaxProducers;
     public int MaxInFlightRequestsPerConnection { get; init; } = 128;
 
     /// <summary>KIOU_MAX_INFLIGHT_BYTES_PER_CONNECTION: request bytes read and not yet answered on one connection before
@@ -104,6 +107,7 @@ public sealed record BrokerConfig
             FetchZeroCopy = Bool(env, "KIOU_FETCH_ZERO_COPY", c.FetchZeroCopy),
             MessageMaxBytes = Int(env, "KIOU_MESSAGE_MAX_BYTES", c.MessageMaxBytes, 0, int.MaxValue),
             ProducerIdExpirationMs = Int(env, "KIOU_PRODUCER_ID_EXPIRATION_MS", (int)c.ProducerIdExpirationMs, 1, int.MaxValue),
+            MaxProducersPerPartition = Int(env, "KIOU_MAX_PRODUCERS_PER_PARTITION", c.MaxProducersPerPartition, 1, int.MaxValue),
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
             MaxPartitions = string.IsNullOrEmpty(env("KIOU_MAX_PARTITIONS")) ? null : Int(env, "KIOU_MAX_PARTITIONS", 0, 1, 1_000_000),
             MaxOpenSegmentFiles = Int(env, "KIOU_MAX_OPEN_SEGMENT_FILES", c.MaxOpenSegmentFiles, 1, 1 << 20),

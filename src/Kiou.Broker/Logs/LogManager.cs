@@ -58,7 +58,7 @@ public sealed class LogManager : IAsyncDisposable
     }
 
     LogConfig LogConfigOf(TopicInfo topic) =>
-        TopicConfigs.ToLogConfig(topic.Configs, _config.Flush) with { ProducerIdExpirationMs = _config.ProducerIdExpirationMs };
+        TopicConfigs.ToLogConfig(topic.Configs, _config.Flush) with { ProducerIdExpirationMs = _config.ProducerIdExpirationMs, MaxProducersPerPartition = _config.MaxProducersPerPartition };
 
     public TopicLogs? Get(string topic) => _topics.GetValueOrDefault(topic);
 

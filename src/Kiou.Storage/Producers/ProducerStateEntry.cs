@@ -18,6 +18,10 @@ public sealed class ProducerStateEntry
     private int _head; // slot of the oldest batch
     private int _count;
 
+    // The manager's use order (least recently used first), linked through the entries so a use allocates nothing.
+    internal ProducerStateEntry? LessRecent;
+    internal ProducerStateEntry? MoreRecent;
+
     public ProducerStateEntry(long producerId, short producerEpoch = ProducerSequence.NoProducerEpoch, int coordinatorEpoch = -1, long lastTimestamp = -1, long currentTxnFirstOffset = -1)
     {
         ProducerId = producerId;

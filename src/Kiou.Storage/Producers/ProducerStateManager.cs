@@ -19,6 +19,10 @@ namespace Kiou.Storage.Producers;
 /// <para>Start-up and truncation, as Kafka's UnifiedLog.rebuildProducerState: <see cref="TruncateAndReload"/> with the
 /// log's start and end, then <see cref="Replay"/> each stored batch from <see cref="MapEndOffset"/> to the end, then
 /// <see cref="UpdateMapEndOffset"/> and <see cref="TakeSnapshot"/>.</para>
+/// <para>At most <c>maxProducers</c> producer ids are kept (KIOU_MAX_PRODUCERS_PER_PARTITION): a new one beyond it
+/// evicts the least recently used, found in O(1) through a list linked in the entries themselves; a producer with a
+/// transaction open here is never evicted. The rebuild at open evicts the same way, so a snapshot written under a
+/// higher bound loads. Evictions are logged at WARN at most once per <see cref="EvictionWarningIntervalMs"/>.</para>
 /// <para>Snapshots are files <c>&lt;offset&gt;.snapshot</c> (<see cref="ProducerSnapshot"/>). A damaged one, or one
 /// beyond the log's end (the log lost its tail), is moved to the partition's <c>quarantine/</c> with a warning and
 /// the next older one is used; only snapshots at or below the log start offset (retention) and the oldest beyond
@@ -32,6 +36,13 @@ public sealed class ProducerStateManager
     /// <summary>Three: the snapshots at the last two rolls and at the last clean shutdown, as Kafka keeps at load.</summary>
     public const int DefaultSnapshotsRetained = 3;
 
+    /// <summary>KIOU_MAX_PRODUCERS_PER_PARTITION's default: far above what real producers need on one partition, small
+    /// enough that a client creating producer ids in a loop holds a bounded amount of memory there.</summary>
+    public const int DefaultMaxProducers = 100_000;
+
+    /// <summary>One minute: evictions under attack happen per batch, the warning about them does not.</summary>
+    public const long EvictionWarningIntervalMs = 60_000;
+
     private readonly Dictionary<long, ProducerStateEntry> _producers = new();
     private readonly SortedSet<long> _snapshots = new();
     private readonly string _directory;
@@ -40,14 +51,27 @@ public sealed class ProducerStateManager
     private readonly int _snapshotsRetained;
     private readonly Action<string> _log;
     private readonly Action<string> _warn;
+    private readonly int _maxProducers;
+    private readonly TimeProvider _time;
     private long _mapEndOffset;
     private long _lastSnapOffset;
+
+    // Every producer in _producers, least recently used first, linked through ProducerStateEntry.LessRecent/MoreRecent.
+    private ProducerStateEntry? _leastRecent;
+    private ProducerStateEntry? _mostRecent;
+
+    // Evictions not yet in a warning, and when the last warning was written (valid once _evictionWarned).
+    private int _evictedUnreported;
+    private bool _evictionWarned;
+    private long _lastEvictionWarningMs;
 
     /// <param name="directory">The partition directory, which holds the snapshot files.</param>
     /// <param name="partitionName">topic-partition, for log lines.</param>
     public ProducerStateManager(string directory, string partitionName, Action<string> log, Action<string> warn,
-        long producerIdExpirationMs = DefaultProducerIdExpirationMs, int snapshotsRetained = DefaultSnapshotsRetained)
+        long producerIdExpirationMs = DefaultProducerIdExpirationMs, int snapshotsRetained = DefaultSnapshotsRetained,
+        int maxProducers = DefaultMaxProducers, TimeProvider? time = null)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxProducers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(snapshotsRetained, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(producerIdExpirationMs);
         _directory = directory;
@@ -56,6 +80,8 @@ public sealed class ProducerStateManager
         _warn = warn;
         _producerIdExpirationMs = producerIdExpirationMs;
         _snapshotsRetained = snapshotsRetained;
+        _maxProducers = maxProducers;
+        _time = time ?? TimeProvider.System;
         LoadSnapshotList();
     }
 
@@ -154,7 +180,12 @@ public sealed class ProducerStateManager
             return;
         }
 
+        int unreported = _evictedUnreported;
         Update(batch, baseOffset);
+        if (_evictedUnreported != unreported)
+        {
+            ReportEvictions();
+        }
     }
 
     /// <summary>
@@ -177,10 +208,16 @@ public sealed class ProducerStateManager
 
     private void Update(in ProducerBatch batch, long baseOffset)
     {
-        if (!_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? entry))
+        if (_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? entry))
+        {
+            MarkMostRecent(entry);
+        }
+        else
         {
             entry = new ProducerStateEntry(batch.ProducerId);
+            EvictBeyond(_maxProducers - 1);
             _producers.Add(batch.ProducerId, entry);
+            LinkMostRecent(entry);
         }
 
         long lastOffset = baseOffset + batch.LastOffsetDelta;
@@ -196,11 +233,142 @@ public sealed class ProducerStateManager
         }
     }
 
-    /// <summary>Kafka's updateMapEndOffset: the log end the state reflects (call before <see cref="TakeSnapshot"/>).</summary>
-    public void UpdateMapEndOffset(long offset) => _mapEndOffset = offset;
+    /// <summary>
+    /// Kafka's updateMapEndOffset: the log end the state reflects (call before <see cref="TakeSnapshot"/>). It ends a
+    /// rebuild, so the evictions of the reload and replay are reported here, in one warning.
+    /// </summary>
+    public void UpdateMapEndOffset(long offset)
+    {
+        _mapEndOffset = offset;
+        if (_evictedUnreported != 0)
+        {
+            ReportEvictions();
+        }
+    }
 
-    /// <summary>Places a loaded or test entry as is (Kafka's loadProducerEntry).</summary>
-    public void LoadProducerEntry(ProducerStateEntry entry) => _producers[entry.ProducerId] = entry;
+    /// <summary>Places a loaded or test entry as is (Kafka's loadProducerEntry), as the most recently used.</summary>
+    public void LoadProducerEntry(ProducerStateEntry entry)
+    {
+        if (_producers.Remove(entry.ProducerId, out ProducerStateEntry? old))
+        {
+            Unlink(old);
+        }
+        else
+        {
+            EvictBeyond(_maxProducers - 1);
+        }
+
+        _producers.Add(entry.ProducerId, entry);
+        LinkMostRecent(entry);
+    }
+
+    /// <summary>
+    /// Evicts least recently used producers until at most <paramref name="keep"/> remain. One with a transaction open
+    /// here is never evicted (its markers and the last stable offset depend on it): it moves to the most recent end,
+    /// so the walk sees it again only after the others before it, and with nothing else left the map stays above.
+    /// </summary>
+    private void EvictBeyond(int keep)
+    {
+        int skipped = 0;
+        while (_producers.Count > keep && skipped < _producers.Count)
+        {
+            ProducerStateEntry victim = _leastRecent!;
+            if (victim.CurrentTxnFirstOffset >= 0)
+            {
+                MarkMostRecent(victim);
+                skipped++;
+                continue;
+            }
+
+            Unlink(victim);
+            _producers.Remove(victim.ProducerId);
+            _evictedUnreported++;
+        }
+    }
+
+    private void LinkMostRecent(ProducerStateEntry entry)
+    {
+        entry.LessRecent = _mostRecent;
+        entry.MoreRecent = null;
+        if (_mostRecent is null)
+        {
+            _leastRecent = entry;
+        }
+        else
+        {
+            _mostRecent.MoreRecent = entry;
+        }
+
+        _mostRecent = entry;
+    }
+
+    private void Unlink(ProducerStateEntry entry)
+    {
+        if (entry.LessRecent is null)
+        {
+            _leastRecent = entry.MoreRecent;
+        }
+        else
+        {
+            entry.LessRecent.MoreRecent = entry.MoreRecent;
+        }
+
+        if (entry.MoreRecent is null)
+        {
+            _mostRecent = entry.LessRecent;
+        }
+        else
+        {
+            entry.MoreRecent.LessRecent = entry.LessRecent;
+        }
+
+        entry.LessRecent = null;
+        entry.MoreRecent = null;
+    }
+
+    private void MarkMostRecent(ProducerStateEntry entry)
+    {
+        if (!ReferenceEquals(entry, _mostRecent))
+        {
+            Unlink(entry);
+            LinkMostRecent(entry);
+        }
+    }
+
+    private void ClearProducers()
+    {
+        _producers.Clear();
+        _leastRecent = null;
+        _mostRecent = null;
+    }
+
+    /// <summary>The WARN about evictions not yet reported, unless one was written less than a minute ago.</summary>
+    private void ReportEvictions()
+    {
+        long nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        long sinceMs = nowMs - _lastEvictionWarningMs;
+        if (_evictionWarned && sinceMs >= 0 && sinceMs < EvictionWarningIntervalMs)
+        {
+            return;
+        }
+
+        int evicted = _evictedUnreported;
+        _evictedUnreported = 0;
+        _evictionWarned = true;
+        _lastEvictionWarningMs = nowMs;
+
+        // Apply runs after the append's reservation, where nothing may throw: a log that cannot be written loses the line.
+        try
+        {
+            _warn($"partition {_partition}: evicted {evicted} producer id{(evicted == 1 ? "" : "s")} (the least recently used) to keep at most {_maxProducers} on this partition "
+                + "(KIOU_MAX_PRODUCERS_PER_PARTITION); an evicted producer is unknown here, so a retry of its earlier batch is no longer recognised as a duplicate. "
+                + "If that many producers really write to this partition, raise KIOU_MAX_PRODUCERS_PER_PARTITION; otherwise look for a client that creates a producer id per batch "
+                + "(InitProducerId in a loop). This warning repeats at most once a minute");
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+        }
+    }
 
     /// <summary>
     /// Forgets producers idle for <paramref name="producerIdExpirationMs"/> or longer (Kafka's removeExpiredProducers),
@@ -214,8 +382,15 @@ public sealed class ProducerStateManager
             if (IsExpired(p.Value, nowMs, producerIdExpirationMs))
             {
                 _producers.Remove(p.Key);
+                Unlink(p.Value);
                 removed++;
             }
+        }
+
+        // The periodic check also reports evictions held back by the once-a-minute limit.
+        if (_evictedUnreported != 0)
+        {
+            ReportEvictions();
         }
 
         return removed;
@@ -310,7 +485,7 @@ public sealed class ProducerStateManager
 
         if (logEndOffset != _mapEndOffset)
         {
-            _producers.Clear();
+            ClearProducers();
             LoadFromSnapshot(logStartOffset, nowMs);
         }
         else
@@ -344,6 +519,8 @@ public sealed class ProducerStateManager
                 continue;
             }
 
+            // Linked in the order the producers last appended, so a lower bound than the snapshot's keeps the most recent.
+            entries.Sort(static (a, b) => a.LastDataOffset != b.LastDataOffset ? a.LastDataOffset.CompareTo(b.LastDataOffset) : a.LastTimestamp.CompareTo(b.LastTimestamp));
             int expired = 0;
             foreach (ProducerStateEntry e in entries)
             {
@@ -353,9 +530,17 @@ public sealed class ProducerStateManager
                 }
                 else
                 {
-                    _producers[e.ProducerId] = e;
+                    if (_producers.Remove(e.ProducerId, out ProducerStateEntry? twice))
+                    {
+                        Unlink(twice);
+                    }
+
+                    _producers.Add(e.ProducerId, e);
+                    LinkMostRecent(e);
                 }
             }
+
+            EvictBeyond(_maxProducers);
 
             _lastSnapOffset = offset;
             _mapEndOffset = offset;
@@ -388,7 +573,7 @@ public sealed class ProducerStateManager
     /// </summary>
     public void TruncateFullyAndStartAt(long offset)
     {
-        _producers.Clear();
+        ClearProducers();
         foreach (long s in _snapshots)
         {
             DeleteSnapshotFile(s);
@@ -480,6 +665,27 @@ public sealed class ProducerStateManager
     /// <summary>Checks the state's invariants (tests and the simulator).</summary>
     internal void CheckInvariants()
     {
+        int linked = 0;
+        ProducerStateEntry? previous = null;
+        for (ProducerStateEntry? e = _leastRecent; e is not null; e = e.MoreRecent)
+        {
+            if (!ReferenceEquals(e.LessRecent, previous) || !_producers.TryGetValue(e.ProducerId, out ProducerStateEntry? stored) || !ReferenceEquals(stored, e))
+            {
+                throw new InvalidOperationException($"{e}: the use order does not match the producer map");
+            }
+
+            previous = e;
+            if (++linked > _producers.Count)
+            {
+                throw new InvalidOperationException("the use order holds more entries than the producer map");
+            }
+        }
+
+        if (linked != _producers.Count || !ReferenceEquals(previous, _mostRecent))
+        {
+            throw new InvalidOperationException($"the use order holds {linked} of {_producers.Count} producers");
+        }
+
         foreach (KeyValuePair<long, ProducerStateEntry> p in _producers)
         {
             ProducerStateEntry e = p.Value;
