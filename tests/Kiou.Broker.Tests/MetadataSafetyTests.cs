@@ -334,24 +334,32 @@ public sealed class MetadataSafetyTests
         }
     }
 
-    // On a tmpfs: the bound is on the broker's own cost (it grew with the square of the topic count). On a busy ext4
-    // the kernel's inode allocator alone can take longer than that for 20,000 new inodes (seen with perf).
+    // On a tmpfs, so that the figure is the broker's own cost (it grew with the square of the topic count; on a busy
+    // ext4 the kernel's inode allocator alone can dominate). A ratio to 1,000 topics created by the same broker in the
+    // same run, not a time, so that a loaded machine does not fail it: linear is about 10x, quadratic about 100x.
     [TmpfsFact]
-    public async Task Ten_thousand_topics_in_one_request_take_under_five_seconds()
+    public async Task Ten_thousand_topics_in_one_request_cost_about_ten_times_a_thousand()
     {
         const int count = 10_000;
         using var mount = new Tmpfs("256m");
         string dataDir = Path.Combine(mount.Path, "data");
         {
-            using var broker = BrokerProcess.Start(dataDir, new Dictionary<string, string> { ["KIOU_MAX_PARTITIONS"] = "10000" });
+            using var broker = BrokerProcess.Start(dataDir, new Dictionary<string, string> { ["KIOU_MAX_PARTITIONS"] = "11050" });
             using var admin = Clients.Admin(broker.Bootstrap);
-            var specs = Enumerable.Range(0, count).Select(i => new TopicSpecification { Name = $"many-{i:D5}", NumPartitions = 1, ReplicationFactor = 1 }).ToList();
+            var options = new CreateTopicsOptions { RequestTimeout = TimeSpan.FromSeconds(120), OperationTimeout = TimeSpan.FromSeconds(120) };
+            // Warm first (connection, JIT), so that the 1,000 measure the same per-topic work as the 10,000.
+            await admin.CreateTopicsAsync(Enumerable.Range(0, 50).Select(i => new TopicSpecification { Name = $"warm-{i:D2}", NumPartitions = 1, ReplicationFactor = 1 }).ToList(), options);
+            var few = Enumerable.Range(0, count / 10).Select(i => new TopicSpecification { Name = $"few-{i:D5}", NumPartitions = 1, ReplicationFactor = 1 }).ToList();
             var sw = Stopwatch.StartNew();
-            await admin.CreateTopicsAsync(specs, new CreateTopicsOptions { RequestTimeout = TimeSpan.FromSeconds(120), OperationTimeout = TimeSpan.FromSeconds(120) });
+            await admin.CreateTopicsAsync(few, options);
+            TimeSpan thousand = sw.Elapsed;
+            var specs = Enumerable.Range(0, count).Select(i => new TopicSpecification { Name = $"many-{i:D5}", NumPartitions = 1, ReplicationFactor = 1 }).ToList();
+            sw.Restart();
+            await admin.CreateTopicsAsync(specs, options);
             sw.Stop();
             var md = admin.GetMetadata(TimeSpan.FromSeconds(30));
             Assert.Equal(count, md.Topics.Count(t => t.Topic.StartsWith("many-", StringComparison.Ordinal) && t.Error.Code == ErrorCode.NoError));
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"creating {count} topics took {sw.Elapsed.TotalSeconds:F1} s");
+            Assert.True(sw.Elapsed < thousand * 30, $"creating {count} topics took {sw.Elapsed.TotalSeconds:F2} s, {count / 10} took {thousand.TotalSeconds:F2} s");
         }
     }
 
