@@ -296,7 +296,7 @@ public sealed class ConnectionLimitTests
             }
             await stop;
             Assert.Equal([1, 2, 3], correlations);
-            Assert.True(clock.ElapsedMilliseconds < 2900, $"stopping took {clock.ElapsedMilliseconds} ms: the parked fetch held it");
+            Assert.True(clock.ElapsedMilliseconds < 10_000, $"stopping took {clock.ElapsedMilliseconds} ms: the parked fetch (20 s) held it");
         }
         finally
         {
