@@ -18,6 +18,9 @@ public sealed record TransactionSettings
     /// <summary>KIOU_TRANSACTION_STATE_LOG_NUM_PARTITIONS (Kafka's transaction.state.log.num.partitions): partitions of
     /// __transaction_state when it is created; an existing topic keeps its count.</summary>
     public int StateLogPartitions { get; init; } = TransactionLog.DefaultPartitions;
+
+    /// <summary>Test seam: awaited before a prepared transaction's markers are written (holds it in Prepare*).</summary>
+    internal Func<CancellationToken, Task>? BeforeMarkers { get; init; }
 }
 
 /// <summary>Where the coordinator keeps its records and writes its markers (the broker wires the partition logs;
@@ -416,6 +419,17 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     async Task CompleteAsync(TransactionMetadata md, TxnSnapshot prepared)
     {
         await Task.Yield();
+        if (_settings.BeforeMarkers is { } hold)
+        {
+            try
+            {
+                await hold(_stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
         bool commit = prepared.State == TxnState.PrepareCommit;
         var markers = new List<Task>(prepared.Partitions.Count);
         foreach (var tp in prepared.Partitions)
