@@ -89,7 +89,9 @@ public sealed class TransactionWireTests
         // An unknown partition: UNKNOWN_TOPIC_OR_PARTITION for it, OPERATION_NOT_ATTEMPTED for the rest, nothing added.
         var bad = await SendAsync<AddPartitionsToTxnResponse>(s, new AddPartitionsToTxnRequest
         {
-            V3AndBelowTransactionalId = "w", V3AndBelowProducerId = pid, V3AndBelowProducerEpoch = 0,
+            V3AndBelowTransactionalId = "w",
+            V3AndBelowProducerId = pid,
+            V3AndBelowProducerEpoch = 0,
             V3AndBelowTopics = [new AddPartitionsToTxnRequest.AddPartitionsToTxnTopic { Name = topic, Partitions = [0, 9] }],
         }, AddPartitionsToTxnRequest.ApiKey, 3, 2);
         var badResults = bad.ResultsByTopicV3AndBelow[0].ResultsByPartition;
@@ -98,7 +100,9 @@ public sealed class TransactionWireTests
 
         var add = await SendAsync<AddPartitionsToTxnResponse>(s, new AddPartitionsToTxnRequest
         {
-            V3AndBelowTransactionalId = "w", V3AndBelowProducerId = pid, V3AndBelowProducerEpoch = 0,
+            V3AndBelowTransactionalId = "w",
+            V3AndBelowProducerId = pid,
+            V3AndBelowProducerEpoch = 0,
             V3AndBelowTopics = [new AddPartitionsToTxnRequest.AddPartitionsToTxnTopic { Name = topic, Partitions = [0, 1] }],
         }, AddPartitionsToTxnRequest.ApiKey, 3, 3);
         Assert.All(add.ResultsByTopicV3AndBelow[0].ResultsByPartition, r => Assert.Equal(0, r.PartitionErrorCode));
@@ -166,7 +170,9 @@ public sealed class TransactionWireTests
         var init = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "p", TransactionTimeoutMs = 60000 }, InitProducerIdRequest.ApiKey, 4, 1);
         var add = await SendAsync<AddPartitionsToTxnResponse>(s, new AddPartitionsToTxnRequest
         {
-            V3AndBelowTransactionalId = "p", V3AndBelowProducerId = init.ProducerId, V3AndBelowProducerEpoch = 0,
+            V3AndBelowTransactionalId = "p",
+            V3AndBelowProducerId = init.ProducerId,
+            V3AndBelowProducerEpoch = 0,
             V3AndBelowTopics = [new AddPartitionsToTxnRequest.AddPartitionsToTxnTopic { Name = topic, Partitions = [0, 1, 2] }],
         }, AddPartitionsToTxnRequest.ApiKey, 2, 2);
         Assert.All(add.ResultsByTopicV3AndBelow[0].ResultsByPartition, r => Assert.Equal(0, r.PartitionErrorCode));

@@ -179,9 +179,15 @@ public sealed class TransactionCoordinator : IAsyncDisposable
                         }
                         next = cur with
                         {
-                            ProducerId = pid, PreviousProducerId = cur.ProducerId, ProducerEpoch = 0,
+                            ProducerId = pid,
+                            PreviousProducerId = cur.ProducerId,
+                            ProducerEpoch = 0,
                             LastProducerEpoch = expected ? cur.ProducerEpoch : TxnSnapshot.NoProducerEpoch,
-                            TimeoutMs = timeoutMs, State = TxnState.Empty, Partitions = [], StartTimestampMs = -1, LastUpdateTimestampMs = now,
+                            TimeoutMs = timeoutMs,
+                            State = TxnState.Empty,
+                            Partitions = [],
+                            StartTimestampMs = -1,
+                            LastUpdateTimestampMs = now,
                         };
                     }
                     else
@@ -199,8 +205,13 @@ public sealed class TransactionCoordinator : IAsyncDisposable
                             return new InitResult(ErrorCodes.ProducerFenced, -1, -1);
                         next = cur with
                         {
-                            ProducerEpoch = nextEpoch, LastProducerEpoch = lastEpoch, TimeoutMs = timeoutMs, State = TxnState.Empty,
-                            Partitions = [], StartTimestampMs = -1, LastUpdateTimestampMs = now,
+                            ProducerEpoch = nextEpoch,
+                            LastProducerEpoch = lastEpoch,
+                            TimeoutMs = timeoutMs,
+                            State = TxnState.Empty,
+                            Partitions = [],
+                            StartTimestampMs = -1,
+                            LastUpdateTimestampMs = now,
                         };
                     }
                     break;
