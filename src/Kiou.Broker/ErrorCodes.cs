@@ -55,6 +55,7 @@ public static class ErrorCodes
     public const short ProducerFenced = 90;
     public const short GroupSubscribedToTopic = 86;
     public const short InvalidRecord = 87;
+    public const short UnstableOffsetCommit = 88;
     public const short UnknownTopicId = 100;
     public const short TransactionalIdNotFound = 105;
     public const short UnsupportedEndpointType = 115;

@@ -205,6 +205,92 @@ public sealed class TransactionWireTests
         }
     }
 
+    [Fact]
+    public async Task Transactional_offsets_become_visible_on_commit_are_dropped_on_abort_and_survive_a_restart_pending()
+    {
+        var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        bool holding = false;
+        await using var broker = TestBroker.Start(c => c with
+        {
+            Transactions = c.Transactions with { BeforeMarkers = ct => Volatile.Read(ref holding) ? hold.Task.WaitAsync(ct) : Task.CompletedTask },
+        });
+        const string topic = "txoff";
+        const string group = "txoff-group";
+        await Clients.CreateTopicAsync(broker.Bootstrap, topic, 1);
+        using var s = await ConnectAsync(broker.Broker.BrokerEndPoint);
+        var init = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "o", TransactionTimeoutMs = 60000 }, InitProducerIdRequest.ApiKey, 4, 1);
+        long pid = init.ProducerId;
+        int correlation = 100;
+
+        async Task CommitOffsetInTransaction(Socket socket, long offset, bool commit, long visibleBefore)
+        {
+            var addOffsets = await SendAsync<AddOffsetsToTxnResponse>(socket, new AddOffsetsToTxnRequest { TransactionalId = "o", ProducerId = pid, ProducerEpoch = 0, GroupId = group }, AddOffsetsToTxnRequest.ApiKey, 3, correlation++);
+            Assert.Equal(0, addOffsets.ErrorCode);
+            var txnCommit = await SendAsync<TxnOffsetCommitResponse>(socket, new TxnOffsetCommitRequest
+            {
+                TransactionalId = "o", GroupId = group, ProducerId = pid, ProducerEpoch = 0,
+                Topics = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic { Name = topic, Partitions = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition { PartitionIndex = 0, CommittedOffset = offset, CommittedMetadata = "m" }] }],
+            }, TxnOffsetCommitRequest.ApiKey, 3, correlation++);
+            Assert.Equal(0, txnCommit.Topics[0].Partitions[0].ErrorCode);
+            // Not visible before the transaction commits; RequireStable says it is unstable.
+            Assert.Equal(visibleBefore, (await FetchOffsetAsync(socket, group, topic, requireStable: false, correlation++)).CommittedOffset);
+            Assert.Equal(88, (await FetchOffsetAsync(socket, group, topic, requireStable: true, correlation++)).ErrorCode);
+            var end = await SendAsync<EndTxnResponse>(socket, new EndTxnRequest { TransactionalId = "o", ProducerId = pid, ProducerEpoch = 0, Committed = commit }, EndTxnRequest.ApiKey, 3, correlation++);
+            Assert.Equal(0, end.ErrorCode);
+        }
+
+        await CommitOffsetInTransaction(s, 42, commit: true, visibleBefore: -1);
+        await broker.Broker.Transactions.WhenIdleAsync();
+        var committed = await FetchOffsetAsync(s, group, topic, requireStable: true, correlation++);
+        Assert.Equal(0, committed.ErrorCode);
+        Assert.Equal(42, committed.CommittedOffset);
+        Assert.Equal("m", committed.Metadata);
+
+        // An aborted transaction's offset is dropped.
+        // Its pending offset hides nothing committed: the committed 42 stays visible meanwhile.
+        await SendAsync<AddOffsetsToTxnResponse>(s, new AddOffsetsToTxnRequest { TransactionalId = "o", ProducerId = pid, ProducerEpoch = 0, GroupId = group }, AddOffsetsToTxnRequest.ApiKey, 3, correlation++);
+        await SendAsync<TxnOffsetCommitResponse>(s, new TxnOffsetCommitRequest
+        {
+            TransactionalId = "o", GroupId = group, ProducerId = pid, ProducerEpoch = 0,
+            Topics = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic { Name = topic, Partitions = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition { PartitionIndex = 0, CommittedOffset = 50 }] }],
+        }, TxnOffsetCommitRequest.ApiKey, 3, correlation++);
+        Assert.Equal(42, (await FetchOffsetAsync(s, group, topic, requireStable: false, correlation++)).CommittedOffset);
+        Assert.Equal(0, (await SendAsync<EndTxnResponse>(s, new EndTxnRequest { TransactionalId = "o", ProducerId = pid, ProducerEpoch = 0, Committed = false }, EndTxnRequest.ApiKey, 3, correlation++)).ErrorCode);
+        await broker.Broker.Transactions.WhenIdleAsync();
+        var afterAbort = await FetchOffsetAsync(s, group, topic, requireStable: true, correlation++);
+        Assert.Equal(0, afterAbort.ErrorCode);
+        Assert.Equal(42, afterAbort.CommittedOffset);
+
+        // A commit held in PrepareCommit across a stop: the pending offset is durable in the group log, the
+        // PrepareCommit in __transaction_state; after the restart the marker makes it committed.
+        Volatile.Write(ref holding, true);
+        await CommitOffsetInTransaction(s, 60, commit: true, visibleBefore: 42);
+        Assert.Equal(42, (await FetchOffsetAsync(s, group, topic, requireStable: false, correlation++)).CommittedOffset);
+        await broker.StopAsync();
+        Volatile.Write(ref holding, false);
+        broker.StartAgain();
+        using var s2 = await ConnectAsync(broker.Broker.BrokerEndPoint);
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        OffsetFetchResponse.OffsetFetchResponsePartitions after;
+        while ((after = await FetchOffsetAsync(s2, group, topic, requireStable: true, correlation++)).CommittedOffset != 60 && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+        Assert.Equal(60, after.CommittedOffset);
+        Assert.Equal(0, after.ErrorCode);
+    }
+
+    static async Task<OffsetFetchResponse.OffsetFetchResponsePartitions> FetchOffsetAsync(Socket s, string group, string topic, bool requireStable, int correlation)
+    {
+        var response = await SendAsync<OffsetFetchResponse>(s, new OffsetFetchRequest
+        {
+            Groups = [new OffsetFetchRequest.OffsetFetchRequestGroup { GroupId = group, Topics = [new OffsetFetchRequest.OffsetFetchRequestTopics { Name = topic, PartitionIndexes = [0] }] }],
+            RequireStable = requireStable,
+        }, OffsetFetchRequest.ApiKey, 8, correlation);
+        var g = Assert.Single(response.Groups);
+        if (g.ErrorCode == 14)
+            return new OffsetFetchResponse.OffsetFetchResponsePartitions { CommittedOffset = -2, ErrorCode = 14 };
+        return g.Topics[0].Partitions[0];
+    }
+
     /// <summary>The last batch of a partition (its records read into memory).</summary>
     internal static byte[] LastBatch(TestBroker broker, string topic, int partition)
     {

@@ -88,6 +88,52 @@ public sealed class TransactionalClientTests
     }
 
     [Fact]
+    public async Task Consume_transform_produce_commits_the_consumed_offsets_with_the_output()
+    {
+        await using var broker = TestBroker.Start();
+        const string input = "ctp-in", output = "ctp-out", group = "ctp-group";
+        await Clients.CreateTopicAsync(broker.Bootstrap, input, 1);
+        await Clients.CreateTopicAsync(broker.Bootstrap, output, 1);
+        using (var plain = Clients.Producer(broker.Bootstrap, Acks.All))
+        {
+            for (int i = 0; i < 10; i++)
+                await plain.ProduceAsync(input, new Message<byte[]?, byte[]?> { Value = Encoding.UTF8.GetBytes($"in-{i}") });
+        }
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = broker.Bootstrap,
+            GroupId = group,
+            EnableAutoCommit = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            SessionTimeoutMs = 6000,
+        }).Build();
+        consumer.Subscribe(input);
+        using var producer = TransactionalProducer(broker.Bootstrap, "ctp-1");
+        producer.InitTransactions(TimeSpan.FromSeconds(30));
+
+        // Two transactions: the first commits records 0-4 and offset 5, the second (5-9, offset 10) aborts.
+        for (int txn = 0; txn < 2; txn++)
+        {
+            producer.BeginTransaction();
+            for (int i = 0; i < 5; i++)
+            {
+                var record = consumer.Consume(TimeSpan.FromSeconds(30));
+                Assert.NotNull(record);
+                await producer.ProduceAsync(output, new Message<byte[]?, byte[]?> { Value = Encoding.UTF8.GetBytes("out-" + Encoding.UTF8.GetString(record.Message.Value!)) });
+            }
+            producer.SendOffsetsToTransaction(consumer.Assignment.Select(tp => new TopicPartitionOffset(tp, consumer.Position(tp))),
+                consumer.ConsumerGroupMetadata, TimeSpan.FromSeconds(30));
+            if (txn == 0)
+                producer.CommitTransaction(TimeSpan.FromSeconds(30));
+            else
+                producer.AbortTransaction(TimeSpan.FromSeconds(30));
+            await broker.Broker.Transactions.WhenIdleAsync();
+            var committed = consumer.Committed([new TopicPartition(input, 0)], TimeSpan.FromSeconds(10));
+            Assert.Equal(5, committed[0].Offset.Value); // the aborted transaction's offset 10 is not committed
+        }
+    }
+
+    [Fact]
     public async Task A_second_producer_with_the_same_transactional_id_fences_the_first()
     {
         await using var broker = TestBroker.Start();

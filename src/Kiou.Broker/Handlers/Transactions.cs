@@ -8,7 +8,7 @@ namespace Kiou.Broker.Handlers;
 // The transaction coordinator's APIs (Transactions/TransactionCoordinator), versions as Kafka 3.9 serves them:
 // AddPartitionsToTxn v0-5 (v4+ batched, with KIP-890's VerifyOnly; v5 as v4), AddOffsetsToTxn v0-4, EndTxn v0-4,
 // WriteTxnMarkers v0-1 (for tools: markers written as the coordinator writes them), ListTransactions v0-1,
-// DescribeTransactions v0. InitProducerId with a transactional id is in Producers.cs. PRODUCER_FENCED is answered
+// DescribeTransactions v0, TxnOffsetCommit v0-4 (the group coordinator keeps the offsets pending until the marker). InitProducerId with a transactional id is in Producers.cs. PRODUCER_FENCED is answered
 // as INVALID_PRODUCER_EPOCH to versions that predate it (AddPartitionsToTxn, AddOffsetsToTxn and EndTxn below v2,
 // InitProducerId below v4), as KafkaApis does.
 public sealed partial class BrokerHandlers
@@ -26,7 +26,12 @@ public sealed partial class BrokerHandlers
         Add<WriteTxnMarkersRequest>(WriteTxnMarkersRequest.ApiKey, 0, 1, WriteTxnMarkers);
         Add<ListTransactionsRequest>(ListTransactionsRequest.ApiKey, 0, 1, ListTransactions);
         Add<DescribeTransactionsRequest>(DescribeTransactionsRequest.ApiKey, 0, 0, DescribeTransactions);
+        if (Coordinator is not null)
+            Add<TxnOffsetCommitRequest>(TxnOffsetCommitRequest.ApiKey, 0, 4, TxnOffsetCommit);
     }
+
+    async ValueTask<IKafkaMessage?> TxnOffsetCommit(RequestContext ctx, TxnOffsetCommitRequest request) =>
+        await Groups.TxnCommitOffsets(request, ctx.ApiVersion).ConfigureAwait(false);
 
     static short Fenced(short error, short version, short firstWithFenced) =>
         error == ErrorCodes.ProducerFenced && version < firstWithFenced ? ErrorCodes.InvalidProducerEpoch : error;
@@ -108,7 +113,7 @@ public sealed partial class BrokerHandlers
     async ValueTask<IKafkaMessage?> WriteTxnMarkers(RequestContext ctx, WriteTxnMarkersRequest request)
     {
         var response = new WriteTxnMarkersResponse();
-        var store = new TransactionStateStore(_controller, _logs, Transactions!.Settings, _log);
+        var store = new TransactionStateStore(_controller, _logs, Transactions!.Settings, _log, Coordinator);
         foreach (var marker in request.Markers)
         {
             var mr = new WriteTxnMarkersResponse.WritableTxnMarkerResult { ProducerId = marker.ProducerId };

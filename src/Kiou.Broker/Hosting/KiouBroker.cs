@@ -92,7 +92,7 @@ public sealed class KiouBroker : IAsyncDisposable
                 log.Write(level, line);
             groups = new GroupCoordinator(config.Groups, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
-            var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log);
+            var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions };
             handlers.RegisterAll();

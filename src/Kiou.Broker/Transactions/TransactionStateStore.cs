@@ -1,4 +1,5 @@
 using Kiou.Broker.Controller;
+using Kiou.Broker.Groups;
 using Kiou.Broker.Hosting;
 using Kiou.Broker.Logs;
 using Kiou.Protocol.Records;
@@ -11,7 +12,7 @@ namespace Kiou.Broker.Transactions;
 /// every topic: created on first use (as Kafka does), appended with waitDurable, replayed at start-up. Markers go to
 /// the data partitions' logs.
 /// </summary>
-public sealed class TransactionStateStore(ClusterController controller, LogManager logs, TransactionSettings settings, Log log) : ITransactionStore
+public sealed class TransactionStateStore(ClusterController controller, LogManager logs, TransactionSettings settings, Log log, GroupCoordinator? groups) : ITransactionStore
 {
     readonly SemaphoreSlim _create = new(1, 1);
 
@@ -52,7 +53,12 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
     public async Task<short> WriteMarkerAsync(TopicPartition tp, byte[] batch)
     {
         if (tp.Topic == TransactionCoordinator.OffsetsTopic)
-            return ErrorCodes.None; // the offsets log is not a partition log; transactional offset commits are not built yet
+        {
+            // The offsets log is not a partition log: the group coordinator completes the groups' pending offsets.
+            if (groups is not null && TransactionLog.ReadMarker(batch) is { } commit)
+                await groups.CompleteTxnAsync(RecordBatch.ProducerId(batch), tp.Partition, commit).ConfigureAwait(false);
+            return ErrorCodes.None;
+        }
         var partitionLog = logs.Get(tp.Topic, tp.Partition);
         if (partitionLog is null)
             return ErrorCodes.UnknownTopicOrPartition;
