@@ -228,7 +228,10 @@ public sealed class TransactionWireTests
             Assert.Equal(0, addOffsets.ErrorCode);
             var txnCommit = await SendAsync<TxnOffsetCommitResponse>(socket, new TxnOffsetCommitRequest
             {
-                TransactionalId = "o", GroupId = group, ProducerId = pid, ProducerEpoch = 0,
+                TransactionalId = "o",
+                GroupId = group,
+                ProducerId = pid,
+                ProducerEpoch = 0,
                 Topics = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic { Name = topic, Partitions = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition { PartitionIndex = 0, CommittedOffset = offset, CommittedMetadata = "m" }] }],
             }, TxnOffsetCommitRequest.ApiKey, 3, correlation++);
             Assert.Equal(0, txnCommit.Topics[0].Partitions[0].ErrorCode);
@@ -251,7 +254,10 @@ public sealed class TransactionWireTests
         await SendAsync<AddOffsetsToTxnResponse>(s, new AddOffsetsToTxnRequest { TransactionalId = "o", ProducerId = pid, ProducerEpoch = 0, GroupId = group }, AddOffsetsToTxnRequest.ApiKey, 3, correlation++);
         await SendAsync<TxnOffsetCommitResponse>(s, new TxnOffsetCommitRequest
         {
-            TransactionalId = "o", GroupId = group, ProducerId = pid, ProducerEpoch = 0,
+            TransactionalId = "o",
+            GroupId = group,
+            ProducerId = pid,
+            ProducerEpoch = 0,
             Topics = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic { Name = topic, Partitions = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition { PartitionIndex = 0, CommittedOffset = 50 }] }],
         }, TxnOffsetCommitRequest.ApiKey, 3, correlation++);
         Assert.Equal(42, (await FetchOffsetAsync(s, group, topic, requireStable: false, correlation++)).CommittedOffset);
