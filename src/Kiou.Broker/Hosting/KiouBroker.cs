@@ -226,8 +226,9 @@ public sealed class KiouBroker : IAsyncDisposable
         await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
         // Both at once: each waits a bounded grace for its connections, and SIGTERM has one bound for the whole stop.
         await Task.WhenAll(_broker.DisposeAsync().AsTask(), _controllerListener.DisposeAsync().AsTask()).ConfigureAwait(false);
-        await Groups.DisposeAsync().ConfigureAwait(false);
+        // Transactions first: a marker in flight may still complete a group's transactional offsets.
         await Transactions.DisposeAsync().ConfigureAwait(false);
+        await Groups.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _device.Dispose();
         _lock.Dispose();

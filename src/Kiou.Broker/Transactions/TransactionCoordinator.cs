@@ -94,7 +94,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         if (_txns.Count > 0)
             _log.Info($"transaction coordinator loaded {_txns.Count} transactional id(s) from {TransactionLog.TopicName}; {resumed} prepared transaction(s) resumed");
         _loaded.TrySetResult();
-        if (driveTimers)
+        if (driveTimers && !_stop.IsCancellationRequested)
         {
             var period = TimeSpan.FromMilliseconds(_settings.AbortTimedOutIntervalMs);
             _timer = _time.CreateTimer(_ => AbortTimedOutTransactions(), null, period, period);

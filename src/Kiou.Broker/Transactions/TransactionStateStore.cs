@@ -16,9 +16,10 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
 {
     readonly SemaphoreSlim _create = new(1, 1);
 
-    /// <summary>Topic configs of __transaction_state: compacted as in Kafka (KIOU does not compact yet, so it keeps
-    /// every record; replay keeps the latest per id).</summary>
-    static readonly Dictionary<string, string?> TopicConfigs = new() { ["cleanup.policy"] = "compact" };
+    /// <summary>Topic configs of __transaction_state: compacted, with 100 MiB segments, as in Kafka. KIOU does not
+    /// compact yet: the topic keeps every record until retention.ms (7 days, as Kafka's transactional.id.expiration.ms)
+    /// removes whole sealed segments, which forgets at the next start ids idle that long; replay keeps the latest per id.</summary>
+    static readonly Dictionary<string, string?> TopicConfigs = new() { ["cleanup.policy"] = "compact", ["segment.bytes"] = "104857600" };
 
     async Task<TopicInfo> EnsureTopicAsync()
     {
