@@ -206,6 +206,38 @@ public sealed class TransactionWireTests
     }
 
     [Fact]
+    public async Task A_transaction_open_longer_than_its_timeout_is_aborted_and_its_producer_fenced()
+    {
+        await using var broker = TestBroker.Start(c => c with { Transactions = c.Transactions with { AbortTimedOutIntervalMs = 100 } });
+        const string topic = "txtimeout";
+        await Clients.CreateTopicAsync(broker.Bootstrap, topic, 1);
+        using var s = await ConnectAsync(broker.Broker.BrokerEndPoint);
+        var init = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "slow", TransactionTimeoutMs = 300 }, InitProducerIdRequest.ApiKey, 4, 1);
+        await SendAsync<AddPartitionsToTxnResponse>(s, new AddPartitionsToTxnRequest
+        {
+            V3AndBelowTransactionalId = "slow",
+            V3AndBelowProducerId = init.ProducerId,
+            V3AndBelowProducerEpoch = 0,
+            V3AndBelowTopics = [new AddPartitionsToTxnRequest.AddPartitionsToTxnTopic { Name = topic, Partitions = [0] }],
+        }, AddPartitionsToTxnRequest.ApiKey, 3, 2);
+        Assert.Equal((short)0, (await ProduceAsync(s, topic, 0, TransactionalBatch(2, init.ProducerId, 0, 0), "slow", 3)).ErrorCode);
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        DescribeTransactionsResponse.TransactionStateData state;
+        while ((state = await DescribeAsync(s, "slow", 4)).TransactionState != "CompleteAbort" && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+        Assert.Equal("CompleteAbort", state.TransactionState);
+        Assert.Equal(1, state.ProducerEpoch);
+        var marker = LastBatch(broker, topic, 0);
+        Assert.False(TransactionLog.ReadMarker(marker));
+        Assert.Equal(1, RecordBatch.ProducerEpoch(marker));
+        var late = await SendAsync<EndTxnResponse>(s, new EndTxnRequest { TransactionalId = "slow", ProducerId = init.ProducerId, ProducerEpoch = 0, Committed = true }, EndTxnRequest.ApiKey, 3, 5);
+        Assert.Equal(ProducerFenced, late.ErrorCode);
+        var tooLong = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "slow", TransactionTimeoutMs = 900_001 }, InitProducerIdRequest.ApiKey, 4, 6);
+        Assert.Equal(50, tooLong.ErrorCode); // INVALID_TRANSACTION_TIMEOUT beyond KIOU_TRANSACTION_MAX_TIMEOUT_MS
+    }
+
+    [Fact]
     public async Task Transactional_offsets_become_visible_on_commit_are_dropped_on_abort_and_survive_a_restart_pending()
     {
         var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
