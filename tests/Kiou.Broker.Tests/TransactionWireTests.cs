@@ -274,6 +274,18 @@ public sealed class TransactionWireTests
             Assert.Equal(0, end.ErrorCode);
         }
 
+        // KIP-890 verification: without AddOffsetsToTxn (no open transaction holding the group's partition), refused.
+        var unverified = await SendAsync<TxnOffsetCommitResponse>(s, new TxnOffsetCommitRequest
+        {
+            TransactionalId = "o",
+            GroupId = group,
+            ProducerId = pid,
+            ProducerEpoch = 0,
+            Topics = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic { Name = topic, Partitions = [new TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition { PartitionIndex = 0, CommittedOffset = 1 }] }],
+        }, TxnOffsetCommitRequest.ApiKey, 3, correlation++);
+        Assert.Equal(InvalidTxnState, unverified.Topics[0].Partitions[0].ErrorCode);
+        Assert.False(broker.Broker.Groups.HasPendingTxnOffset(group, topic, 0));
+
         await CommitOffsetInTransaction(s, 42, commit: true, visibleBefore: -1);
         await broker.Broker.Transactions.WhenIdleAsync();
         var committed = await FetchOffsetAsync(s, group, topic, requireStable: true, correlation++);

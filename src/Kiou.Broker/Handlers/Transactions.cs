@@ -30,8 +30,28 @@ public sealed partial class BrokerHandlers
             Add<TxnOffsetCommitRequest>(TxnOffsetCommitRequest.ApiKey, 0, 4, TxnOffsetCommit);
     }
 
-    async ValueTask<IKafkaMessage?> TxnOffsetCommit(RequestContext ctx, TxnOffsetCommitRequest request) =>
-        await Groups.TxnCommitOffsets(request, ctx.ApiVersion).ConfigureAwait(false);
+    /// <summary>KIP-890's verification, as Kafka 3.9 does it by default (transaction.partition.verification.enable):
+    /// offsets are taken only from the current producer of an open transaction that holds the group's offsets
+    /// partition (AddOffsetsToTxn), so no pending offsets are left behind by a producer without a transaction.</summary>
+    async ValueTask<IKafkaMessage?> TxnOffsetCommit(RequestContext ctx, TxnOffsetCommitRequest request)
+    {
+        var (error, perPartition) = Transactions!.Verify(request.TransactionalId, request.ProducerId, request.ProducerEpoch);
+        if (error == ErrorCodes.None)
+            error = perPartition!(TransactionCoordinator.OffsetsPartitionFor(request.GroupId));
+        if (error == ErrorCodes.None)
+            return await Groups.TxnCommitOffsets(request, ctx.ApiVersion).ConfigureAwait(false);
+        error = Fenced(error, ctx.ApiVersion, 3);
+        var response = new TxnOffsetCommitResponse();
+        foreach (var topic in request.Topics)
+        {
+            response.Topics.Add(new TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
+            {
+                Name = topic.Name,
+                Partitions = topic.Partitions.Select(p => new TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = error }).ToList(),
+            });
+        }
+        return response;
+    }
 
     static short Fenced(short error, short version, short firstWithFenced) =>
         error == ErrorCodes.ProducerFenced && version < firstWithFenced ? ErrorCodes.InvalidProducerEpoch : error;

@@ -125,6 +125,8 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     /// <summary>Kafka's handleInitProducerId for a transactional id (the caller checked it is not empty).</summary>
     public async Task<InitResult> InitProducerIdAsync(string transactionalId, int timeoutMs, long expectedProducerId, short expectedEpoch)
     {
+        if (System.Text.Encoding.UTF8.GetByteCount(transactionalId) > short.MaxValue)
+            return new InitResult(ErrorCodes.InvalidRequest, -1, -1); // its log key has an int16 length
         if (!ValidTimeout(timeoutMs))
             return new InitResult(ErrorCodes.InvalidTransactionTimeout, -1, -1);
         if (ReadyError is var notReady and not ErrorCodes.None)

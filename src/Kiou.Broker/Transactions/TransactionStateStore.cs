@@ -157,10 +157,13 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
                 states.Remove(id);
                 continue;
             }
-            if (TransactionLog.ReadValue(cursor.Value) is { } state)
-                states[id] = state;
+            var state = TransactionLog.ReadValue(cursor.Value);
+            if (state is null || state.State == TxnState.PrepareEpochFence)
+                skipped++; // Kafka never writes PrepareEpochFence
+            else if (state.State == TxnState.Dead)
+                states.Remove(id); // Kafka's expiry: Dead, then a tombstone
             else
-                skipped++;
+                states[id] = state;
         }
         return skipped;
     }
