@@ -35,7 +35,13 @@ public static class ErrorCodes
     public const short InvalidConfig = 40;
     public const short InvalidRequest = 42;
     public const short UnsupportedForMessageFormat = 43;
+    public const short InvalidProducerEpoch = 47;
+    public const short InvalidTxnState = 48;
+    public const short InvalidProducerIdMapping = 49;
+    public const short InvalidTransactionTimeout = 50;
+    public const short ConcurrentTransactions = 51;
     public const short TransactionalIdAuthorizationFailed = 53;
+    public const short OperationNotAttempted = 55;
     public const short KafkaStorageError = 56;
     public const short NonEmptyGroup = 68;
     public const short GroupIdNotFound = 69;
@@ -46,8 +52,11 @@ public static class ErrorCodes
     public const short MemberIdRequired = 79;
     public const short GroupMaxSizeReached = 81;
     public const short FencedInstanceId = 82;
+    public const short ProducerFenced = 90;
     public const short GroupSubscribedToTopic = 86;
     public const short InvalidRecord = 87;
+    public const short UnstableOffsetCommit = 88;
     public const short UnknownTopicId = 100;
+    public const short TransactionalIdNotFound = 105;
     public const short UnsupportedEndpointType = 115;
 }

@@ -141,7 +141,8 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         }
 
         long maxTimestamp = RecordBatch.MaxTimestamp(span);
-        bool idempotent = RecordBatch.ProducerId(span) >= 0;
+        // Transaction markers (control batches) carry no sequence: the producer state does not check them here.
+        bool idempotent = RecordBatch.ProducerId(span) >= 0 && !RecordBatch.IsControl(span);
         PendingAppend op = _pool.Rent();
         string? message = null;
         SafeFileHandle[]? flushes = null;

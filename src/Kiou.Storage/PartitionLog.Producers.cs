@@ -105,7 +105,14 @@ public sealed partial class PartitionLog
             {
                 if (header.NextOffset > offset)
                 {
-                    Producers.Replay(ProducerBatch.FromHeader(span), header.BaseOffset);
+                    ProducerBatch batch = ProducerBatch.FromHeader(span);
+                    if (RecordBatch.IsControl(span))
+                    {
+                        // A transaction marker carries no sequence: it only moves the map end here.
+                        batch = new ProducerBatch(-1, -1, -1, batch.LastOffsetDelta, batch.MaxTimestamp, false);
+                    }
+
+                    Producers.Replay(batch, header.BaseOffset);
                     offset = header.NextOffset;
                 }
 

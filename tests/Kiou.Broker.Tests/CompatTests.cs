@@ -64,4 +64,13 @@ public sealed class CompatTests
         AssertSteps(run, "createTopics and fetchTopicMetadata", "produced 1000 records with acks=-1 and gzip, idempotent", "fetchTopicOffsets and fetchTopicOffsetsByTimestamp",
             "consumed every record in a group and committed the offsets", "produced without idempotence", "deleteTopics");
     }
+
+    [Fact]
+    public async Task KafkaJS_transactions_commit_and_abort_with_sendOffsets()
+    {
+        await using var broker = TestBroker.Start();
+        var run = ChildProcess.Run("node", [Path.Combine(CompatDir, "kafkajs_transactions.js"), broker.Bootstrap, "kafkajs-txn"], timeoutMs: 90_000);
+        AssertSteps(run, "committed a transaction with records and offsets", "aborted a transaction with records and offsets",
+            "the group offset is the committed transaction's", "a read_uncommitted consumer read the 16 records");
+    }
 }

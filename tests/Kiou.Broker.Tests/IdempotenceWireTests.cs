@@ -15,10 +15,9 @@ public sealed class IdempotenceWireTests
 {
     const short OutOfOrderSequence = 45;
     const short InvalidProducerEpoch = 47;
-    const short TransactionalIdAuthorizationFailed = 53;
 
     [Fact]
-    public async Task InitProducerId_hands_out_new_ids_and_refuses_transactional_ids()
+    public async Task InitProducerId_hands_out_new_ids()
     {
         await using var broker = TestBroker.Start();
         using var s = await ConnectAsync(broker.Broker.BrokerEndPoint);
@@ -36,8 +35,10 @@ public sealed class IdempotenceWireTests
             Assert.True(ids.Add(r.ProducerId), $"producer id {r.ProducerId} handed out twice");
         }
 
+        // A transactional id is the transaction coordinator's (TransactionWireTests): an id from the same allocator.
         var tx = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "tx-1", TransactionTimeoutMs = 60000 }, InitProducerIdRequest.ApiKey, 4, 20);
-        Assert.Equal(TransactionalIdAuthorizationFailed, tx.ErrorCode);
+        Assert.Equal(0, tx.ErrorCode);
+        Assert.True(ids.Add(tx.ProducerId), $"producer id {tx.ProducerId} handed out twice");
         var bad = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = null, ProducerId = 5, ProducerEpoch = -1 }, InitProducerIdRequest.ApiKey, 4, 21);
         Assert.Equal(42, bad.ErrorCode); // INVALID_REQUEST
 

@@ -267,7 +267,10 @@ public static class SchemaLoader
         {
             string fieldName = f.GetProperty("name").GetString()!;
             TypeRef type = TypeRef.Parse(f.GetProperty("type").GetString()!);
-            VersionRange versions = VersionRange.Parse(f.GetProperty("versions").GetString()!);
+            // As Kafka's FieldSpec: a tagged field without "versions" exists in its tagged versions.
+            VersionRange versions = f.TryGetProperty("versions", out JsonElement v)
+                ? VersionRange.Parse(v.GetString()!)
+                : OptionalRange(f, "taggedVersions") ?? throw new InvalidOperationException($"field {fieldName} has neither versions nor taggedVersions");
             var field = new FieldSpec
             {
                 Name = fieldName,

@@ -41,6 +41,19 @@ public sealed class Group
     public Dictionary<string, long> PendingMembers { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, string> StaticMembers { get; } = new(StringComparer.Ordinal);
     public Dictionary<(string Topic, int Partition), CommittedOffset> Offsets { get; } = [];
+    /// <summary>TxnOffsetCommit offsets per producer id, durable and awaiting the transaction's marker (invisible to
+    /// OffsetFetch; RequireStable gets UNSTABLE_OFFSET_COMMIT for their partitions).</summary>
+    public Dictionary<long, Dictionary<(string Topic, int Partition), CommittedOffset>> PendingTxnOffsets { get; } = [];
+
+    public bool HasPendingTxnOffset(string topic, int partition)
+    {
+        foreach (var pending in PendingTxnOffsets.Values)
+        {
+            if (pending.ContainsKey((topic, partition)))
+                return true;
+        }
+        return false;
+    }
     /// <summary>Members that got their JoinGroup answer but have not sent SyncGroup yet.</summary>
     readonly HashSet<string> _pendingSync = new(StringComparer.Ordinal);
 
@@ -757,6 +770,21 @@ public sealed class Group
         if (generationId != GenerationId)
             return ErrorCodes.IllegalGeneration;
         TouchSession(member, nowMs);
+        return ErrorCodes.None;
+    }
+
+    /// <summary>Kafka's doTxnCommitOffsets checks: member and generation are enforced only when given.</summary>
+    public short ValidateTxnCommit(int generationId, string memberId, string? instanceId)
+    {
+        AssertOwned();
+        if (State == GroupState.Dead)
+            return ErrorCodes.CoordinatorNotAvailable;
+        if (instanceId is not null && IsFenced(instanceId, memberId))
+            return ErrorCodes.FencedInstanceId;
+        if (memberId.Length > 0 && !Members.ContainsKey(memberId))
+            return ErrorCodes.UnknownMemberId;
+        if (generationId >= 0 && generationId != GenerationId)
+            return ErrorCodes.IllegalGeneration;
         return ErrorCodes.None;
     }
 

@@ -118,6 +118,16 @@ public sealed class GroupCoordinator : IAsyncDisposable
                         offsets++;
                     }
                 }
+                foreach (var (producerId, pending) in entry.Pending)
+                {
+                    var map = new Dictionary<(string Topic, int Partition), CommittedOffset>();
+                    foreach (var payload in pending.Values)
+                    {
+                        if (GroupLog.TryReadTxnOffset(payload, out _, out string topic, out int partition, out var offset))
+                            map[(topic, partition)] = offset;
+                    }
+                    group.PendingTxnOffsets[producerId] = map;
+                }
             }
             _groups[groupId] = group;
         }
@@ -390,6 +400,141 @@ public sealed class GroupCoordinator : IAsyncDisposable
             writes.Add((answer, topicName, partition, offset, durable));
     }
 
+    /// <summary>
+    /// TxnOffsetCommit v0-4 (Kafka's handleTxnCommitOffsets): the offsets are written durably as pending offsets of the
+    /// producer and become committed only when the transaction's COMMIT marker reaches the group
+    /// (<see cref="CompleteTxnAsync"/>); an ABORT drops them. The group is created when unknown, as in Kafka.
+    /// </summary>
+    public async Task<TxnOffsetCommitResponse> TxnCommitOffsets(TxnOffsetCommitRequest request, short version)
+    {
+        var response = new TxnOffsetCommitResponse();
+        short groupError = NotReady;
+        if (groupError == ErrorCodes.None && request.GroupId.Length == 0)
+            groupError = ErrorCodes.InvalidGroupId;
+        Group? group = groupError == ErrorCodes.None ? Lookup(request.GroupId, create: true) : null;
+        var accepted = new List<(TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition Answer, string Topic, int Partition, CommittedOffset Offset)>();
+        Task durable = Task.CompletedTask;
+        long now = NowMs;
+        if (group is not null)
+        {
+            lock (group)
+            {
+                groupError = group.ValidateTxnCommit(version >= 3 ? request.GenerationId : -1, version >= 3 ? request.MemberId : "", version >= 3 ? request.GroupInstanceId : null);
+                var records = new List<(GroupLog.Kind, string, string?, int, byte[])>();
+                foreach (var topic in request.Topics)
+                {
+                    var t = new TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic { Name = topic.Name };
+                    response.Topics.Add(t);
+                    foreach (var p in topic.Partitions)
+                    {
+                        var answer = new TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = groupError };
+                        t.Partitions.Add(answer);
+                        if (groupError != ErrorCodes.None)
+                            continue;
+                        if (!_partitionExists(topic.Name, p.PartitionIndex))
+                        {
+                            answer.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                            continue;
+                        }
+                        if (p.CommittedMetadata is not null && System.Text.Encoding.UTF8.GetByteCount(p.CommittedMetadata) > _settings.OffsetMetadataMaxBytes)
+                        {
+                            answer.ErrorCode = ErrorCodes.OffsetMetadataTooLarge;
+                            continue;
+                        }
+                        var offset = new CommittedOffset(p.CommittedOffset, version >= 2 ? p.CommittedLeaderEpoch : -1, p.CommittedMetadata ?? "", now, -1);
+                        records.Add((GroupLog.Kind.TxnOffsetCommit, group.GroupId, topic.Name, p.PartitionIndex,
+                            GroupLog.TxnOffsetCommit(group.GroupId, request.ProducerId, topic.Name, p.PartitionIndex, offset)));
+                        accepted.Add((answer, topic.Name, p.PartitionIndex, offset));
+                    }
+                }
+                durable = _store.AppendAll(records);
+            }
+        }
+        else
+        {
+            foreach (var topic in request.Topics)
+            {
+                response.Topics.Add(new TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
+                {
+                    Name = topic.Name,
+                    Partitions = topic.Partitions.Select(p => new TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = groupError }).ToList(),
+                });
+            }
+        }
+        if (group is null || accepted.Count == 0)
+            return response;
+        try
+        {
+            await durable.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            foreach (var a in accepted)
+                a.Answer.ErrorCode = ErrorCodes.CoordinatorNotAvailable;
+            return response;
+        }
+        lock (group)
+        {
+            if (!group.PendingTxnOffsets.TryGetValue(request.ProducerId, out var pending))
+                group.PendingTxnOffsets[request.ProducerId] = pending = [];
+            foreach (var a in accepted)
+                pending[(a.Topic, a.Partition)] = a.Offset;
+        }
+        return response;
+    }
+
+    /// <summary>
+    /// A transaction marker for partition <paramref name="offsetsPartition"/> of __consumer_offsets (Kafka's
+    /// handleTxnCompletion): every group of that partition with pending offsets of the producer gets a durable marker
+    /// record, then on COMMIT those offsets become committed (in log order with plain commits), on ABORT they are dropped.
+    /// </summary>
+    public async Task CompleteTxnAsync(long producerId, int offsetsPartition, bool commit)
+    {
+        // Before the offsets log is loaded the pending offsets are not known yet: the coordinator retries the marker.
+        if (NotReady != ErrorCodes.None)
+            throw new IOException("the group coordinator has not loaded its offsets log yet");
+        var work = new List<(Group Group, long Sequence, Task Durable)>();
+        foreach (var group in _groups.Values)
+        {
+            if (Transactions.TransactionLog.PartitionFor(group.GroupId, 50) != offsetsPartition)
+                continue;
+            lock (group)
+            {
+                if (!group.PendingTxnOffsets.ContainsKey(producerId))
+                    continue;
+                long sequence = ++group.LastCommitSequence;
+                work.Add((group, sequence, _store.Append(GroupLog.Kind.TxnMarker, group.GroupId, null, 0, GroupLog.TxnMarker(group.GroupId, producerId, commit))));
+            }
+        }
+        foreach (var (group, sequence, durable) in work)
+        {
+            await durable.ConfigureAwait(false); // a failure is the marker's: the coordinator retries it
+            lock (group)
+            {
+                if (!group.PendingTxnOffsets.Remove(producerId, out var pending) || !commit)
+                    continue;
+                foreach (var (key, offset) in pending)
+                {
+                    if (!group.AppliedCommitSequence.TryGetValue(key, out long applied) || applied < sequence)
+                    {
+                        group.Offsets[key] = offset;
+                        group.AppliedCommitSequence[key] = sequence;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Whether a partition of the group has transactional offsets awaiting their marker (RequireStable).</summary>
+    public bool HasPendingTxnOffset(string groupId, string topic, int partition)
+    {
+        var group = Lookup(groupId, create: false);
+        if (group is null)
+            return false;
+        lock (group)
+            return group.HasPendingTxnOffset(topic, partition);
+    }
+
     /// <summary>One group's committed offsets: null topics = every committed partition; missing ones are -1.</summary>
     public (short Error, List<(string Topic, List<(int Partition, CommittedOffset? Offset)> Partitions)> Topics) FetchOffsets(
         string groupId, IEnumerable<(string Topic, List<int> Partitions)>? topics)
@@ -648,7 +793,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
                     removed += expired.Count;
                     Log.Info($"group '{group.GroupId}': {expired.Count} committed offsets expired (the group has been empty longer than the offsets retention)");
                 }
-                if (group.Offsets.Count == 0 && group.PendingMembers.Count == 0)
+                if (group.Offsets.Count == 0 && group.PendingMembers.Count == 0 && group.PendingTxnOffsets.Count == 0)
                 {
                     group.MarkDead(nowMs);
                     _groups.TryRemove(new KeyValuePair<string, Group>(group.GroupId, group));

@@ -20,6 +20,9 @@ namespace Kiou.Broker.Groups;
 ///                        i32 memberCount, per member: memberId, nullable instanceId, clientId, clientHost,
 ///                        i32 sessionTimeoutMs, i32 rebalanceTimeoutMs, bytes subscription, bytes assignment
 ///     4 GroupTombstone:  group (removes the group's metadata and every offset of it)
+///     5 TxnOffsetCommit: group, topic, i32 partition, i64 producerId, then as OffsetCommit from the offset on: an offset
+///                        committed in that producer's open transaction, pending until its marker
+///     6 TxnMarker:       group, i64 producerId, u8 commit (1: the producer's pending offsets become committed; 0: dropped)
 /// </code>
 /// Replay reads records in order into the live map (latest value per key). The first record whose length or CRC
 /// is wrong ends the log: it and everything after it are a torn tail from a crash, truncated with a warning.
@@ -39,13 +42,16 @@ public sealed class GroupLog : IDisposable
     static readonly byte[] FileMagic = "KIOUGRP1"u8.ToArray();
     const int RecordHeaderBytes = 8;
 
-    public enum Kind : byte { OffsetCommit = 1, OffsetTombstone = 2, GroupMetadata = 3, GroupTombstone = 4 }
+    public enum Kind : byte { OffsetCommit = 1, OffsetTombstone = 2, GroupMetadata = 3, GroupTombstone = 4, TxnOffsetCommit = 5, TxnMarker = 6 }
 
     /// <summary>The live state per group: its latest metadata record and its latest offset records (payloads).</summary>
     public sealed class LiveGroup
     {
         public byte[]? Metadata;
         public Dictionary<(string Topic, int Partition), byte[]> Offsets = [];
+
+        /// <summary>Transactional offsets per producer id, awaiting that transaction's marker (TxnOffsetCommit payloads).</summary>
+        public Dictionary<long, Dictionary<(string Topic, int Partition), byte[]>> Pending = [];
     }
 
     readonly string _dir;
@@ -229,8 +235,43 @@ public sealed class GroupLog : IDisposable
                         _liveBytes -= dead.Metadata.Length + RecordHeaderBytes;
                     foreach (var o in dead.Offsets.Values)
                         _liveBytes -= o.Length + RecordHeaderBytes;
+                    foreach (var pending in dead.Pending.Values)
+                        foreach (var o in pending.Values)
+                            _liveBytes -= o.Length + RecordHeaderBytes;
                 }
                 return true;
+            case Kind.TxnOffsetCommit:
+                {
+                    if (!TryReadTxnOffset(payload, out long producerId, out string topic, out int partition, out _))
+                        return false;
+                    var live = LiveFor(group);
+                    if (!live.Pending.TryGetValue(producerId, out var offsets))
+                        live.Pending[producerId] = offsets = [];
+                    if (offsets.TryGetValue((topic, partition), out var old))
+                        _liveBytes -= old.Length + RecordHeaderBytes;
+                    offsets[(topic, partition)] = payload;
+                    _liveBytes += payload.Length + RecordHeaderBytes;
+                    return true;
+                }
+            case Kind.TxnMarker:
+                {
+                    long producerId = r.ReadInt64();
+                    bool commit = r.ReadInt8() == 1;
+                    if (r.Failed)
+                        return false;
+                    if (_live.TryGetValue(group, out var live) && live.Pending.Remove(producerId, out var offsets))
+                    {
+                        foreach (var ((topic, partition), pending) in offsets)
+                        {
+                            _liveBytes -= pending.Length + RecordHeaderBytes;
+                            if (commit && TryReadTxnOffset(pending, out _, out _, out _, out var offset))
+                                SetOffset(group, topic, partition, OffsetCommit(group, topic, partition, offset));
+                        }
+                        if (live.Offsets.Count == 0 && live.Metadata is null && live.Pending.Count == 0)
+                            _live.Remove(group);
+                    }
+                    return true;
+                }
             default:
                 return false;
         }
@@ -257,7 +298,7 @@ public sealed class GroupLog : IDisposable
         if (_live.TryGetValue(group, out var g) && g.Offsets.Remove((topic, partition), out var old))
         {
             _liveBytes -= old.Length + RecordHeaderBytes;
-            if (g.Offsets.Count == 0 && g.Metadata is null)
+            if (g.Offsets.Count == 0 && g.Metadata is null && g.Pending.Count == 0)
                 _live.Remove(group);
         }
     }
@@ -289,6 +330,44 @@ public sealed class GroupLog : IDisposable
         partition = r.ReadInt32();
         offset = new CommittedOffset(r.ReadInt64(), r.ReadInt32(), r.ReadNullableString(), r.ReadInt64(), r.ReadInt64());
         return !r.Failed;
+    }
+
+    public static byte[] TxnOffsetCommit(string group, long producerId, string topic, int partition, in CommittedOffset o)
+    {
+        using var w = new KafkaWriter(72 + group.Length + topic.Length + (o.Metadata?.Length ?? 0) * 3);
+        w.WriteInt8((sbyte)Kind.TxnOffsetCommit);
+        w.WriteString(group);
+        w.WriteString(topic);
+        w.WriteInt32(partition);
+        w.WriteInt64(producerId);
+        w.WriteInt64(o.Offset);
+        w.WriteInt32(o.LeaderEpoch);
+        w.WriteNullableString(o.Metadata);
+        w.WriteInt64(o.CommitTimestampMs);
+        w.WriteInt64(o.ExpireTimestampMs);
+        return w.WrittenSpan.ToArray();
+    }
+
+    public static bool TryReadTxnOffset(byte[] payload, out long producerId, out string topic, out int partition, out CommittedOffset offset)
+    {
+        var r = new KafkaReader(payload);
+        r.ReadInt8();
+        r.ReadString();
+        topic = r.ReadString();
+        partition = r.ReadInt32();
+        producerId = r.ReadInt64();
+        offset = new CommittedOffset(r.ReadInt64(), r.ReadInt32(), r.ReadNullableString(), r.ReadInt64(), r.ReadInt64());
+        return !r.Failed;
+    }
+
+    public static byte[] TxnMarker(string group, long producerId, bool commit)
+    {
+        using var w = new KafkaWriter(16 + group.Length);
+        w.WriteInt8((sbyte)Kind.TxnMarker);
+        w.WriteString(group);
+        w.WriteInt64(producerId);
+        w.WriteInt8(commit ? (sbyte)1 : (sbyte)0);
+        return w.WrittenSpan.ToArray();
     }
 
     public static byte[] OffsetTombstone(string group, string topic, int partition)
@@ -475,6 +554,9 @@ public sealed class GroupLog : IDisposable
                         WriteRecord(fresh, head, g.Metadata);
                     foreach (var o in g.Offsets.Values)
                         WriteRecord(fresh, head, o);
+                    foreach (var pending in g.Pending.Values)
+                        foreach (var o in pending.Values)
+                            WriteRecord(fresh, head, o);
                 }
                 fresh.Flush();
                 Sync(fresh, "compacting");

@@ -35,6 +35,11 @@ public sealed partial class BrokerHandlers
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic '{t.Name}' appears more than once in the request");
                 continue;
             }
+            if (IsInternalTopic(t.Name))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Creation of internal topic {t.Name} is prohibited.");
+                continue;
+            }
             int partitions = t.NumPartitions;
             short rf = t.ReplicationFactor;
             if (t.Assignments.Count > 0)
@@ -150,6 +155,11 @@ public sealed partial class BrokerHandlers
                 target = byId.Name;
                 result.Name = target;
             }
+            if (IsInternalTopic(target))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic {target} is an internal topic and cannot be deleted.");
+                continue;
+            }
             AdminResult deleted;
             try
             {
@@ -177,6 +187,11 @@ public sealed partial class BrokerHandlers
             if (t.Assignments is not null && !t.Assignments.All(a => a.BrokerIds.Count == 1 && a.BrokerIds[0] == _config.NodeId))
             {
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidReplicaAssignment, $"Replica assignments may only name this broker ({_config.NodeId})");
+                continue;
+            }
+            if (IsInternalTopic(t.Name))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic {t.Name} is an internal topic; its partition count is fixed.");
                 continue;
             }
             AdminResult r;

@@ -54,6 +54,7 @@ public sealed partial class BrokerHandlers
         Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
         RegisterGroupApis();
         RegisterIdempotenceApis();
+        RegisterTransactionApis();
     }
 
     /// <summary>The group coordinator's APIs (Handlers/Groups*.cs), when built in.</summary>

@@ -18,7 +18,8 @@ namespace Kiou.Broker.Handlers;
 //   v9 answers GROUP_ID_NOT_FOUND (not ILLEGAL_GENERATION) for an unknown group with a generation. Answered only
 //   once the commit is durable in the offsets log.
 // OffsetFetch v1-9: v2+ null topics = all committed partitions and a top-level error; v5+ leader epoch; v7+
-//   RequireStable (no transactions, so committed offsets are always stable); v8+ several groups per request.
+//   RequireStable (partitions with transactional offsets awaiting their marker get UNSTABLE_OFFSET_COMMIT, as Kafka);
+//   v8+ several groups per request.
 // OffsetDelete v0, DescribeGroups v0-5, ListGroups v0-5 (v4+ state filter, v5+ type filter), DeleteGroups v1-2.
 public sealed partial class BrokerHandlers
 {
@@ -129,12 +130,15 @@ public sealed partial class BrokerHandlers
                     answer.Topics.Add(t);
                     foreach (var (partition, offset) in partitions)
                     {
+                        // Kafka: RequireStable and offsets of an open transaction: UNSTABLE_OFFSET_COMMIT, retried.
+                        bool unstable = request.RequireStable && Groups.HasPendingTxnOffset(g.GroupId, topic, partition);
                         t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartitions
                         {
                             PartitionIndex = partition,
-                            CommittedOffset = offset?.Offset ?? -1,
-                            CommittedLeaderEpoch = offset?.LeaderEpoch ?? -1,
-                            Metadata = offset?.Metadata ?? "",
+                            CommittedOffset = unstable ? -1 : offset?.Offset ?? -1,
+                            CommittedLeaderEpoch = unstable ? -1 : offset?.LeaderEpoch ?? -1,
+                            Metadata = unstable ? "" : offset?.Metadata ?? "",
+                            ErrorCode = unstable ? ErrorCodes.UnstableOffsetCommit : ErrorCodes.None,
                         });
                     }
                 }
@@ -169,13 +173,14 @@ public sealed partial class BrokerHandlers
             response.Topics.Add(t);
             foreach (var (partition, offset) in partitions)
             {
+                bool unstable = v >= 7 && request.RequireStable && groupError == ErrorCodes.None && Groups.HasPendingTxnOffset(request.GroupId, topic, partition);
                 t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartition
                 {
                     PartitionIndex = partition,
-                    CommittedOffset = offset?.Offset ?? -1,
-                    CommittedLeaderEpoch = offset?.LeaderEpoch ?? -1,
-                    Metadata = offset?.Metadata ?? "",
-                    ErrorCode = v < 2 ? groupError : ErrorCodes.None,
+                    CommittedOffset = unstable ? -1 : offset?.Offset ?? -1,
+                    CommittedLeaderEpoch = unstable ? -1 : offset?.LeaderEpoch ?? -1,
+                    Metadata = unstable ? "" : offset?.Metadata ?? "",
+                    ErrorCode = unstable ? ErrorCodes.UnstableOffsetCommit : v < 2 ? groupError : ErrorCodes.None,
                 });
             }
         }

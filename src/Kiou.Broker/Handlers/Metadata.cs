@@ -8,7 +8,8 @@ namespace Kiou.Broker.Handlers;
 // Metadata v0-12. This node is the only broker, the controller and the leader of every partition (epoch 0,
 // replicas = isr = [this node]). "All topics" is an empty list in v0 and null from v1. Unknown topics are
 // auto-created when the request allows it (v4+; implicitly in v0-3) and KIOU_AUTO_CREATE_TOPICS is on, never
-// for an "all topics" request. v12 may name topics by id only.
+// for an "all topics" request. v12 may name topics by id only. __transaction_state is internal: listed (is_internal)
+// only when named, never auto-created by a Metadata request.
 //
 // DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
@@ -26,7 +27,10 @@ public sealed partial class BrokerHandlers
         if (all)
         {
             foreach (var topic in _controller.Topics.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
-                response.Topics.Add(DescribeTopic(topic));
+            {
+                if (!IsInternalTopic(topic.Name))
+                    response.Topics.Add(DescribeTopic(topic));
+            }
             return response;
         }
         bool allowAutoCreate = (ctx.ApiVersion < 4 || request.AllowAutoTopicCreation) && _config.AutoCreateTopics;
@@ -50,7 +54,7 @@ public sealed partial class BrokerHandlers
                 missing.ErrorCode = ErrorCodes.InvalidTopicException;
                 continue;
             }
-            if (!allowAutoCreate)
+            if (!allowAutoCreate || IsInternalTopic(wanted.Name))
             {
                 missing.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
                 continue;
@@ -83,7 +87,7 @@ public sealed partial class BrokerHandlers
 
     MetadataResponse.MetadataResponseTopic DescribeTopic(TopicInfo topic)
     {
-        var t = new MetadataResponse.MetadataResponseTopic { Name = topic.Name, TopicId = topic.Id, IsInternal = false };
+        var t = new MetadataResponse.MetadataResponseTopic { Name = topic.Name, TopicId = topic.Id, IsInternal = IsInternalTopic(topic.Name) };
         for (int p = 0; p < topic.Partitions; p++)
         {
             t.Partitions.Add(new MetadataResponse.MetadataResponsePartition
@@ -98,6 +102,11 @@ public sealed partial class BrokerHandlers
         }
         return t;
     }
+
+    /// <summary>The coordinator's own topic: created by the broker only, never deleted, altered in partitions or
+    /// produced to by clients; listed only when asked for by name (with is_internal), so "all topics" stays the
+    /// application's topics (Kafka lists its internal topics there too, flagged).</summary>
+    static bool IsInternalTopic(string name) => name == Kiou.Broker.Transactions.TransactionLog.TopicName;
 
     ValueTask<IKafkaMessage?> DescribeCluster(RequestContext ctx, DescribeClusterRequest request)
     {

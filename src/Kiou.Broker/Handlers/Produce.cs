@@ -44,8 +44,10 @@ public sealed partial class BrokerHandlers
                 PartitionLog? log = null;
                 if (acks is not (0 or 1 or -1))
                     error = ErrorCodes.InvalidRequiredAcks;
-                else if (request.TransactionalId is not null)
-                    error = ErrorCodes.TransactionalIdAuthorizationFailed; // transactions are not supported
+                else if (request.TransactionalId is not null && Transactions is null)
+                    error = ErrorCodes.TransactionalIdAuthorizationFailed; // transactions are not served
+                else if (topic.Name == Kiou.Broker.Transactions.TransactionLog.TopicName)
+                    error = ErrorCodes.InvalidTopicException; // Kafka: clients cannot append to internal topics
                 else if (topicLogs is null || (uint)data.Index >= (uint)topicLogs.Partitions.Length)
                     error = ErrorCodes.UnknownTopicOrPartition;
                 else
@@ -149,7 +151,8 @@ public sealed partial class BrokerHandlers
     {
         ErrorCodes.None => null,
         ErrorCodes.InvalidRequiredAcks => "acks must be 0, 1 or -1 (all)",
-        ErrorCodes.TransactionalIdAuthorizationFailed => "transactions are not supported by KIOU",
+        ErrorCodes.TransactionalIdAuthorizationFailed => "transactions are not served by this broker",
+        ErrorCodes.InvalidTopicException => "Cannot append to internal topic",
         ErrorCodes.UnknownTopicOrPartition => "This server does not host this topic-partition.",
         ErrorCodes.CorruptMessage => "the record batch is corrupt (CRC-32C mismatch, truncated, or inconsistent lengths)",
         ErrorCodes.InvalidRecord => "the record batch is invalid (not a single magic-2 batch, offsets or count inconsistent, or a control batch)",

@@ -11,9 +11,8 @@ namespace Kiou.Broker.Handlers;
 // - no transactional id: a new producer id, never handed out before (ProducerIdAllocator, durable blocks), epoch 0,
 //   whatever id and epoch the request carries (Kafka bumps epochs only for transactional ids);
 // - an empty transactional id: INVALID_REQUEST;
-// - any other transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Produce answers transactional batches:
-//   transactions are not served (yet), and this error is fatal in every client with a message naming transactions,
-//   where COORDINATOR_NOT_AVAILABLE would keep them retrying forever.
+// - any other transactional id: the transaction coordinator (TransactionCoordinator.InitProducerIdAsync): a new
+//   producer id or an epoch bump fencing the previous producer, after aborting its open transaction.
 // DescribeProducers v0: each partition's producer state, read under the partition lock.
 public sealed partial class BrokerHandlers
 {
@@ -33,10 +32,17 @@ public sealed partial class BrokerHandlers
         }
         if (request.TransactionalId is not null)
         {
-            response.ErrorCode = request.TransactionalId.Length == 0 ? ErrorCodes.InvalidRequest : ErrorCodes.TransactionalIdAuthorizationFailed;
-            if (response.ErrorCode == ErrorCodes.TransactionalIdAuthorizationFailed)
-                _log.Info($"{ctx.Client}: InitProducerId for transactional id '{request.TransactionalId}' refused: KIOU does not serve transactions; use an idempotent producer without transactional.id");
-            return Done(response);
+            if (request.TransactionalId.Length == 0)
+            {
+                response.ErrorCode = ErrorCodes.InvalidRequest;
+                return Done(response);
+            }
+            if (Transactions is null)
+            {
+                response.ErrorCode = ErrorCodes.TransactionalIdAuthorizationFailed;
+                return Done(response);
+            }
+            return InitTransactionalProducerId(ctx, request, response);
         }
         try
         {
@@ -50,6 +56,18 @@ public sealed partial class BrokerHandlers
             response.ErrorCode = ErrorCodes.CoordinatorLoadInProgress;
         }
         return Done(response);
+    }
+
+    async ValueTask<IKafkaMessage?> InitTransactionalProducerId(RequestContext ctx, InitProducerIdRequest request, InitProducerIdResponse response)
+    {
+        var result = await Transactions!.InitProducerIdAsync(request.TransactionalId!, request.TransactionTimeoutMs, request.ProducerId, request.ProducerEpoch).ConfigureAwait(false);
+        response.ErrorCode = Fenced(result.Error, ctx.ApiVersion, 4);
+        if (result.Error == ErrorCodes.None)
+        {
+            response.ProducerId = result.ProducerId;
+            response.ProducerEpoch = result.ProducerEpoch;
+        }
+        return response;
     }
 
     ValueTask<IKafkaMessage?> DescribeProducers(RequestContext ctx, DescribeProducersRequest request)

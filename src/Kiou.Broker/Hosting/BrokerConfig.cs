@@ -69,6 +69,8 @@ public sealed record BrokerConfig
     public int MaxOpenSegmentFiles { get; init; } = Kiou.Storage.SegmentFileCache.DefaultCapacity;
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
+    /// <summary>Transaction coordinator settings (KIOU_TRANSACTION_*).</summary>
+    public Kiou.Broker.Transactions.TransactionSettings Transactions { get; init; } = new();
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
     internal Func<Task>? BeforeGroupLoad { get; init; }
     /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>
@@ -129,6 +131,16 @@ public sealed record BrokerConfig
                 OffsetsRetentionCheckIntervalMs = Int(env, "KIOU_OFFSETS_RETENTION_CHECK_INTERVAL_MS", (int)g.OffsetsRetentionCheckIntervalMs, 1, int.MaxValue),
                 OffsetMetadataMaxBytes = Int(env, "KIOU_OFFSET_METADATA_MAX_BYTES", g.OffsetMetadataMaxBytes, 0, 1024 * 1024),
                 LogCompactMinBytes = Int(env, "KIOU_OFFSETS_LOG_COMPACT_MIN_BYTES", (int)g.LogCompactMinBytes, 4096, int.MaxValue),
+            },
+        };
+        var tx = c.Transactions;
+        c = c with
+        {
+            Transactions = tx with
+            {
+                MaxTimeoutMs = Int(env, "KIOU_TRANSACTION_MAX_TIMEOUT_MS", tx.MaxTimeoutMs, 1, int.MaxValue),
+                AbortTimedOutIntervalMs = Int(env, "KIOU_TRANSACTION_ABORT_TIMED_OUT_CLEANUP_INTERVAL_MS", tx.AbortTimedOutIntervalMs, 1, int.MaxValue),
+                StateLogPartitions = Int(env, "KIOU_TRANSACTION_STATE_LOG_NUM_PARTITIONS", tx.StateLogPartitions, 1, 1000),
             },
         };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)

@@ -4,6 +4,7 @@ using Kiou.Broker.Groups;
 using Kiou.Broker.Handlers;
 using Kiou.Broker.Logs;
 using Kiou.Broker.Network;
+using Kiou.Broker.Transactions;
 using Kiou.Storage.Devices;
 
 namespace Kiou.Broker.Hosting;
@@ -25,9 +26,10 @@ public sealed class KiouBroker : IAsyncDisposable
     int _disposed;
 
     KiouBroker(BrokerConfig config, Log log, FileStream dirLock, ILogDevice device, LogManager logs, ClusterController controller,
-        Listener broker, Listener controllerListener, GroupCoordinator groups)
+        Listener broker, Listener controllerListener, GroupCoordinator groups, TransactionCoordinator transactions)
     {
         Groups = groups;
+        Transactions = transactions;
         Config = config;
         _log = log;
         _lock = dirLock;
@@ -41,6 +43,7 @@ public sealed class KiouBroker : IAsyncDisposable
     public BrokerConfig Config { get; }
     public ClusterController Controller { get; }
     public GroupCoordinator Groups { get; }
+    public TransactionCoordinator Transactions { get; }
     public LogManager Logs => _logs;
     public IPEndPoint BrokerEndPoint => _broker.LocalEndPoint;
     public IPEndPoint ControllerEndPoint => _controllerListener.LocalEndPoint;
@@ -64,6 +67,7 @@ public sealed class KiouBroker : IAsyncDisposable
         LogManager? logs = null;
         Listener? broker = null, controllerListener = null;
         GroupCoordinator? groups = null;
+        TransactionCoordinator? transactions = null;
         try
         {
             var router = new RequestRouter();
@@ -88,25 +92,45 @@ public sealed class KiouBroker : IAsyncDisposable
                 log.Write(level, line);
             groups = new GroupCoordinator(config.Groups, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
-            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups };
+            var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
+            transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
+            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions };
             handlers.RegisterAll();
             logs.StartBackgroundWork();
             groups.StartLoading(config.BeforeGroupLoad);
+            LoadTransactions(transactions, txnStore, log);
             broker.Start();
             controllerListener.Start();
-            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups);
+            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions);
         }
         catch
         {
             broker?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             controllerListener?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             groups?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            transactions?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             logs?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             device?.Dispose();
             dirLock.Dispose();
             throw;
         }
     }
+
+    /// <summary>Replays __transaction_state in the background (transaction requests get COORDINATOR_LOAD_IN_PROGRESS
+    /// meanwhile), then resumes the prepared transactions.</summary>
+    static void LoadTransactions(TransactionCoordinator transactions, TransactionStateStore store, Log log) =>
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                transactions.Load(store.Replay());
+            }
+            catch (Exception e)
+            {
+                log.Error($"loading {TransactionLog.TopicName} failed: {e.Message}; transaction requests get COORDINATOR_NOT_AVAILABLE until a restart loads it");
+                transactions.LoadFailed(e);
+            }
+        });
 
     static FileStream LockDataDir(string dataDir, List<(Log.Level, string)> deferred)
     {
@@ -202,6 +226,8 @@ public sealed class KiouBroker : IAsyncDisposable
         await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
         // Both at once: each waits a bounded grace for its connections, and SIGTERM has one bound for the whole stop.
         await Task.WhenAll(_broker.DisposeAsync().AsTask(), _controllerListener.DisposeAsync().AsTask()).ConfigureAwait(false);
+        // Transactions first: a marker in flight may still complete a group's transactional offsets.
+        await Transactions.DisposeAsync().ConfigureAwait(false);
         await Groups.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _device.Dispose();
