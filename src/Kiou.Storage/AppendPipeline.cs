@@ -118,7 +118,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         throw new UnreachableException("flushes call back the flush scheduler");
 
     /// <summary>See <see cref="PartitionLog.AppendAsync"/>.</summary>
-    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable)
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client)
     {
         Span<byte> span = batch.Span;
         if (!RecordBatch.TryReadHeader(span, out BatchHeader header) || header.TotalSize != span.Length)
@@ -142,6 +142,14 @@ internal sealed class AppendPipeline : ILogDeviceCallback
 
         long maxTimestamp = RecordBatch.MaxTimestamp(span);
         bool idempotent = RecordBatch.ProducerId(span) >= 0;
+        if (RecordBatch.IsControl(span) && (origin != AppendOrigin.Coordinator || !idempotent))
+        {
+            // LogValidator: "Clients are not allowed to write control records"; a marker names its producer.
+            return ValueTask.FromException<AppendResult>(new ProducerStateException(RecordErrorCodes.InvalidRecord, origin == AppendOrigin.Coordinator
+                ? $"partition {_owner.Name}: refused a control batch without a producer id (a transaction marker must name its producer)"
+                : $"partition {_owner.Name}: refused a control batch from a client: clients are not allowed to write control records"));
+        }
+
         PendingAppend op = _pool.Rent();
         string? message = null;
         SafeFileHandle[]? flushes = null;
@@ -165,7 +173,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 if (idempotent)
                 {
                     // In append order under the single writer, so pipelined batches of one producer are checked in turn.
-                    producer = ProducerBatch.FromHeader(span);
+                    producer = ProducerBatch.FromBatch(span);
                     check = _owner.Producers.Check(producer);
                     generation = _owner.ProducerGeneration;
                     if (check.Outcome != ProducerCheckOutcome.Append)
@@ -214,7 +222,15 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 _owner.Tails.Reserve(endOffset);
                 if (idempotent)
                 {
-                    _owner.Producers.Apply(producer, baseOffset);
+                    if (_owner.Producers.Apply(producer, baseOffset) is { } aborted)
+                    {
+                        segment.TxnIndex.Append(aborted);
+                    }
+
+                    if (producer.IsTransactional)
+                    {
+                        _owner.UpdateFirstUnstableOffsetLocked();
+                    }
                 }
 
                 sequence = _nextSequence++;
@@ -354,6 +370,8 @@ internal sealed class AppendPipeline : ILogDeviceCallback
             ProducerCheckOutcome.InvalidProducerEpoch => "its epoch is older than the producer's current epoch here (the producer was fenced or re-initialised)",
             ProducerCheckOutcome.OutOfOrderSequence => "its sequence does not follow the producer's last batch here (a gap, or a retry older than the last five batches)",
             ProducerCheckOutcome.InvalidTxnState => "the producer has a transaction open on this partition",
+            ProducerCheckOutcome.CoordinatorFenced => "its coordinator epoch is older than the one of the producer's last marker here (a zombie coordinator)",
+            ProducerCheckOutcome.InvalidControlBatch => "a control batch must be transactional and hold one COMMIT or ABORT marker",
             _ => "a batch with a producer id must have a base sequence of 0 or more",
         };
         _owner.Producers.TryGetProducer(batch.ProducerId, out ProducerStateEntry? known);
@@ -788,6 +806,11 @@ internal sealed class AppendPipeline : ILogDeviceCallback
 
         if (advanced)
         {
+            if (_owner.Producers.HasUnreplicatedTxns && _owner.Producers.OnHighWatermarkUpdated(_owner.Tails.Completed))
+            {
+                _owner.UpdateFirstUnstableOffsetLocked(); // before the wake-up below: woken fetches see the new LSO
+            }
+
             _owner.Flusher.OnCompletedLocked(config.Flush);
 
             if (_hwSignal is not null)

@@ -59,6 +59,17 @@ public sealed partial class PartitionLog
         }
     }
 
+    /// <summary>After recovery: the producer state (replay included), then any aborted-transaction index still missing.</summary>
+    private void LoadTransactionState(bool cleanStart)
+    {
+        LoadProducerState(cleanStart);
+        lock (Lock)
+        {
+            RebuildTxnIndexesFromLogStartLocked();
+            UpdateFirstUnstableOffsetLocked();
+        }
+    }
+
     /// <summary>
     /// Kafka's rebuildProducerState: the latest usable snapshot, then the headers of the batches stored after it up to
     /// the completed tail. Runs at open and after a failed write's bytes were truncated (the state had already taken
@@ -75,6 +86,22 @@ public sealed partial class PartitionLog
             // No snapshot at all (a log written before snapshots existed): as Kafka on upgrade, only the last two
             // segments are read; producers seen only before them are unknown and accepted at any sequence (KIP-360).
             from = Math.Max(from, Segments[Segments.Count - 2].BaseOffset);
+        }
+
+        // The replay rebuilds the aborted-transaction indexes that recovery could not trust, when it covers them all
+        // (it knows every open transaction from the snapshot on); otherwise RebuildTxnIndexesFromLogStartLocked does.
+        bool buildTxnIndexes = startup;
+        for (int i = 0; i < Segments.Count && buildTxnIndexes; i++)
+        {
+            buildTxnIndexes = !Segments[i].TxnIndexNeedsRebuild || Segments[i].BaseOffset >= from;
+        }
+
+        for (int i = 0; i < Segments.Count && buildTxnIndexes; i++)
+        {
+            if (Segments[i].TxnIndexNeedsRebuild)
+            {
+                Segments[i].TxnIndex.Clear();
+            }
         }
 
         long offset = from;
@@ -105,7 +132,15 @@ public sealed partial class PartitionLog
             {
                 if (header.NextOffset > offset)
                 {
-                    Producers.Replay(ProducerBatch.FromHeader(span), header.BaseOffset);
+                    if (Producers.Replay(ProducerBatch.FromBatch(span[..header.TotalSize]), header.BaseOffset) is { } aborted && buildTxnIndexes)
+                    {
+                        Segment segment = Segments.FindLocked(header.BaseOffset);
+                        if (segment.TxnIndexNeedsRebuild)
+                        {
+                            segment.TxnIndex.Append(aborted);
+                        }
+                    }
+
                     offset = header.NextOffset;
                 }
 
@@ -115,6 +150,12 @@ public sealed partial class PartitionLog
 
         Producers.UpdateMapEndOffset(end);
         ProducerGeneration++;
+        if (buildTxnIndexes)
+        {
+            FinishTxnIndexRebuildLocked();
+        }
+
+        UpdateFirstUnstableOffsetLocked();
     }
 
     /// <summary>
