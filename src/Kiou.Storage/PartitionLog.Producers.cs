@@ -149,6 +149,7 @@ public sealed partial class PartitionLog
         }
 
         Producers.UpdateMapEndOffset(end);
+        Producers.OnHighWatermarkUpdated(end); // every replayed marker is below the completed tail
         ProducerGeneration++;
         if (buildTxnIndexes)
         {
