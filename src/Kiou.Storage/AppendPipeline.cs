@@ -227,7 +227,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                         segment.TxnIndex.Append(aborted);
                     }
 
-                    if (producer.IsTransactional)
+                    if (_owner.Producers.TakeTxnsChanged())
                     {
                         _owner.UpdateFirstUnstableOffsetLocked();
                     }

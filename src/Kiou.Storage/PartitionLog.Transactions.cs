@@ -38,7 +38,11 @@ public sealed partial class PartitionLog
         }
     }
 
-    internal void UpdateFirstUnstableOffsetLocked() => Volatile.Write(ref _firstUnstableOffset, Producers.FirstUnstableOffset);
+    internal void UpdateFirstUnstableOffsetLocked()
+    {
+        Producers.TakeTxnsChanged();
+        Volatile.Write(ref _firstUnstableOffset, Producers.FirstUnstableOffset);
+    }
 
     /// <summary>
     /// Kafka's collectAbortedTransactions: the aborted transactions that overlap [<paramref name="fetchOffset"/>,

@@ -174,6 +174,21 @@ public sealed class TransactionReadTests
         Assert.Equal(9, await Latest(1));
         var later = (await wire.SendAsync<FetchResponse>(1, 11, Fetch(topic, 7, 1))).Responses.Single().Partitions.Single();
         Assert.Empty(later.AbortedTransactions!); // its marker (6) is below the fetch offset
+
+        // A transaction left open and the aborted index survive a restart (snapshot and .txnindex).
+        Assert.Equal(9, await Append(broker.Broker.Logs.Get(topic, 0)!, Txn("c", 1, 8, 0, 2)));
+        wire.Dispose();
+        await broker.RestartAsync();
+        using var wire2 = await SegmentFilesTests.Wire.ConnectAsync(broker.Broker.BrokerEndPoint);
+        var restarted = (await wire2.SendAsync<FetchResponse>(1, 11, Fetch(topic, 0, 1))).Responses.Single().Partitions.Single();
+        Assert.Equal(10, restarted.HighWatermark);
+        Assert.Equal(9, restarted.LastStableOffset);
+        Assert.Equal(9, NextOffset(restarted));
+        Assert.Equal((7L, 2L), (restarted.AbortedTransactions!.Single().ProducerId, restarted.AbortedTransactions!.Single().FirstOffset));
+        Assert.Equal(10, await EndTxn(broker.Broker.Logs.Get(topic, 0)!, 8, commit: false));
+        var aborted8 = (await wire2.SendAsync<FetchResponse>(1, 11, Fetch(topic, 9, 1))).Responses.Single().Partitions.Single();
+        Assert.Equal(11, aborted8.LastStableOffset);
+        Assert.Equal((8L, 9L), (aborted8.AbortedTransactions!.Single().ProducerId, aborted8.AbortedTransactions!.Single().FirstOffset));
     }
 
     [Fact]

@@ -38,6 +38,7 @@ public sealed class ProducerStateManager
     // is not yet below the high watermark (both keep the last stable offset at their first offset).
     private readonly SortedDictionary<long, long> _ongoingTxns = new();
     private readonly SortedDictionary<long, long> _unreplicatedTxns = new(); // first offset -> marker offset
+    private bool _txnsChanged;
     private readonly SortedSet<long> _snapshots = new();
     private readonly string _directory;
     private readonly string _partition;
@@ -243,6 +244,7 @@ public sealed class ProducerStateManager
         {
             entry.CurrentTxnFirstOffset = baseOffset;
             _ongoingTxns[baseOffset] = entry.ProducerId;
+            _txnsChanged = true;
         }
 
         return null;
@@ -277,6 +279,7 @@ public sealed class ProducerStateManager
             }
 
             _unreplicatedTxns[first] = markerOffset;
+            _txnsChanged = true;
         }
 
         entry.EndTransaction(marker.ProducerEpoch, marker.CoordinatorEpoch, marker.MaxTimestamp);
@@ -305,6 +308,17 @@ public sealed class ProducerStateManager
 
             return first;
         }
+    }
+
+    /// <summary>
+    /// True once after a transaction opened or was decided (then <see cref="FirstUnstableOffset"/> may have changed):
+    /// the append path recomputes it only then, not for every batch of an open transaction.
+    /// </summary>
+    public bool TakeTxnsChanged()
+    {
+        bool changed = _txnsChanged;
+        _txnsChanged = false;
+        return changed;
     }
 
     /// <summary>True while a decided transaction waits for the high watermark to pass its marker (checked on publish).</summary>
