@@ -744,6 +744,13 @@ internal sealed class AppendPipeline : ILogDeviceCallback
     public void MarkFailedLocked(int errno, long fromOffset, string what, ref string? message)
     {
         _failedFrom = Math.Min(_failedFrom, fromOffset);
+
+        // ABORT markers from there on will not be published: their index entries go now, not only at the resume.
+        for (int i = _owner.Segments.Count - 1; i >= 0 && _owner.Segments[i].ReservedEnd > _failedFrom; i--)
+        {
+            _owner.Segments[i].TxnIndex.TruncateTo(_failedFrom);
+        }
+
         if (_failed)
         {
             return;

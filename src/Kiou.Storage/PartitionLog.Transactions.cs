@@ -59,8 +59,10 @@ public sealed partial class PartitionLog
                 return null;
             }
 
+            // As Kafka, on through later segments until an entry's last stable offset reaches the bound: a transaction
+            // that starts below the bound may be aborted by a marker segments later.
             Segment first = Segments.FindLocked(Math.Max(fetchOffset, Segments[0].BaseOffset));
-            for (int i = Segments.IndexOf(first); i < Segments.Count && Segments[i].BaseOffset < upperBoundOffset; i++)
+            for (int i = Segments.IndexOf(first); i < Segments.Count; i++)
             {
                 if (Segments[i].TxnIndex.Collect(fetchOffset, upperBoundOffset, ref found))
                 {
