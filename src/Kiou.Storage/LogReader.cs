@@ -91,8 +91,13 @@ internal sealed class LogReader(PartitionLog owner)
 
             try
             {
-                if (bound >= 0 && FindBatch(segment, bound, ref boundIndexPosition, ref boundIndexBase, limit, -1, out int boundPosition, out _))
+                if (bound >= 0 && FindBatch(segment, bound, ref boundIndexPosition, ref boundIndexBase, limit, -1, out int boundPosition, out BatchHeader boundBatch))
                 {
+                    if (boundBatch.BaseOffset <= offset)
+                    {
+                        return new ReadResult(ReadError.None, hw, logStart, null, 0); // the offset's batch reaches the bound
+                    }
+
                     limit = boundPosition; // the batch holding the bound is not returned
                 }
 
