@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Kiou.Protocol.Records;
+using Kiou.Storage.Devices;
 using Kiou.Storage.Producers;
 using Kiou.Storage.Tests.Support;
 using Kiou.Testing;
@@ -509,5 +510,133 @@ public sealed class TransactionModelTests : IDisposable
         {
             File.Delete(indexes[rng.Next(indexes.Length - 1)]);
         }
+    }
+}
+
+/// <summary>
+/// Power cuts amid transactional traffic (<see cref="PowerLossLogDevice"/>: unflushed writes lost, torn or reordered):
+/// after recovery, the open transactions, the LSO and every segment's aborted transactions are exactly what the
+/// surviving log implies, and markers answered as durable survived.
+/// </summary>
+public sealed class TransactionPowerLossTests
+{
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(2, true)]
+    [InlineData(3, false)]
+    public async Task After_a_power_cut_the_transaction_state_is_what_the_surviving_log_implies(int seed, bool direct)
+    {
+        string dataDir = Path.Combine(Path.GetTempPath(), "kiou-storage-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dataDir);
+        var rng = new Random(seed);
+        var time = new ManualTimeProvider();
+        var config = new LogConfig { SegmentBytes = rng.Next(1_000, 3_000), Flush = new FlushPolicy(FlushMode.Roll, long.MaxValue, long.MaxValue) };
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        try
+        {
+            for (int cycle = 0; cycle < 4; cycle++)
+            {
+                using var device = new PowerLossLogDevice(new SyncLogDevice()) { DirectWrites = direct };
+                PartitionLog log = PartitionLog.Open(dataDir, "t", 0, config, device, time, lines.Enqueue);
+                device.Baseline(Path.Combine(dataDir, "t-0"));
+
+                // The producers' sequences go on from what survived (unknown producers may start anywhere).
+                var sequence = new Dictionary<long, int>();
+                foreach (ProducerStateEntry e in log.ActiveProducers())
+                {
+                    sequence[e.ProducerId] = e.LastSequence + 1;
+                }
+
+                long durableMarker = -1;
+                var pending = new List<Task<AppendResult>>();
+                for (int op = 0; op < rng.Next(20, 120); op++)
+                {
+                    long producer = rng.Next(1, 4);
+                    int roll = rng.Next(100);
+                    if (roll < 20)
+                    {
+                        pending.Add(log.AppendAsync(BatchBuilder.Simple(rng.Next(1, 4), valueBytes: 30), false).AsTask());
+                    }
+                    else if (roll < 70)
+                    {
+                        int count = rng.Next(1, 4);
+                        int seq = sequence.GetValueOrDefault(producer);
+                        pending.Add(log.AppendAsync(TransactionTests.Txn(count, producer, 0, seq, valueBytes: 30), false).AsTask());
+                        sequence[producer] = seq + count;
+                    }
+                    else
+                    {
+                        // The coordinator waits for its markers to be durable.
+                        AppendResult r = await log.AppendAsync(TransactionTests.Marker(producer, 0, commit: rng.Next(2) == 0), true, AppendOrigin.Coordinator);
+                        durableMarker = r.BaseOffset;
+                    }
+                }
+
+                await Task.WhenAll(pending);
+                device.CutPower();
+                await log.WhenBackgroundIdleAsync().WaitAsync(TimeSpan.FromSeconds(10));
+                device.RestoreAfterPowerLoss(rng);
+
+                using var after = new PowerLossLogDevice(new SyncLogDevice()) { DirectWrites = direct };
+                PartitionLog reopened = PartitionLog.Open(dataDir, "t", 0, config, after, time, lines.Enqueue);
+                try
+                {
+                    Assert.True(reopened.HighWatermark > durableMarker, $"cycle {cycle}: the durable marker at {durableMarker} was lost (log ends at {reopened.HighWatermark})");
+                    var (open, aborted) = Model(LogFixture.ReadAll(reopened, reopened.LogStartOffset));
+                    Assert.Equal(open.Count, reopened.OngoingTransactionCount);
+                    Assert.Equal(open.Count > 0 ? open.Values.Min() : reopened.HighWatermark, reopened.LastStableOffset);
+                    Assert.Equal(aborted, reopened.TxnIndexes().SelectMany(s => s.Aborted));
+                    reopened.CheckInvariants();
+                }
+                catch (Exception e)
+                {
+                    throw new Xunit.Sdk.XunitException($"seed {seed} cycle {cycle}: {e.Message}\n{string.Join("\n", lines)}");
+                }
+                finally
+                {
+                    await reopened.DisposeAsync();
+                }
+            }
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(dataDir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Kafka's rules over stored batches: open transactions and the aborted ones with their last stable offsets.</summary>
+    private static (Dictionary<long, long> Open, List<AbortedTxn> Aborted) Model(List<byte[]> batches)
+    {
+        var open = new Dictionary<long, long>();
+        var aborted = new List<AbortedTxn>();
+        foreach (byte[] b in batches)
+        {
+            long producer = RecordBatch.ProducerId(b);
+            long offset = RecordBatch.BaseOffset(b);
+            if (!RecordBatch.IsTransactional(b))
+            {
+                continue;
+            }
+
+            if (!RecordBatch.IsControl(b))
+            {
+                open.TryAdd(producer, offset);
+                continue;
+            }
+
+            Assert.True(EndTransactionMarker.TryRead(b, out short type, out _));
+            if (open.Remove(producer, out long first) && type == EndTransactionMarker.Abort)
+            {
+                aborted.Add(new AbortedTxn(producer, first, offset, open.Count > 0 ? open.Values.Min() : offset + 1));
+            }
+        }
+
+        return (open, aborted);
     }
 }
