@@ -319,14 +319,24 @@ internal sealed class Segment
     }
 
     /// <summary>
-    /// Writes <c>.index</c> and <c>.timeindex</c> from the in-memory indexes: each to a temporary file, fsync'ed,
+    /// Writes <c>.txnindex</c>, <c>.index</c> and <c>.timeindex</c> from the in-memory indexes: each to a temporary file, fsync'ed,
     /// then renamed over the old one, so a crash leaves either the old file, the new one, or none.
     /// Call only when the indexes no longer change (sealed and published, or closing).
     /// </summary>
     public void WriteIndexFiles()
     {
-        // First: a crash before .index is written leads to a full scan, which rebuilds this one too.
-        WriteTxnIndexFile();
+        // First, and its rename durable before .index exists: trusted index files without a .txnindex mean "no abort",
+        // and a crash before .index is written leads to a full scan, which rebuilds this one too.
+        if (WriteTxnIndexFile())
+        {
+            string directory = Path.GetDirectoryName(LogPath)!;
+            int rc = FileSync.SyncDirectory(directory);
+            if (rc < 0)
+            {
+                throw new IOException($"fsync of directory {directory} failed: {ErrnoNames.Describe(rc)}", -rc);
+            }
+        }
+
         SmallFiles.WriteAtomically(IndexPath, Index.Serialize());
         SmallFiles.WriteAtomically(TimeIndexPath, TimeIndex.Serialize());
     }
@@ -334,19 +344,24 @@ internal sealed class Segment
     /// <summary>
     /// Writes <c>.txnindex</c> when it has entries and removes it when it has none, as Kafka creates it only for aborted
     /// transactions: a segment whose other index files are trusted and which has no <c>.txnindex</c> has no abort.
+    /// Returns true when a file was written or removed.
     /// </summary>
-    public void WriteTxnIndexFile()
+    public bool WriteTxnIndexFile()
     {
         byte[] bytes = TxnIndex.Serialize(); // sealed or closing: no marker is appended to it any more
-
         if (bytes.Length > 0)
         {
             SmallFiles.WriteAtomically(TxnIndexPath, bytes);
+            return true;
         }
-        else
+
+        if (!File.Exists(TxnIndexPath))
         {
-            File.Delete(TxnIndexPath);
+            return false;
         }
+
+        File.Delete(TxnIndexPath);
+        return true;
     }
 
     public void DeleteIndexFiles()

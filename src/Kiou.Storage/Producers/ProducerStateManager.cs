@@ -222,6 +222,13 @@ public sealed class ProducerStateManager
 
     private AbortedTxn? Update(in ProducerBatch batch, long baseOffset)
     {
+        if (batch.IsControl && !batch.IsMarker)
+        {
+            // A control batch without a COMMIT/ABORT record (Kafka: emptied by compaction) changes no producer.
+            _mapEndOffset = Math.Max(_mapEndOffset, baseOffset + batch.LastOffsetDelta + 1);
+            return null;
+        }
+
         if (!_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? entry))
         {
             entry = new ProducerStateEntry(batch.ProducerId);
@@ -236,7 +243,7 @@ public sealed class ProducerStateManager
 
         if (batch.IsControl)
         {
-            return batch.IsMarker ? EndTransaction(entry, batch, baseOffset) : null; // another control type: no state
+            return EndTransaction(entry, batch, baseOffset);
         }
 
         entry.AddBatch(batch.ProducerEpoch, batch.LastSequence, lastOffset, batch.LastOffsetDelta, batch.MaxTimestamp);
