@@ -225,6 +225,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                     if (_owner.Producers.Apply(producer, baseOffset) is { } aborted)
                     {
                         segment.TxnIndex.Append(aborted);
+                        _owner.NoteAbortedLocked();
                     }
 
                     if (_owner.Producers.TakeTxnsChanged())

@@ -67,6 +67,13 @@ public sealed partial class PartitionLog
         {
             RebuildTxnIndexesFromLogStartLocked();
             UpdateFirstUnstableOffsetLocked();
+            for (int i = 0; i < Segments.Count; i++)
+            {
+                if (Segments[i].TxnIndex.Count > 0)
+                {
+                    NoteAbortedLocked();
+                }
+            }
         }
     }
 

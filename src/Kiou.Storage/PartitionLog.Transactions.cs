@@ -22,6 +22,12 @@ public sealed partial class PartitionLog
     // Producers.FirstUnstableOffset, published for lock-free readers; long.MaxValue when no transaction is unstable.
     private long _firstUnstableOffset = long.MaxValue;
 
+    // Set once any segment indexes an aborted transaction (never cleared): read_committed fetches of partitions that
+    // never saw an abort (every librdkafka consumer's default) skip the lock and the segment walk.
+    private bool _anyAborted;
+
+    internal void NoteAbortedLocked() => Volatile.Write(ref _anyAborted, true);
+
     /// <summary>
     /// Kafka's lastStableOffset: the first offset of the oldest transaction that is open or whose marker is not yet
     /// below the high watermark, else the high watermark; never below the log start. read_committed reads stop here.
@@ -51,6 +57,11 @@ public sealed partial class PartitionLog
     /// </summary>
     public List<AbortedTxn>? CollectAbortedTransactions(long fetchOffset, long upperBoundOffset)
     {
+        if (!Volatile.Read(ref _anyAborted))
+        {
+            return null;
+        }
+
         List<AbortedTxn>? found = null;
         lock (Lock)
         {
@@ -217,6 +228,11 @@ public sealed partial class PartitionLog
         for (int i = 0; i < Segments.Count; i++)
         {
             Segment segment = Segments[i];
+            if (segment.TxnIndex.Count > 0)
+            {
+                NoteAbortedLocked();
+            }
+
             if (!segment.TxnIndexNeedsRebuild)
             {
                 continue;
