@@ -118,7 +118,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         throw new UnreachableException("flushes call back the flush scheduler");
 
     /// <summary>See <see cref="PartitionLog.AppendAsync"/>.</summary>
-    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable)
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client)
     {
         Span<byte> span = batch.Span;
         if (!RecordBatch.TryReadHeader(span, out BatchHeader header) || header.TotalSize != span.Length)
@@ -141,8 +141,15 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         }
 
         long maxTimestamp = RecordBatch.MaxTimestamp(span);
-        // Transaction markers (control batches) carry no sequence: the producer state does not check them here.
-        bool idempotent = RecordBatch.ProducerId(span) >= 0 && !RecordBatch.IsControl(span);
+        bool idempotent = RecordBatch.ProducerId(span) >= 0;
+        if (RecordBatch.IsControl(span) && (origin != AppendOrigin.Coordinator || !idempotent))
+        {
+            // LogValidator: "Clients are not allowed to write control records"; a marker names its producer.
+            return ValueTask.FromException<AppendResult>(new ProducerStateException(RecordErrorCodes.InvalidRecord, origin == AppendOrigin.Coordinator
+                ? $"partition {_owner.Name}: refused a control batch without a producer id (a transaction marker must name its producer)"
+                : $"partition {_owner.Name}: refused a control batch from a client: clients are not allowed to write control records"));
+        }
+
         PendingAppend op = _pool.Rent();
         string? message = null;
         SafeFileHandle[]? flushes = null;
@@ -166,7 +173,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 if (idempotent)
                 {
                     // In append order under the single writer, so pipelined batches of one producer are checked in turn.
-                    producer = ProducerBatch.FromHeader(span);
+                    producer = ProducerBatch.FromBatch(span);
                     check = _owner.Producers.Check(producer);
                     generation = _owner.ProducerGeneration;
                     if (check.Outcome != ProducerCheckOutcome.Append)
@@ -215,7 +222,16 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 _owner.Tails.Reserve(endOffset);
                 if (idempotent)
                 {
-                    _owner.Producers.Apply(producer, baseOffset);
+                    if (_owner.Producers.Apply(producer, baseOffset) is { } aborted)
+                    {
+                        segment.TxnIndex.Append(aborted);
+                        _owner.NoteAbortedLocked();
+                    }
+
+                    if (_owner.Producers.TakeTxnsChanged())
+                    {
+                        _owner.UpdateFirstUnstableOffsetLocked();
+                    }
                 }
 
                 sequence = _nextSequence++;
@@ -355,6 +371,8 @@ internal sealed class AppendPipeline : ILogDeviceCallback
             ProducerCheckOutcome.InvalidProducerEpoch => "its epoch is older than the producer's current epoch here (the producer was fenced or re-initialised)",
             ProducerCheckOutcome.OutOfOrderSequence => "its sequence does not follow the producer's last batch here (a gap, or a retry older than the last five batches)",
             ProducerCheckOutcome.InvalidTxnState => "the producer has a transaction open on this partition",
+            ProducerCheckOutcome.CoordinatorFenced => "its coordinator epoch is older than the one of the producer's last marker here (a zombie coordinator)",
+            ProducerCheckOutcome.InvalidControlBatch => "a control batch must be transactional and hold one COMMIT or ABORT marker",
             _ => "a batch with a producer id must have a base sequence of 0 or more",
         };
         _owner.Producers.TryGetProducer(batch.ProducerId, out ProducerStateEntry? known);
@@ -727,6 +745,13 @@ internal sealed class AppendPipeline : ILogDeviceCallback
     public void MarkFailedLocked(int errno, long fromOffset, string what, ref string? message)
     {
         _failedFrom = Math.Min(_failedFrom, fromOffset);
+
+        // ABORT markers from there on will not be published: their index entries go now, not only at the resume.
+        for (int i = _owner.Segments.Count - 1; i >= 0 && _owner.Segments[i].ReservedEnd > _failedFrom; i--)
+        {
+            _owner.Segments[i].TxnIndex.TruncateTo(_failedFrom);
+        }
+
         if (_failed)
         {
             return;
@@ -789,6 +814,11 @@ internal sealed class AppendPipeline : ILogDeviceCallback
 
         if (advanced)
         {
+            if (_owner.Producers.HasUnreplicatedTxns && _owner.Producers.OnHighWatermarkUpdated(_owner.Tails.Completed))
+            {
+                _owner.UpdateFirstUnstableOffsetLocked(); // before the wake-up below: woken fetches see the new LSO
+            }
+
             _owner.Flusher.OnCompletedLocked(config.Flush);
 
             if (_hwSignal is not null)

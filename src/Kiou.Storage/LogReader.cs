@@ -31,8 +31,10 @@ internal sealed class LogReader(PartitionLog owner)
     /// a bad one are returned). Dispose the result.
     /// With <paramref name="zeroCopy"/> the bytes are not read: the result's records are a <see cref="FileRecords"/>
     /// region of the segment file (for sendfile), cut at batch boundaries found through the offset index.
+    /// <paramref name="maxOffset"/> (exclusive, a batch boundary such as the last stable offset) stops the read earlier
+    /// than the high watermark: read_committed fetches.
     /// </summary>
-    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false)
+    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false, long maxOffset = long.MaxValue)
     {
         for (int attempt = 0; ; attempt++)
         {
@@ -43,6 +45,9 @@ internal sealed class LogReader(PartitionLog owner)
             long hw;
             long logStart;
             (long Start, long End) hole = default;
+            long bound = -1;
+            int boundIndexPosition = 0;
+            long boundIndexBase = 0;
             lock (_owner.Lock)
             {
                 ObjectDisposedException.ThrowIf(_owner.Closed, _owner);
@@ -53,7 +58,7 @@ internal sealed class LogReader(PartitionLog owner)
                     return new ReadResult(ReadError.OffsetOutOfRange, hw, logStart, null, 0);
                 }
 
-                if (offset >= hw)
+                if (offset >= hw || offset >= maxOffset)
                 {
                     return new ReadResult(ReadError.None, hw, logStart, null, 0);
                 }
@@ -70,6 +75,12 @@ internal sealed class LogReader(PartitionLog owner)
                 }
 
                 limit = segment.CompletedSize;
+                if (maxOffset < segment.CompletedEnd && hole.End == 0)
+                {
+                    bound = maxOffset;
+                    (int boundRel, boundIndexPosition) = segment.Index.Lookup(bound - segment.BaseOffset);
+                    boundIndexBase = segment.BaseOffset + boundRel;
+                }
             }
 
             if (hole.End > 0)
@@ -80,6 +91,16 @@ internal sealed class LogReader(PartitionLog owner)
 
             try
             {
+                if (bound >= 0 && FindBatch(segment, bound, ref boundIndexPosition, ref boundIndexBase, limit, -1, out int boundPosition, out BatchHeader boundBatch))
+                {
+                    if (boundBatch.BaseOffset <= offset)
+                    {
+                        return new ReadResult(ReadError.None, hw, logStart, null, 0); // the offset's batch reaches the bound
+                    }
+
+                    limit = boundPosition; // the batch holding the bound is not returned
+                }
+
                 return zeroCopy
                     ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart)
                     : ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart);
@@ -270,9 +291,19 @@ internal sealed class LogReader(PartitionLog owner)
         _owner.Warn($"partition {_owner.Name}: a read at offset {offset} {met} and was answered with {answer}{more}: {what}");
     }
 
-    /// <summary>Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past it.</summary>
-    public long BytesAvailable(long offset)
+    /// <summary>
+    /// Log bytes from the start of the batch containing <paramref name="offset"/> up to the high watermark; 0 at or past
+    /// it, or at or past <paramref name="maxOffset"/> (the last stable offset, for read_committed). Below that bound the
+    /// count still runs to the high watermark: an overestimate, so a woken read_committed fetch may read, find less than
+    /// its minimum and park again, but never sleeps through committed bytes.
+    /// </summary>
+    public long BytesAvailable(long offset, long maxOffset = long.MaxValue)
     {
+        if (offset >= maxOffset)
+        {
+            return 0;
+        }
+
         for (int attempt = 0; ; attempt++)
         {
             Segment segment;

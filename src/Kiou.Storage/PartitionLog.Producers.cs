@@ -59,6 +59,24 @@ public sealed partial class PartitionLog
         }
     }
 
+    /// <summary>After recovery: the producer state (replay included), then any aborted-transaction index still missing.</summary>
+    private void LoadTransactionState(bool cleanStart)
+    {
+        LoadProducerState(cleanStart);
+        lock (Lock)
+        {
+            RebuildTxnIndexesFromLogStartLocked();
+            UpdateFirstUnstableOffsetLocked();
+            for (int i = 0; i < Segments.Count; i++)
+            {
+                if (Segments[i].TxnIndex.Count > 0)
+                {
+                    NoteAbortedLocked();
+                }
+            }
+        }
+    }
+
     /// <summary>
     /// Kafka's rebuildProducerState: the latest usable snapshot, then the headers of the batches stored after it up to
     /// the completed tail. Runs at open and after a failed write's bytes were truncated (the state had already taken
@@ -75,6 +93,22 @@ public sealed partial class PartitionLog
             // No snapshot at all (a log written before snapshots existed): as Kafka on upgrade, only the last two
             // segments are read; producers seen only before them are unknown and accepted at any sequence (KIP-360).
             from = Math.Max(from, Segments[Segments.Count - 2].BaseOffset);
+        }
+
+        // The replay rebuilds the aborted-transaction indexes that recovery could not trust, when it covers them all
+        // (it knows every open transaction from the snapshot on); otherwise RebuildTxnIndexesFromLogStartLocked does.
+        bool buildTxnIndexes = startup;
+        for (int i = 0; i < Segments.Count && buildTxnIndexes; i++)
+        {
+            buildTxnIndexes = !Segments[i].TxnIndexNeedsRebuild || Segments[i].BaseOffset >= from;
+        }
+
+        for (int i = 0; i < Segments.Count && buildTxnIndexes; i++)
+        {
+            if (Segments[i].TxnIndexNeedsRebuild)
+            {
+                Segments[i].TxnIndex.Clear();
+            }
         }
 
         long offset = from;
@@ -105,14 +139,15 @@ public sealed partial class PartitionLog
             {
                 if (header.NextOffset > offset)
                 {
-                    ProducerBatch batch = ProducerBatch.FromHeader(span);
-                    if (RecordBatch.IsControl(span))
+                    if (Producers.Replay(ProducerBatch.FromBatch(span[..header.TotalSize]), header.BaseOffset) is { } aborted && buildTxnIndexes)
                     {
-                        // A transaction marker carries no sequence: it only moves the map end here.
-                        batch = new ProducerBatch(-1, -1, -1, batch.LastOffsetDelta, batch.MaxTimestamp, false);
+                        Segment segment = Segments.FindLocked(header.BaseOffset);
+                        if (segment.TxnIndexNeedsRebuild)
+                        {
+                            segment.TxnIndex.Append(aborted);
+                        }
                     }
 
-                    Producers.Replay(batch, header.BaseOffset);
                     offset = header.NextOffset;
                 }
 
@@ -121,7 +156,14 @@ public sealed partial class PartitionLog
         }
 
         Producers.UpdateMapEndOffset(end);
+        Producers.OnHighWatermarkUpdated(end); // every replayed marker is below the completed tail
         ProducerGeneration++;
+        if (buildTxnIndexes)
+        {
+            FinishTxnIndexRebuildLocked();
+        }
+
+        UpdateFirstUnstableOffsetLocked();
     }
 
     /// <summary>

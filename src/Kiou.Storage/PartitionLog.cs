@@ -250,7 +250,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
         }
 
         var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
-        partitionLog.LoadProducerState(cleanStart);
+        partitionLog.LoadTransactionState(cleanStart);
         partitionLog.CheckInvariants();
         return partitionLog;
     }
@@ -270,7 +270,10 @@ public sealed partial class PartitionLog : IAsyncDisposable
     /// nothing already published changes. Once in-flight writes have drained, the next append truncates the
     /// unpublished bytes and resumes, or throws again if that fails.
     /// </exception>
-    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable) => Appends.AppendAsync(batch, waitDurable);
+    /// <param name="origin">Who writes: control batches (transaction markers) are taken only from
+    /// <see cref="AppendOrigin.Coordinator"/>; from a client they fail with <see cref="ProducerStateException"/> code
+    /// INVALID_RECORD, as Kafka's LogValidator refuses them.</param>
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client) => Appends.AppendAsync(batch, waitDurable, origin);
 
     /// <summary>
     /// Completes when <see cref="HighWatermark"/> &gt; <paramref name="highWatermarkSeen"/>, woken by the publish
@@ -279,10 +282,10 @@ public sealed partial class PartitionLog : IAsyncDisposable
     public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct) => Appends.WaitForAppendAsync(highWatermarkSeen, ct);
 
     /// <inheritdoc cref="LogReader.Read"/>
-    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false) => _reader.Read(offset, maxBytes, minOneBatch, zeroCopy);
+    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false, long maxOffset = long.MaxValue) => _reader.Read(offset, maxBytes, minOneBatch, zeroCopy, maxOffset);
 
     /// <inheritdoc cref="LogReader.BytesAvailable"/>
-    public long BytesAvailable(long offset) => _reader.BytesAvailable(offset);
+    public long BytesAvailable(long offset, long maxOffset = long.MaxValue) => _reader.BytesAvailable(offset, maxOffset);
 
     /// <inheritdoc cref="LogReader.LookupByTimestamp"/>
     public (long Offset, long Timestamp) LookupByTimestamp(long timestamp) => _reader.LookupByTimestamp(timestamp);

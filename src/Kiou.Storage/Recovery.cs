@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol.Records;
+using Kiou.Storage.Producers;
 using Microsoft.Win32.SafeHandles;
 
 namespace Kiou.Storage;
@@ -128,6 +129,11 @@ internal static class Recovery
                 }
 
                 DataSync(segment, partitionName);
+                segment.TxnIndexNeedsRebuild = true; // from the log, once the producer state is loaded (PartitionLog.Open)
+            }
+            else
+            {
+                LoadTxnIndex(segment, fileLength, log);
             }
 
             segments.Add(segment);
@@ -549,7 +555,7 @@ internal static class Recovery
 
     private static void DeleteOrphanIndexes(string directory, List<long> bases)
     {
-        foreach (string pattern in new[] { "*.index", "*.timeindex" })
+        foreach (string pattern in new[] { "*.index", "*.timeindex", "*" + TransactionIndex.Suffix })
         {
             foreach (string path in Directory.EnumerateFiles(directory, pattern))
             {
@@ -563,6 +569,12 @@ internal static class Recovery
 
     private static void TryWriteIndexFiles(Segment segment, string partitionName, Action<string> log)
     {
+        if (segment.TxnIndexNeedsRebuild)
+        {
+            // Not before its .txnindex is rebuilt: trusted index files without a .txnindex mean "no aborted transaction".
+            return;
+        }
+
         try
         {
             segment.WriteIndexFiles();
@@ -572,6 +584,39 @@ internal static class Recovery
         {
             log($"partition {partitionName}: could not write the index files of {segment.Name} ({ex.Message}); they will be rebuilt at the next start");
         }
+    }
+
+    /// <summary>
+    /// Loads a segment's <c>.txnindex</c> next to its trusted index files. None means no aborted transaction (Kafka
+    /// creates it for the first one); a damaged one (it is derived data) is rebuilt from the log and overwritten.
+    /// </summary>
+    private static void LoadTxnIndex(Segment segment, long fileLength, Action<string> log)
+    {
+        segment.TxnIndex = new TransactionIndex();
+        if (!File.Exists(segment.TxnIndexPath))
+        {
+            return;
+        }
+
+        string problem;
+        try
+        {
+            byte[]? bytes = SmallFiles.ReadAllBytes(segment.TxnIndexPath, (int)Math.Max(fileLength, 4096));
+            TransactionIndex? index = null;
+            problem = "it is larger than its log";
+            if (bytes is not null && (index = TransactionIndex.Parse(bytes, segment.BaseOffset, segment.CompletedEnd, out problem)) is not null)
+            {
+                segment.TxnIndex = index;
+                return;
+            }
+        }
+        catch (IOException ex)
+        {
+            problem = $"it could not be read ({ex.Message})";
+        }
+
+        log($"partition {segment.Name}: rebuilding the aborted-transaction index {segment.TxnIndexPath} from the log because {problem}");
+        segment.TxnIndexNeedsRebuild = true;
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol.Records;
+using Kiou.Storage.Producers;
 using Microsoft.Win32.SafeHandles;
 
 namespace Kiou.Storage;
@@ -32,6 +33,7 @@ internal sealed class Segment
         LogPath = Path.Combine(directory, name + ".log");
         IndexPath = Path.Combine(directory, name + ".index");
         TimeIndexPath = Path.Combine(directory, name + ".timeindex");
+        TxnIndexPath = Path.Combine(directory, name + TransactionIndex.Suffix);
         _pinned = handle;
         CacheNode = new LinkedListNode<Segment>(this);
         CompletedEnd = baseOffset;
@@ -46,6 +48,15 @@ internal sealed class Segment
     public string IndexPath { get; }
 
     public string TimeIndexPath { get; }
+
+    /// <summary>The aborted-transaction index file (Kafka's <c>.txnindex</c>), present only when it has entries.</summary>
+    public string TxnIndexPath { get; }
+
+    /// <summary>Aborted transactions whose ABORT marker is in this segment (under the partition lock).</summary>
+    public TransactionIndex TxnIndex { get; set; } = new();
+
+    /// <summary>Set by recovery when <see cref="TxnIndex"/> must be rebuilt from the log (missing after a scan, or damaged).</summary>
+    public bool TxnIndexNeedsRebuild { get; set; }
 
     public string Name => Path.GetFileName(LogPath);
 
@@ -308,20 +319,56 @@ internal sealed class Segment
     }
 
     /// <summary>
-    /// Writes <c>.index</c> and <c>.timeindex</c> from the in-memory indexes: each to a temporary file, fsync'ed,
+    /// Writes <c>.txnindex</c>, <c>.index</c> and <c>.timeindex</c> from the in-memory indexes: each to a temporary file, fsync'ed,
     /// then renamed over the old one, so a crash leaves either the old file, the new one, or none.
     /// Call only when the indexes no longer change (sealed and published, or closing).
     /// </summary>
     public void WriteIndexFiles()
     {
+        // First, and its rename durable before .index exists: trusted index files without a .txnindex mean "no abort",
+        // and a crash before .index is written leads to a full scan, which rebuilds this one too.
+        if (WriteTxnIndexFile())
+        {
+            string directory = Path.GetDirectoryName(LogPath)!;
+            int rc = FileSync.SyncDirectory(directory);
+            if (rc < 0)
+            {
+                throw new IOException($"fsync of directory {directory} failed: {ErrnoNames.Describe(rc)}", -rc);
+            }
+        }
+
         SmallFiles.WriteAtomically(IndexPath, Index.Serialize());
         SmallFiles.WriteAtomically(TimeIndexPath, TimeIndex.Serialize());
+    }
+
+    /// <summary>
+    /// Writes <c>.txnindex</c> when it has entries and removes it when it has none, as Kafka creates it only for aborted
+    /// transactions: a segment whose other index files are trusted and which has no <c>.txnindex</c> has no abort.
+    /// Returns true when a file was written or removed.
+    /// </summary>
+    public bool WriteTxnIndexFile()
+    {
+        byte[] bytes = TxnIndex.Serialize(); // sealed or closing: no marker is appended to it any more
+        if (bytes.Length > 0)
+        {
+            SmallFiles.WriteAtomically(TxnIndexPath, bytes);
+            return true;
+        }
+
+        if (!File.Exists(TxnIndexPath))
+        {
+            return false;
+        }
+
+        File.Delete(TxnIndexPath);
+        return true;
     }
 
     public void DeleteIndexFiles()
     {
         File.Delete(IndexPath);
         File.Delete(TimeIndexPath);
+        File.Delete(TxnIndexPath);
     }
 
     /// <summary>Closes the file and removes the segment's three files.</summary>

@@ -322,6 +322,7 @@ internal sealed class SegmentSet
 
         SubtractBytes(keep.Size - keep.CompletedSize);
         keep.ReopenAtCompleted();
+        keep.TxnIndex.TruncateTo(_owner.Tails.Completed); // ABORT markers that were reserved and never published
         _active = keep;
         _owner.Tails.Truncate(_owner.Tails.Completed);
         return dropped;

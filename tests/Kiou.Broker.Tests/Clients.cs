@@ -28,11 +28,12 @@ public static class Clients
         return new ProducerBuilder<byte[]?, byte[]?>(config).Build();
     }
 
-    public static IConsumer<byte[]?, byte[]?> Consumer(string bootstrap, string group = "kiou-tests") =>
+    public static IConsumer<byte[]?, byte[]?> Consumer(string bootstrap, string group = "kiou-tests", IsolationLevel isolation = IsolationLevel.ReadCommitted) =>
         new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
         {
             BootstrapServers = bootstrap,
             GroupId = group,
+            IsolationLevel = isolation, // librdkafka's default, spelled out
             EnableAutoCommit = false,
             EnablePartitionEof = true,
             AutoOffsetReset = AutoOffsetReset.Error,
@@ -46,9 +47,10 @@ public static class Clients
     }
 
     /// <summary>Reads every record of the partitions from the beginning to the end (EOF on each), in order.</summary>
-    public static List<ConsumeResult<byte[]?, byte[]?>> ReadAll(string bootstrap, string topic, int partitions, TimeSpan? timeout = null)
+    public static List<ConsumeResult<byte[]?, byte[]?>> ReadAll(string bootstrap, string topic, int partitions, TimeSpan? timeout = null,
+        IsolationLevel isolation = IsolationLevel.ReadCommitted)
     {
-        using var consumer = Consumer(bootstrap);
+        using var consumer = Consumer(bootstrap, isolation: isolation);
         consumer.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(topic, p, Offset.Beginning)));
         var results = new List<ConsumeResult<byte[]?, byte[]?>>();
         var eof = new HashSet<int>();

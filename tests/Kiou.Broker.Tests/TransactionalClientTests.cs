@@ -71,10 +71,17 @@ public sealed class TransactionalClientTests
         }
         await broker.Broker.Transactions.WhenIdleAsync();
 
-        // Every record is there for read_uncommitted (the client skips the control batches).
-        var all = Clients.ReadAll(broker.Bootstrap, topic, partitions);
+        // Every record is there for read_uncommitted (the client skips the control batches); read_committed sees
+        // exactly the committed ones, in the order sent within each partition.
+        var all = Clients.ReadAll(broker.Bootstrap, topic, partitions, isolation: IsolationLevel.ReadUncommitted);
         var values = all.Select(r => Encoding.UTF8.GetString(r.Message.Value!)).ToList();
         Assert.Equal(committed.Concat(aborted).Order(), values.Order());
+        var readCommitted = Clients.ReadAll(broker.Bootstrap, topic, partitions, isolation: IsolationLevel.ReadCommitted);
+        for (int p = 0; p < partitions; p++)
+        {
+            Assert.Equal(committed.Where((_, i) => i % partitions == p),
+                readCommitted.Where(r => r.Partition.Value == p).Select(r => Encoding.UTF8.GetString(r.Message.Value!)));
+        }
         // Each partition: per transaction two records then its marker, COMMIT for even transactions, ABORT for odd.
         var state = broker.Broker.Transactions.Find("txn-client-1")!.Current;
         Assert.Equal(TxnState.CompleteAbort, state.State);

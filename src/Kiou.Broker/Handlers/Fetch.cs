@@ -23,6 +23,12 @@ namespace Kiou.Broker.Handlers;
 //   CORRUPT_MESSAGE on that partition alone, as Kafka answers a CorruptRecordException: librdkafka and kafka-python
 //   show it to the application, which must seek past it (docs/design/recovery.md). A read error of the file is
 //   KAFKA_STORAGE_ERROR. Neither closes the connection.
+// - isolation_level=1 (read_committed): reads stop at the last stable offset (below the first batch of the oldest
+//   transaction not yet decided, or decided with its marker not yet published) and the partition lists the aborted
+//   transactions that overlap [fetch offset, LSO) from the segments' .txnindex, as Kafka's
+//   collectAbortedTransactions; the client drops their records and skips control batches. last_stable_offset is the
+//   real LSO at every isolation level. The LSO moves only when the high watermark does (a marker's publish), so the
+//   long poll's wake-up on the high watermark covers it (docs/design/transactions.md).
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Fetch(RequestContext ctx, FetchRequest request)
@@ -33,18 +39,19 @@ public sealed partial class BrokerHandlers
         }
         if (request.MaxWaitMs <= 0)
             return Done(BuildFetchResponse(request, out _, out _, out _, seen: null));
+        bool readCommitted = request.IsolationLevel == 1;
         var seen = new List<(PartitionLog Log, long HighWatermark)>();
         var wants = new List<(long FetchOffset, int MaxBytes)>();
         var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
         if (bytes >= Math.Max(1, request.MinBytes) || anyError)
             return Done(response);
-        return LongPollAsync(ctx, request, response, seen, wants);
+        return LongPollAsync(ctx, request, response, seen, wants, readCommitted);
     }
 
     // The fetch parks (FetchPurgatory) with the high watermarks that the reads which built the response saw, not
     // read again afterwards: an append published after a read releases it at once, so none can be missed.
     async ValueTask<IKafkaMessage?> LongPollAsync(RequestContext ctx, FetchRequest request, FetchResponse first,
-        List<(PartitionLog Log, long HighWatermark)> seen, List<(long FetchOffset, int MaxBytes)> wants)
+        List<(PartitionLog Log, long HighWatermark)> seen, List<(long FetchOffset, int MaxBytes)> wants, bool readCommitted)
     {
         long deadline = NowMs + request.MaxWaitMs;
         int minBytes = Math.Max(1, request.MinBytes);
@@ -61,7 +68,7 @@ public sealed partial class BrokerHandlers
                 using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.Stopping))
                     await parked.Task.ConfigureAwait(false);
                 ctx.ConnectionClosed.ThrowIfCancellationRequested();
-                if (ctx.Stopping.IsCancellationRequested || NowMs >= deadline || MinBytesReachable(seen, wants, minBytes))
+                if (ctx.Stopping.IsCancellationRequested || NowMs >= deadline || MinBytesReachable(seen, wants, minBytes, readCommitted))
                     break;
             }
             seen.Clear();
@@ -79,7 +86,7 @@ public sealed partial class BrokerHandlers
     /// <paramref name="seen"/> takes the high watermark read before its bytes were counted, so an append after that
     /// count wakes the fetch again.
     /// </summary>
-    static bool MinBytesReachable(List<(PartitionLog Log, long HighWatermark)> seen, List<(long FetchOffset, int MaxBytes)> wants, int minBytes)
+    static bool MinBytesReachable(List<(PartitionLog Log, long HighWatermark)> seen, List<(long FetchOffset, int MaxBytes)> wants, int minBytes, bool readCommitted)
     {
         long bytes = 0;
         bool moved = false;
@@ -93,7 +100,7 @@ public sealed partial class BrokerHandlers
             moved |= hw != before;
             try
             {
-                bytes += Math.Min(log.BytesAvailable(offset), maxBytes);
+                bytes += Math.Min(log.BytesAvailable(offset, readCommitted ? log.LastStableOffset : long.MaxValue), maxBytes);
             }
             catch (StorageException)
             {
@@ -111,6 +118,7 @@ public sealed partial class BrokerHandlers
     {
         var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
         long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
+        bool readCommitted = request.IsolationLevel == 1;
         bytes = 0;
         anyError = false;
         partitions = 0;
@@ -147,9 +155,11 @@ public sealed partial class BrokerHandlers
                 }
                 int limit = (int)Math.Min(Math.Max(0, p.PartitionMaxBytes), Math.Max(0, budget - bytes));
                 ReadResult read;
+                long lastStable = log.LastStableOffset; // before the read: the read's high watermark is at least this
                 try
                 {
-                    read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && limit >= Connection.DeferRecordsFrom);
+                    read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && limit >= Connection.DeferRecordsFrom,
+                        maxOffset: readCommitted ? lastStable : long.MaxValue);
                 }
                 catch (StorageException e)
                 {
@@ -157,13 +167,13 @@ public sealed partial class BrokerHandlers
                     _log.Warn($"fetch of {topic.Topic}-{p.Partition} at offset {p.FetchOffset} failed: {e.Message}");
                     pd.ErrorCode = ErrorCodes.KafkaStorageError;
                     pd.HighWatermark = log.HighWatermark;
-                    pd.LastStableOffset = pd.HighWatermark;
+                    pd.LastStableOffset = Math.Min(lastStable, pd.HighWatermark);
                     pd.LogStartOffset = log.LogStartOffset;
                     anyError = true;
                     continue;
                 }
                 pd.HighWatermark = read.HighWatermark;
-                pd.LastStableOffset = read.HighWatermark;
+                pd.LastStableOffset = Math.Min(lastStable, read.HighWatermark);
                 pd.LogStartOffset = read.LogStartOffset;
                 if (read.Error != ReadError.None)
                 {
@@ -183,6 +193,12 @@ public sealed partial class BrokerHandlers
                 {
                     read.Dispose();
                     continue;
+                }
+                if (readCommitted && log.CollectAbortedTransactions(p.FetchOffset, lastStable) is { } aborted)
+                {
+                    // [fetch offset, LSO) covers every returned batch; a client uses the entries of the producers it meets.
+                    foreach (var txn in aborted)
+                        pd.AbortedTransactions!.Add(new FetchResponse.AbortedTransaction { ProducerId = txn.ProducerId, FirstOffset = txn.FirstOffset });
                 }
                 pd.Records = read.Records;
                 response.AddLease(read);

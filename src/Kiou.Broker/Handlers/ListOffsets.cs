@@ -8,6 +8,8 @@ namespace Kiou.Broker.Handlers;
 // Timestamp -1: the high watermark; -2: the log start offset; -3 (v7): the record with the largest timestamp;
 // >= 0: the first offset whose timestamp is at least that, through the time index; -1/-1 with NONE when none is.
 // A partition listed twice gets INVALID_REQUEST, as in Kafka.
+// isolation_level=1 (read_committed), as Kafka's fetchOffsetForTimestamp: -1 answers the last stable offset, and a
+// lookup (>= 0, -3) that lands at or past it finds nothing (-1/-1).
 //
 // OffsetForLeaderEpoch v2-4: one epoch (0) for the life of every partition. Epoch 0 ends at the high watermark;
 // any other epoch is unknown (-1/-1), which is Kafka's answer for an epoch above every known one.
@@ -40,10 +42,11 @@ public sealed partial class BrokerHandlers
                 if (pr.ErrorCode != ErrorCodes.None)
                     continue;
                 pr.LeaderEpoch = LeaderEpoch;
+                bool readCommitted = request.IsolationLevel == 1;
                 switch (p.Timestamp)
                 {
                     case -1:
-                        pr.Offset = log.HighWatermark;
+                        pr.Offset = readCommitted ? log.LastStableOffset : log.HighWatermark;
                         break;
                     case -2:
                         pr.Offset = log.LogStartOffset;
@@ -60,6 +63,12 @@ public sealed partial class BrokerHandlers
                         // -4 / -5 (tiered storage) and anything else: not a timestamp we know.
                         pr.ErrorCode = ErrorCodes.InvalidRequest;
                         break;
+                }
+                if (readCommitted && p.Timestamp is >= 0 or -3 && pr.Offset >= 0 && pr.Offset >= log.LastStableOffset)
+                {
+                    pr.Offset = -1;
+                    pr.Timestamp = -1;
+                    pr.LeaderEpoch = -1;
                 }
             }
         }

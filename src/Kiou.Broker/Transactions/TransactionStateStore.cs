@@ -48,7 +48,7 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
         int partition = TransactionLog.PartitionFor(transactionalId, topic.Partitions);
         var partitionLog = logs.Get(TransactionLog.TopicName, partition)
             ?? throw new IOException($"{TransactionLog.TopicName}-{partition} is not open");
-        await partitionLog.AppendAsync(batch, waitDurable: true).ConfigureAwait(false);
+        await partitionLog.AppendAsync(batch, waitDurable: true, AppendOrigin.Coordinator).ConfigureAwait(false);
     }
 
     public async Task<short> WriteMarkerAsync(TopicPartition tp, byte[] batch)
@@ -65,7 +65,7 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
             return ErrorCodes.UnknownTopicOrPartition;
         try
         {
-            await partitionLog.AppendAsync(batch, waitDurable: true).ConfigureAwait(false);
+            await partitionLog.AppendAsync(batch, waitDurable: true, AppendOrigin.Coordinator).ConfigureAwait(false);
             return ErrorCodes.None;
         }
         catch (ObjectDisposedException)

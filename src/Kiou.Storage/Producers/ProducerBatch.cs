@@ -8,8 +8,12 @@ namespace Kiou.Storage.Producers;
 /// </summary>
 public readonly struct ProducerBatch
 {
-    public ProducerBatch(long producerId, short producerEpoch, int baseSequence, int lastOffsetDelta, long maxTimestamp, bool isTransactional)
+    public ProducerBatch(long producerId, short producerEpoch, int baseSequence, int lastOffsetDelta, long maxTimestamp, bool isTransactional,
+        bool isControl = false, short markerType = -1, int coordinatorEpoch = -1)
     {
+        IsControl = isControl;
+        MarkerType = markerType;
+        CoordinatorEpoch = coordinatorEpoch;
         ProducerId = producerId;
         ProducerEpoch = producerEpoch;
         BaseSequence = baseSequence;
@@ -32,6 +36,19 @@ public readonly struct ProducerBatch
 
     public bool IsTransactional { get; }
 
+    /// <summary>A control batch (a transaction marker, or a control record of another kind).</summary>
+    public bool IsControl { get; }
+
+    /// <summary>For a control batch holding an EndTransactionMarker: <see cref="EndTransactionMarker.Abort"/> or
+    /// <see cref="EndTransactionMarker.Commit"/>; -1 otherwise.</summary>
+    public short MarkerType { get; }
+
+    /// <summary>The marker's coordinator epoch; -1 when <see cref="MarkerType"/> is -1.</summary>
+    public int CoordinatorEpoch { get; }
+
+    /// <summary>A control batch carrying a COMMIT or ABORT marker.</summary>
+    public bool IsMarker => MarkerType >= 0;
+
     /// <summary>RecordBatch.hasProducerId: Kafka treats every id at or below -1 as "none".</summary>
     public bool HasProducerId => ProducerId > ProducerSequence.NoProducerId;
 
@@ -46,6 +63,27 @@ public readonly struct ProducerBatch
         RecordBatch.LastOffsetDelta(header),
         RecordBatch.MaxTimestamp(header),
         RecordBatch.IsTransactional(header));
+
+    /// <summary>Reads the header fields and, for a control batch, its EndTransactionMarker (a whole batch).</summary>
+    public static ProducerBatch FromBatch(ReadOnlySpan<byte> batch)
+    {
+        if (!RecordBatch.IsControl(batch))
+        {
+            return FromHeader(batch);
+        }
+
+        EndTransactionMarker.TryRead(batch, out short type, out int coordinatorEpoch);
+        return new ProducerBatch(
+            RecordBatch.ProducerId(batch),
+            RecordBatch.ProducerEpoch(batch),
+            RecordBatch.BaseSequence(batch),
+            RecordBatch.LastOffsetDelta(batch),
+            RecordBatch.MaxTimestamp(batch),
+            RecordBatch.IsTransactional(batch),
+            isControl: true,
+            markerType: type,
+            coordinatorEpoch: coordinatorEpoch);
+    }
 
     public override string ToString() =>
         $"producer {ProducerId} epoch {ProducerEpoch} sequences {BaseSequence}..{LastSequence}{(IsTransactional ? " transactional" : "")}";
@@ -82,6 +120,15 @@ public enum ProducerCheckOutcome : byte
 
     /// <summary>INVALID_RECORD (87): a batch with a producer id and a negative base sequence (LogValidator.validateBatch).</summary>
     InvalidSequence,
+
+    /// <summary>
+    /// TRANSACTION_COORDINATOR_FENCED (52): a marker whose coordinator epoch is older than the one that wrote the
+    /// producer's last marker (ProducerAppendInfo.checkCoordinatorEpoch).
+    /// </summary>
+    CoordinatorFenced,
+
+    /// <summary>INVALID_RECORD (87): a control batch from a client, or one that holds no COMMIT or ABORT marker.</summary>
+    InvalidControlBatch,
 }
 
 /// <summary>The outcome of a producer-state check and, for a duplicate, the batch it repeats.</summary>
@@ -108,6 +155,7 @@ public readonly struct ProducerCheck
         ProducerCheckOutcome.OutOfOrderSequence => 45,
         ProducerCheckOutcome.InvalidProducerEpoch => 47,
         ProducerCheckOutcome.InvalidTxnState => 48,
+        ProducerCheckOutcome.CoordinatorFenced => 52,
         _ => 87,
     };
 }

@@ -35,7 +35,7 @@ public sealed class ProducerStateEntry
 
     public short ProducerEpoch { get; private set; }
 
-    /// <summary>Epoch of the last transaction coordinator that wrote a marker; -1 until transactions are served.</summary>
+    /// <summary>Epoch of the transaction coordinator that wrote this producer's last marker here; -1 before any.</summary>
     public int CoordinatorEpoch { get; internal set; }
 
     /// <summary>Max timestamp of the last batch appended; producer expiry counts from it, as in Kafka.</summary>
@@ -85,6 +85,18 @@ public sealed class ProducerStateEntry
             _count++;
         }
 
+        LastTimestamp = timestamp;
+    }
+
+    /// <summary>
+    /// ProducerStateEntry.update(epoch, coordinatorEpoch, timestamp) for a COMMIT or ABORT marker: a newer epoch forgets
+    /// the batches, the transaction closes, the coordinator epoch and the last timestamp are the marker's.
+    /// </summary>
+    public void EndTransaction(short producerEpoch, int coordinatorEpoch, long timestamp)
+    {
+        MaybeUpdateProducerEpoch(producerEpoch);
+        CoordinatorEpoch = coordinatorEpoch;
+        CurrentTxnFirstOffset = -1;
         LastTimestamp = timestamp;
     }
 

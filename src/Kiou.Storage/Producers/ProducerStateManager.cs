@@ -44,6 +44,12 @@ public sealed class ProducerStateManager
     public const long EvictionWarningIntervalMs = 60_000;
 
     private readonly Dictionary<long, ProducerStateEntry> _producers = new();
+
+    // Kafka's ongoingTxns and unreplicatedTxns, keyed by first offset: open transactions, and decided ones whose marker
+    // is not yet below the high watermark (both keep the last stable offset at their first offset).
+    private readonly SortedDictionary<long, long> _ongoingTxns = new();
+    private readonly SortedDictionary<long, long> _unreplicatedTxns = new(); // first offset -> marker offset
+    private bool _txnsChanged;
     private readonly SortedSet<long> _snapshots = new();
     private readonly string _directory;
     private readonly string _partition;
@@ -128,6 +134,11 @@ public sealed class ProducerStateManager
             return ProducerCheck.Append;
         }
 
+        if (batch.IsControl)
+        {
+            return CheckMarker(batch);
+        }
+
         if (batch.BaseSequence < 0)
         {
             return new ProducerCheck(ProducerCheckOutcome.InvalidSequence);
@@ -172,31 +183,65 @@ public sealed class ProducerStateManager
         return ProducerCheck.Append;
     }
 
-    /// <summary>Records a batch that <see cref="Check"/> allowed, now appended at <paramref name="baseOffset"/>.</summary>
-    public void Apply(in ProducerBatch batch, long baseOffset)
+    /// <summary>
+    /// A COMMIT or ABORT marker from the transaction coordinator (ProducerAppendInfo.appendEndTxnMarker): an epoch older
+    /// than the producer's is INVALID_PRODUCER_EPOCH, a coordinator epoch older than the one of the producer's last
+    /// marker is TRANSACTION_COORDINATOR_FENCED. A marker for a producer with no open transaction here is accepted.
+    /// </summary>
+    private ProducerCheck CheckMarker(in ProducerBatch batch)
+    {
+        if (!batch.IsMarker || !batch.IsTransactional)
+        {
+            return new ProducerCheck(ProducerCheckOutcome.InvalidControlBatch);
+        }
+
+        if (_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? current))
+        {
+            if (batch.ProducerEpoch < current.ProducerEpoch)
+            {
+                return new ProducerCheck(ProducerCheckOutcome.InvalidProducerEpoch);
+            }
+
+            if (current.CoordinatorEpoch > batch.CoordinatorEpoch)
+            {
+                return new ProducerCheck(ProducerCheckOutcome.CoordinatorFenced);
+            }
+        }
+
+        return ProducerCheck.Append;
+    }
+
+    /// <summary>
+    /// Records a batch that <see cref="Check"/> allowed, now appended at <paramref name="baseOffset"/>. Returns the
+    /// aborted transaction an ABORT marker ends, to be added to the marker segment's <see cref="TransactionIndex"/>.
+    /// </summary>
+    public AbortedTxn? Apply(in ProducerBatch batch, long baseOffset)
     {
         if (!batch.HasProducerId)
         {
-            return;
+            return null;
         }
 
         int unreported = _evictedUnreported;
-        Update(batch, baseOffset);
+        AbortedTxn? aborted = Update(batch, baseOffset);
         if (_evictedUnreported != unreported)
         {
             ReportEvictions();
         }
+
+        return aborted;
     }
 
     /// <summary>
     /// Records a batch read back from the log while rebuilding the state: no checks, as Kafka loads with
     /// AppendOrigin.REPLICATION, so whatever the log holds becomes the state.
     /// </summary>
-    public void Replay(in ProducerBatch batch, long baseOffset)
+    public AbortedTxn? Replay(in ProducerBatch batch, long baseOffset)
     {
+        AbortedTxn? aborted = null;
         if (batch.HasProducerId)
         {
-            Update(batch, baseOffset);
+            aborted = Update(batch, baseOffset);
         }
 
         long end = baseOffset + batch.LastOffsetDelta + 1;
@@ -204,10 +249,19 @@ public sealed class ProducerStateManager
         {
             _mapEndOffset = end;
         }
+
+        return aborted;
     }
 
-    private void Update(in ProducerBatch batch, long baseOffset)
+    private AbortedTxn? Update(in ProducerBatch batch, long baseOffset)
     {
+        if (batch.IsControl && !batch.IsMarker)
+        {
+            // A control batch without a COMMIT/ABORT record (Kafka: emptied by compaction) changes no producer.
+            _mapEndOffset = Math.Max(_mapEndOffset, baseOffset + batch.LastOffsetDelta + 1);
+            return null;
+        }
+
         if (_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? entry))
         {
             MarkMostRecent(entry);
@@ -221,16 +275,135 @@ public sealed class ProducerStateManager
         }
 
         long lastOffset = baseOffset + batch.LastOffsetDelta;
-        entry.AddBatch(batch.ProducerEpoch, batch.LastSequence, lastOffset, batch.LastOffsetDelta, batch.MaxTimestamp);
-        if (batch.IsTransactional && entry.CurrentTxnFirstOffset < 0)
-        {
-            entry.CurrentTxnFirstOffset = baseOffset;
-        }
-
         if (lastOffset + 1 > _mapEndOffset)
         {
             _mapEndOffset = lastOffset + 1;
         }
+
+        if (batch.IsControl)
+        {
+            return EndTransaction(entry, batch, baseOffset);
+        }
+
+        entry.AddBatch(batch.ProducerEpoch, batch.LastSequence, lastOffset, batch.LastOffsetDelta, batch.MaxTimestamp);
+        if (batch.IsTransactional && entry.CurrentTxnFirstOffset < 0)
+        {
+            entry.CurrentTxnFirstOffset = baseOffset;
+            _ongoingTxns[baseOffset] = entry.ProducerId;
+            _txnsChanged = true;
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// ProducerAppendInfo.appendEndTxnMarker and ProducerStateManager.completeTxn: the producer's open transaction (if
+    /// any) ends at <paramref name="markerOffset"/> and waits for the high watermark to pass the marker before the last
+    /// stable offset moves past it; an ABORT returns its index entry, whose last stable offset is Kafka's
+    /// lastStableOffset(completedTxn): the next open transaction of another producer, else the marker's offset + 1.
+    /// </summary>
+    private AbortedTxn? EndTransaction(ProducerStateEntry entry, in ProducerBatch marker, long markerOffset)
+    {
+        AbortedTxn? aborted = null;
+        long first = entry.CurrentTxnFirstOffset;
+        if (first >= 0)
+        {
+            _ongoingTxns.Remove(first);
+            if (marker.MarkerType == EndTransactionMarker.Abort)
+            {
+                long lastStable = markerOffset + 1;
+                foreach (KeyValuePair<long, long> t in _ongoingTxns)
+                {
+                    if (t.Value != entry.ProducerId)
+                    {
+                        lastStable = t.Key;
+                        break;
+                    }
+                }
+
+                aborted = new AbortedTxn(entry.ProducerId, first, markerOffset, lastStable);
+            }
+
+            _unreplicatedTxns[first] = markerOffset;
+            _txnsChanged = true;
+        }
+
+        entry.EndTransaction(marker.ProducerEpoch, marker.CoordinatorEpoch, marker.MaxTimestamp);
+        return aborted;
+    }
+
+    /// <summary>
+    /// Kafka's firstUnstableOffset: the smallest first offset of a transaction that is open, or decided with its marker
+    /// not yet below the high watermark; <see cref="long.MaxValue"/> when there is none.
+    /// </summary>
+    public long FirstUnstableOffset
+    {
+        get
+        {
+            long first = long.MaxValue;
+            foreach (KeyValuePair<long, long> t in _ongoingTxns)
+            {
+                first = t.Key;
+                break;
+            }
+
+            foreach (KeyValuePair<long, long> t in _unreplicatedTxns)
+            {
+                return Math.Min(first, t.Key);
+            }
+
+            return first;
+        }
+    }
+
+    /// <summary>
+    /// True once after a transaction opened or was decided (then <see cref="FirstUnstableOffset"/> may have changed):
+    /// the append path recomputes it only then, not for every batch of an open transaction.
+    /// </summary>
+    public bool TakeTxnsChanged()
+    {
+        bool changed = _txnsChanged;
+        _txnsChanged = false;
+        return changed;
+    }
+
+    /// <summary>True while a decided transaction waits for the high watermark to pass its marker (checked on publish).</summary>
+    public bool HasUnreplicatedTxns => _unreplicatedTxns.Count > 0;
+
+    /// <summary>Open transactions on this partition.</summary>
+    public int OngoingTxnCount => _ongoingTxns.Count;
+
+    /// <summary>
+    /// Kafka's onHighWatermarkUpdated: decided transactions whose marker is below <paramref name="highWatermark"/> no
+    /// longer hold the last stable offset back. Returns true when one was released.
+    /// </summary>
+    public bool OnHighWatermarkUpdated(long highWatermark)
+    {
+        if (_unreplicatedTxns.Count == 0)
+        {
+            return false;
+        }
+
+        List<long>? done = null;
+        foreach (KeyValuePair<long, long> t in _unreplicatedTxns)
+        {
+            if (t.Value < highWatermark)
+            {
+                (done ??= new List<long>()).Add(t.Key);
+            }
+        }
+
+        if (done is null)
+        {
+            return false;
+        }
+
+        foreach (long first in done)
+        {
+            _unreplicatedTxns.Remove(first);
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -246,12 +419,17 @@ public sealed class ProducerStateManager
         }
     }
 
-    /// <summary>Places a loaded or test entry as is (Kafka's loadProducerEntry), as the most recently used.</summary>
+    /// <summary>Places a loaded or test entry as is (Kafka's loadProducerEntry), with its open transaction, as the most
+    /// recently used.</summary>
     public void LoadProducerEntry(ProducerStateEntry entry)
     {
         if (_producers.Remove(entry.ProducerId, out ProducerStateEntry? old))
         {
             Unlink(old);
+            if (old.CurrentTxnFirstOffset >= 0)
+            {
+                _ongoingTxns.Remove(old.CurrentTxnFirstOffset);
+            }
         }
         else
         {
@@ -260,6 +438,10 @@ public sealed class ProducerStateManager
 
         _producers.Add(entry.ProducerId, entry);
         LinkMostRecent(entry);
+        if (entry.CurrentTxnFirstOffset >= 0)
+        {
+            _ongoingTxns[entry.CurrentTxnFirstOffset] = entry.ProducerId;
+        }
     }
 
     /// <summary>
@@ -338,6 +520,8 @@ public sealed class ProducerStateManager
     private void ClearProducers()
     {
         _producers.Clear();
+        _ongoingTxns.Clear();
+        _unreplicatedTxns.Clear();
         _leastRecent = null;
         _mostRecent = null;
     }
@@ -530,13 +714,7 @@ public sealed class ProducerStateManager
                 }
                 else
                 {
-                    if (_producers.Remove(e.ProducerId, out ProducerStateEntry? twice))
-                    {
-                        Unlink(twice);
-                    }
-
-                    _producers.Add(e.ProducerId, e);
-                    LinkMostRecent(e);
+                    LoadProducerEntry(e);
                 }
             }
 
@@ -559,6 +737,7 @@ public sealed class ProducerStateManager
     /// <summary>Kafka's onLogStartOffsetIncremented: the state now starts no lower than the log.</summary>
     public void OnLogStartOffsetIncremented(long logStartOffset)
     {
+        OnHighWatermarkUpdated(logStartOffset);
         if (_mapEndOffset < logStartOffset)
         {
             _mapEndOffset = logStartOffset;
@@ -705,6 +884,19 @@ public sealed class ProducerStateManager
             if (e.LastDataOffset >= _mapEndOffset)
             {
                 throw new InvalidOperationException($"{e}: last offset at or beyond the state's end {_mapEndOffset}");
+            }
+
+            if (e.CurrentTxnFirstOffset >= 0 && (!_ongoingTxns.TryGetValue(e.CurrentTxnFirstOffset, out long owner) || owner != e.ProducerId))
+            {
+                throw new InvalidOperationException($"{e}: its open transaction is not among the open transactions");
+            }
+        }
+
+        foreach (KeyValuePair<long, long> t in _ongoingTxns)
+        {
+            if (!_producers.TryGetValue(t.Value, out ProducerStateEntry? e) || e.CurrentTxnFirstOffset != t.Key)
+            {
+                throw new InvalidOperationException($"open transaction at offset {t.Key} of producer {t.Value} is not that producer's");
             }
         }
     }
