@@ -71,6 +71,7 @@ public sealed class CompatTests
         await using var broker = TestBroker.Start();
         var run = ChildProcess.Run("node", [Path.Combine(CompatDir, "kafkajs_transactions.js"), broker.Bootstrap, "kafkajs-txn"], timeoutMs: 90_000);
         AssertSteps(run, "committed a transaction with records and offsets", "aborted a transaction with records and offsets",
-            "the group offset is the committed transaction's", "a read_uncommitted consumer read the 16 records");
+            "the group offset is the committed transaction's", "a read_uncommitted consumer read the 16 records",
+            "a read_committed consumer read exactly the 8 committed records");
     }
 }

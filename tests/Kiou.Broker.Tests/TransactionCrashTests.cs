@@ -26,6 +26,7 @@ public sealed class TransactionCrashTests
         const string transactionalId = "txn-crash-1";
         const int partitions = 3;
         var committed = new ConcurrentBag<string>();
+        var aborted = new ConcurrentBag<string>();
         int port = BrokerProcess.FreePort();
         try
         {
@@ -62,6 +63,8 @@ public sealed class TransactionCrashTests
                             if (txn % 3 == 2)
                             {
                                 producer.AbortTransaction(TimeSpan.FromSeconds(5));
+                                foreach (var v in values)
+                                    aborted.Add(v);
                             }
                             else
                             {
@@ -107,10 +110,16 @@ public sealed class TransactionCrashTests
                         open.Add(pid);
                 }
                 Assert.True(open.Count == 0, $"partition {p}: transactional batches of producer(s) {string.Join(",", open)} have no marker after them (seed {seed})");
+                var log = final.Broker.Logs.Get(topic, p)!;
+                Assert.True(log.LastStableOffset == log.HighWatermark, $"partition {p}: last stable offset {log.LastStableOffset} behind the high watermark {log.HighWatermark}: read_committed consumers would wait (seed {seed})");
             }
-            var present = Clients.ReadAll(final.Bootstrap, topic, partitions).Select(m => Encoding.UTF8.GetString(m.Message.Value!)).ToHashSet();
+
+            // A read_committed consumer reaches the end, with every acknowledged commit and no acknowledged abort.
+            var present = Clients.ReadAll(final.Bootstrap, topic, partitions, isolation: IsolationLevel.ReadCommitted).Select(m => Encoding.UTF8.GetString(m.Message.Value!)).ToHashSet();
             var lost = committed.Where(v => !present.Contains(v)).ToList();
             Assert.True(lost.Count == 0, $"{lost.Count} committed record(s) lost, e.g. {string.Join(",", lost.Take(5))} (seed {seed})");
+            var leaked = aborted.Where(present.Contains).ToList();
+            Assert.True(leaked.Count == 0, $"{leaked.Count} aborted record(s) served to read_committed, e.g. {string.Join(",", leaked.Take(5))} (seed {seed})");
             Assert.NotEmpty(committed);
         }
         finally

@@ -1,8 +1,8 @@
 // KafkaJS (npm) transactions against a broker: transaction() with send and sendOffsets, commit and abort across four
 // partitions. Usage: node kafkajs_transactions.js BOOTSTRAP TOPIC
 // Prints one "ok: ..." line per step on stdout and exits 0; any failure exits 1 with the reason on stderr.
-// Run by tests/Kiou.Broker.Tests/CompatTests.cs. read_committed filtering is checked where the broker serves it;
-// here a read_uncommitted consumer sees every record and the group's offsets are those of the committed transaction.
+// Run by tests/Kiou.Broker.Tests/CompatTests.cs: a read_uncommitted consumer sees every record, a read_committed one
+// exactly the committed transaction's, and the group's offsets are those of the committed transaction.
 'use strict';
 const assert = require('node:assert/strict');
 const { Kafka, logLevel } = require('kafkajs');
@@ -59,6 +59,26 @@ async function main() {
   await consumer.disconnect();
   assert.deepEqual(got.sort(), [...messages(0), ...messages(1)].map((m) => m.value).sort());
   console.log('ok: a read_uncommitted consumer read the 16 records');
+
+  // read_committed (KafkaJS's default): exactly the committed transaction's 8 records, in order per partition.
+  const committedReader = kafka.consumer({ groupId: `${topic}-committed-reader`, readUncommitted: false, sessionTimeout: 10000, heartbeatInterval: 1000 });
+  await committedReader.connect();
+  await committedReader.subscribe({ topics: [topic], fromBeginning: true });
+  const seen = [];
+  let enough;
+  const eight = new Promise((resolve) => { enough = resolve; });
+  await committedReader.run({ eachMessage: async ({ partition, message }) => { seen.push(`${partition}:${message.value.toString()}`); if (seen.length === 8) enough(); } });
+  const timer2 = setTimeout(() => { console.error(`timed out with ${seen.length} of 8 committed records: ${seen}`); process.exit(1); }, 30000);
+  await eight;
+  clearTimeout(timer2);
+  await new Promise((r) => setTimeout(r, 1000)); // and nothing of the aborted transaction after them
+  await committedReader.disconnect();
+  const expected = messages(0).map((m) => `${m.partition}:${m.value}`);
+  for (let p = 0; p < 4; p++) {
+    assert.deepEqual(seen.filter((s) => s.startsWith(`${p}:`)), expected.filter((s) => s.startsWith(`${p}:`)));
+  }
+  assert.equal(seen.length, 8);
+  console.log('ok: a read_committed consumer read exactly the 8 committed records');
 
   await admin.disconnect();
 }
