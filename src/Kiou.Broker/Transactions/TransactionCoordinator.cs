@@ -45,8 +45,8 @@ public interface ITransactionStore
 /// The transaction coordinator, as Kafka's TransactionCoordinator and TransactionStateManager for one node: one
 /// <see cref="TransactionMetadata"/> per transactional id, each transition computed under its lock, written to
 /// __transaction_state and applied (and answered) only once durable; at most one transition in flight per id
-/// (others get CONCURRENT_TRANSACTIONS). EndTxn answers once Prepare* is durable; markers and Complete* follow in the
-/// background, retried until they succeed. docs/design/transaction-coordinator.md describes it.
+/// (others get CONCURRENT_TRANSACTIONS). EndTxn is decided once Prepare* is durable; markers and Complete* follow in
+/// the background, retried until they succeed, and EndTxn's answer waits a bounded time for them. docs/design/transaction-coordinator.md describes it.
 /// </summary>
 public sealed class TransactionCoordinator : IAsyncDisposable
 {
@@ -235,7 +235,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         if (fence)
         {
             _log.Info($"transactional id '{transactionalId}': a new producer fenced epoch {next.ProducerEpoch - 1} of producer id {next.ProducerId}; its open transaction is being aborted");
-            StartCompletion(md, next);
+            _ = StartCompletion(md, next);
             return new InitResult(ErrorCodes.ConcurrentTransactions, -1, -1);
         }
         return new InitResult(ErrorCodes.None, next.ProducerId, next.ProducerEpoch);
@@ -312,7 +312,8 @@ public sealed class TransactionCoordinator : IAsyncDisposable
 
     // ---- EndTxn -----------------------------------------------------------------------------------------------
 
-    /// <summary>Kafka's handleEndTransaction from a client: answered once Prepare* is durable.</summary>
+    /// <summary>Kafka's handleEndTransaction from a client: decided once Prepare* is durable, answered once the
+    /// transaction is complete or <see cref="EndTxnCompletionWait"/> has passed.</summary>
     public async Task<short> EndTxnAsync(string transactionalId, long producerId, short producerEpoch, bool commit)
     {
         if (ReadyError is var notReady and not ErrorCodes.None)
@@ -350,9 +351,18 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         }
         short error = await WriteAsync(md, next).ConfigureAwait(false);
         if (error == ErrorCodes.None)
-            StartCompletion(md, next);
+        {
+            // Decided once Prepare* is durable (Kafka answers here). On one node the markers and Complete* take a few
+            // milliseconds more: waiting for them spares the client's next AddPartitionsToTxn a CONCURRENT_TRANSACTIONS
+            // and its retry backoff (librdkafka's is 100 ms) on every transaction. Bounded, for a slow disk.
+            Task completion = StartCompletion(md, next);
+            await Task.WhenAny(completion, Task.Delay(EndTxnCompletionWait, _stop.Token)).ConfigureAwait(false); // wall-clock bound, also under a test clock
+        }
         return error;
     }
+
+    /// <summary>How long EndTxn waits for its markers and Complete* before answering anyway (the outcome is decided).</summary>
+    public static readonly TimeSpan EndTxnCompletionWait = TimeSpan.FromSeconds(2);
 
     short InvalidTransition(string transactionalId, TxnState state, bool commit)
     {
@@ -391,7 +401,7 @@ public sealed class TransactionCoordinator : IAsyncDisposable
     async Task AbortTimedOutAsync(TransactionMetadata md, TxnSnapshot next)
     {
         if (await WriteAsync(md, next).ConfigureAwait(false) == ErrorCodes.None)
-            StartCompletion(md, next);
+            _ = StartCompletion(md, next);
     }
 
     // ---- Writes and markers -----------------------------------------------------------------------------------
@@ -419,12 +429,13 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         return ErrorCodes.None;
     }
 
-    void StartCompletion(TransactionMetadata md, TxnSnapshot prepared) => Track(CompleteAsync(md, prepared));
+    Task StartCompletion(TransactionMetadata md, TxnSnapshot prepared) => Track(CompleteAsync(md, prepared));
 
-    void Track(Task task)
+    Task Track(Task task)
     {
         _completions[task] = 0;
         _ = task.ContinueWith(t => _completions.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return task;
     }
 
     /// <summary>Kafka's TransactionMarkerChannelManager for one node: a marker to every partition of the transaction
