@@ -44,9 +44,9 @@ public sealed class TransactionWireTests
         Assert.Equal(50, broker.Broker.Controller.Find(TransactionLog.TopicName)!.Partitions);
         Assert.Equal(1, broker.Broker.Logs.Get(TransactionLog.TopicName, TransactionLog.PartitionFor("tx", 50))!.HighWatermark);
 
-        // Metadata: not among all topics; by name, flagged internal; never auto-created by clients, not deletable.
+        // Metadata: among all topics and by name, flagged internal (as Kafka); never auto-created by clients, not deletable.
         var all = await SendAsync<MetadataResponse>(s, new MetadataRequest { Topics = null }, MetadataRequest.ApiKey, 12, 4);
-        Assert.DoesNotContain(all.Topics, t => t.Name == TransactionLog.TopicName);
+        Assert.True(Assert.Single(all.Topics, t => t.Name == TransactionLog.TopicName).IsInternal);
         var named = await SendAsync<MetadataResponse>(s, new MetadataRequest { Topics = [new MetadataRequest.MetadataRequestTopic { Name = TransactionLog.TopicName }] }, MetadataRequest.ApiKey, 12, 5);
         var internalTopic = Assert.Single(named.Topics);
         Assert.True(internalTopic.IsInternal);

@@ -8,8 +8,8 @@ namespace Kiou.Broker.Handlers;
 // Metadata v0-12. This node is the only broker, the controller and the leader of every partition (epoch 0,
 // replicas = isr = [this node]). "All topics" is an empty list in v0 and null from v1. Unknown topics are
 // auto-created when the request allows it (v4+; implicitly in v0-3) and KIOU_AUTO_CREATE_TOPICS is on, never
-// for an "all topics" request. v12 may name topics by id only. __transaction_state is internal: listed (is_internal)
-// only when named, never auto-created by a Metadata request.
+// for an "all topics" request. v12 may name topics by id only. __transaction_state is internal: listed with is_internal
+// (as Kafka lists its internal topics), never auto-created by a Metadata request.
 //
 // DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
@@ -26,11 +26,10 @@ public sealed partial class BrokerHandlers
         bool all = request.Topics is null || (ctx.ApiVersion == 0 && request.Topics.Count == 0);
         if (all)
         {
+            // As Kafka: internal topics are listed too, flagged is_internal (clients leave them out of regex
+            // subscriptions, tools out of --exclude-internal listings).
             foreach (var topic in _controller.Topics.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
-            {
-                if (!IsInternalTopic(topic.Name))
-                    response.Topics.Add(DescribeTopic(topic));
-            }
+                response.Topics.Add(DescribeTopic(topic));
             return response;
         }
         bool allowAutoCreate = (ctx.ApiVersion < 4 || request.AllowAutoTopicCreation) && _config.AutoCreateTopics;
@@ -104,8 +103,7 @@ public sealed partial class BrokerHandlers
     }
 
     /// <summary>The coordinator's own topic: created by the broker only, never deleted, altered in partitions or
-    /// produced to by clients; listed only when asked for by name (with is_internal), so "all topics" stays the
-    /// application's topics (Kafka lists its internal topics there too, flagged).</summary>
+    /// produced to by clients; listed with is_internal.</summary>
     static bool IsInternalTopic(string name) => name == Kiou.Broker.Transactions.TransactionLog.TopicName;
 
     ValueTask<IKafkaMessage?> DescribeCluster(RequestContext ctx, DescribeClusterRequest request)
