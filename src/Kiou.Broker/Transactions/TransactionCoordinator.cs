@@ -19,6 +19,11 @@ public sealed record TransactionSettings
     /// __transaction_state when it is created; an existing topic keeps its count.</summary>
     public int StateLogPartitions { get; init; } = TransactionLog.DefaultPartitions;
 
+    /// <summary>KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE (Kafka's transaction.partition.verification.enable,
+    /// KIP-890): a transactional batch that would start a transaction on a partition is appended only once the
+    /// coordinator confirms the partition is in the producer's open transaction.</summary>
+    public bool PartitionVerificationEnable { get; init; } = true;
+
     /// <summary>Test seam: awaited before a prepared transaction's markers are written (holds it in Prepare*).</summary>
     internal Func<CancellationToken, Task>? BeforeMarkers { get; init; }
 }
