@@ -10,6 +10,7 @@ namespace Kiou.Broker.Tests;
 public sealed partial class TransactionWireTests
 {
     const short InvalidProducerIdMapping = 49;
+    const short NotEnoughReplicas = 19;
 
     [Fact]
     public async Task A_transactional_batch_for_a_partition_not_in_the_transaction_is_refused_and_the_stable_offset_stays()
@@ -90,6 +91,35 @@ public sealed partial class TransactionWireTests
         await AddPartitionAsync(s, "late", pid, topic, 0, 7);
         Assert.Equal((short)0, (await ProduceAsync(s, topic, 0, TransactionalBatch(2, pid, 0, 3), "late", 8)).ErrorCode);
         Assert.Equal(4, log.LastStableOffset);
+    }
+
+    [Fact]
+    public async Task While_the_transaction_is_being_ended_a_batch_that_would_start_one_gets_a_retriable_error()
+    {
+        var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var broker = TestBroker.Start(c => c with { Transactions = c.Transactions with { BeforeMarkers = ct => hold.Task.WaitAsync(ct) } });
+        const string topic = "txbusy";
+        await Clients.CreateTopicAsync(broker.Bootstrap, topic, 2);
+        using var s = await ConnectAsync(broker.Broker.BrokerEndPoint);
+        var init = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "busy", TransactionTimeoutMs = 60000 }, InitProducerIdRequest.ApiKey, 4, 1);
+        long pid = init.ProducerId;
+        await AddPartitionAsync(s, "busy", pid, topic, 0, 2);
+        await AddPartitionAsync(s, "busy", pid, topic, 1, 3);
+        Assert.Equal((short)0, (await ProduceAsync(s, topic, 0, TransactionalBatch(1, pid, 0, 0), "busy", 4)).ErrorCode);
+        var end = await SendAsync<EndTxnResponse>(s, new EndTxnRequest { TransactionalId = "busy", ProducerId = pid, ProducerEpoch = 0, Committed = true }, EndTxnRequest.ApiKey, 3, 5);
+        Assert.Equal(0, end.ErrorCode);
+
+        // PrepareCommit, markers not yet written: as Kafka, NOT_ENOUGH_REPLICAS (the coordinator's
+        // CONCURRENT_TRANSACTIONS), which clients retry; once the commit completed the retry gets INVALID_TXN_STATE.
+        var p1 = broker.Broker.Logs.Get(topic, 1)!;
+        Assert.Equal(NotEnoughReplicas, (await ProduceAsync(s, topic, 1, TransactionalBatch(1, pid, 0, 0), "busy", 6)).ErrorCode);
+        Assert.Equal(0, p1.HighWatermark);
+        hold.SetResult();
+        await broker.Broker.Transactions.WhenIdleAsync();
+        Assert.Equal(InvalidTxnState, (await ProduceAsync(s, topic, 1, TransactionalBatch(1, pid, 0, 0), "busy", 7)).ErrorCode);
+        Assert.Equal(1, p1.HighWatermark); // the COMMIT marker alone
+        Assert.Equal(1, p1.LastStableOffset);
+        Assert.Equal(2, broker.Broker.Logs.Get(topic, 0)!.LastStableOffset);
     }
 
     static async Task AddPartitionAsync(System.Net.Sockets.Socket s, string transactionalId, long producerId, string topic, int partition, int correlation)

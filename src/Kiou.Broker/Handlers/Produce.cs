@@ -24,6 +24,8 @@ namespace Kiou.Broker.Handlers;
 //   under its lock): a retry of one of the producer's last five batches is answered with the original offsets once
 //   the original is written (durable for acks=all with Flush=Always); a gap, an old epoch or a negative sequence is
 //   refused with Kafka's code and appends nothing.
+// - a transactional batch that would start a transaction on a partition is first verified with the coordinator
+//   (KIP-890, KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE; VerifyTransaction below).
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Produce(RequestContext ctx, ProduceRequest request)
@@ -160,9 +162,7 @@ public sealed partial class BrokerHandlers
         verification = guard;
         if (!guard.NeedsCoordinator)
             return ErrorCodes.None;
-        var (error, perPartition) = Transactions!.Verify(transactionalId, producerId, epoch);
-        if (error == ErrorCodes.None)
-            error = perPartition!(partition);
+        short error = Transactions!.VerifyPartition(transactionalId, producerId, epoch, partition);
         if (error == ErrorCodes.None)
             return ErrorCodes.None;
         log.AbandonTransactionVerification(guard);

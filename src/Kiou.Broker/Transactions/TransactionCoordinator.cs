@@ -315,6 +315,31 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// KIP-890's produce-side check for one partition (Kafka's handleVerifyPartitionsInTransaction, asked in process
+    /// since this is one node): NONE when the partition is in the producer's open transaction; INVALID_TXN_STATE when
+    /// it is not (or no transaction is open); CONCURRENT_TRANSACTIONS while the transaction is being ended.
+    /// </summary>
+    public short VerifyPartition(string transactionalId, long producerId, short producerEpoch, TopicPartition partition)
+    {
+        if (ReadyError is var notReady and not ErrorCodes.None)
+            return notReady;
+        var md = _txns.GetValueOrDefault(transactionalId);
+        if (md is null)
+            return ErrorCodes.InvalidProducerIdMapping;
+        lock (md)
+        {
+            var cur = md.Current;
+            if (cur.ProducerId != producerId)
+                return ErrorCodes.InvalidProducerIdMapping;
+            if (cur.ProducerEpoch != producerEpoch)
+                return ErrorCodes.ProducerFenced;
+            if (cur.State is TxnState.PrepareCommit or TxnState.PrepareAbort || (md.Pending is not null && md.Pending.State != TxnState.Ongoing))
+                return ErrorCodes.ConcurrentTransactions;
+            return cur.State == TxnState.Ongoing && cur.Partitions.Contains(partition) ? ErrorCodes.None : ErrorCodes.InvalidTxnState;
+        }
+    }
+
     // ---- EndTxn -----------------------------------------------------------------------------------------------
 
     /// <summary>Kafka's handleEndTransaction from a client: answered once Prepare* is durable.</summary>
