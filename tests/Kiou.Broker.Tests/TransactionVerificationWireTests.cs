@@ -1,3 +1,4 @@
+using Kiou.Broker.Hosting;
 using Kiou.Protocol.Messages;
 
 namespace Kiou.Broker.Tests;
@@ -120,6 +121,23 @@ public sealed partial class TransactionWireTests
         Assert.Equal(1, p1.HighWatermark); // the COMMIT marker alone
         Assert.Equal(1, p1.LastStableOffset);
         Assert.Equal(2, broker.Broker.Logs.Get(topic, 0)!.LastStableOffset);
+    }
+
+    [Fact]
+    public async Task The_setting_defaults_to_on_and_off_appends_unverified_batches_as_before()
+    {
+        Assert.True(BrokerConfig.FromEnvironment(_ => null).Transactions.PartitionVerificationEnable);
+        Assert.False(BrokerConfig.FromEnvironment(k => k == "KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE" ? "false" : null).Transactions.PartitionVerificationEnable);
+        var e = Assert.Throws<ConfigException>(() => BrokerConfig.FromEnvironment(k => k == "KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE" ? "maybe" : null));
+        Assert.Contains("KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE=maybe", e.Message);
+
+        await using var broker = TestBroker.Start(c => c with { Transactions = c.Transactions with { PartitionVerificationEnable = false } });
+        const string topic = "txoff";
+        await Clients.CreateTopicAsync(broker.Bootstrap, topic, 1);
+        using var s = await ConnectAsync(broker.Broker.BrokerEndPoint);
+        var init = await SendAsync<InitProducerIdResponse>(s, new InitProducerIdRequest { TransactionalId = "off", TransactionTimeoutMs = 60000 }, InitProducerIdRequest.ApiKey, 4, 1);
+        Assert.Equal((short)0, (await ProduceAsync(s, topic, 0, TransactionalBatch(1, init.ProducerId, 0, 0), "off", 2)).ErrorCode);
+        Assert.Equal(1, broker.Broker.Logs.Get(topic, 0)!.OngoingTransactionCount); // the hanging transaction verification prevents
     }
 
     static async Task AddPartitionAsync(System.Net.Sockets.Socket s, string transactionalId, long producerId, string topic, int partition, int correlation)
