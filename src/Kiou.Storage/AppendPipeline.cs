@@ -118,7 +118,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
         throw new UnreachableException("flushes call back the flush scheduler");
 
     /// <summary>See <see cref="PartitionLog.AppendAsync"/>.</summary>
-    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client)
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client, VerificationGuard? verification = null)
     {
         Span<byte> span = batch.Span;
         if (!RecordBatch.TryReadHeader(span, out BatchHeader header) || header.TotalSize != span.Length)
@@ -174,7 +174,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 {
                     // In append order under the single writer, so pipelined batches of one producer are checked in turn.
                     producer = ProducerBatch.FromBatch(span);
-                    check = _owner.Producers.Check(producer);
+                    check = _owner.Producers.Check(producer, verification);
                     generation = _owner.ProducerGeneration;
                     if (check.Outcome != ProducerCheckOutcome.Append)
                     {
@@ -373,6 +373,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
             ProducerCheckOutcome.InvalidTxnState => "the producer has a transaction open on this partition",
             ProducerCheckOutcome.CoordinatorFenced => "its coordinator epoch is older than the one of the producer's last marker here (a zombie coordinator)",
             ProducerCheckOutcome.InvalidControlBatch => "a control batch must be transactional and hold one COMMIT or ABORT marker",
+            ProducerCheckOutcome.TransactionNotVerified => "it would start a transaction that the transaction coordinator did not confirm for this partition, or one that ended (a marker or a new epoch) after the check",
             _ => "a batch with a producer id must have a base sequence of 0 or more",
         };
         _owner.Producers.TryGetProducer(batch.ProducerId, out ProducerStateEntry? known);

@@ -85,6 +85,28 @@ public sealed partial class PartitionLog
         return found;
     }
 
+    /// <summary>
+    /// KIP-890, Kafka's maybeStartTransactionVerification: the guard to pass with the producer's transactional append
+    /// once the coordinator has confirmed the partition is in its transaction; <see cref="VerificationGuard.NotNeeded"/>
+    /// (no question to ask) when its transaction is already open here at this epoch.
+    /// </summary>
+    public VerificationGuard StartTransactionVerification(long producerId, short producerEpoch)
+    {
+        lock (Lock)
+        {
+            return Producers.StartVerification(producerId, producerEpoch, NowMs());
+        }
+    }
+
+    /// <summary>The coordinator refused: the guard is dropped (unless a later request of the producer replaced it).</summary>
+    public void AbandonTransactionVerification(VerificationGuard guard)
+    {
+        lock (Lock)
+        {
+            Producers.AbandonVerification(guard);
+        }
+    }
+
     /// <summary>Open transactions on this partition (tests, DescribeProducers).</summary>
     public int OngoingTransactionCount
     {

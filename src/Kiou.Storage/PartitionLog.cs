@@ -273,7 +273,13 @@ public sealed partial class PartitionLog : IAsyncDisposable
     /// <param name="origin">Who writes: control batches (transaction markers) are taken only from
     /// <see cref="AppendOrigin.Coordinator"/>; from a client they fail with <see cref="ProducerStateException"/> code
     /// INVALID_RECORD, as Kafka's LogValidator refuses them.</param>
-    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client) => Appends.AppendAsync(batch, waitDurable, origin);
+    /// <param name="verification">KIP-890 (docs/design/transactions.md): the guard from
+    /// <see cref="StartTransactionVerification"/>, taken before the coordinator confirmed the partition is in the
+    /// producer's transaction. When given, a transactional batch that would start a transaction here is appended only
+    /// if the guard is still the producer's current one; otherwise it fails with <see cref="ProducerStateException"/>
+    /// code INVALID_TXN_STATE and nothing is appended. Null: not checked.</param>
+    public ValueTask<AppendResult> AppendAsync(Memory<byte> batch, bool waitDurable, AppendOrigin origin = AppendOrigin.Client, VerificationGuard? verification = null) =>
+        Appends.AppendAsync(batch, waitDurable, origin, verification);
 
     /// <summary>
     /// Completes when <see cref="HighWatermark"/> &gt; <paramref name="highWatermarkSeen"/>, woken by the publish

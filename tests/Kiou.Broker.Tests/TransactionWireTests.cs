@@ -13,7 +13,7 @@ namespace Kiou.Broker.Tests;
 /// topic __transaction_state, a transaction's life (markers in the partitions), its state across a restart, and a
 /// transaction held in PrepareCommit by a stop that completes after the restart.
 /// </summary>
-public sealed class TransactionWireTests
+public sealed partial class TransactionWireTests
 {
     const short InvalidRequest = 42;
     const short InvalidTopicException = 17;

@@ -5,6 +5,8 @@ using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 using Kiou.Protocol.Records;
 using Kiou.Storage;
+using Kiou.Storage.Producers;
+using Kiou.Broker.Transactions;
 
 namespace Kiou.Broker.Handlers;
 
@@ -22,6 +24,8 @@ namespace Kiou.Broker.Handlers;
 //   under its lock): a retry of one of the producer's last five batches is answered with the original offsets once
 //   the original is written (durable for acks=all with Flush=Always); a gap, an old epoch or a negative sequence is
 //   refused with Kafka's code and appends nothing.
+// - a transactional batch that would start a transaction on a partition is first verified with the coordinator
+//   (KIP-890, KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE; VerifyTransaction below).
 public sealed partial class BrokerHandlers
 {
     ValueTask<IKafkaMessage?> Produce(RequestContext ctx, ProduceRequest request)
@@ -66,11 +70,21 @@ public sealed partial class BrokerHandlers
                         _log.Warn($"{ctx.Client}: rejected a batch of {data.Records?.Length ?? 0} bytes for {topic.Name}-{data.Index}, nothing of it appended: {pr.ErrorMessage}");
                     continue;
                 }
+                VerificationGuard? verification = null;
+                if (request.TransactionalId is { } transactionalId && Transactions!.Settings.PartitionVerificationEnable
+                    && VerifyTransaction(transactionalId, new TopicPartition(topic.Name, data.Index), data.Records!.Value.Span, log, out verification) is var refused and not ErrorCodes.None)
+                {
+                    pr.ErrorCode = refused;
+                    pr.ErrorMessage = refused == ErrorCodes.InvalidTxnState ? "Partition was not added to the transaction" : $"Unable to verify the partition has been added to the transaction ({ErrorName(refused)})";
+                    failed = true;
+                    continue;
+                }
+
                 bool waitDurable = acks == -1 && log.Config.Flush.Mode == FlushMode.Always;
                 ValueTask<AppendResult> append;
                 try
                 {
-                    append = log.AppendAsync(MemoryMarshal.AsMemory(data.Records!.Value), waitDurable);
+                    append = log.AppendAsync(MemoryMarshal.AsMemory(data.Records!.Value), waitDurable, verification: verification);
                 }
                 catch (Exception e)
                 {
@@ -128,6 +142,46 @@ public sealed partial class BrokerHandlers
             ctx.CloseConnection = true;
         return ValueTask.FromResult<IKafkaMessage?>(null);
     }
+
+    /// <summary>
+    /// KIP-890 (Kafka's ReplicaManager.appendRecordsWithTransactionVerification, docs/design/transactions.md): a
+    /// transactional batch of a producer with no transaction open on the partition is appended only if the coordinator
+    /// (in process: this is one node) has the partition in the producer's open transaction, and only with the guard
+    /// taken before asking, so a marker written in between refuses it. Errors as Kafka's AddPartitionsToTxnManager and
+    /// ReplicaManager map them: PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH; a busy or loading coordinator
+    /// NOT_ENOUGH_REPLICAS, which every client retries.
+    /// </summary>
+    short VerifyTransaction(string transactionalId, TopicPartition partition, ReadOnlySpan<byte> batch, PartitionLog log, out VerificationGuard? verification)
+    {
+        verification = null;
+        if (!RecordBatch.IsTransactional(batch) || RecordBatch.ProducerId(batch) < 0)
+            return ErrorCodes.None; // the append refuses what is not a transactional batch as before
+        long producerId = RecordBatch.ProducerId(batch);
+        short epoch = RecordBatch.ProducerEpoch(batch);
+        VerificationGuard guard = log.StartTransactionVerification(producerId, epoch);
+        verification = guard;
+        if (!guard.NeedsCoordinator)
+            return ErrorCodes.None;
+        short error = Transactions!.VerifyPartition(transactionalId, producerId, epoch, partition);
+        if (error == ErrorCodes.None)
+            return ErrorCodes.None;
+        log.AbandonTransactionVerification(guard);
+        verification = null;
+        return error switch
+        {
+            ErrorCodes.ProducerFenced => ErrorCodes.InvalidProducerEpoch,
+            ErrorCodes.ConcurrentTransactions or ErrorCodes.CoordinatorLoadInProgress or ErrorCodes.CoordinatorNotAvailable or ErrorCodes.NotCoordinator => ErrorCodes.NotEnoughReplicas,
+            _ => error,
+        };
+    }
+
+    static string ErrorName(short error) => error switch
+    {
+        ErrorCodes.NotEnoughReplicas => "the transaction coordinator is busy or loading; retry",
+        ErrorCodes.InvalidProducerEpoch => "the producer was fenced by a newer epoch",
+        ErrorCodes.InvalidProducerIdMapping => "the transactional id has no such producer id",
+        _ => $"error {error}",
+    };
 
     static short Validate(ReadOnlyMemory<byte>? records, LogConfig config, out RecordsVerdict verdict)
     {

@@ -141,6 +141,7 @@ public sealed record BrokerConfig
                 MaxTimeoutMs = Int(env, "KIOU_TRANSACTION_MAX_TIMEOUT_MS", tx.MaxTimeoutMs, 1, int.MaxValue),
                 AbortTimedOutIntervalMs = Int(env, "KIOU_TRANSACTION_ABORT_TIMED_OUT_CLEANUP_INTERVAL_MS", tx.AbortTimedOutIntervalMs, 1, int.MaxValue),
                 StateLogPartitions = Int(env, "KIOU_TRANSACTION_STATE_LOG_NUM_PARTITIONS", tx.StateLogPartitions, 1, 1000),
+                PartitionVerificationEnable = Bool(env, "KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE", tx.PartitionVerificationEnable),
             },
         };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)

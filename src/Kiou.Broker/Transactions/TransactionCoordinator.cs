@@ -19,6 +19,11 @@ public sealed record TransactionSettings
     /// __transaction_state when it is created; an existing topic keeps its count.</summary>
     public int StateLogPartitions { get; init; } = TransactionLog.DefaultPartitions;
 
+    /// <summary>KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE (Kafka's transaction.partition.verification.enable,
+    /// KIP-890): a transactional batch that would start a transaction on a partition is appended only once the
+    /// coordinator confirms the partition is in the producer's open transaction.</summary>
+    public bool PartitionVerificationEnable { get; init; } = true;
+
     /// <summary>Test seam: awaited before a prepared transaction's markers are written (holds it in Prepare*).</summary>
     internal Func<CancellationToken, Task>? BeforeMarkers { get; init; }
 }
@@ -307,6 +312,31 @@ public sealed class TransactionCoordinator : IAsyncDisposable
                 return (ErrorCodes.ConcurrentTransactions, null);
             var inTxn = cur.State == TxnState.Ongoing ? cur.Partitions : [];
             return (ErrorCodes.None, p => inTxn.Contains(p) ? ErrorCodes.None : ErrorCodes.InvalidTxnState);
+        }
+    }
+
+    /// <summary>
+    /// KIP-890's produce-side check for one partition (Kafka's handleVerifyPartitionsInTransaction, asked in process
+    /// since this is one node): NONE when the partition is in the producer's open transaction; INVALID_TXN_STATE when
+    /// it is not (or no transaction is open); CONCURRENT_TRANSACTIONS while the transaction is being ended.
+    /// </summary>
+    public short VerifyPartition(string transactionalId, long producerId, short producerEpoch, TopicPartition partition)
+    {
+        if (ReadyError is var notReady and not ErrorCodes.None)
+            return notReady;
+        var md = _txns.GetValueOrDefault(transactionalId);
+        if (md is null)
+            return ErrorCodes.InvalidProducerIdMapping;
+        lock (md)
+        {
+            var cur = md.Current;
+            if (cur.ProducerId != producerId)
+                return ErrorCodes.InvalidProducerIdMapping;
+            if (cur.ProducerEpoch != producerEpoch)
+                return ErrorCodes.ProducerFenced;
+            if (cur.State is TxnState.PrepareCommit or TxnState.PrepareAbort || (md.Pending is not null && md.Pending.State != TxnState.Ongoing))
+                return ErrorCodes.ConcurrentTransactions;
+            return cur.State == TxnState.Ongoing && cur.Partitions.Contains(partition) ? ErrorCodes.None : ErrorCodes.InvalidTxnState;
         }
     }
 

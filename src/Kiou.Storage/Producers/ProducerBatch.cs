@@ -129,6 +129,13 @@ public enum ProducerCheckOutcome : byte
 
     /// <summary>INVALID_RECORD (87): a control batch from a client, or one that holds no COMMIT or ABORT marker.</summary>
     InvalidControlBatch,
+
+    /// <summary>
+    /// INVALID_TXN_STATE (48): a transactional batch that would start a transaction here without a valid
+    /// <see cref="VerificationGuard"/> (KIP-890: the coordinator did not confirm the partition is in the transaction,
+    /// or a marker or epoch bump came in between).
+    /// </summary>
+    TransactionNotVerified,
 }
 
 /// <summary>The outcome of a producer-state check and, for a duplicate, the batch it repeats.</summary>
@@ -154,7 +161,7 @@ public readonly struct ProducerCheck
         ProducerCheckOutcome.Duplicate => 0,
         ProducerCheckOutcome.OutOfOrderSequence => 45,
         ProducerCheckOutcome.InvalidProducerEpoch => 47,
-        ProducerCheckOutcome.InvalidTxnState => 48,
+        ProducerCheckOutcome.InvalidTxnState or ProducerCheckOutcome.TransactionNotVerified => 48,
         ProducerCheckOutcome.CoordinatorFenced => 52,
         _ => 87,
     };

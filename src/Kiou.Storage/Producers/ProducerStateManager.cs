@@ -50,6 +50,10 @@ public sealed class ProducerStateManager
     private readonly SortedDictionary<long, long> _ongoingTxns = new();
     private readonly SortedDictionary<long, long> _unreplicatedTxns = new(); // first offset -> marker offset
     private bool _txnsChanged;
+
+    // KIP-890's verification guards by producer id (Kafka's verificationStates), until the producer's next batch or
+    // marker here, a rebuild, or expiry.
+    private readonly Dictionary<long, VerificationGuard> _verifications = new();
     private readonly SortedSet<long> _snapshots = new();
     private readonly string _directory;
     private readonly string _partition;
@@ -127,7 +131,9 @@ public sealed class ProducerStateManager
     /// </code>
     /// Current Kafka never answers a produce with UNKNOWN_PRODUCER_ID or DUPLICATE_SEQUENCE_NUMBER, and neither does this.
     /// </remarks>
-    public ProducerCheck Check(in ProducerBatch batch)
+    /// <param name="verification">KIP-890: null when the caller does not verify transactions (markers, tests, the setting
+    /// off); otherwise a transactional batch that would start a transaction here needs the producer's current guard.</param>
+    public ProducerCheck Check(in ProducerBatch batch, VerificationGuard? verification = null)
     {
         if (!batch.HasProducerId)
         {
@@ -157,6 +163,13 @@ public sealed class ProducerStateManager
             currentEpoch = current.ProducerEpoch;
         }
 
+        // UnifiedLog.analyzeAndValidateProducerState: after the duplicate check, before the epoch and sequence checks.
+        if (verification is not null && batch.IsTransactional && !HasOngoingTransaction(batch.ProducerId, batch.ProducerEpoch)
+            && !IsCurrentGuard(verification, batch.ProducerId, batch.ProducerEpoch))
+        {
+            return new ProducerCheck(ProducerCheckOutcome.TransactionNotVerified);
+        }
+
         if (batch.ProducerEpoch < currentEpoch)
         {
             return new ProducerCheck(ProducerCheckOutcome.InvalidProducerEpoch);
@@ -182,6 +195,48 @@ public sealed class ProducerStateManager
 
         return ProducerCheck.Append;
     }
+
+    /// <summary>Kafka's hasOngoingTransaction(producerId, epoch): a transaction of this producer epoch is open here.</summary>
+    public bool HasOngoingTransaction(long producerId, short producerEpoch) =>
+        _producers.TryGetValue(producerId, out ProducerStateEntry? e) && e.CurrentTxnFirstOffset >= 0 && e.ProducerEpoch == producerEpoch;
+
+    /// <summary>
+    /// Kafka's maybeStartTransactionVerification: <see cref="VerificationGuard.NotNeeded"/> when the producer's
+    /// transaction is already open here at this epoch; else its current guard (one per producer, shared by its
+    /// concurrent requests), made when there is none or the one there is for an older epoch.
+    /// </summary>
+    public VerificationGuard StartVerification(long producerId, short producerEpoch, long nowMs)
+    {
+        if (HasOngoingTransaction(producerId, producerEpoch))
+        {
+            return VerificationGuard.NotNeeded;
+        }
+
+        if (_verifications.TryGetValue(producerId, out VerificationGuard? guard) && guard.ProducerEpoch >= producerEpoch)
+        {
+            return guard;
+        }
+
+        guard = new VerificationGuard(producerId, producerEpoch, nowMs);
+        _verifications[producerId] = guard;
+        return guard;
+    }
+
+    /// <summary>Drops <paramref name="guard"/> if it is still its producer's (the coordinator refused the batch).</summary>
+    public void AbandonVerification(VerificationGuard guard)
+    {
+        if (guard.NeedsCoordinator && _verifications.TryGetValue(guard.ProducerId, out VerificationGuard? current) && ReferenceEquals(current, guard))
+        {
+            _verifications.Remove(guard.ProducerId);
+        }
+    }
+
+    /// <summary>Guards handed out and not yet used or dropped (tests).</summary>
+    public int VerificationCount => _verifications.Count;
+
+    private bool IsCurrentGuard(VerificationGuard guard, long producerId, short producerEpoch) =>
+        guard.NeedsCoordinator && guard.ProducerId == producerId && guard.ProducerEpoch == producerEpoch
+        && _verifications.TryGetValue(producerId, out VerificationGuard? current) && ReferenceEquals(current, guard);
 
     /// <summary>
     /// A COMMIT or ABORT marker from the transaction coordinator (ProducerAppendInfo.appendEndTxnMarker): an epoch older
@@ -255,6 +310,10 @@ public sealed class ProducerStateManager
 
     private AbortedTxn? Update(in ProducerBatch batch, long baseOffset)
     {
+        // Any batch or marker of the producer ends what its guard was for: a started transaction now answers
+        // HasOngoingTransaction; after a marker or an epoch bump the coordinator must be asked again.
+        _verifications.Remove(batch.ProducerId);
+
         if (batch.IsControl && !batch.IsMarker)
         {
             // A control batch without a COMMIT/ABORT record (Kafka: emptied by compaction) changes no producer.
@@ -519,6 +578,7 @@ public sealed class ProducerStateManager
 
     private void ClearProducers()
     {
+        _verifications.Clear();
         _producers.Clear();
         _ongoingTxns.Clear();
         _unreplicatedTxns.Clear();
@@ -568,6 +628,14 @@ public sealed class ProducerStateManager
                 _producers.Remove(p.Key);
                 Unlink(p.Value);
                 removed++;
+            }
+        }
+
+        foreach (KeyValuePair<long, VerificationGuard> v in _verifications)
+        {
+            if (nowMs - v.Value.CreatedMs >= producerIdExpirationMs)
+            {
+                _verifications.Remove(v.Key);
             }
         }
 
