@@ -32,7 +32,8 @@ public sealed class BrokerProcess : IDisposable
     }
 
     /// <param name="executable">Runs this instead of the `kiou` executable (a wrapper script that sets limits, then execs kiou).</param>
-    public static BrokerProcess Start(string dataDir, IDictionary<string, string>? env = null, int? port = null, string? executable = null)
+    /// <param name="attempt">Starts after a port taken meanwhile (internal: counts the retries).</param>
+    public static BrokerProcess Start(string dataDir, IDictionary<string, string>? env = null, int? port = null, string? executable = null, int attempt = 0)
     {
         int p = port ?? FreePort();
         var psi = new ProcessStartInfo(executable ?? Path.Combine(AppContext.BaseDirectory, "kiou"))
@@ -58,8 +59,22 @@ public sealed class BrokerProcess : IDisposable
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!broker.Output.Contains("KIOU started"))
         {
-            if (process.HasExited || DateTime.UtcNow > deadline)
-                throw new InvalidOperationException($"the broker did not start: {broker.Output}");
+            if (process.HasExited)
+            {
+                process.WaitForExit(); // the output read so far, to the end
+                // A free port from FreePort can be taken by a parallel test before the broker binds it: new ports
+                // (the controller's always; the broker's unless the test chose it).
+                if (attempt < 3 && broker.Output.Contains("already in use"))
+                {
+                    process.Dispose();
+                    return Start(dataDir, env, port, executable, attempt + 1);
+                }
+
+                throw new InvalidOperationException($"the broker did not start (exit code {process.ExitCode}): {broker.Output}");
+            }
+
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"the broker did not start in 30 s: {broker.Output}");
             Thread.Sleep(20);
         }
         return broker;

@@ -64,6 +64,8 @@ public sealed class ChaosProxy : IAsyncDisposable
 
     public int ConnectionsCut => Volatile.Read(ref _cut);
 
+    void CountCut() => Interlocked.Increment(ref _cut);
+
     public long BytesToBroker => Interlocked.Read(ref _toBroker);
 
     public long BytesToClient => Interlocked.Read(ref _toClient);
@@ -84,9 +86,8 @@ public sealed class ChaosProxy : IAsyncDisposable
         int n = 0;
         foreach (Pair p in open)
         {
-            if (p.Abort())
+            if (p.Abort(CountCut))
             {
-                Interlocked.Increment(ref _cut);
                 n++;
             }
         }
@@ -197,11 +198,7 @@ public sealed class ChaosProxy : IAsyncDisposable
                     Interlocked.Add(ref _toClient, send);
                 if (cut)
                 {
-                    if (pair.Abort())
-                    {
-                        Interlocked.Increment(ref _cut);
-                    }
-
+                    pair.Abort(CountCut);
                     return;
                 }
             }
@@ -258,11 +255,13 @@ public sealed class ChaosProxy : IAsyncDisposable
 
         public bool Aborted => Volatile.Read(ref _aborted) != 0;
 
-        /// <summary>Resets both sockets; true for the call that did it.</summary>
-        public bool Abort()
+        /// <summary>Resets both sockets; true for the call that did it, after <paramref name="counted"/> ran (before
+        /// the reset, so a client that sees the reset also sees the count).</summary>
+        public bool Abort(Action? counted = null)
         {
             if (Interlocked.Exchange(ref _aborted, 1) != 0)
                 return false;
+            counted?.Invoke();
             Reset(client);
             Reset(broker);
             return true;
