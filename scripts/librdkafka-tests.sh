@@ -5,11 +5,20 @@
 # with ./test-runner under a timeout. Prints one line per test (number and name, PASSED/FAILED/SKIPPED, reason) and a
 # summary; logs go to --out (default /tmp/librdkafka-tests-<time>). Results are written up in docs/testing/librdkafka-suite.md.
 #   scripts/librdkafka-tests.sh SRC_DIR [--tests 0001,0103,...] [--broker BINARY] [--jobs N] [--timeout SECS]
-#                                       [--quick] [--kafka-version 3.9.0] [--out DIR] [--list]
+#                                       [--quick] [--rf1] [--kafka-version 3.9.0] [--out DIR] [--list]
 #   LIBRDKAFKA_SRC may stand for SRC_DIR. --tests takes test numbers (0103) or names (0103_transactions);
 #   without it every test that applies to one node runs (--list prints them and the excluded ones with reasons).
 #   --broker: a built kiou binary; without it src/Kiou.Broker is built into artifacts/kiou.
 #   --jobs N runs N test numbers at once against the same broker (topics are named per test run, so they do not meet).
+#   Tests that run Kafka's bin/kafka-topics.sh get KIOU's bin/topics.sh (same flags) through KAFKA_PATH; the ones
+#   that run bin/kafka-acls.sh find none and fail there (KIOU has no authorizer).
+#   The broker gets KIOU_NUM_PARTITIONS=4 (tests such as 0029, 0054 and 0122 produce to partition 3 of an auto-created
+#   topic) and KIOU_GROUP_INITIAL_REBALANCE_DELAY_MS=3000 (Kafka's default, which the trivup clusters of librdkafka's
+#   CI leave alone; tests count rebalances and expect consumers that subscribe together to join one) unless the
+#   environment sets them; other KIOU_* settings in the environment pass through.
+#   --rf1 patches 0103_transactions, 0107_topic_recreate and 0111_delay_create_topics in SRC_DIR (originals kept as
+#   *.orig) to create their topics with replication factor 1 instead of 3, the only change, so that they run on one
+#   node; their rows are marked "(rf 1)".
 #   --quick passes -Q (fewer messages, shorter waits). Tests of the "noautocreate" scenario run against a second
 #   broker started with KIOU_AUTO_CREATE_TOPICS=false.
 set -uo pipefail
@@ -25,6 +34,7 @@ quick=""
 kafka_version="3.9.0"
 out=""
 list_only=0
+rf1=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --tests) tests_arg="${2:?--tests needs a list}"; shift 2 ;;
@@ -35,7 +45,8 @@ while [ $# -gt 0 ]; do
     --kafka-version) kafka_version="${2:?--kafka-version needs a version}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --list) list_only=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --rf1) rf1=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     *) src="$1"; shift ;;
   esac
@@ -55,6 +66,8 @@ excluded() {
 0097_ssl_verify|needs an SSL listener with the test CA (KIOU has no TLS)
 0098_consumer_txn|needs Java: drives the java/ TransactionProducerCli helper from a Kafka source tree (KAFKA_PATH)
 0101_fetch_from_follower|needs several brokers in different racks (KIP-392 follower fetching)
+0107_topic_recreate|needs three brokers: creates its topics with replication factor 3
+0111_delay_create_topics|needs three brokers: creates its topic with replication factor 3
 0115_producer_auth|needs an ACL authorizer (CreateAcls denying the producer)
 0119_consumer_auth|needs an ACL authorizer (CreateAcls denying the consumer)
 0126_oauthbearer_oidc|needs SASL/OAUTHBEARER with an OIDC token endpoint
@@ -102,7 +115,7 @@ select_tests() {
       done
       [ "$hit" = 1 ] || continue
     else
-      grep -qx "$name" <<<"$exl" && continue
+      grep -qx "$name" <<<"$exl" && { [ "$rf1" = 1 ] && grep -q "^$name|needs three brokers" < <(excluded) || continue; }
     fi
     case "$flags" in *TEST_F_LOCAL*|*TEST_F_MANUAL*) continue ;; esac
     case "$flags" in *TEST_F_KNOWN_ISSUE_WIN32*|*TEST_F_KNOWN_ISSUE_OSX*) ;; *TEST_F_KNOWN_ISSUE*) continue ;; esac
@@ -130,7 +143,7 @@ fi
 
 # ---- build librdkafka and the test runner
 need_pkgs=""
-for p in build-essential python3 libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev libcurl4-openssl-dev; do
+for p in build-essential python3 rapidjson-dev libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev libcurl4-openssl-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
@@ -140,7 +153,21 @@ if [ -n "$need_pkgs" ]; then
 fi
 out="${out:-/tmp/librdkafka-tests-$(date -u +%Y%m%dT%H%M%S)}"
 mkdir -p "$out/logs" || exit 1
-if [ ! -x "$src/tests/test-runner" ]; then
+rf3_files="0103-transactions.c 0107-topic_recreate.c 0111-delay_create_topics.cpp"
+rebuild=0
+if [ "$rf1" = 1 ]; then
+  for f in $rf3_files; do
+    [ -f "$src/tests/$f.orig" ] || cp -p "$src/tests/$f" "$src/tests/$f.orig" || exit 1
+    sed -E 's/(test_create_topic_wait_exists\([^;]*), 3, ([0-9]+)\)/\1, 1, \2)/; s/(Test::create_topic\([^;]*), 3\);/\1, 1);/' \
+      "$src/tests/$f.orig" >"$src/tests/$f.rf1"
+    cmp -s "$src/tests/$f.rf1" "$src/tests/$f" && rm "$src/tests/$f.rf1" || { mv "$src/tests/$f.rf1" "$src/tests/$f"; rebuild=1; }
+  done
+else
+  for f in $rf3_files; do
+    if [ -f "$src/tests/$f.orig" ] && ! cmp -s "$src/tests/$f.orig" "$src/tests/$f"; then cp "$src/tests/$f.orig" "$src/tests/$f"; rebuild=1; fi
+  done
+fi
+if [ ! -x "$src/tests/test-runner" ] || [ "$rebuild" = 1 ]; then
   echo "== building librdkafka in $src (log: $out/build.log)"
   (
     cd "$src" || exit 1
@@ -158,6 +185,12 @@ if [ -z "$broker" ]; then
   broker="$repo/artifacts/kiou/kiou"
 fi
 [ -x "$broker" ] || { echo "broker binary not executable: $broker" >&2; exit 2; }
+
+# Kafka's shell tools as the tests call them ($KAFKA_PATH/bin/kafka-topics.sh --bootstrap-server $BROKERS ...)
+mkdir -p "$out/kafka/bin"
+printf '#!/bin/sh\nexec "%s/bin/topics.sh" "$@"\n' "$repo" >"$out/kafka/bin/kafka-topics.sh"
+chmod +x "$out/kafka/bin/kafka-topics.sh"
+"$repo/bin/topics.sh" --help >/dev/null 2>&1 # the first run builds the tools; not while tests are timed
 
 # ---- broker
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -177,7 +210,8 @@ start_broker() { # $1 = label, $2 = auto-create (true|false)
   port="$(free_port)"; cport="$(free_port)"
   data="$(mktemp -d /tmp/librdkafka-tests-data.XXXXXX)"
   KIOU_PORT="$port" KIOU_CONTROLLER_PORT="$cport" KIOU_DATA_DIR="$data" KIOU_AUTO_CREATE_TOPICS="$2" \
-  KIOU_NUM_PARTITIONS=4 "$broker" >"$out/broker-$1.log" 2>&1 &
+  KIOU_NUM_PARTITIONS="${KIOU_NUM_PARTITIONS:-4}" \
+  KIOU_GROUP_INITIAL_REBALANCE_DELAY_MS="${KIOU_GROUP_INITIAL_REBALANCE_DELAY_MS:-3000}" "$broker" >"$out/broker-$1.log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
@@ -192,10 +226,10 @@ EOF
 }
 
 # ---- run: one test-runner process per test number; -L leaves out the number's local/mock tests
-run_number() { # $1 = test number, $2 = scenario, $3 = conf
+run_number() { # $1 = test number, $2 = scenario, $3 = conf, $4 = bootstrap servers
   local log="$out/logs/$1-$2.log" rc
   # the built library, not one the system may have installed
-  (cd "$src/tests" && LD_LIBRARY_PATH="$src/src:$src/src-cpp" TESTS="$1" TEST_KAFKA_VERSION="$kafka_version" RDKAFKA_TEST_CONF="$3" TEST_LEVEL=2 \
+  (cd "$src/tests" && LD_LIBRARY_PATH="$src/src:$src/src-cpp" KAFKA_PATH="$out/kafka" BROKERS="$4" TESTS="$1" TEST_KAFKA_VERSION="$kafka_version" RDKAFKA_TEST_CONF="$3" TEST_LEVEL=2 \
     timeout -k 10 "$per_test_timeout" ./test-runner -L -K -p1 -s "$2" $quick) >"$log" 2>&1
   rc=$?
   echo "$rc" >"$log.rc"
@@ -211,7 +245,7 @@ run_scenario() { # $1 = scenario
   [ -n "$sel" ] || return 0
   nums="$(sed 's/_.*//' <<<"$sel" | uniq)"
   start_broker "$1" "$([ "$1" = noautocreate ] && echo false || echo true)"
-  echo "$nums" | xargs -P "$jobs" -I{} bash -c "run_number {} $1 $out/test-$1.conf" 2>>"$out/runner-stderr.log"
+  echo "$nums" | xargs -P "$jobs" -I{} bash -c "run_number {} $1 $out/test-$1.conf 127.0.0.1:$port" 2>>"$out/runner-stderr.log"
   stop_broker
   # one line per test from the runner's summary table; a runner that timed out or crashed fails what it did not report
   local name num log rc line state reason
@@ -234,7 +268,8 @@ run_scenario() { # $1 = scenario
       else reason="no result: test-runner exited with $rc: $(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -A1 -E '^### Test .* failed' | tail -1 | cut -c1-200)"; fi
     fi
     [ "$state" = PASSED ] && reason=""
-    printf '%s|%s|%s|%s\n' "$name" "$state" "$reason" "$1" >>"$results"
+    reason="${reason//$'\t'/ }"
+    printf '%s\x1f%s\x1f%s\x1f%s\n' "$name" "$state" "$reason" "$1" >>"$results"
     printf '%-50s %-8s %s\n' "$name" "$state" "$reason"
   done
 }
@@ -242,6 +277,16 @@ run_scenario() { # $1 = scenario
 echo "== librdkafka $src (version 0x$rdk_version), broker version given to the tests: $kafka_version, out: $out"
 run_scenario default
 run_scenario noautocreate
-passed="$(grep -c '|PASSED|' "$results")"; failed="$(grep -c '|FAILED|' "$results")"; skipped="$(grep -c '|SKIPPED|' "$results")"
-echo "== summary: $(wc -l <"$results") tests, $passed passed, $failed failed, $skipped skipped (results: $results, logs: $out/logs)"
+passed="$(grep -c $'\x1fPASSED\x1f' "$results")"; failed="$(grep -c $'\x1fFAILED\x1f' "$results")"; skipped="$(grep -c $'\x1fSKIPPED\x1f' "$results")"
+# the same as a Markdown table for docs/testing/librdkafka-suite.md
+{
+  echo "| Test | Result | Reason |"
+  echo "|---|---|---|"
+  while IFS=$'\x1f' read -r name state reason scenario; do
+    [ "$scenario" = default ] || name="$name (auto-create off)"
+    [ "$rf1" = 1 ] && grep -q "^${name%% *}|needs three brokers" < <(excluded; echo "0103_transactions|needs three brokers") && name="$name (rf 1)"
+    printf '| %s | %s | %s |\n' "$name" "$state" "${reason//|/\\|}"
+  done <"$results"
+} >"$out/results.md"
+echo "== summary: $(wc -l <"$results") tests, $passed passed, $failed failed, $skipped skipped (results: $results and results.md, logs: $out/logs)"
 [ "$failed" = 0 ]
