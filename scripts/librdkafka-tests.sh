@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --list) list_only=1; shift ;;
     --rf1) rf1=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     *) src="$1"; shift ;;
   esac
@@ -202,6 +202,7 @@ stop_broker() {
     kill -9 "$broker_pid" 2>/dev/null
     wait "$broker_pid" 2>/dev/null
     broker_pid=""
+    rm -rf "$data" # the broker's log stays in --out
   fi
 }
 trap stop_broker EXIT
