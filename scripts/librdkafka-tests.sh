@@ -9,7 +9,7 @@
 #   LIBRDKAFKA_SRC may stand for SRC_DIR. --tests takes test numbers (0103) or names (0103_transactions);
 #   without it every test that applies to one node runs (--list prints them and the excluded ones with reasons).
 #   --broker: a built kiou binary; without it src/Kiou.Broker is built into artifacts/kiou.
-#   --jobs N runs N test numbers at once against the same broker (topics are named per test run, so they do not meet).
+#   --timeout: seconds per test number (default 1200). --jobs N runs N test numbers at once against the same broker (topics are named per test run, so they do not meet).
 #   Tests that run Kafka's bin/kafka-topics.sh get KIOU's bin/topics.sh (same flags) through KAFKA_PATH; the ones
 #   that run bin/kafka-acls.sh find none and fail there (KIOU has no authorizer).
 #   The broker gets KIOU_NUM_PARTITIONS=4 (tests such as 0029, 0054 and 0122 produce to partition 3 of an auto-created
@@ -29,7 +29,7 @@ src="${LIBRDKAFKA_SRC:-}"
 tests_arg=""
 broker=""
 jobs=1
-per_test_timeout=600
+per_test_timeout=1200 # 0113_cooperative_rebalance alone runs for many minutes on a busy machine
 quick=""
 kafka_version="3.9.0"
 out=""
