@@ -41,6 +41,10 @@ public sealed record LogConfig
     /// <summary>retention.bytes; -1 means no size limit.</summary>
     public long RetentionBytes { get; init; } = -1;
 
+    /// <summary>cleanup.policy includes delete: retention.ms and retention.bytes delete old segments. As in Kafka, a
+    /// compact-only topic keeps them whatever their age or size (they are the cleaner's to rewrite, never to drop).</summary>
+    public bool DeleteRetention { get; init; } = true;
+
     /// <summary>max.message.bytes: the largest batch (whole, compressed size) a producer may send.</summary>
     public int MaxMessageBytes { get; init; } = 1048588;
 

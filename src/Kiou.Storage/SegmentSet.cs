@@ -207,6 +207,11 @@ internal sealed class SegmentSet
     internal void EnforceRetention(long nowMs)
     {
         LogConfig config = _owner.Config;
+        if (!config.DeleteRetention)
+        {
+            return;
+        }
+
         var deleted = new List<(Segment Segment, string Why)>();
         lock (_owner.Lock)
         {

@@ -81,6 +81,24 @@ public sealed class SegmentRetentionTests : IDisposable
     }
 
     [Fact]
+    public async Task Retention_DeletesNothing_WhenTheCleanupPolicyHasNoDelete()
+    {
+        // Kafka: retention.ms and retention.bytes apply only with cleanup.policy delete (or compact,delete); a
+        // compact-only topic keeps its segments for the cleaner, so "latest value per key" tables are never lost to age.
+        var config = new LogConfig { SegmentBytes = 1000, RetentionBytes = 1, RetentionMs = 1, DeleteRetention = false };
+        await using PartitionLog log = _f.Open(config);
+        await LogFixture.AppendMany(log, 40, valueBytes: 50);
+        await log.FlushAsync();
+        int segments = log.SegmentCount;
+        Assert.True(segments > 2, $"{segments} segments");
+        _f.Time.Advance(10_000_000);
+        log.EnforceRetention(_f.Time.NowMs);
+        Assert.Equal(segments, log.SegmentCount);
+        Assert.Equal(0, log.LogStartOffset);
+        Assert.Equal(40, LogFixture.ReadAll(log, 0).Count);
+    }
+
+    [Fact]
     public async Task Retention_ByBytes_DeletesOldestWholeSegments()
     {
         byte[] sample = BatchBuilder.Simple(1, valueBytes: 50);

@@ -112,6 +112,7 @@ public static class TopicConfigs
             LogAppendTime = Effective(configs, "message.timestamp.type") == "LogAppendTime",
             IndexIntervalBytes = (int)L("index.interval.bytes"),
             Flush = flush,
+            DeleteRetention = Effective(configs, "cleanup.policy").Split(',').Contains("delete"),
         };
     }
 }
