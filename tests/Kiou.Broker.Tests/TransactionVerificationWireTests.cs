@@ -1,6 +1,8 @@
 using Kiou.Broker.Hosting;
 using Kiou.Protocol.Messages;
 
+using static Kiou.Broker.Tests.RawWire;
+
 namespace Kiou.Broker.Tests;
 
 /// <summary>
