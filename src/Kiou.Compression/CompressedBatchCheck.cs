@@ -19,7 +19,8 @@ public static class CompressedBatchCheck
     /// <param name="batch">The whole batch, header included.</param>
     /// <param name="info">What the header check learned.</param>
     /// <param name="decompressedBytesMax">The bound on the decompressed records.</param>
-    public static RecordsVerdict Validate(ReadOnlyMemory<byte> batch, in BatchInfo info, int decompressedBytesMax)
+    /// <param name="requireKeys">A compacted topic's batch: a record without a key is refused (KIP-467).</param>
+    public static RecordsVerdict Validate(ReadOnlyMemory<byte> batch, in BatchInfo info, int decompressedBytesMax, bool requireKeys = false)
     {
         if (info.Codec == CompressionType.None)
         {
@@ -32,7 +33,7 @@ public static class CompressedBatchCheck
         {
             return status switch
             {
-                DecompressStatus.Ok => RecordsCheck.Walk(records.Span, info.RecordsCount, info.BaseTimestamp, out _),
+                DecompressStatus.Ok => RecordsCheck.Walk(records.Span, info.RecordsCount, info.BaseTimestamp, out _, requireKeys),
                 DecompressStatus.TooLarge => new RecordsVerdict(
                     RecordErrorCodes.InvalidRecord,
                     0,

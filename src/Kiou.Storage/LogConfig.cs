@@ -45,6 +45,9 @@ public sealed record LogConfig
     /// compact-only topic keeps them whatever their age or size (they are the cleaner's to rewrite, never to drop).</summary>
     public bool DeleteRetention { get; init; } = true;
 
+    /// <summary>cleanup.policy includes compact: every record needs a key (KIP-467), the cleaner keeps the latest per key.</summary>
+    public bool Compact { get; init; }
+
     /// <summary>max.message.bytes: the largest batch (whole, compressed size) a producer may send.</summary>
     public int MaxMessageBytes { get; init; } = 1048588;
 

@@ -6,7 +6,8 @@ namespace Kiou.Broker.Tests;
 /// <summary>Builds valid uncompressed RecordBatch v2 bytes (README §5) for raw-protocol tests.</summary>
 public static class TestBatches
 {
-    public static byte[] Uncompressed(int count, long baseTimestamp = 1700000000000)
+    /// <param name="keylessIndex">The record written with a null key (KIP-467 tests); -1: every record has one.</param>
+    public static byte[] Uncompressed(int count, long baseTimestamp = 1700000000000, int keylessIndex = -1)
     {
         var records = new List<byte>();
         for (int i = 0; i < count; i++)
@@ -14,8 +15,15 @@ public static class TestBatches
             var body = new List<byte> { 0 }; // attributes
             Varint(body, i); // timestamp delta (varlong, small)
             Varint(body, i); // offset delta
-            Varint(body, 1); // key length
-            body.Add((byte)('k' + i % 10));
+            if (i == keylessIndex)
+            {
+                Varint(body, -1); // null key
+            }
+            else
+            {
+                Varint(body, 1); // key length
+                body.Add((byte)('k' + i % 10));
+            }
             Varint(body, 3); // value length
             body.AddRange("v-"u8.ToArray());
             body.Add((byte)('0' + i % 10));

@@ -113,6 +113,7 @@ public static class TopicConfigs
             IndexIntervalBytes = (int)L("index.interval.bytes"),
             Flush = flush,
             DeleteRetention = Effective(configs, "cleanup.policy").Split(',').Contains("delete"),
+            Compact = Effective(configs, "cleanup.policy").Split(',').Contains("compact"),
         };
     }
 }

@@ -22,3 +22,16 @@ public static class TopicNames
         return null;
     }
 }
+
+/// <summary>Kafka's internal topics (org.apache.kafka.common.internals.Topic): created by the broker only, never
+/// deleted, altered in partition count or produced to by clients; listed with is_internal.</summary>
+public static class InternalTopics
+{
+    public const string ConsumerOffsets = "__consumer_offsets";
+    public const string TransactionState = "__transaction_state";
+
+    public static bool IsInternal(string name) => name is ConsumerOffsets or TransactionState;
+
+    /// <summary>Names starting with "__" are the broker's: auto-creation never creates one.</summary>
+    public static bool IsReserved(string name) => name.StartsWith("__", StringComparison.Ordinal);
+}

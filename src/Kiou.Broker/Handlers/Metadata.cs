@@ -8,8 +8,8 @@ namespace Kiou.Broker.Handlers;
 // Metadata v0-12. This node is the only broker, the controller and the leader of every partition (epoch 0,
 // replicas = isr = [this node]). "All topics" is an empty list in v0 and null from v1. Unknown topics are
 // auto-created when the request allows it (v4+; implicitly in v0-3) and KIOU_AUTO_CREATE_TOPICS is on, never
-// for an "all topics" request. v12 may name topics by id only. __transaction_state is internal: listed with is_internal
-// (as Kafka lists its internal topics), never auto-created by a Metadata request.
+// for an "all topics" request. v12 may name topics by id only. __consumer_offsets and __transaction_state are internal:
+// listed with is_internal (as Kafka lists its internal topics); no "__" name is ever auto-created by a Metadata request.
 //
 // DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
@@ -53,7 +53,7 @@ public sealed partial class BrokerHandlers
                 missing.ErrorCode = ErrorCodes.InvalidTopicException;
                 continue;
             }
-            if (!allowAutoCreate || IsInternalTopic(wanted.Name))
+            if (!allowAutoCreate || InternalTopics.IsReserved(wanted.Name))
             {
                 missing.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
                 continue;
@@ -102,9 +102,7 @@ public sealed partial class BrokerHandlers
         return t;
     }
 
-    /// <summary>The coordinator's own topic: created by the broker only, never deleted, altered in partitions or
-    /// produced to by clients; listed with is_internal.</summary>
-    static bool IsInternalTopic(string name) => name == Kiou.Broker.Transactions.TransactionLog.TopicName;
+    static bool IsInternalTopic(string name) => InternalTopics.IsInternal(name);
 
     ValueTask<IKafkaMessage?> DescribeCluster(RequestContext ctx, DescribeClusterRequest request)
     {

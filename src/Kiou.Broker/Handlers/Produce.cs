@@ -19,7 +19,8 @@ namespace Kiou.Broker.Handlers;
 //   the first await, so pipelined requests on a connection keep their order.
 // - validation walks every record; a compressed batch is decompressed into pooled memory for it (Kiou.Compression,
 //   bounded by BatchDecompressor.DecompressedBytesMax) and then stored as it came. A rejected batch appends nothing and
-//   names the record at fault in record_errors and error_message (v8+; older versions get the code alone).
+//   names the record at fault in record_errors and error_message (v8+; older versions get the code alone). A compacted
+//   topic refuses a record without a key (KIP-467).
 // - a batch with a producer id is checked against the partition's producer state in append order (the log does it
 //   under its lock): a retry of one of the producer's last five batches is answered with the original offsets once
 //   the original is written (durable for acks=all with Flush=Always); a gap, an old epoch or a negative sequence is
@@ -50,7 +51,7 @@ public sealed partial class BrokerHandlers
                     error = ErrorCodes.InvalidRequiredAcks;
                 else if (request.TransactionalId is not null && Transactions is null)
                     error = ErrorCodes.TransactionalIdAuthorizationFailed; // transactions are not served
-                else if (topic.Name == Kiou.Broker.Transactions.TransactionLog.TopicName)
+                else if (Controller.InternalTopics.IsInternal(topic.Name))
                     error = ErrorCodes.InvalidTopicException; // Kafka: clients cannot append to internal topics
                 else if (topicLogs is null || (uint)data.Index >= (uint)topicLogs.Partitions.Length)
                     error = ErrorCodes.UnknownTopicOrPartition;
@@ -188,14 +189,14 @@ public sealed partial class BrokerHandlers
         verdict = default;
         if (records is not { Length: > 0 } r)
             return ErrorCodes.InvalidRecord;
-        short error = RecordBatch.ValidateForProduce(r.Span, config.MaxMessageBytes, out var info, out verdict);
+        short error = RecordBatch.ValidateForProduce(r.Span, config.MaxMessageBytes, out var info, out verdict, requireKeys: config.Compact);
         if (error != ErrorCodes.None)
             return error;
         if (info.TimestampType == TimestampType.LogAppendTime)
             return ErrorCodes.InvalidTimestamp; // only the broker may set LogAppendTime
         if (info.Codec != CompressionType.None)
         {
-            verdict = CompressedBatchCheck.Validate(r, info, BatchDecompressor.DecompressedBytesMax(config.MaxMessageBytes));
+            verdict = CompressedBatchCheck.Validate(r, info, BatchDecompressor.DecompressedBytesMax(config.MaxMessageBytes), requireKeys: config.Compact);
             return verdict.ErrorCode;
         }
         return ErrorCodes.None;

@@ -222,7 +222,7 @@ public static class RecordBatch
     /// Timestamp bounds and "LogAppendTime bit already set" (INVALID_TIMESTAMP) depend on topic config and the
     /// clock, so the caller checks them from <paramref name="info"/>.
     /// </remarks>
-    public static short ValidateForProduce(ReadOnlySpan<byte> records, int maxMessageBytes, out BatchInfo info, out RecordsVerdict verdict)
+    public static short ValidateForProduce(ReadOnlySpan<byte> records, int maxMessageBytes, out BatchInfo info, out RecordsVerdict verdict, bool requireKeys = false)
     {
         verdict = RecordsVerdict.Ok;
         short error = ValidateHeaderForProduce(records, maxMessageBytes, out info);
@@ -231,7 +231,7 @@ public static class RecordBatch
             return error;
         }
 
-        verdict = RecordsCheck.Walk(records[HeaderSize..info.SizeBytes], info.RecordsCount, info.BaseTimestamp, out long recordsMaxTimestamp);
+        verdict = RecordsCheck.Walk(records[HeaderSize..info.SizeBytes], info.RecordsCount, info.BaseTimestamp, out long recordsMaxTimestamp, requireKeys);
         if (!verdict.IsOk)
         {
             info = default;

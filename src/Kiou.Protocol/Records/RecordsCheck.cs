@@ -25,7 +25,8 @@ public static class RecordsCheck
     /// <param name="recordsCount">The header's recordsCount.</param>
     /// <param name="baseTimestamp">The header's baseTimestamp, to compute <paramref name="maxTimestamp"/>.</param>
     /// <param name="maxTimestamp">The largest record timestamp, -1 when none was read.</param>
-    public static RecordsVerdict Walk(ReadOnlySpan<byte> records, int recordsCount, long baseTimestamp, out long maxTimestamp)
+    /// <param name="requireKeys">A compacted topic's batch: a record without a key is refused (KIP-467).</param>
+    public static RecordsVerdict Walk(ReadOnlySpan<byte> records, int recordsCount, long baseTimestamp, out long maxTimestamp, bool requireKeys = false)
     {
         maxTimestamp = -1;
         var cursor = new RecordCursor(records, recordsCount);
@@ -34,6 +35,11 @@ public static class RecordsCheck
             if (cursor.OffsetDelta != cursor.Index)
             {
                 return OffsetDeltaWrong(cursor.Index, cursor.OffsetDelta);
+            }
+
+            if (requireKeys && cursor.KeyLength < 0)
+            {
+                return KeyMissing(cursor.Index);
             }
 
             long timestamp = baseTimestamp + cursor.TimestampDelta;
@@ -65,6 +71,11 @@ public static class RecordsCheck
         RecordErrorCodes.InvalidRecord,
         index,
         $"Inner record offset delta {offsetDelta} of record {index} should be {index}");
+
+    private static RecordsVerdict KeyMissing(int index) => new(
+        RecordErrorCodes.InvalidRecord,
+        index,
+        $"Compacted topic cannot accept message without key (record {index} of the batch has none)");
 
     private static RecordsVerdict PrematureEnd(int index, int recordsCount) => new(
         RecordErrorCodes.InvalidRecord,
