@@ -6,8 +6,8 @@ namespace Kiou.Broker.Tests;
 /// <summary>Builds valid uncompressed RecordBatch v2 bytes (README §5) for raw-protocol tests.</summary>
 public static class TestBatches
 {
-    /// <param name="keylessIndex">The record written with a null key (KIP-467 tests); -1: every record has one.</param>
-    public static byte[] Uncompressed(int count, long baseTimestamp = 1700000000000, int keylessIndex = -1)
+    /// <param name="keyless">The records written with a null key (KIP-467 tests); null: every record has one.</param>
+    public static byte[] Uncompressed(int count, long baseTimestamp = 1700000000000, int[]? keyless = null)
     {
         var records = new List<byte>();
         for (int i = 0; i < count; i++)
@@ -15,7 +15,7 @@ public static class TestBatches
             var body = new List<byte> { 0 }; // attributes
             Varint(body, i); // timestamp delta (varlong, small)
             Varint(body, i); // offset delta
-            if (i == keylessIndex)
+            if (keyless?.Contains(i) == true)
             {
                 Varint(body, -1); // null key
             }

@@ -64,7 +64,13 @@ public sealed partial class BrokerHandlers
                 {
                     pr.ErrorCode = error;
                     pr.ErrorMessage = verdict.Message ?? ProduceErrorMessage(error, log?.Config);
-                    if (verdict.Message is not null)
+                    if (verdict.RecordIndexes is { } indexes)
+                    {
+                        string each = $"{RecordsCheck.KeyMissingMessage} in topic partition {topic.Name}-{data.Index}.";
+                        foreach (int index in indexes)
+                            pr.RecordErrors.Add(new ProduceResponse.BatchIndexAndErrorMessage { BatchIndex = index, BatchIndexErrorMessage = each });
+                    }
+                    else if (verdict.Message is not null)
                         pr.RecordErrors.Add(new ProduceResponse.BatchIndexAndErrorMessage { BatchIndex = verdict.RecordIndex, BatchIndexErrorMessage = verdict.Message });
                     failed = true;
                     if (error is ErrorCodes.CorruptMessage or ErrorCodes.InvalidRecord)

@@ -7,6 +7,10 @@ namespace Kiou.Protocol.Records;
 /// </summary>
 public readonly record struct RecordsVerdict(short ErrorCode, int RecordIndex, string? Message)
 {
+    /// <summary>Every record at fault when there are several (records without a key to a compacted topic, which
+    /// Kafka reports one by one so a client fails just those); null when only <see cref="RecordIndex"/> is.</summary>
+    public int[]? RecordIndexes { get; init; }
+
     public static RecordsVerdict Ok => default;
 
     public bool IsOk => ErrorCode == RecordErrorCodes.None;
@@ -29,6 +33,7 @@ public static class RecordsCheck
     public static RecordsVerdict Walk(ReadOnlySpan<byte> records, int recordsCount, long baseTimestamp, out long maxTimestamp, bool requireKeys = false)
     {
         maxTimestamp = -1;
+        List<int>? keyless = null;
         var cursor = new RecordCursor(records, recordsCount);
         while (cursor.MoveNext())
         {
@@ -39,7 +44,7 @@ public static class RecordsCheck
 
             if (requireKeys && cursor.KeyLength < 0)
             {
-                return KeyMissing(cursor.Index);
+                (keyless ??= []).Add(cursor.Index);
             }
 
             long timestamp = baseTimestamp + cursor.TimestampDelta;
@@ -64,7 +69,7 @@ public static class RecordsCheck
             return BytesRemaining(recordsCount);
         }
 
-        return RecordsVerdict.Ok;
+        return keyless is null ? RecordsVerdict.Ok : KeyMissing(keyless);
     }
 
     private static RecordsVerdict OffsetDeltaWrong(int index, int offsetDelta) => new(
@@ -72,10 +77,16 @@ public static class RecordsCheck
         index,
         $"Inner record offset delta {offsetDelta} of record {index} should be {index}");
 
-    private static RecordsVerdict KeyMissing(int index) => new(
+    /// <summary>Kafka's LogValidator wording, each record's and the batch's.</summary>
+    public const string KeyMissingMessage = "Compacted topic cannot accept message without key";
+
+    private static RecordsVerdict KeyMissing(List<int> indexes) => new(
         RecordErrorCodes.InvalidRecord,
-        index,
-        $"Compacted topic cannot accept message without key (record {index} of the batch has none)");
+        indexes[0],
+        $"One or more records have been rejected due to {indexes.Count} record errors in total: {KeyMissingMessage} (record {string.Join(", ", indexes.Take(3))}{(indexes.Count > 3 ? ", ..." : string.Empty)} of the batch)")
+    {
+        RecordIndexes = indexes.ToArray(),
+    };
 
     private static RecordsVerdict PrematureEnd(int index, int recordsCount) => new(
         RecordErrorCodes.InvalidRecord,
