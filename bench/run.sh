@@ -11,6 +11,8 @@
 #     BROKER: a build of other code (e.g. before a change) run row by row against this one
 #   bench/run.sh --suite compare --baseline BROKER  produce/consume/durable/latency rows, this build against BROKER
 #     (build BROKER from an older commit: scripts/build-baseline.sh REF prints its path)
+#   bench/run.sh --suite compaction  the log cleaner: MB/s and CPU-s/GB cleaning a dirty compacted log (uncompressed,
+#     zstd), and produce latency p99 with the cleaner off and cleaning; --only none|zstd|latency
 # Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp),
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:
 #   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU

@@ -13,6 +13,7 @@ sealed class BrokerUnderTest : IDisposable
 {
     readonly Process _process;
     readonly string _dataDir;
+    bool _ownsDataDir;
     static readonly double TicksPerSecond = 100; // USER_HZ on Linux
 
     public int Port { get; }
@@ -36,7 +37,15 @@ sealed class BrokerUnderTest : IDisposable
 
     public static BrokerUnderTest Start(string brokerBinary, string dataRoot, IDictionary<string, string> env)
     {
-        string dataDir = Path.Combine(dataRoot, "kiou-bench-" + Guid.NewGuid().ToString("N")[..8]);
+        var b = StartOn(brokerBinary, Path.Combine(dataRoot, "kiou-bench-" + Guid.NewGuid().ToString("N")[..8]), env);
+        b._ownsDataDir = true;
+        return b;
+    }
+
+    /// <summary>As <see cref="Start"/>, on a given data dir (a restart over data written before), which stays after
+    /// <see cref="Dispose"/>.</summary>
+    public static BrokerUnderTest StartOn(string brokerBinary, string dataDir, IDictionary<string, string> env)
+    {
         int port = FreePort();
         var psi = new ProcessStartInfo(brokerBinary) { RedirectStandardError = true, RedirectStandardOutput = true };
         psi.Environment["KIOU_PORT"] = port.ToString(CultureInfo.InvariantCulture);
@@ -129,6 +138,13 @@ sealed class BrokerUnderTest : IDisposable
         return 0;
     }
 
+    /// <summary>The data dir is kept after <see cref="Dispose"/> (the caller's to delete); returns its path.</summary>
+    public string KeepDataDir()
+    {
+        _ownsDataDir = false;
+        return _dataDir;
+    }
+
     public void Dispose()
     {
         if (!_process.HasExited)
@@ -138,6 +154,8 @@ sealed class BrokerUnderTest : IDisposable
                 _process.Kill();
         }
         _process.Dispose();
+        if (!_ownsDataDir)
+            return;
         try
         {
             Directory.Delete(_dataDir, recursive: true);

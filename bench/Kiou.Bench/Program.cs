@@ -15,6 +15,7 @@ using Kiou.Bench;
 //     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
 //     validate: compressed 1 KiB produce per codec; --baseline BROKER runs another build (the code before) alongside
 //     compare: produce, consume, durable and latency rows, this build against --baseline BROKER (and latency against sync)
+//     compaction: the log cleaner's throughput and CPU per GB, and produce latency with and without it cleaning
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 string? baseline = null;
@@ -356,6 +357,58 @@ else if (suite == "compare")
         }
     }
 }
+else if (suite == "compaction")
+{
+    // Issue 15: the log cleaner. A compacted topic of 1 KiB records over 10,000 keys (each overwritten ~100 times) is
+    // written with the cleaner off, then cleaned alone after a restart (uncompressed, then zstd batches: decompress,
+    // filter, recompress). Then produce latency (acks=all, 1 KiB at 5,000 rec/s) on another topic, on a broker over a
+    // copy of the dirty log with the cleaner off and on (its default rate limit), --rounds times alternating.
+    long records = (long)(1_000_000 * scale);
+    var codecs = new[] { CompressionType.None, CompressionType.Zstd }.Where(c => only is null || c.ToString().Contains(only, StringComparison.OrdinalIgnoreCase));
+    foreach (var codec in codecs)
+    {
+        string dirty = Compaction.WriteDirtyLog(broker, dataRoot, records, 1024, 10_000, codec);
+        try
+        {
+            string name = $"clean 1 KiB records over 10,000 keys, {codec.ToString().ToLowerInvariant()}";
+            Report("compaction", Compaction.Clean(name, broker, dirty, records), "disk buffered", diskBuffered);
+        }
+        finally
+        {
+            Directory.Delete(dirty, recursive: true);
+        }
+    }
+    if (only is null || only.Contains("latency", StringComparison.OrdinalIgnoreCase))
+    {
+        // Twice the records: the cleaner, at its default rate, must still be at work when the 20 s of produce end.
+        string dirty = Compaction.WriteDirtyLog(broker, dataRoot, records * 2, 1024, 10_000, CompressionType.None);
+        try
+        {
+            var duration = TimeSpan.FromSeconds(quick ? 5 : 20);
+            for (int round = 0; round < rounds; round++)
+            {
+                foreach (bool on in round % 2 == 0 ? new[] { false, true } : new[] { true, false })
+                {
+                    string copy = dirty + "-run";
+                    Compaction.CopyDirectory(dirty, copy);
+                    try
+                    {
+                        Report("compaction-latency", Compaction.ProduceLatency($"round {round + 1}: produce latency, 1 KiB acks=all at 5,000 rec/s, cleaner {(on ? "cleaning" : "off")}",
+                            broker, copy, on, 5_000, duration), "-", 0);
+                    }
+                    finally
+                    {
+                        Directory.Delete(copy, recursive: true);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            Directory.Delete(dirty, recursive: true);
+        }
+    }
+}
 else if (suite == "all")
 {
     using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
@@ -388,7 +441,7 @@ else if (suite == "all")
 }
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, validate or compare");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, validate, compare or compaction");
     return 2;
 }
 
