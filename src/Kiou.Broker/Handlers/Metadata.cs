@@ -8,7 +8,7 @@ namespace Kiou.Broker.Handlers;
 // Metadata v0-12. This node is the only broker, the controller and the leader of every partition (epoch 0,
 // replicas = isr = [this node]). "All topics" is an empty list in v0 and null from v1. Unknown topics are
 // auto-created when the request allows it (v4+; implicitly in v0-3) and KIOU_AUTO_CREATE_TOPICS is on, never
-// for an "all topics" request. v12 may name topics by id only. __transaction_state is internal: listed with is_internal
+// for an "all topics" request. v12 may name topics by id only. __transaction_state and __consumer_offsets are internal: listed with is_internal
 // (as Kafka lists its internal topics), never auto-created by a Metadata request.
 //
 // DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
@@ -104,7 +104,7 @@ public sealed partial class BrokerHandlers
 
     /// <summary>The coordinator's own topic: created by the broker only, never deleted, altered in partitions or
     /// produced to by clients; listed with is_internal.</summary>
-    static bool IsInternalTopic(string name) => name == Kiou.Broker.Transactions.TransactionLog.TopicName;
+    static bool IsInternalTopic(string name) => name is Kiou.Broker.Transactions.TransactionLog.TopicName or Kiou.Broker.Groups.OffsetsTopic.TopicName;
 
     ValueTask<IKafkaMessage?> DescribeCluster(RequestContext ctx, DescribeClusterRequest request)
     {

@@ -37,7 +37,7 @@ public sealed partial class BrokerHandlers
     {
         var (error, perPartition) = Transactions!.Verify(request.TransactionalId, request.ProducerId, request.ProducerEpoch);
         if (error == ErrorCodes.None)
-            error = perPartition!(TransactionCoordinator.OffsetsPartitionFor(request.GroupId));
+            error = perPartition!(new TopicPartition(TransactionCoordinator.OffsetsTopic, Groups.OffsetsPartitionFor(request.GroupId)));
         if (error == ErrorCodes.None)
             return await Groups.TxnCommitOffsets(request, ctx.ApiVersion).ConfigureAwait(false);
         error = Fenced(error, ctx.ApiVersion, 3);
@@ -119,7 +119,7 @@ public sealed partial class BrokerHandlers
     async ValueTask<IKafkaMessage?> AddOffsetsToTxn(RequestContext ctx, AddOffsetsToTxnRequest request)
     {
         // Kafka adds the group's partition of __consumer_offsets to the transaction.
-        var offsets = TransactionCoordinator.OffsetsPartitionFor(request.GroupId);
+        var offsets = new TopicPartition(TransactionCoordinator.OffsetsTopic, Groups.OffsetsPartitionFor(request.GroupId));
         short error = await Transactions!.AddPartitionsAsync(request.TransactionalId, request.ProducerId, request.ProducerEpoch, [offsets]).ConfigureAwait(false);
         return new AddOffsetsToTxnResponse { ErrorCode = Fenced(error, ctx.ApiVersion, 2) };
     }

@@ -90,7 +90,8 @@ public sealed class KiouBroker : IAsyncDisposable
             }
             foreach (var (level, line) in deferred)
                 log.Write(level, line);
-            groups = new GroupCoordinator(config.Groups, dataDir, time, log,
+            var offsetsStore = new OffsetsStore(controller, logs, config.Groups.OffsetsTopicPartitions, log, time);
+            groups = new GroupCoordinator(config.Groups, offsetsStore, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
             var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
