@@ -114,7 +114,6 @@ public sealed class GroupCoordinator : IAsyncDisposable
     async Task LoadAsync()
     {
         long start = _time.GetTimestamp();
-        await _store.EnsureTopicAsync().ConfigureAwait(false);
         await MigrateGroupLogAsync().ConfigureAwait(false);
         var loaded = _store.Replay();
         long now = NowMs;
@@ -153,6 +152,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
         var live = old.Read();
         if (live is null)
             return;
+        if (live.Count > 0)
+            await _store.EnsureTopicAsync().ConfigureAwait(false);
         var writes = new List<Task>();
         int offsets = 0, pendingOffsets = 0, groups = 0;
         foreach (var (groupId, entry) in live)
@@ -189,6 +190,24 @@ public sealed class GroupCoordinator : IAsyncDisposable
         Kiou.IoUring.Interop.FileSync.SyncDirectory(Path.GetDirectoryName(old.FilePath)!);
         Log.Info($"group coordinator: migrated {groups} groups, {offsets} committed offsets and {pendingOffsets} pending transactional offsets " +
             $"from the old offsets log {old.FilePath} into the topic {OffsetsTopic.TopicName}; the old file is kept as {aside} and can be removed");
+    }
+
+    /// <summary>Creates __consumer_offsets on first use; NONE, or COORDINATOR_NOT_AVAILABLE when it cannot be created.</summary>
+    public ValueTask<short> EnsureOffsetsTopicAsync() =>
+        _store.TopicExists ? ValueTask.FromResult(ErrorCodes.None) : new ValueTask<short>(CreateOffsetsTopicAsync());
+
+    async Task<short> CreateOffsetsTopicAsync()
+    {
+        try
+        {
+            await _store.EnsureTopicAsync().ConfigureAwait(false);
+            return ErrorCodes.None;
+        }
+        catch (IOException e)
+        {
+            Log.Error($"group coordinator: {e.Message}; group requests get COORDINATOR_NOT_AVAILABLE until it can be created");
+            return ErrorCodes.CoordinatorNotAvailable;
+        }
     }
 
     /// <summary>NONE when ready, else the error every group request gets.</summary>
@@ -245,6 +264,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
             return Error(groupIdError, request.MemberId);
         if (request.SessionTimeoutMs < _settings.MinSessionTimeoutMs || request.SessionTimeoutMs > _settings.MaxSessionTimeoutMs)
             return Error(ErrorCodes.InvalidSessionTimeout, request.MemberId);
+        if (await EnsureOffsetsTopicAsync().ConfigureAwait(false) is var topicError && topicError != ErrorCodes.None)
+            return Error(topicError, request.MemberId);
         var group = Lookup(request.GroupId, create: request.MemberId.Length == 0);
         if (group is null)
             return Error(ErrorCodes.UnknownMemberId, request.MemberId);
@@ -351,6 +372,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
         short groupError = NotReady;
         if (groupError == ErrorCodes.None && request.GroupId.Length == 0)
             groupError = ErrorCodes.InvalidGroupId;
+        if (groupError == ErrorCodes.None)
+            groupError = await EnsureOffsetsTopicAsync().ConfigureAwait(false);
         Group? group = null;
         if (groupError == ErrorCodes.None)
         {
@@ -466,6 +489,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
         short groupError = NotReady;
         if (groupError == ErrorCodes.None && request.GroupId.Length == 0)
             groupError = ErrorCodes.InvalidGroupId;
+        if (groupError == ErrorCodes.None)
+            groupError = await EnsureOffsetsTopicAsync().ConfigureAwait(false);
         Group? group = groupError == ErrorCodes.None ? Lookup(request.GroupId, create: true) : null;
         var accepted = new List<(TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition Answer, string Topic, int Partition, CommittedOffset Offset)>();
         Task durable = Task.CompletedTask;

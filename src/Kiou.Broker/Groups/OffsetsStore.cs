@@ -8,13 +8,15 @@ namespace Kiou.Broker.Groups;
 
 /// <summary>
 /// Committed offsets and group metadata in the internal compacted topic <c>__consumer_offsets</c>, through the same
-/// partition logs as every topic (Kafka's records, <see cref="OffsetsTopic"/>): created at start-up when missing,
-/// appended with waitDurable under the group's lock (the reservation is synchronous, so one group's records reach the
+/// partition logs as every topic (Kafka's records, <see cref="OffsetsTopic"/>): created on first use, as Kafka does
+/// (before the first group record is queued), appended with waitDurable under the group's lock (the reservation is synchronous, so one group's records reach the
 /// log in the order they were queued), replayed at start-up. Transaction markers reach its partitions through the
 /// transaction coordinator (<see cref="Transactions.TransactionStateStore"/>), like any partition of a transaction.
 /// </summary>
 public sealed class OffsetsStore(ClusterController controller, LogManager logs, int partitionsWhenCreated, Log log, TimeProvider time)
 {
+    readonly SemaphoreSlim _create = new(1, 1);
+
     /// <summary>Topic configs of __consumer_offsets, as Kafka's: compacted, offsets.topic.segment.bytes.</summary>
     static readonly Dictionary<string, string?> TopicConfigs = new()
     {
@@ -27,15 +29,28 @@ public sealed class OffsetsStore(ClusterController controller, LogManager logs, 
 
     public int PartitionFor(string groupId) => OffsetsTopic.PartitionFor(groupId, Partitions);
 
-    /// <summary>Creates the topic when missing (at start-up, before any group request is taken).</summary>
+    public bool TopicExists => controller.Find(OffsetsTopic.TopicName) is not null;
+
+    /// <summary>Creates the topic when missing: before the first record of a group is queued (JoinGroup, OffsetCommit,
+    /// TxnOffsetCommit, AddOffsetsToTxn), so appends under a group's lock always find its partition.</summary>
     public async Task EnsureTopicAsync()
     {
-        if (controller.Find(OffsetsTopic.TopicName) is not null)
+        if (TopicExists)
             return;
-        var result = await controller.CreateTopicAsync(OffsetsTopic.TopicName, partitionsWhenCreated, 1, TopicConfigs, validateOnly: false).ConfigureAwait(false);
-        if (result.ErrorCode is not (ErrorCodes.None or ErrorCodes.TopicAlreadyExists))
-            throw new IOException($"could not create {OffsetsTopic.TopicName}: {result.Message}");
-        log.Info($"created the internal topic {OffsetsTopic.TopicName} with {partitionsWhenCreated} partitions (committed offsets and group metadata; KIOU_OFFSETS_TOPIC_NUM_PARTITIONS)");
+        await _create.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (TopicExists)
+                return;
+            var result = await controller.CreateTopicAsync(OffsetsTopic.TopicName, partitionsWhenCreated, 1, TopicConfigs, validateOnly: false).ConfigureAwait(false);
+            if (result.ErrorCode is not (ErrorCodes.None or ErrorCodes.TopicAlreadyExists))
+                throw new IOException($"could not create {OffsetsTopic.TopicName}: {result.Message}");
+            log.Info($"created the internal topic {OffsetsTopic.TopicName} with {partitionsWhenCreated} partitions (committed offsets and group metadata; KIOU_OFFSETS_TOPIC_NUM_PARTITIONS)");
+        }
+        finally
+        {
+            _create.Release();
+        }
     }
 
     /// <summary>

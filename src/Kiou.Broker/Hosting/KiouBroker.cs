@@ -189,7 +189,7 @@ public sealed class KiouBroker : IAsyncDisposable
     static int SizeForDescriptors(BrokerConfig config, List<(Log.Level, string)> log)
     {
         var (before, after) = Kiou.IoUring.Interop.DescriptorLimit.RaiseSoftToHard();
-        // 1024 descriptors for sockets, the ring and group logs; one per idle partition (its active segment).
+        // 1024 descriptors for sockets and the ring; one per idle partition (its active segment).
         const int Reserved = 1024;
         long fits = after < 0 ? ClusterController.DefaultMaxPartitions : Math.Max(1, after - Reserved);
         if (after >= 0)
