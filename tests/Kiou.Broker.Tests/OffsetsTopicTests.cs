@@ -137,6 +137,32 @@ public sealed class OffsetsTopicTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_damaged_batch_on_disk_costs_its_records_only_and_start_up_goes_on()
+    {
+        await _host.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+        _host = OffsetsHost.Open(_dir, _log, _clock, partitions: 1);
+        await _host.Store.EnsureTopicAsync();
+        for (int g = 0; g < 10; g++)
+            await _host.Store.Append("g" + g, Commit("g" + g, "t", 0, 100 + g));
+        string segment = Directory.GetFiles(Path.Combine(_dir, OffsetsTopic.TopicName + "-0"), "*.log").Single();
+        await _host.DisposeAsync();
+
+        // Flip a byte inside the fourth batch's value (every batch here has the same size).
+        byte[] bytes = File.ReadAllBytes(segment);
+        int batchBytes = bytes.Length / 10;
+        bytes[(3 * batchBytes) + batchBytes - 3] ^= 0x5a;
+        File.WriteAllBytes(segment, bytes);
+
+        _host = OffsetsHost.Open(_dir, _log, _clock, partitions: 1);
+        await using var c = await LoadedCoordinator();
+        for (int g = 0; g < 10; g++)
+            Assert.Equal(g == 3 ? null : 100 + g, Committed(c, "g" + g, "t", 0));
+        Assert.Contains($"WARN  partition {OffsetsTopic.TopicName}-0: offsets 3..3 of committed offsets or group state are damaged (CRC) and were skipped", _logText.ToString());
+        Assert.Equal(bytes.Length, new FileInfo(segment).Length);
+    }
+
+    [Fact]
     public async Task The_old_groups_log_is_migrated_once_and_kept_aside()
     {
         var snapshot = new GroupSnapshot("old", "consumer", 3, null, null, 1000, []);

@@ -138,6 +138,14 @@ public sealed class OffsetsStore(ClusterController controller, LogManager logs, 
         while (offset < end)
         {
             using var read = partition.Read(offset, 1 << 20, minOneBatch: true);
+            if (read.Error == ReadError.Corrupt && NextReadable(partition, offset, end) is { } next)
+            {
+                // A damaged batch: its records are lost, the acknowledged ones after it are still read.
+                log.Warn($"partition {name}: offsets {offset}..{next - 1} of committed offsets or group state are damaged (CRC) and were skipped " +
+                    "(a commit or group state of the groups there may be older than acknowledged); the log is kept as it is. Check the disk (dmesg)");
+                offset = next;
+                continue;
+            }
             if (read.Error != ReadError.None || read.Records.IsEmpty)
             {
                 log.Warn($"partition {name}: replay of committed offsets stopped at offset {offset} of {end} ({read.Error}); " +
@@ -181,6 +189,24 @@ public sealed class OffsetsStore(ClusterController controller, LogManager logs, 
         }
         if (skipped > 0)
             log.Warn($"partition {name}: {skipped} record(s) of committed offsets or group state did not parse and were skipped, the first at offset {firstSkipped} (they are kept in the log)");
+    }
+
+    /// <summary>How far past a damaged batch replay looks for the next readable one (a batch of one request holds at
+    /// most this many records in practice); beyond it, replay of the partition stops.</summary>
+    const int MaxDamagedOffsets = 10_000;
+
+    static long? NextReadable(PartitionLog partition, long damaged, long end)
+    {
+        for (long probe = damaged + 1; probe < end && probe <= damaged + MaxDamagedOffsets; probe++)
+        {
+            using var read = partition.Read(probe, 1 << 16, minOneBatch: true);
+            if (read.Error == ReadError.None && !read.Records.IsEmpty && RecordBatch.LastOffset(read.Records.Span) >= probe
+                && RecordBatch.BaseOffset(read.Records.Span) > damaged)
+                return RecordBatch.BaseOffset(read.Records.Span);
+            if (read.Error is not (ReadError.None or ReadError.Corrupt))
+                return null;
+        }
+        return damaged + MaxDamagedOffsets < end ? null : end;
     }
 
     static LoadedGroup For(Dictionary<string, LoadedGroup> groups, string id)
