@@ -116,6 +116,29 @@ public sealed class OffsetsTopicTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Transactional_offset_commits_of_one_producer_are_all_kept_and_an_older_epoch_is_fenced()
+    {
+        await using var c = await LoadedCoordinator();
+        async Task<short> TxnCommit(short epoch, int partition, long offset) => (await c.TxnCommitOffsets(new TxnOffsetCommitRequest
+        {
+            GroupId = "g",
+            TransactionalId = "tx",
+            ProducerId = 21,
+            ProducerEpoch = epoch,
+            Topics = [new() { Name = "t", Partitions = [new() { PartitionIndex = partition, CommittedOffset = offset }] }],
+        }, 3)).Topics.Single().Partitions.Single().ErrorCode;
+
+        // Kafka writes each with base sequence 0: the partition checks no sequences for the coordinator's batches, so
+        // the second is appended, not taken for a retry of the first.
+        Assert.Equal(ErrorCodes.None, await TxnCommit(1, 0, 10));
+        Assert.Equal(ErrorCodes.None, await TxnCommit(1, 1, 11));
+        var pending = _host.Store.Replay()["g"].Pending[21];
+        Assert.Equal([10L, 11L], pending.OrderBy(p => p.Key.Partition).Select(p => p.Value.Offset.Offset));
+        Assert.Equal(ErrorCodes.InvalidProducerEpoch, await TxnCommit(0, 2, 12));
+        Assert.False(c.HasPendingTxnOffset("g", "t", 2));
+    }
+
+    [Fact]
     public async Task Records_that_do_not_decode_are_skipped_with_a_warning_naming_partition_and_offset()
     {
         var store = _host.Store;
