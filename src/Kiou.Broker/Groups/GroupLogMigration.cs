@@ -50,7 +50,6 @@ public sealed class GroupLogMigration
     readonly Hosting.Log _log;
     readonly Dictionary<string, LiveGroup> _live = new(StringComparer.Ordinal);
     FileStream? _file;
-    long _liveBytes;
 
     public GroupLogMigration(string dataDir, Hosting.Log log)
     {
@@ -171,25 +170,12 @@ public sealed class GroupLogMigration
             case Kind.GroupMetadata:
                 if (r.Failed)
                     return false;
-                var g = LiveFor(group);
-                if (g.Metadata is not null)
-                    _liveBytes -= g.Metadata.Length + RecordHeaderBytes;
-                g.Metadata = payload;
-                _liveBytes += payload.Length + RecordHeaderBytes;
+                LiveFor(group).Metadata = payload;
                 return true;
             case Kind.GroupTombstone:
                 if (r.Failed)
                     return false;
-                if (_live.Remove(group, out var dead))
-                {
-                    if (dead.Metadata is not null)
-                        _liveBytes -= dead.Metadata.Length + RecordHeaderBytes;
-                    foreach (var o in dead.Offsets.Values)
-                        _liveBytes -= o.Length + RecordHeaderBytes;
-                    foreach (var pending in dead.Pending.Values)
-                        foreach (var o in pending.Values)
-                            _liveBytes -= o.Length + RecordHeaderBytes;
-                }
+                _live.Remove(group);
                 return true;
             case Kind.TxnOffsetCommit:
                 {
@@ -198,10 +184,7 @@ public sealed class GroupLogMigration
                     var live = LiveFor(group);
                     if (!live.Pending.TryGetValue(producerId, out var offsets))
                         live.Pending[producerId] = offsets = [];
-                    if (offsets.TryGetValue((topic, partition), out var old))
-                        _liveBytes -= old.Length + RecordHeaderBytes;
                     offsets[(topic, partition)] = payload;
-                    _liveBytes += payload.Length + RecordHeaderBytes;
                     return true;
                 }
             case Kind.TxnMarker:
@@ -214,7 +197,6 @@ public sealed class GroupLogMigration
                     {
                         foreach (var ((topic, partition), pending) in offsets)
                         {
-                            _liveBytes -= pending.Length + RecordHeaderBytes;
                             if (commit && TryReadTxnOffset(pending, out _, out _, out _, out var offset))
                                 SetOffset(group, topic, partition, OffsetCommit(group, topic, partition, offset));
                         }
@@ -237,20 +219,15 @@ public sealed class GroupLogMigration
 
     void SetOffset(string group, string topic, int partition, byte[] payload)
     {
-        var g = LiveFor(group);
-        if (g.Offsets.TryGetValue((topic, partition), out var old))
-            _liveBytes -= old.Length + RecordHeaderBytes;
-        g.Offsets[(topic, partition)] = payload;
-        _liveBytes += payload.Length + RecordHeaderBytes;
+        LiveFor(group).Offsets[(topic, partition)] = payload;
     }
 
     void RemoveOffset(string group, string topic, int partition)
     {
-        if (_live.TryGetValue(group, out var g) && g.Offsets.Remove((topic, partition), out var old))
+        if (_live.TryGetValue(group, out var g) && g.Offsets.Remove((topic, partition))
+            && g.Offsets.Count == 0 && g.Metadata is null && g.Pending.Count == 0)
         {
-            _liveBytes -= old.Length + RecordHeaderBytes;
-            if (g.Offsets.Count == 0 && g.Metadata is null && g.Pending.Count == 0)
-                _live.Remove(group);
+            _live.Remove(group);
         }
     }
 
