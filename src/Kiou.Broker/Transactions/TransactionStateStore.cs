@@ -53,6 +53,11 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
 
     public async Task<short> WriteMarkerAsync(TopicPartition tp, byte[] batch)
     {
+        bool offsets = tp.Topic == Groups.OffsetsTopic.TopicName && groups is not null;
+        // Replay reads the partition up to where it was when it started: a marker appended meanwhile would complete
+        // nothing. Until the offsets are loaded the marker waits (retried, as any partition not ready).
+        if (offsets && !groups!.IsLoaded)
+            return ErrorCodes.CoordinatorLoadInProgress;
         var partitionLog = logs.Get(tp.Topic, tp.Partition);
         if (partitionLog is null)
             return ErrorCodes.UnknownTopicOrPartition;
@@ -61,8 +66,8 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
             await partitionLog.AppendAsync(batch, waitDurable: true, AppendOrigin.Coordinator).ConfigureAwait(false);
             // Kafka's handleTxnCompletion: once the marker is durable in __consumer_offsets, the group coordinator
             // makes the producer's pending offsets of that partition committed, or drops them.
-            if (tp.Topic == Groups.OffsetsTopic.TopicName && groups is not null && TransactionLog.ReadMarker(batch) is { } commit)
-                groups.CompleteTxn(RecordBatch.ProducerId(batch), tp.Partition, commit);
+            if (offsets && TransactionLog.ReadMarker(batch) is { } commit)
+                groups!.CompleteTxn(RecordBatch.ProducerId(batch), tp.Partition, commit);
             return ErrorCodes.None;
         }
         catch (ObjectDisposedException)
