@@ -114,6 +114,33 @@ public sealed class ConsumerOffsetsTopicTests
     }
 
     [Fact]
+    public async Task The_partition_count_setting_is_used_when_the_topic_is_created_and_an_existing_topic_keeps_its_count()
+    {
+        Assert.Equal(GroupSettings.DefaultOffsetsTopicPartitions, Hosting.BrokerConfig.FromEnvironment(_ => null).Groups.OffsetsTopicPartitions);
+        Assert.Equal(7, Hosting.BrokerConfig.FromEnvironment(k => k == "KIOU_OFFSETS_TOPIC_NUM_PARTITIONS" ? "7" : null).Groups.OffsetsTopicPartitions);
+        Assert.Throws<Hosting.ConfigException>(() => Hosting.BrokerConfig.FromEnvironment(k => k == "KIOU_OFFSETS_TOPIC_NUM_PARTITIONS" ? "0" : null));
+
+        int count = 7;
+        await using var broker = GroupSupport.StartBroker(more: c => c with { Groups = c.Groups with { OffsetsTopicPartitions = count } });
+        await broker.Broker.Groups.Loading;
+        await Clients.CreateTopicAsync(broker.Bootstrap, "t", 1);
+        Assert.Null(broker.Broker.Controller.Find(OffsetsTopic.TopicName)); // created on first use
+        using (var admin = Clients.Admin(broker.Bootstrap))
+            await admin.AlterConsumerGroupOffsetsAsync([new ConsumerGroupTopicPartitionOffsets("counted", [new TopicPartitionOffset("t", 0, 3)])]);
+        Assert.Equal(7, broker.Broker.Controller.Find(OffsetsTopic.TopicName)!.Partitions);
+        var records = Clients.ReadAll(broker.Bootstrap, OffsetsTopic.TopicName, 7);
+        Assert.Equal(KafkaPartitionFor("counted", 7), Assert.Single(records).Partition.Value);
+
+        count = 2;
+        await broker.RestartAsync();
+        await broker.Broker.Groups.Loading;
+        Assert.Equal(7, broker.Broker.Controller.Find(OffsetsTopic.TopicName)!.Partitions);
+        Assert.Equal(7, broker.Broker.Groups.Store.Partitions);
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(GroupSupport.Config(broker.Bootstrap, "counted")).Build();
+        Assert.Equal(3, consumer.Committed([new TopicPartition("t", 0)], Timeout).Single().Offset.Value);
+    }
+
+    [Fact]
     public async Task An_old_groups_log_is_migrated_once_and_a_client_reads_its_committed_offsets()
     {
         string dir = Path.Combine(Path.GetTempPath(), "kiou-offsets-migration-" + Guid.NewGuid().ToString("N"));
