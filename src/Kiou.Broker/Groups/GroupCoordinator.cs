@@ -29,8 +29,8 @@ public sealed record GroupSettings
 /// <summary>
 /// The coordinator of every classic group on this node. Holds the groups (one lock each: the owner of that group's
 /// state), the shared <see cref="GroupTimers"/>, and the <see cref="OffsetsStore"/> (the internal topic
-/// __consumer_offsets) that makes offsets and group metadata durable. Lifecycle: constructed, <see cref="StartLoading"/>
-/// migrates an old groups.log, creates the topic when missing and replays it in the background (every group request
+/// __consumer_offsets, created on first use) that makes offsets and group metadata durable. Lifecycle: constructed,
+/// <see cref="StartLoading"/> migrates an old groups.log and replays the topic in the background (every group request
 /// meanwhile gets COORDINATOR_LOAD_IN_PROGRESS), <see cref="DisposeAsync"/> stops timers. Request methods are
 /// thread-safe; they never block on I/O while holding a group lock (appends are queued under it, in log order, and
 /// awaited outside it).
@@ -181,7 +181,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 }
                 pendingOffsets += txn.Count;
                 // The old log did not keep the producer epoch: the lowest one, so the transaction's marker (any epoch) completes it.
-                writes.Add(_store.Append(groupId, txn, producerId, 0));
+                writes.Add(MigratePendingAsync(_store.Append(groupId, txn, producerId, 0), groupId, producerId));
             }
         }
         await Task.WhenAll(writes).ConfigureAwait(false);
@@ -190,6 +190,19 @@ public sealed class GroupCoordinator : IAsyncDisposable
         Kiou.IoUring.Interop.FileSync.SyncDirectory(Path.GetDirectoryName(old.FilePath)!);
         Log.Info($"group coordinator: migrated {groups} groups, {offsets} committed offsets and {pendingOffsets} pending transactional offsets " +
             $"from the old offsets log {old.FilePath} into the topic {OffsetsTopic.TopicName}; the old file is kept as {aside} and can be removed");
+    }
+
+    /// <summary>A partition that knows the producer at a newer epoch has seen its transaction end: nothing is pending.</summary>
+    async Task MigratePendingAsync(Task append, string groupId, long producerId)
+    {
+        try
+        {
+            await append.ConfigureAwait(false);
+        }
+        catch (ProducerStateException e)
+        {
+            Log.Warn($"group '{groupId}': the pending transactional offsets of producer id {producerId} in the old offsets log were not migrated ({e.Message}); its transaction has ended");
+        }
     }
 
     /// <summary>Creates __consumer_offsets on first use; NONE, or COORDINATOR_NOT_AVAILABLE when it cannot be created.</summary>
