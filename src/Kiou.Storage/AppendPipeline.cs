@@ -174,7 +174,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
                 {
                     // In append order under the single writer, so pipelined batches of one producer are checked in turn.
                     producer = ProducerBatch.FromBatch(span);
-                    check = _owner.Producers.Check(producer, verification);
+                    check = _owner.Producers.Check(producer, verification, coordinator: origin == AppendOrigin.Coordinator);
                     generation = _owner.ProducerGeneration;
                     if (check.Outcome != ProducerCheckOutcome.Append)
                     {

@@ -20,10 +20,12 @@ public sealed class GroupDurabilityTests
         var clock = new ManualTimeProvider();
         var logText = new StringWriter();
         GroupCoordinator? c = null;
+        OffsetsHost? host = null;
         try
         {
-            c = new GroupCoordinator(new GroupSettings { InitialRebalanceDelayMs = 0 }, Path.Combine(mount, "groups"), clock,
-                new Log(TextWriter.Synchronized(logText), Log.Level.Debug), (_, _) => true, driveTimers: false);
+            var log = new Log(TextWriter.Synchronized(logText), Log.Level.Debug);
+            host = OffsetsHost.Open(Path.Combine(mount, "groups"), log, clock, partitions: 1);
+            c = host.NewCoordinator(new GroupSettings { InitialRebalanceDelayMs = 0 }, clock, log, (_, _) => true);
             c.StartLoading(null);
             await c.Loading;
 
@@ -73,6 +75,8 @@ public sealed class GroupDurabilityTests
         {
             if (c is not null)
                 await c.DisposeAsync();
+            if (host is not null)
+                await host.DisposeAsync();
             FaultTests.Run("umount", $"-l {mount}");
             Directory.Delete(mount, recursive: true);
         }

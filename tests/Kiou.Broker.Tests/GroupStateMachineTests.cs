@@ -19,12 +19,15 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
     readonly string _dir = Path.Combine(Path.GetTempPath(), "kiou-groups-" + Guid.NewGuid().ToString("N"));
     readonly StringWriter _logText = new();
     GroupCoordinator _c = null!;
+    OffsetsHost? _host;
 
+    /// <summary>A coordinator over the same __consumer_offsets partitions: a new one replays them, as after a restart.</summary>
     GroupCoordinator NewCoordinator(GroupSettings? settings = null, Func<Task>? beforeLoad = null)
     {
-        var c = new GroupCoordinator(settings ?? new GroupSettings { InitialRebalanceDelayMs = InitialDelay }, _dir, _clock,
-            new Log(TextWriter.Synchronized(_logText), Log.Level.Debug), (topic, partition) => topic != "missing" && partition is >= 0 and < 8,
-            driveTimers: false);
+        var log = new Log(TextWriter.Synchronized(_logText), Log.Level.Debug);
+        _host ??= OffsetsHost.Open(_dir, log, _clock);
+        var c = _host.NewCoordinator(settings ?? new GroupSettings { InitialRebalanceDelayMs = InitialDelay }, _clock, log,
+            (topic, partition) => topic != "missing" && partition is >= 0 and < 8);
         c.StartLoading(beforeLoad);
         return c;
     }
@@ -38,6 +41,8 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         await _c.DisposeAsync();
+        if (_host is not null)
+            await _host.DisposeAsync();
         try
         {
             Directory.Delete(_dir, recursive: true);
@@ -474,57 +479,6 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
         Assert.Equal(GroupState.Stable, State());
         Assert.Equal(ErrorCodes.None, Heartbeat(a, 1));
         Assert.Equal("B"u8.ToArray(), (await Sync(b, 1)).Assignment);
-    }
-
-    [Fact]
-    public async Task A_torn_tail_is_truncated_and_everything_before_it_is_kept()
-    {
-        for (int i = 0; i < 10; i++)
-            Assert.Equal(ErrorCodes.None, (await Commit(-1, "", group: "g2", partition: i % 4, offset: i)).Topics[0].Partitions[0].ErrorCode);
-        string path = _c.Store.FilePath;
-        await _c.DisposeAsync();
-        long whole = new FileInfo(path).Length;
-        // A crash in the middle of the last write: its record is cut short.
-        using (var f = new FileStream(path, FileMode.Open))
-            f.SetLength(whole - 5);
-        _c = NewCoordinator();
-        await _c.Loading;
-        Assert.Contains("does not fit at byte", _logText.ToString());
-        Assert.Equal(8, Fetch("g2", "t", 0)!.Value.Offset);
-        Assert.Equal(5, Fetch("g2", "t", 1)!.Value.Offset); // the torn commit (offset 9) is gone; the one before remains
-        Assert.Equal(6, Fetch("g2", "t", 2)!.Value.Offset);
-        Assert.Equal(7, Fetch("g2", "t", 3)!.Value.Offset);
-        // Garbage after the valid records (a write that never completed) is cut off too, and appends continue.
-        await _c.DisposeAsync();
-        long valid = new FileInfo(path).Length;
-        using (var f = new FileStream(path, FileMode.Append))
-            f.Write([0, 0, 0, 40, 1, 2, 3, 4, 9, 9, 9]);
-        _c = NewCoordinator();
-        await _c.Loading;
-        Assert.Equal(valid, new FileInfo(path).Length);
-        Assert.Equal(ErrorCodes.None, (await Commit(-1, "", group: "g2", partition: 1, offset: 99)).Topics[0].Partitions[0].ErrorCode);
-        await _c.DisposeAsync();
-        _c = NewCoordinator();
-        await _c.Loading;
-        Assert.Equal(99, Fetch("g2", "t", 1)!.Value.Offset);
-    }
-
-    [Fact]
-    public async Task Compaction_keeps_the_log_proportional_to_live_state()
-    {
-        await _c.DisposeAsync();
-        var settings = new GroupSettings { InitialRebalanceDelayMs = InitialDelay, LogCompactMinBytes = 8192 };
-        _c = NewCoordinator(settings);
-        await _c.Loading;
-        for (int i = 0; i < 2000; i++)
-            await Commit(-1, "", group: "g2", partition: i % 4, offset: i);
-        Assert.True(_c.Store.Compactions > 0, "the log was compacted");
-        Assert.True(_c.Store.FileBytes < 3 * 8192, $"log is {_c.Store.FileBytes} bytes for 4 live offsets");
-        await _c.DisposeAsync();
-        _c = NewCoordinator(settings);
-        await _c.Loading;
-        for (int p = 0; p < 4; p++)
-            Assert.Equal(1996 + p, Fetch("g2", "t", p)!.Value.Offset);
     }
 
     [Fact]

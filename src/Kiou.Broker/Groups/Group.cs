@@ -42,8 +42,9 @@ public sealed class Group
     public Dictionary<string, string> StaticMembers { get; } = new(StringComparer.Ordinal);
     public Dictionary<(string Topic, int Partition), CommittedOffset> Offsets { get; } = [];
     /// <summary>TxnOffsetCommit offsets per producer id, durable and awaiting the transaction's marker (invisible to
-    /// OffsetFetch; RequireStable gets UNSTABLE_OFFSET_COMMIT for their partitions).</summary>
-    public Dictionary<long, Dictionary<(string Topic, int Partition), CommittedOffset>> PendingTxnOffsets { get; } = [];
+    /// OffsetFetch; RequireStable gets UNSTABLE_OFFSET_COMMIT for their partitions).
+    /// Each with the commit sequence of its record: on COMMIT it replaces the committed offset only if that is older.</summary>
+    public Dictionary<long, Dictionary<(string Topic, int Partition), (CommittedOffset Offset, long Sequence)>> PendingTxnOffsets { get; } = [];
 
     public bool HasPendingTxnOffset(string topic, int partition)
     {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using Kiou.Broker.Hosting;
 using Kiou.Protocol.Messages;
+using Kiou.Storage;
 
 namespace Kiou.Broker.Groups;
 
@@ -15,23 +16,32 @@ public sealed record GroupSettings
     public long OffsetsRetentionMs { get; init; } = 7L * 24 * 60 * 60 * 1000;
     public long OffsetsRetentionCheckIntervalMs { get; init; } = 600000;
     public int OffsetMetadataMaxBytes { get; init; } = 4096;
-    public long LogCompactMinBytes { get; init; } = 16 * 1024 * 1024;
+
+    /// <summary>KIOU_OFFSETS_TOPIC_NUM_PARTITIONS (Kafka's offsets.topic.num.partitions): partitions of
+    /// __consumer_offsets when it is created; an existing topic keeps its count (groups map to partitions by it).</summary>
+    public int OffsetsTopicPartitions { get; init; } = DefaultOffsetsTopicPartitions;
+
+    /// <summary>Kafka's default is 50, sized for spreading coordinators over many brokers; one node gains nothing from
+    /// that and pays files, descriptors and start-up time per partition (docs/design/groups.md).</summary>
+    public const int DefaultOffsetsTopicPartitions = 4;
 }
 
 /// <summary>
 /// The coordinator of every classic group on this node. Holds the groups (one lock each: the owner of that group's
-/// state), the shared <see cref="GroupTimers"/>, and the <see cref="GroupLog"/> that makes offsets and group
-/// metadata durable. Lifecycle: constructed, <see cref="StartLoading"/> replays the log in the background (every
-/// group request meanwhile gets COORDINATOR_LOAD_IN_PROGRESS), <see cref="DisposeAsync"/> stops timers and closes
-/// the log after queued records are written. Request methods are thread-safe; they never block on I/O while
-/// holding a group lock (durable writes are awaited outside it).
+/// state), the shared <see cref="GroupTimers"/>, and the <see cref="OffsetsStore"/> (the internal topic
+/// __consumer_offsets, created on first use) that makes offsets and group metadata durable. Lifecycle: constructed,
+/// <see cref="StartLoading"/> migrates an old groups.log and replays the topic in the background (every group request
+/// meanwhile gets COORDINATOR_LOAD_IN_PROGRESS), <see cref="DisposeAsync"/> stops timers. Request methods are
+/// thread-safe; they never block on I/O while holding a group lock (appends are queued under it, in log order, and
+/// awaited outside it).
 /// </summary>
 public sealed class GroupCoordinator : IAsyncDisposable
 {
     readonly ConcurrentDictionary<string, Group> _groups = new(StringComparer.Ordinal);
     readonly GroupSettings _settings;
     readonly TimeProvider _time;
-    readonly GroupLog _store;
+    readonly OffsetsStore _store;
+    readonly string _dataDir;
     readonly Func<string, int, bool> _partitionExists;
     readonly ITimer? _expiryTimer;
     Task _loading = Task.CompletedTask;
@@ -39,14 +49,15 @@ public sealed class GroupCoordinator : IAsyncDisposable
 
     /// <param name="partitionExists">Whether a topic partition exists (OffsetCommit answers UNKNOWN_TOPIC_OR_PARTITION otherwise).</param>
     /// <param name="driveTimers">False in unit tests: timers fire only through <see cref="RunTimers"/>.</param>
-    public GroupCoordinator(GroupSettings settings, string dataDir, TimeProvider time, Log log, Func<string, int, bool> partitionExists,
+    public GroupCoordinator(GroupSettings settings, OffsetsStore store, string dataDir, TimeProvider time, Log log, Func<string, int, bool> partitionExists,
         bool driveTimers = true)
     {
+        _store = store;
+        _dataDir = dataDir;
         _settings = settings;
         _time = time;
         Log = log;
         _partitionExists = partitionExists;
-        _store = new GroupLog(dataDir, log) { CompactMinBytes = settings.LogCompactMinBytes };
         Timers = new GroupTimers(time, static (g, now) => Fire(g, now), driveTimers);
         if (driveTimers)
         {
@@ -57,7 +68,10 @@ public sealed class GroupCoordinator : IAsyncDisposable
 
     public Log Log { get; }
     public GroupTimers Timers { get; }
-    public GroupLog Store => _store;
+    public OffsetsStore Store => _store;
+
+    /// <summary>The group's partition of __consumer_offsets (AddOffsetsToTxn adds it to the transaction).</summary>
+    public int OffsetsPartitionFor(string groupId) => _store.PartitionFor(groupId);
     public int InitialRebalanceDelayMs => _settings.InitialRebalanceDelayMs;
     public bool IsLoaded => _status == 1;
     public Task Loading => _loading;
@@ -77,7 +91,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
     // ---------------------------------------------------------------------------------------------------------------
     // Loading
 
-    /// <summary>Replays the offsets log in the background; <paramref name="beforeLoad"/> is a test seam.</summary>
+    /// <summary>Loads __consumer_offsets in the background; <paramref name="beforeLoad"/> is a test seam.</summary>
     public void StartLoading(Func<Task>? beforeLoad = null)
     {
         _loading = Task.Run(async () =>
@@ -86,10 +100,10 @@ public sealed class GroupCoordinator : IAsyncDisposable
             {
                 if (beforeLoad is not null)
                     await beforeLoad().ConfigureAwait(false);
-                Load();
+                await LoadAsync().ConfigureAwait(false);
                 _status = 1;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ConfigException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ConfigException or ProducerStateException)
             {
                 _status = 2;
                 Log.Error($"group coordinator: cannot load committed offsets ({e.Message}); group requests get COORDINATOR_NOT_AVAILABLE until this is fixed and the broker restarted");
@@ -97,42 +111,116 @@ public sealed class GroupCoordinator : IAsyncDisposable
         });
     }
 
-    void Load()
+    async Task LoadAsync()
     {
         long start = _time.GetTimestamp();
-        var live = _store.Open();
+        await MigrateGroupLogAsync().ConfigureAwait(false);
+        var loaded = _store.Replay();
         long now = NowMs;
         int offsets = 0;
-        foreach (var (groupId, entry) in live)
+        foreach (var (groupId, entry) in loaded)
         {
             var group = new Group(this, groupId, now);
             lock (group)
             {
-                if (entry.Metadata is not null && GroupLog.TryReadGroup(entry.Metadata) is { } snapshot)
+                if (entry.Metadata is { } snapshot)
                     group.Restore(snapshot, now);
-                foreach (var payload in entry.Offsets.Values)
+                foreach (var (key, (offset, position)) in entry.Offsets)
                 {
-                    if (GroupLog.TryReadOffset(payload, out string topic, out int partition, out var offset))
-                    {
-                        group.Offsets[(topic, partition)] = offset;
-                        offsets++;
-                    }
+                    group.Offsets[key] = offset;
+                    group.AppliedCommitSequence[key] = position;
+                    offsets++;
                 }
                 foreach (var (producerId, pending) in entry.Pending)
-                {
-                    var map = new Dictionary<(string Topic, int Partition), CommittedOffset>();
-                    foreach (var payload in pending.Values)
-                    {
-                        if (GroupLog.TryReadTxnOffset(payload, out _, out string topic, out int partition, out var offset))
-                            map[(topic, partition)] = offset;
-                    }
-                    group.PendingTxnOffsets[producerId] = map;
-                }
+                    group.PendingTxnOffsets[producerId] = new(pending);
+                // Positions in the log order the records; live commits continue past them.
+                group.LastCommitSequence = entry.LastPosition + 1;
             }
             _groups[groupId] = group;
         }
-        _store.StartWriter();
-        Log.Info($"group coordinator: loaded {_groups.Count} groups and {offsets} committed offsets in {_time.GetElapsedTime(start).TotalMilliseconds:F0} ms");
+        Log.Info($"group coordinator: loaded {_groups.Count} groups and {offsets} committed offsets from {OffsetsTopic.TopicName} in {_time.GetElapsedTime(start).TotalMilliseconds:F0} ms");
+    }
+
+    /// <summary>
+    /// Writes the live state of KIOU's old private offsets log (<c>__consumer_offsets/groups.log</c>) into the topic,
+    /// durably, then renames the file aside (kept). Run again after a crash in between, it writes the same state again:
+    /// the topic keeps the latest record per key, so nothing changes.
+    /// </summary>
+    async Task MigrateGroupLogAsync()
+    {
+        var old = new GroupLogMigration(_dataDir, Log);
+        var live = old.Read();
+        if (live is null)
+            return;
+        if (live.Count > 0)
+            await _store.EnsureTopicAsync().ConfigureAwait(false);
+        var writes = new List<Task>();
+        int offsets = 0, pendingOffsets = 0, groups = 0;
+        foreach (var (groupId, entry) in live)
+        {
+            var records = new List<(byte[] Key, byte[]? Value)>();
+            if (entry.Metadata is not null && GroupLogMigration.TryReadGroup(entry.Metadata) is { } snapshot)
+                records.Add((OffsetsTopic.GroupKey(groupId), OffsetsTopic.GroupValue(snapshot)));
+            foreach (var payload in entry.Offsets.Values)
+            {
+                if (GroupLogMigration.TryReadOffset(payload, out string topic, out int partition, out var offset))
+                {
+                    records.Add((OffsetsTopic.OffsetKey(groupId, topic, partition), OffsetsTopic.OffsetValue(offset)));
+                    offsets++;
+                }
+            }
+            groups++;
+            writes.Add(_store.Append(groupId, records));
+            foreach (var (producerId, pending) in entry.Pending)
+            {
+                var txn = new List<(byte[] Key, byte[]? Value)>();
+                foreach (var payload in pending.Values)
+                {
+                    if (GroupLogMigration.TryReadTxnOffset(payload, out _, out string topic, out int partition, out var offset))
+                        txn.Add((OffsetsTopic.OffsetKey(groupId, topic, partition), OffsetsTopic.OffsetValue(offset)));
+                }
+                pendingOffsets += txn.Count;
+                // The old log did not keep the producer epoch: the lowest one, so the transaction's marker (any epoch) completes it.
+                writes.Add(MigratePendingAsync(_store.Append(groupId, txn, producerId, 0), groupId, producerId));
+            }
+        }
+        await Task.WhenAll(writes).ConfigureAwait(false);
+        string aside = old.FilePath + GroupLogMigration.MigratedSuffix;
+        File.Move(old.FilePath, aside, overwrite: true);
+        Kiou.IoUring.Interop.FileSync.SyncDirectory(Path.GetDirectoryName(old.FilePath)!);
+        Log.Info($"group coordinator: migrated {groups} groups, {offsets} committed offsets and {pendingOffsets} pending transactional offsets " +
+            $"from the old offsets log {old.FilePath} into the topic {OffsetsTopic.TopicName}; the old file is kept as {aside} and can be removed");
+    }
+
+    /// <summary>A partition that knows the producer at a newer epoch has seen its transaction end: nothing is pending.</summary>
+    async Task MigratePendingAsync(Task append, string groupId, long producerId)
+    {
+        try
+        {
+            await append.ConfigureAwait(false);
+        }
+        catch (ProducerStateException e)
+        {
+            Log.Warn($"group '{groupId}': the pending transactional offsets of producer id {producerId} in the old offsets log were not migrated ({e.Message}); its transaction has ended");
+        }
+    }
+
+    /// <summary>Creates __consumer_offsets on first use; NONE, or COORDINATOR_NOT_AVAILABLE when it cannot be created.</summary>
+    public ValueTask<short> EnsureOffsetsTopicAsync() =>
+        _store.TopicExists ? ValueTask.FromResult(ErrorCodes.None) : new ValueTask<short>(CreateOffsetsTopicAsync());
+
+    async Task<short> CreateOffsetsTopicAsync()
+    {
+        try
+        {
+            await _store.EnsureTopicAsync().ConfigureAwait(false);
+            return ErrorCodes.None;
+        }
+        catch (IOException e)
+        {
+            Log.Error($"group coordinator: {e.Message}; group requests get COORDINATOR_NOT_AVAILABLE until it can be created");
+            return ErrorCodes.CoordinatorNotAvailable;
+        }
     }
 
     /// <summary>NONE when ready, else the error every group request gets.</summary>
@@ -151,7 +239,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
     internal Task PersistGroup(Group group, bool assigned = false)
     {
         var snapshot = group.Snapshot(assigned);
-        return _store.Append(GroupLog.Kind.GroupMetadata, group.GroupId, null, 0, GroupLog.GroupMetadata(snapshot));
+        return _store.Append(group.GroupId, [(OffsetsTopic.GroupKey(group.GroupId), OffsetsTopic.GroupValue(snapshot))]);
     }
 
     static string HostOf(EndPoint? remote) => remote is IPEndPoint ip ? "/" + ip.Address : "/" + remote;
@@ -189,6 +277,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
             return Error(groupIdError, request.MemberId);
         if (request.SessionTimeoutMs < _settings.MinSessionTimeoutMs || request.SessionTimeoutMs > _settings.MaxSessionTimeoutMs)
             return Error(ErrorCodes.InvalidSessionTimeout, request.MemberId);
+        if (await EnsureOffsetsTopicAsync().ConfigureAwait(false) is var topicError && topicError != ErrorCodes.None)
+            return Error(topicError, request.MemberId);
         var group = Lookup(request.GroupId, create: request.MemberId.Length == 0);
         if (group is null)
             return Error(ErrorCodes.UnknownMemberId, request.MemberId);
@@ -295,6 +385,8 @@ public sealed class GroupCoordinator : IAsyncDisposable
         short groupError = NotReady;
         if (groupError == ErrorCodes.None && request.GroupId.Length == 0)
             groupError = ErrorCodes.InvalidGroupId;
+        if (groupError == ErrorCodes.None)
+            groupError = await EnsureOffsetsTopicAsync().ConfigureAwait(false);
         Group? group = null;
         if (groupError == ErrorCodes.None)
         {
@@ -364,7 +456,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
     void BuildCommitAnswers(OffsetCommitRequest request, short version, OffsetCommitResponse response, short groupError, Group? group, long now,
         List<(OffsetCommitResponse.OffsetCommitResponsePartition, string, int, CommittedOffset, Task)> writes)
     {
-        var records = new List<(GroupLog.Kind, string, string?, int, byte[])>();
+        var records = new List<(byte[] Key, byte[]? Value)>();
         var accepted = new List<(OffsetCommitResponse.OffsetCommitResponsePartition, string, int, CommittedOffset)>();
         foreach (var topic in request.Topics)
         {
@@ -389,13 +481,12 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 long commitTs = version == 1 && p.CommitTimestamp >= 0 ? p.CommitTimestamp : now;
                 long expireTs = version is >= 2 and <= 4 && request.RetentionTimeMs > 0 ? commitTs + request.RetentionTimeMs : -1;
                 var offset = new CommittedOffset(p.CommittedOffset, version >= 6 ? p.CommittedLeaderEpoch : -1, p.CommittedMetadata ?? "", commitTs, expireTs);
-                records.Add((GroupLog.Kind.OffsetCommit, group!.GroupId, topic.Name, p.PartitionIndex,
-                    GroupLog.OffsetCommit(group.GroupId, topic.Name, p.PartitionIndex, offset)));
+                records.Add((OffsetsTopic.OffsetKey(group!.GroupId, topic.Name, p.PartitionIndex), OffsetsTopic.OffsetValue(offset)));
                 accepted.Add((answer, topic.Name, p.PartitionIndex, offset));
             }
         }
         // One request's offsets are written as one unit: a crash never keeps some of them and loses others.
-        Task durable = _store.AppendAll(records);
+        Task durable = records.Count == 0 ? Task.CompletedTask : _store.Append(group!.GroupId, records);
         foreach (var (answer, topicName, partition, offset) in accepted)
             writes.Add((answer, topicName, partition, offset, durable));
     }
@@ -411,16 +502,20 @@ public sealed class GroupCoordinator : IAsyncDisposable
         short groupError = NotReady;
         if (groupError == ErrorCodes.None && request.GroupId.Length == 0)
             groupError = ErrorCodes.InvalidGroupId;
+        if (groupError == ErrorCodes.None)
+            groupError = await EnsureOffsetsTopicAsync().ConfigureAwait(false);
         Group? group = groupError == ErrorCodes.None ? Lookup(request.GroupId, create: true) : null;
         var accepted = new List<(TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition Answer, string Topic, int Partition, CommittedOffset Offset)>();
         Task durable = Task.CompletedTask;
+        long sequence = 0;
         long now = NowMs;
         if (group is not null)
         {
             lock (group)
             {
                 groupError = group.ValidateTxnCommit(version >= 3 ? request.GenerationId : -1, version >= 3 ? request.MemberId : "", version >= 3 ? request.GroupInstanceId : null);
-                var records = new List<(GroupLog.Kind, string, string?, int, byte[])>();
+                var records = new List<(byte[] Key, byte[]? Value)>();
+                sequence = ++group.LastCommitSequence;
                 foreach (var topic in request.Topics)
                 {
                     var t = new TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic { Name = topic.Name };
@@ -442,12 +537,12 @@ public sealed class GroupCoordinator : IAsyncDisposable
                             continue;
                         }
                         var offset = new CommittedOffset(p.CommittedOffset, version >= 2 ? p.CommittedLeaderEpoch : -1, p.CommittedMetadata ?? "", now, -1);
-                        records.Add((GroupLog.Kind.TxnOffsetCommit, group.GroupId, topic.Name, p.PartitionIndex,
-                            GroupLog.TxnOffsetCommit(group.GroupId, request.ProducerId, topic.Name, p.PartitionIndex, offset)));
+                        records.Add((OffsetsTopic.OffsetKey(group.GroupId, topic.Name, p.PartitionIndex), OffsetsTopic.OffsetValue(offset)));
                         accepted.Add((answer, topic.Name, p.PartitionIndex, offset));
                     }
                 }
-                durable = _store.AppendAll(records);
+                // Kafka's transactional batch of the producer: the partition's producer state fences an old epoch.
+                durable = _store.Append(group.GroupId, records, request.ProducerId, request.ProducerEpoch);
             }
         }
         else
@@ -467,10 +562,11 @@ public sealed class GroupCoordinator : IAsyncDisposable
         {
             await durable.ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or ProducerStateException)
         {
+            short code = e is ProducerStateException refused ? refused.ErrorCode : ErrorCodes.CoordinatorNotAvailable;
             foreach (var a in accepted)
-                a.Answer.ErrorCode = ErrorCodes.CoordinatorNotAvailable;
+                a.Answer.ErrorCode = code;
             return response;
         }
         lock (group)
@@ -478,42 +574,27 @@ public sealed class GroupCoordinator : IAsyncDisposable
             if (!group.PendingTxnOffsets.TryGetValue(request.ProducerId, out var pending))
                 group.PendingTxnOffsets[request.ProducerId] = pending = [];
             foreach (var a in accepted)
-                pending[(a.Topic, a.Partition)] = a.Offset;
+                pending[(a.Topic, a.Partition)] = (a.Offset, sequence);
         }
         return response;
     }
 
     /// <summary>
-    /// A transaction marker for partition <paramref name="offsetsPartition"/> of __consumer_offsets (Kafka's
-    /// handleTxnCompletion): every group of that partition with pending offsets of the producer gets a durable marker
-    /// record, then on COMMIT those offsets become committed (in log order with plain commits), on ABORT they are dropped.
+    /// A transaction marker of the producer is durable in partition <paramref name="offsetsPartition"/> of
+    /// __consumer_offsets (Kafka's handleTxnCompletion): on COMMIT the producer's pending offsets of every group of that
+    /// partition become committed where they are newer in the log than the committed offset; on ABORT they are dropped.
     /// </summary>
-    public async Task CompleteTxnAsync(long producerId, int offsetsPartition, bool commit)
+    public void CompleteTxn(long producerId, int offsetsPartition, bool commit)
     {
-        // Before the offsets log is loaded the pending offsets are not known yet: the coordinator retries the marker.
-        if (NotReady != ErrorCodes.None)
-            throw new IOException("the group coordinator has not loaded its offsets log yet");
-        var work = new List<(Group Group, long Sequence, Task Durable)>();
         foreach (var group in _groups.Values)
         {
-            if (Transactions.TransactionLog.PartitionFor(group.GroupId, 50) != offsetsPartition)
+            if (_store.PartitionFor(group.GroupId) != offsetsPartition)
                 continue;
-            lock (group)
-            {
-                if (!group.PendingTxnOffsets.ContainsKey(producerId))
-                    continue;
-                long sequence = ++group.LastCommitSequence;
-                work.Add((group, sequence, _store.Append(GroupLog.Kind.TxnMarker, group.GroupId, null, 0, GroupLog.TxnMarker(group.GroupId, producerId, commit))));
-            }
-        }
-        foreach (var (group, sequence, durable) in work)
-        {
-            await durable.ConfigureAwait(false); // a failure is the marker's: the coordinator retries it
             lock (group)
             {
                 if (!group.PendingTxnOffsets.Remove(producerId, out var pending) || !commit)
                     continue;
-                foreach (var (key, offset) in pending)
+                foreach (var (key, (offset, sequence)) in pending)
                 {
                     if (!group.AppliedCommitSequence.TryGetValue(key, out long applied) || applied < sequence)
                     {
@@ -616,6 +697,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 return response;
             }
             bool deleted = false;
+            var tombstones = new List<(byte[] Key, byte[]? Value)>();
             foreach (var topic in request.Topics)
             {
                 var t = new OffsetDeleteResponse.OffsetDeleteResponseTopic { Name = topic.Name };
@@ -638,13 +720,15 @@ public sealed class GroupCoordinator : IAsyncDisposable
                     if (group.RemoveOffset(topic.Name, p.PartitionIndex))
                     {
                         deleted = true;
-                        durable.Add(_store.Append(GroupLog.Kind.OffsetTombstone, group.GroupId, topic.Name, p.PartitionIndex,
-                            GroupLog.OffsetTombstone(group.GroupId, topic.Name, p.PartitionIndex)));
+                        tombstones.Add((OffsetsTopic.OffsetKey(group.GroupId, topic.Name, p.PartitionIndex), null));
                     }
                 }
             }
             if (deleted)
+            {
                 group.OffsetDeleteSequence++;
+                durable.Add(_store.Append(group.GroupId, tombstones));
+            }
         }
         try
         {
@@ -736,9 +820,10 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 return ErrorCodes.GroupIdNotFound;
             if (group.State != GroupState.Empty || group.Members.Count > 0)
                 return ErrorCodes.NonEmptyGroup;
+            var tombstones = GroupTombstones(group);
             group.MarkDead(NowMs);
             _groups.TryRemove(new KeyValuePair<string, Group>(groupId, group));
-            durable = _store.Append(GroupLog.Kind.GroupTombstone, groupId, null, 0, GroupLog.GroupTombstone(groupId));
+            durable = _store.Append(groupId, tombstones);
         }
         Log.Info($"group '{groupId}': deleted with its committed offsets");
         try
@@ -783,26 +868,44 @@ public sealed class GroupCoordinator : IAsyncDisposable
                 }
                 if (expired is not null)
                 {
+                    var tombstones = new List<(byte[] Key, byte[]? Value)>();
                     foreach (var (topic, partition) in expired)
                     {
                         group.RemoveOffset(topic, partition);
-                        _ = _store.Append(GroupLog.Kind.OffsetTombstone, group.GroupId, topic, partition,
-                            GroupLog.OffsetTombstone(group.GroupId, topic, partition), awaitDurable: false);
+                        tombstones.Add((OffsetsTopic.OffsetKey(group.GroupId, topic, partition), null));
                     }
+                    Observe(_store.Append(group.GroupId, tombstones));
                     group.OffsetDeleteSequence++;
                     removed += expired.Count;
                     Log.Info($"group '{group.GroupId}': {expired.Count} committed offsets expired (the group has been empty longer than the offsets retention)");
                 }
                 if (group.Offsets.Count == 0 && group.PendingMembers.Count == 0 && group.PendingTxnOffsets.Count == 0)
                 {
+                    var tombstones = GroupTombstones(group);
                     group.MarkDead(nowMs);
                     _groups.TryRemove(new KeyValuePair<string, Group>(group.GroupId, group));
-                    _ = _store.Append(GroupLog.Kind.GroupTombstone, group.GroupId, null, 0, GroupLog.GroupTombstone(group.GroupId), awaitDurable: false);
+                    Observe(_store.Append(group.GroupId, tombstones));
                 }
             }
         }
         return removed;
     }
+
+    /// <summary>A deleted group's records, as Kafka writes them: a tombstone for its metadata and for each offset.</summary>
+    static List<(byte[] Key, byte[]? Value)> GroupTombstones(Group group)
+    {
+        var tombstones = new List<(byte[] Key, byte[]? Value)> { (OffsetsTopic.GroupKey(group.GroupId), null) };
+        foreach (var (topic, partition) in group.Offsets.Keys)
+            tombstones.Add((OffsetsTopic.OffsetKey(group.GroupId, topic, partition), null));
+        return tombstones;
+    }
+
+    /// <summary>Expiry does not wait for its tombstones: a failure is logged; the offsets come back at the next start
+    /// and expire again.</summary>
+    void Observe(Task durable) =>
+        _ = durable.ContinueWith(static (t, s) => ((Log)s!).Warn($"group coordinator: writing expired offsets' tombstones to {OffsetsTopic.TopicName} failed " +
+            $"({t.Exception!.InnerException!.Message}); they expire again after the next start"), Log, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     public async ValueTask DisposeAsync()
     {
@@ -815,6 +918,5 @@ public sealed class GroupCoordinator : IAsyncDisposable
         catch (Exception e) when (e is IOException or OperationCanceledException)
         {
         }
-        _store.Dispose();
     }
 }

@@ -37,7 +37,7 @@ public sealed partial class BrokerHandlers
     {
         var (error, perPartition) = Transactions!.Verify(request.TransactionalId, request.ProducerId, request.ProducerEpoch);
         if (error == ErrorCodes.None)
-            error = perPartition!(TransactionCoordinator.OffsetsPartitionFor(request.GroupId));
+            error = perPartition!(new TopicPartition(TransactionCoordinator.OffsetsTopic, Groups.OffsetsPartitionFor(request.GroupId)));
         if (error == ErrorCodes.None)
             return await Groups.TxnCommitOffsets(request, ctx.ApiVersion).ConfigureAwait(false);
         error = Fenced(error, ctx.ApiVersion, 3);
@@ -118,8 +118,11 @@ public sealed partial class BrokerHandlers
 
     async ValueTask<IKafkaMessage?> AddOffsetsToTxn(RequestContext ctx, AddOffsetsToTxnRequest request)
     {
-        // Kafka adds the group's partition of __consumer_offsets to the transaction.
-        var offsets = TransactionCoordinator.OffsetsPartitionFor(request.GroupId);
+        // Kafka adds the group's partition of __consumer_offsets to the transaction; its marker goes there.
+        if (Coordinator is { } groups && await groups.EnsureOffsetsTopicAsync().ConfigureAwait(false) is var topicError && topicError != ErrorCodes.None)
+            return new AddOffsetsToTxnResponse { ErrorCode = topicError };
+        var offsets = new TopicPartition(TransactionCoordinator.OffsetsTopic,
+            Coordinator?.OffsetsPartitionFor(request.GroupId) ?? TransactionLog.PartitionFor(request.GroupId, _config.Groups.OffsetsTopicPartitions));
         short error = await Transactions!.AddPartitionsAsync(request.TransactionalId, request.ProducerId, request.ProducerEpoch, [offsets]).ConfigureAwait(false);
         return new AddOffsetsToTxnResponse { ErrorCode = Fenced(error, ctx.ApiVersion, 2) };
     }

@@ -130,7 +130,7 @@ public sealed record BrokerConfig
                 OffsetsRetentionMs = 60_000L * Int(env, "KIOU_OFFSETS_RETENTION_MINUTES", (int)(g.OffsetsRetentionMs / 60_000), 1, int.MaxValue),
                 OffsetsRetentionCheckIntervalMs = Int(env, "KIOU_OFFSETS_RETENTION_CHECK_INTERVAL_MS", (int)g.OffsetsRetentionCheckIntervalMs, 1, int.MaxValue),
                 OffsetMetadataMaxBytes = Int(env, "KIOU_OFFSET_METADATA_MAX_BYTES", g.OffsetMetadataMaxBytes, 0, 1024 * 1024),
-                LogCompactMinBytes = Int(env, "KIOU_OFFSETS_LOG_COMPACT_MIN_BYTES", (int)g.LogCompactMinBytes, 4096, int.MaxValue),
+                OffsetsTopicPartitions = Int(env, "KIOU_OFFSETS_TOPIC_NUM_PARTITIONS", g.OffsetsTopicPartitions, 1, 1000),
             },
         };
         var tx = c.Transactions;

@@ -90,7 +90,8 @@ public sealed class KiouBroker : IAsyncDisposable
             }
             foreach (var (level, line) in deferred)
                 log.Write(level, line);
-            groups = new GroupCoordinator(config.Groups, dataDir, time, log,
+            var offsetsStore = new OffsetsStore(controller, logs, config.Groups.OffsetsTopicPartitions, log, time);
+            groups = new GroupCoordinator(config.Groups, offsetsStore, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
             var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
@@ -188,7 +189,7 @@ public sealed class KiouBroker : IAsyncDisposable
     static int SizeForDescriptors(BrokerConfig config, List<(Log.Level, string)> log)
     {
         var (before, after) = Kiou.IoUring.Interop.DescriptorLimit.RaiseSoftToHard();
-        // 1024 descriptors for sockets, the ring and group logs; one per idle partition (its active segment).
+        // 1024 descriptors for sockets and the ring; one per idle partition (its active segment).
         const int Reserved = 1024;
         long fits = after < 0 ? ClusterController.DefaultMaxPartitions : Math.Max(1, after - Reserved);
         if (after >= 0)

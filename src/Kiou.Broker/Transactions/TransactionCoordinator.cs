@@ -289,9 +289,6 @@ public sealed class TransactionCoordinator : IAsyncDisposable
         return await WriteAsync(md, next).ConfigureAwait(false);
     }
 
-    /// <summary>Kafka's partitionFor on the offsets topic: AddOffsetsToTxn adds this partition of it.</summary>
-    public static TopicPartition OffsetsPartitionFor(string groupId) => new(OffsetsTopic, TransactionLog.PartitionFor(groupId, 50));
-
     /// <summary>KIP-890's verification (AddPartitionsToTxn v4 VerifyOnly): per partition NONE when it is in the open
     /// transaction, INVALID_TXN_STATE when not; or one error for all.</summary>
     public (short Error, Func<TopicPartition, short>? PerPartition) Verify(string transactionalId, long producerId, short producerEpoch)

@@ -15,7 +15,7 @@ namespace Kiou.Broker.Transactions;
 /// </summary>
 public static class TransactionLog
 {
-    public const string TopicName = "__transaction_state";
+    public const string TopicName = Controller.InternalTopics.TransactionState;
 
     /// <summary>Kafka's transaction.state.log.num.partitions default.</summary>
     public const int DefaultPartitions = 50;

@@ -53,19 +53,21 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
 
     public async Task<short> WriteMarkerAsync(TopicPartition tp, byte[] batch)
     {
-        if (tp.Topic == TransactionCoordinator.OffsetsTopic)
-        {
-            // The offsets log is not a partition log: the group coordinator completes the groups' pending offsets.
-            if (groups is not null && TransactionLog.ReadMarker(batch) is { } commit)
-                await groups.CompleteTxnAsync(RecordBatch.ProducerId(batch), tp.Partition, commit).ConfigureAwait(false);
-            return ErrorCodes.None;
-        }
+        bool offsets = tp.Topic == Groups.OffsetsTopic.TopicName && groups is not null;
+        // Replay reads the partition up to where it was when it started: a marker appended meanwhile would complete
+        // nothing. Until the offsets are loaded the marker waits (retried, as any partition not ready).
+        if (offsets && !groups!.IsLoaded)
+            return ErrorCodes.CoordinatorLoadInProgress;
         var partitionLog = logs.Get(tp.Topic, tp.Partition);
         if (partitionLog is null)
             return ErrorCodes.UnknownTopicOrPartition;
         try
         {
             await partitionLog.AppendAsync(batch, waitDurable: true, AppendOrigin.Coordinator).ConfigureAwait(false);
+            // Kafka's handleTxnCompletion: once the marker is durable in __consumer_offsets, the group coordinator
+            // makes the producer's pending offsets of that partition committed, or drops them.
+            if (offsets && TransactionLog.ReadMarker(batch) is { } commit)
+                groups!.CompleteTxn(RecordBatch.ProducerId(batch), tp.Partition, commit);
             return ErrorCodes.None;
         }
         catch (ObjectDisposedException)

@@ -133,7 +133,9 @@ public sealed class ProducerStateManager
     /// </remarks>
     /// <param name="verification">KIP-890: null when the caller does not verify transactions (markers, tests, the setting
     /// off); otherwise a transactional batch that would start a transaction here needs the producer's current guard.</param>
-    public ProducerCheck Check(in ProducerBatch batch, VerificationGuard? verification = null)
+    /// <param name="coordinator">The batch is the group coordinator's (AppendOrigin.Coordinator): as Kafka, only the
+    /// epoch and transaction state are checked, not sequences (its transactional offset commits all start at 0).</param>
+    public ProducerCheck Check(in ProducerBatch batch, VerificationGuard? verification = null, bool coordinator = false)
     {
         if (!batch.HasProducerId)
         {
@@ -143,6 +145,11 @@ public sealed class ProducerStateManager
         if (batch.IsControl)
         {
             return CheckMarker(batch);
+        }
+
+        if (coordinator)
+        {
+            return CheckCoordinatorBatch(batch);
         }
 
         if (batch.BaseSequence < 0)
@@ -191,6 +198,25 @@ public sealed class ProducerStateManager
         if (current is { CurrentTxnFirstOffset: >= 0 } && !batch.IsTransactional)
         {
             return new ProducerCheck(ProducerCheckOutcome.InvalidTxnState);
+        }
+
+        return ProducerCheck.Append;
+    }
+
+    /// <summary>ProducerAppendInfo.appendDataBatch for AppendOrigin.COORDINATOR: checkProducerEpoch, no checkSequence.</summary>
+    private ProducerCheck CheckCoordinatorBatch(in ProducerBatch batch)
+    {
+        if (_producers.TryGetValue(batch.ProducerId, out ProducerStateEntry? current))
+        {
+            if (batch.ProducerEpoch < current.ProducerEpoch)
+            {
+                return new ProducerCheck(ProducerCheckOutcome.InvalidProducerEpoch);
+            }
+
+            if (current.CurrentTxnFirstOffset >= 0 && !batch.IsTransactional)
+            {
+                return new ProducerCheck(ProducerCheckOutcome.InvalidTxnState);
+            }
         }
 
         return ProducerCheck.Append;
