@@ -75,6 +75,39 @@ public sealed class MetadataSafetyTests
     }
 
     [Fact]
+    public async Task A_missing_metadata_file_adopts_the_internal_topics_so_committed_offsets_and_transaction_state_survive()
+    {
+        await using var broker = GroupSupport.StartBroker();
+        await broker.Broker.Groups.Loading;
+        await Clients.CreateTopicAsync(broker.Bootstrap, "t", 1);
+        using (var admin = Clients.Admin(broker.Bootstrap))
+        {
+            await admin.AlterConsumerGroupOffsetsAsync([new Confluent.Kafka.ConsumerGroupTopicPartitionOffsets("kept-group", [new Confluent.Kafka.TopicPartitionOffset("t", 0, 77)])]);
+        }
+        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = broker.Bootstrap, TransactionalId = "kept-txn" }).Build())
+        {
+            producer.InitTransactions(TimeSpan.FromSeconds(30));
+        }
+        int offsetsPartitions = broker.Broker.Controller.Find("__consumer_offsets")!.Partitions;
+        await broker.StopAsync();
+
+        File.Delete(MetadataPath(broker.DataDir));
+        broker.StartAgain();
+        await broker.Broker.Groups.Loading;
+
+        var offsets = broker.Broker.Controller.Find("__consumer_offsets");
+        Assert.NotNull(offsets);
+        Assert.Equal(offsetsPartitions, offsets!.Partitions);
+        Assert.Equal("compact", offsets.Configs["cleanup.policy"]);
+        Assert.Equal("compact", broker.Broker.Controller.Find("__transaction_state")!.Configs["cleanup.policy"]);
+        using (var admin = Clients.Admin(broker.Bootstrap))
+        {
+            var listed = await admin.ListConsumerGroupOffsetsAsync([new Confluent.Kafka.ConsumerGroupTopicPartitions("kept-group", [new Confluent.Kafka.TopicPartition("t", 0)])]);
+            Assert.Equal(77, Assert.Single(Assert.Single(listed).Partitions).Offset.Value);
+        }
+    }
+
+    [Fact]
     public async Task A_partition_directory_that_the_metadata_does_not_list_is_adopted_not_deleted()
     {
         await using var broker = TestBroker.Start();

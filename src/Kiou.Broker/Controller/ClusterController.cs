@@ -167,6 +167,14 @@ public sealed class ClusterController
             Guid topicId = recovered ?? NewTopicId();
             usedIds.Add(topicId);
             int partitions = dirs[^1].Partition + 1;
+            if (InternalTopics.IsInternal(name))
+            {
+                // Kafka's internal topics have known configs: compacted, so nothing is deleted by retention.
+                topics[name] = new TopicInfo(name, topicId, partitions, InternalTopics.Configs.ToDictionary(kv => kv.Key, kv => kv.Value!, StringComparer.Ordinal));
+                changed = true;
+                _log.Warn($"adopted the internal topic {name} from {dirs.Count} partition directories not listed in {_store.FilePath}: {partitions} partition(s), id {topicId}, its usual configs");
+                continue;
+            }
             // The topic's configs were in the lost metadata: retention is switched off so nothing adopted is deleted by a default.
             var configs = new Dictionary<string, string>(StringComparer.Ordinal) { ["retention.ms"] = "-1", ["retention.bytes"] = "-1" };
             topics[name] = new TopicInfo(name, topicId, partitions, configs);

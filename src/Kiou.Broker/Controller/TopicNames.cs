@@ -32,6 +32,14 @@ public static class InternalTopics
 
     public static bool IsInternal(string name) => name is ConsumerOffsets or TransactionState;
 
+    /// <summary>Both as Kafka creates them: compacted (the cleaner keeps the latest record per group, offset and
+    /// transactional id), 100 MiB segments (offsets.topic.segment.bytes, transaction.state.log.segment.bytes).</summary>
+    public static IReadOnlyDictionary<string, string?> Configs { get; } = new Dictionary<string, string?>(StringComparer.Ordinal)
+    {
+        ["cleanup.policy"] = "compact",
+        ["segment.bytes"] = "104857600",
+    };
+
     /// <summary>Names starting with "__" are the broker's: auto-creation never creates one.</summary>
     public static bool IsReserved(string name) => name.StartsWith("__", StringComparison.Ordinal);
 }

@@ -17,13 +17,6 @@ public sealed class OffsetsStore(ClusterController controller, LogManager logs, 
 {
     readonly SemaphoreSlim _create = new(1, 1);
 
-    /// <summary>Topic configs of __consumer_offsets, as Kafka's: compacted, offsets.topic.segment.bytes.</summary>
-    static readonly Dictionary<string, string?> TopicConfigs = new()
-    {
-        ["cleanup.policy"] = "compact",
-        ["segment.bytes"] = OffsetsTopic.SegmentBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
-    };
-
     /// <summary>Partitions of the topic when it exists, else the count it will be created with.</summary>
     public int Partitions => controller.Find(OffsetsTopic.TopicName)?.Partitions ?? partitionsWhenCreated;
 
@@ -42,7 +35,7 @@ public sealed class OffsetsStore(ClusterController controller, LogManager logs, 
         {
             if (TopicExists)
                 return;
-            var result = await controller.CreateTopicAsync(OffsetsTopic.TopicName, partitionsWhenCreated, 1, TopicConfigs, validateOnly: false).ConfigureAwait(false);
+            var result = await controller.CreateTopicAsync(OffsetsTopic.TopicName, partitionsWhenCreated, 1, InternalTopics.Configs, validateOnly: false).ConfigureAwait(false);
             if (result.ErrorCode is not (ErrorCodes.None or ErrorCodes.TopicAlreadyExists))
                 throw new IOException($"could not create {OffsetsTopic.TopicName}: {result.Message}");
             log.Info($"created the internal topic {OffsetsTopic.TopicName} with {partitionsWhenCreated} partitions (committed offsets and group metadata; KIOU_OFFSETS_TOPIC_NUM_PARTITIONS)");

@@ -16,9 +16,6 @@ public static class OffsetsTopic
 {
     public const string TopicName = Controller.InternalTopics.ConsumerOffsets;
 
-    /// <summary>Kafka's offsets.topic.segment.bytes.</summary>
-    public const int SegmentBytes = 100 * 1024 * 1024;
-
     public const short OffsetCommitKeyVersion = 1;
     public const short GroupMetadataKeyVersion = 2;
     public const short GroupMetadataValueVersion = 3;

@@ -32,7 +32,8 @@ public static partial class PartitionDirectories
     [GeneratedRegex(@"^.+-[0-9]{1,9}\.(?<id>[0-9a-f]{32})-delete$")]
     private static partial Regex DeletedName();
 
-    /// <summary>Lists live partition directories and delete markers. Internal directories ("__...") and others are left out.</summary>
+    /// <summary>Lists live partition directories and delete markers. The broker's own directories ("__..." other than
+    /// internal topics' partitions) and others are left out.</summary>
     public static (List<Live> Live, List<Deleted> Deleted) Scan(string dataDir)
     {
         var live = new List<Live>();
@@ -42,7 +43,10 @@ public static partial class PartitionDirectories
         foreach (string dir in Directory.EnumerateDirectories(dataDir))
         {
             string name = Path.GetFileName(dir);
-            if (name.StartsWith("__", StringComparison.Ordinal))
+            var m = LiveName().Match(name);
+            // "__" directories are the broker's own (__cluster, the pre-topic __consumer_offsets/groups.log), except
+            // the partitions of Kafka's internal topics, which must be found again if metadata.json is lost.
+            if (name.StartsWith("__", StringComparison.Ordinal) && !(m.Success && Controller.InternalTopics.IsInternal(m.Groups["topic"].Value)))
                 continue;
             var d = DeletedName().Match(name);
             if (d.Success)
@@ -50,7 +54,6 @@ public static partial class PartitionDirectories
                 deleted.Add(new Deleted(dir, Guid.ParseExact(d.Groups["id"].Value, "N")));
                 continue;
             }
-            var m = LiveName().Match(name);
             if (m.Success && int.TryParse(m.Groups["partition"].Value, out int partition))
                 live.Add(new Live(dir, m.Groups["topic"].Value, partition, ReadTopicId(dir)));
         }

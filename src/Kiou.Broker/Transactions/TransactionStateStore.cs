@@ -16,11 +16,6 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
 {
     readonly SemaphoreSlim _create = new(1, 1);
 
-    /// <summary>Topic configs of __transaction_state: compacted, with 100 MiB segments, as in Kafka. KIOU does not
-    /// compact yet: the topic keeps every record until retention.ms (7 days, as Kafka's transactional.id.expiration.ms)
-    /// removes whole sealed segments, which forgets at the next start ids idle that long; replay keeps the latest per id.</summary>
-    static readonly Dictionary<string, string?> TopicConfigs = new() { ["cleanup.policy"] = "compact", ["segment.bytes"] = "104857600" };
-
     async Task<TopicInfo> EnsureTopicAsync()
     {
         if (controller.Find(TransactionLog.TopicName) is { } topic)
@@ -30,7 +25,7 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
         {
             if (controller.Find(TransactionLog.TopicName) is { } again)
                 return again;
-            var result = await controller.CreateTopicAsync(TransactionLog.TopicName, settings.StateLogPartitions, 1, TopicConfigs, validateOnly: false).ConfigureAwait(false);
+            var result = await controller.CreateTopicAsync(TransactionLog.TopicName, settings.StateLogPartitions, 1, InternalTopics.Configs, validateOnly: false).ConfigureAwait(false);
             if (result.ErrorCode is not (ErrorCodes.None or ErrorCodes.TopicAlreadyExists))
                 throw new IOException($"could not create {TransactionLog.TopicName}: {result.Message}");
             log.Info($"created the internal topic {TransactionLog.TopicName} with {settings.StateLogPartitions} partitions (transaction coordinator state)");
