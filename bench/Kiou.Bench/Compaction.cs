@@ -98,7 +98,7 @@ static class Compaction
         using var b = BrokerUnderTest.StartOn(brokerBinary, dataDir, new Dictionary<string, string>
         {
             ["KIOU_LOG_CLEANER_ENABLE"] = "true",
-            ["KIOU_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND"] = long.MaxValue.ToString(CultureInfo.InvariantCulture),
+            ["KIOU_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND"] = int.MaxValue.ToString(CultureInfo.InvariantCulture), // its upper bound: unthrottled
         });
         double cpu0 = b.CpuSeconds();
         var sw = Stopwatch.StartNew();
