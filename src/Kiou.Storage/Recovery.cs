@@ -52,7 +52,7 @@ internal static class Recovery
             File.Delete(temp);
         }
 
-        FinishCleanerSwaps(directory, partitionName, log, warn);
+        FinishCleanerSwaps(directory, partitionName, nowMs, log, warn);
 
         var bases = new List<long>();
         foreach (string path in Directory.EnumerateFiles(directory, "*.log"))
@@ -234,7 +234,7 @@ internal static class Recovery
     /// to the quarantine and the old segments are kept (those renamed <c>.deleted</c> get their names back). Remaining
     /// <c>.deleted</c> files belong to a finished swap and are removed.
     /// </summary>
-    internal static void FinishCleanerSwaps(string directory, string partitionName, Action<string> log, Action<string> warn)
+    internal static void FinishCleanerSwaps(string directory, string partitionName, long nowMs, Action<string> log, Action<string> warn)
     {
         foreach (string path in Directory.EnumerateFiles(directory, "*" + Cleaner.CleanedSegment.CleanedSuffix))
         {
@@ -284,7 +284,7 @@ internal static class Recovery
             else
             {
                 Directory.CreateDirectory(Path.Combine(directory, QuarantineDirectory));
-                string aside = UniquePath(Path.Combine(directory, QuarantineDirectory), $"{name}.log.swap.damaged-{DateTime.UtcNow.ToString("yyyyMMddTHHmmss", CultureInfo.InvariantCulture)}");
+                string aside = UniquePath(Path.Combine(directory, QuarantineDirectory), $"{name}.log.swap.damaged-{nowMs.ToString(CultureInfo.InvariantCulture)}");
                 long length = new FileInfo(swapPath).Length;
                 File.Move(swapPath, aside);
                 int restored = RestoreDeleted(directory, swapBase);

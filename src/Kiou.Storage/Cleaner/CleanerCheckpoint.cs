@@ -19,7 +19,7 @@ public static class CleanerCheckpoint
     /// The checkpointed offsets; empty when the file is missing. A damaged file is renamed aside (never deleted), reported
     /// through <paramref name="warn"/>, and every partition starts again from its log start.
     /// </summary>
-    public static Dictionary<(string Topic, int Partition), long> Read(string dataDir, Action<string> warn)
+    public static Dictionary<(string Topic, int Partition), long> Read(string dataDir, long nowMs, Action<string> warn)
     {
         var result = new Dictionary<(string, int), long>();
         string path = Path.Combine(dataDir, FileName);
@@ -45,7 +45,7 @@ public static class CleanerCheckpoint
         }
 
         result.Clear();
-        string aside = path + ".damaged-" + DateTime.UtcNow.ToString("yyyyMMddTHHmmssfff", CultureInfo.InvariantCulture);
+        string aside = path + ".damaged-" + nowMs.ToString(CultureInfo.InvariantCulture);
         try
         {
             File.Move(path, aside);

@@ -104,7 +104,7 @@ public sealed class LogCleaner : IDisposable
         _warn = warn;
         _map = new OffsetMap(settings.DedupeBufferBytes);
         _readBuffer = new byte[Math.Max(settings.IoBufferBytes, RecordBatch.HeaderSize)];
-        _checkpoints = CleanerCheckpoint.Read(dataDir, warn);
+        _checkpoints = CleanerCheckpoint.Read(dataDir, time.GetUtcNow().ToUnixTimeMilliseconds(), warn);
     }
 
     /// <summary>Per partition ("topic-partition") statistics.</summary>
@@ -454,7 +454,7 @@ public sealed class LogCleaner : IDisposable
                 stats.AddWritten(cleaned.Size);
                 if (_settings.TestSwapDelayMs > 0)
                 {
-                    Thread.Sleep(_settings.TestSwapDelayMs);
+                    _stop.Wait(_settings.TestSwapDelayMs);
                 }
 
                 if (!log.SwapCleaned(group, cleaned))
@@ -468,7 +468,7 @@ public sealed class LogCleaner : IDisposable
                 after += cleaned.Size;
                 if (_settings.TestSwapDelayMs > 0)
                 {
-                    Thread.Sleep(_settings.TestSwapDelayMs);
+                    _stop.Wait(_settings.TestSwapDelayMs);
                 }
             }
             finally
