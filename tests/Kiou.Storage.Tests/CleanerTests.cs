@@ -406,4 +406,22 @@ public sealed class CleanerTests : IDisposable
         Assert.Equal(bytes, File.ReadAllBytes(first));
         Assert.Equal(1, cleaner.Stats["demo-0"].Errors);
     }
+
+    [Fact]
+    public async Task A_compacted_topic_rolls_its_active_segment_after_max_compaction_lag_when_that_is_shorter_than_segment_ms()
+    {
+        var config = Compacted with { SegmentBytes = 1 << 20, SegmentMs = 3_600_000, MaxCompactionLagMs = 1000 };
+        await using PartitionLog log = _f.Open(config);
+        await log.AppendAsync(Keyed(("a", "1")), false);
+        _f.Time.Advance(1001);
+        await log.AppendAsync(Keyed(("a", "2")), false);
+        Assert.Equal(2, log.SegmentCount);
+
+        using var other = new LogFixture();
+        await using PartitionLog plain = other.Open(config with { Compact = false });
+        await plain.AppendAsync(Keyed(("a", "1")), false);
+        other.Time.Advance(1001);
+        await plain.AppendAsync(Keyed(("a", "2")), false);
+        Assert.Equal(1, plain.SegmentCount); // without compaction max.compaction.lag.ms means nothing
+    }
 }

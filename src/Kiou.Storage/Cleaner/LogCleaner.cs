@@ -82,7 +82,7 @@ public sealed class LogCleaner : IDisposable
     private readonly TimeProvider _time;
     private readonly Action<string> _info;
     private readonly Action<string> _warn;
-    private readonly OffsetMap _map;
+    private OffsetMap? _map;
     private readonly BatchFilter _filter = new();
     private readonly Dictionary<(string, int), long> _checkpoints;
     private readonly ConcurrentDictionary<string, CleanerStats> _stats = new(StringComparer.Ordinal);
@@ -102,7 +102,6 @@ public sealed class LogCleaner : IDisposable
         _time = time;
         _info = info;
         _warn = warn;
-        _map = new OffsetMap(settings.DedupeBufferBytes);
         _readBuffer = new byte[Math.Max(settings.IoBufferBytes, RecordBatch.HeaderSize)];
         _checkpoints = CleanerCheckpoint.Read(dataDir, time.GetUtcNow().ToUnixTimeMilliseconds(), warn);
     }
@@ -293,8 +292,10 @@ public sealed class LogCleaner : IDisposable
         int maxBatchBytes = Math.Max(config.MaxMessageBytes, 1 << 20) + RecordBatch.HeaderSize;
         long bytesRead = 0;
 
-        // 1. The offset map of the dirty section, up to where it fills.
-        _map.Clear();
+        // 1. The offset map of the dirty section, up to where it fills (allocated at the first cleaning: a broker
+        // without compacted topics does not pay for it).
+        OffsetMap map = _map ??= new OffsetMap(_settings.DedupeBufferBytes);
+        map.Clear();
         long mapEnd = firstDirty;
         bool full = false;
         var mapTxns = new CleanedTransactions([.. view.Aborted]);
@@ -329,7 +330,7 @@ public sealed class LogCleaner : IDisposable
                 }
 
                 int count = RecordBatch.RecordsCount(batch);
-                if (_map.Count + (long)count > _map.Capacity)
+                if (map.Count + (long)count > map.Capacity)
                 {
                     full = true;
                     break;
@@ -358,7 +359,7 @@ public sealed class LogCleaner : IDisposable
                     {
                         if (cursor.KeyLength >= 0)
                         {
-                            _map.Put(cursor.Key, header.BaseOffset + cursor.OffsetDelta);
+                            map.Put(cursor.Key, header.BaseOffset + cursor.OffsetDelta);
                         }
                     }
 
@@ -392,7 +393,7 @@ public sealed class LogCleaner : IDisposable
         // 2. Groups of segments from the log start, each rewritten into one new segment.
         var toClean = view.Cleanable.Where(s => s.BaseOffset < mapEnd).ToArray();
         var groups = GroupBySize(toClean, config.SegmentBytesEffective);
-        _filter.Map = _map;
+        _filter.Map = map;
         _filter.MapEnd = mapEnd;
         _filter.NowMs = now;
         _filter.DeleteRetentionMs = config.DeleteRetentionMs;
