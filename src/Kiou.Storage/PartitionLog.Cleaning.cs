@@ -104,11 +104,18 @@ public sealed partial class PartitionLog
             };
             if (withTransactions)
             {
-                foreach (Segment s in cleanable)
+                // From every segment, as Kafka's collectAbortedTransactions: a transaction whose data is cleanable may
+                // have its ABORT marker in a later segment, even the active one, and its data must not count as committed.
+                long cleanEnd = view.CleanEnd;
+                for (int i = 0; i < Segments.Count; i++)
                 {
-                    for (int j = 0; j < s.TxnIndex.Count; j++)
+                    TransactionIndex index = Segments[i].TxnIndex;
+                    for (int j = 0; j < index.Count; j++)
                     {
-                        view.Aborted.Add(s.TxnIndex[j]);
+                        if (index[j].FirstOffset < cleanEnd)
+                        {
+                            view.Aborted.Add(index[j]);
+                        }
                     }
                 }
 
@@ -132,10 +139,11 @@ public sealed partial class PartitionLog
     /// <c>.deleted</c> before the swap files take their final names; a crash anywhere leaves a state recovery completes
     /// or undoes (<see cref="Recovery"/>). False when the segments changed meanwhile (retention, close): nothing swapped.
     /// </summary>
-    internal bool SwapCleaned(Segment[] old, CleanedSegment cleaned)
+    /// <param name="pause">Test only (KIOU_TEST_CLEANER_SWAP_DELAY_MS): called at the same steps as <see cref="CleanerSwapHook"/>.</param>
+    internal bool SwapCleaned(Segment[] old, CleanedSegment cleaned, Action<string>? pause = null)
     {
         string directory = Segments.Directory;
-        Action<string>? hook = CleanerSwapHook;
+        Action<string>? hook = CleanerSwapHook + pause;
         hook?.Invoke("swap");
         var deleted = new List<string>();
         Segment replacement;

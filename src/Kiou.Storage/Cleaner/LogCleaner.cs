@@ -25,7 +25,8 @@ public sealed record LogCleanerSettings
     /// <summary>KIOU_LOG_CLEANER_BACKOFF_MS (log.cleaner.backoff.ms): the pause when no partition needs cleaning.</summary>
     public long BackoffMs { get; init; } = 15_000;
 
-    /// <summary>Test seam (KIOU_TEST_CLEANER_SWAP_DELAY_MS): a pause before and after each swap, to kill the broker there.</summary>
+    /// <summary>Test seam (KIOU_TEST_CLEANER_SWAP_DELAY_MS): a pause at each step of a swap (one of them under the
+    /// partition lock, holding appends), so a test can kill the broker there. Never set in production.</summary>
     public int TestSwapDelayMs { get; init; }
 }
 
@@ -423,6 +424,7 @@ public sealed class LogCleaner : IDisposable
                     Segment segment = group[g];
                     groupBytes += segment.CompletedSize;
                     var reader = new SegmentBatches(segment, this, maxBatchBytes);
+                    long flushed = cleaned.BytesFlushed;
                     while (reader.TryNext(out ReadOnlyMemory<byte> memory, out BatchHeader header))
                     {
                         bool keepRange = g == group.Length - 1 && header.NextOffset == segment.SealedEnd;
@@ -440,7 +442,8 @@ public sealed class LogCleaner : IDisposable
                             }
                         }
 
-                        Throttle(cleaned.FlushBuffer());
+                        Throttle(cleaned.BytesFlushed - flushed);
+                        flushed = cleaned.BytesFlushed;
                     }
 
                     bytesRead += reader.BytesRead;
@@ -453,12 +456,7 @@ public sealed class LogCleaner : IDisposable
 
                 cleaned.Seal();
                 stats.AddWritten(cleaned.Size);
-                if (_settings.TestSwapDelayMs > 0)
-                {
-                    _stop.Wait(_settings.TestSwapDelayMs);
-                }
-
-                if (!log.SwapCleaned(group, cleaned))
+                if (!log.SwapCleaned(group, cleaned, _settings.TestSwapDelayMs > 0 ? _ => _stop.Wait(_settings.TestSwapDelayMs) : null))
                 {
                     continue;
                 }
@@ -467,10 +465,6 @@ public sealed class LogCleaner : IDisposable
                 swapped += group.Length;
                 before += groupBytes;
                 after += cleaned.Size;
-                if (_settings.TestSwapDelayMs > 0)
-                {
-                    _stop.Wait(_settings.TestSwapDelayMs);
-                }
             }
             finally
             {
