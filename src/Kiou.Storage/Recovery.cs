@@ -258,6 +258,14 @@ internal static class Recovery
             string swapPath = Path.Combine(directory, name + ".log" + Cleaner.CleanedSegment.SwapSuffix);
             long? end = ValidateSwap(swapPath, swapBase, out string problem);
             DeleteIndexFiles(directory, name, Cleaner.CleanedSegment.SwapSuffix);
+            bool firstOldKept = File.Exists(Path.Combine(directory, name + ".log")) || File.Exists(Path.Combine(directory, name + ".log" + Cleaner.CleanedSegment.DeletedSuffix));
+            if (end is not null && !firstOldKept)
+            {
+                // The segments it was cleaned from were deleted meanwhile (retention): it must not bring them back.
+                end = null;
+                problem = $"the segment {name}.log it replaces is gone (deleted by retention after the swap was written)";
+            }
+
             if (end is { } e)
             {
                 // Every old segment whose base lies in the swap's range is replaced by it.
@@ -288,7 +296,7 @@ internal static class Recovery
                 long length = new FileInfo(swapPath).Length;
                 File.Move(swapPath, aside);
                 int restored = RestoreDeleted(directory, swapBase);
-                warn($"partition {partitionName}: the log cleaner's {name}.log.swap ({length} bytes) does not check out ({problem}); it was moved to {aside} and the old segments kept ({restored} file(s) renamed back from .deleted). No data is lost; the cleaner rewrites them again");
+                warn($"partition {partitionName}: the log cleaner's {name}.log.swap ({length} bytes) is not used: {problem}; it was moved to {aside} and the old segments kept ({restored} file(s) renamed back from .deleted). No data is lost; the cleaner rewrites them again");
             }
 
             changed = true;

@@ -365,7 +365,7 @@ public sealed class CleanerTests : IDisposable
 
         if (damageSwap)
         {
-            Assert.Contains(crashed.Warnings, w => w.Contains("does not check out", StringComparison.Ordinal));
+            Assert.Contains(crashed.Warnings, w => w.Contains("is not used: no valid batch", StringComparison.Ordinal) || w.Contains("is not used: the batch", StringComparison.Ordinal));
             Assert.NotEmpty(Directory.GetFiles(Path.Combine(crashed.PartitionDir, "quarantine"), "*.swap.damaged-*"));
         }
         else
@@ -443,5 +443,43 @@ public sealed class CleanerTests : IDisposable
         var records = ReadRecords(log);
         Assert.Contains(records, r => r.Key == "k" && r.Value == "committed");
         Assert.DoesNotContain(records, r => r.Value == "aborted");
+    }
+
+    [Fact]
+    public async Task A_swap_whose_old_segments_retention_deleted_is_set_aside_and_does_not_bring_them_back()
+    {
+        using var crashed = new LogFixture();
+        await using (PartitionLog log = _f.Open(Compacted))
+        {
+            await Overwrite(log, rounds: 10, keys: 6);
+            await Seal(log);
+            log.CleanerSwapHook = s =>
+            {
+                if (s == "swap" && !Directory.Exists(crashed.PartitionDir))
+                {
+                    CopyDirectory(_f.PartitionDir, crashed.PartitionDir);
+                }
+            };
+            using LogCleaner cleaner = NewCleaner(log);
+            Assert.True(cleaner.Clean(log, Now));
+        }
+
+        // As retention would have done after the swap files were written: the oldest segment is gone.
+        string swap = Assert.Single(Directory.GetFiles(crashed.PartitionDir, "*.log.swap"));
+        string name = Path.GetFileName(swap)[..20];
+        foreach (string f in Directory.GetFiles(crashed.PartitionDir, name + ".*").Where(f => !f.EndsWith(".swap", StringComparison.Ordinal)))
+        {
+            File.Delete(f);
+        }
+
+        long nextBase = Directory.GetFiles(crashed.PartitionDir, "*.log").Select(f => long.Parse(Path.GetFileName(f)[..20])).Min();
+        await using (PartitionLog reopened = crashed.Open(Compacted))
+        {
+            Assert.Equal(nextBase, reopened.LogStartOffset);
+            reopened.CheckInvariants();
+        }
+
+        Assert.Contains(crashed.Warnings, w => w.Contains("deleted by retention", StringComparison.Ordinal));
+        Assert.Single(Directory.GetFiles(Path.Combine(crashed.PartitionDir, "quarantine"), "*.swap.damaged-*"));
     }
 }
