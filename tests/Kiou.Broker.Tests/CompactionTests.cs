@@ -29,6 +29,22 @@ public sealed class CompactionTests
                 ["delete.retention.ms"] = "1500",
             });
 
+            using (var admin = Clients.Admin(broker.Bootstrap))
+            {
+                var resource = new Confluent.Kafka.Admin.ConfigResource { Type = Confluent.Kafka.Admin.ResourceType.Topic, Name = topic };
+                await admin.IncrementalAlterConfigsAsync(new Dictionary<Confluent.Kafka.Admin.ConfigResource, List<Confluent.Kafka.Admin.ConfigEntry>>
+                {
+                    [resource] = [new Confluent.Kafka.Admin.ConfigEntry { Name = "max.compaction.lag.ms", Value = "3600000", IncrementalOperation = Confluent.Kafka.Admin.AlterConfigOpType.Set }],
+                });
+                var entries = (await admin.DescribeConfigsAsync([resource]))[0].Entries;
+                Assert.Equal("compact", entries["cleanup.policy"].Value);
+                Assert.Equal("0.01", entries["min.cleanable.dirty.ratio"].Value);
+                Assert.Equal("1500", entries["delete.retention.ms"].Value);
+                Assert.Equal("3600000", entries["max.compaction.lag.ms"].Value);
+                Assert.Equal("0", entries["min.compaction.lag.ms"].Value);
+                Assert.True(entries["min.compaction.lag.ms"].IsDefault);
+            }
+
             var produced = new Dictionary<long, (string Key, string? Value)>();
             var latest = new Dictionary<string, long>();
             using (var producer = Clients.Producer(broker.Bootstrap, Acks.All))
