@@ -136,6 +136,9 @@ public sealed class CleanerTests : IDisposable
             cleanEnd = cleaner.Stats["demo-0"].CleanedUpTo;
             Assert.True(cleanEnd > latest.Values.Max(v => v.Offset));
             Assert.True(log.SizeBytes < sizeBefore / 2, $"{log.SizeBytes} bytes after, {sizeBefore} before");
+            Assert.True(log.SegmentBaseOffsets.Count(b => b < cleanEnd) <= 2, string.Join(",", log.SegmentBaseOffsets));
+            Assert.True(cleaner.Clean(log, Now)); // nothing dirty: the small segments left by the first pass merge
+            Assert.Single(log.SegmentBaseOffsets, b => b < cleanEnd);
             log.CheckInvariants();
 
             List<Rec> after = ReadRecords(log);

@@ -391,9 +391,11 @@ public sealed class LogCleaner : IDisposable
             mapEnd = cleanEnd;
         }
 
-        // 2. Groups of segments from the log start, each rewritten into one new segment.
+        // 2. Segments from the log start, rewritten into new segments of at most segment.bytes. Kafka groups them by
+        // their sizes before cleaning; here a segment joins the current new one while what is written so far plus its
+        // size still fits, so segments that shrank a lot merge instead of leaving tiny segments behind.
         var toClean = view.Cleanable.Where(s => s.BaseOffset < mapEnd).ToArray();
-        var groups = GroupBySize(toClean, config.SegmentBytesEffective);
+        int maxBytes = config.SegmentBytesEffective;
         _filter.Map = map;
         _filter.MapEnd = mapEnd;
         _filter.NowMs = now;
@@ -405,29 +407,39 @@ public sealed class LogCleaner : IDisposable
         long before = 0;
         long after = 0;
         int swapped = 0;
-        foreach (Segment[] group in groups)
+        int next = 0;
+        while (next < toClean.Length && !_stop.IsSet)
         {
-            if (_stop.IsSet)
-            {
-                break;
-            }
-
-            var cleaned = new CleanedSegment(Path.GetDirectoryName(group[0].LogPath)!, group[0].BaseOffset, config.IndexIntervalBytes, _settings.IoBufferBytes);
+            var group = new List<Segment>();
+            var cleaned = new CleanedSegment(Path.GetDirectoryName(toClean[next].LogPath)!, toClean[next].BaseOffset, config.IndexIntervalBytes, _settings.IoBufferBytes);
             txns.CleanedIndex = cleaned.TxnIndex;
             bool ok = false;
             try
             {
-                bool changed = group.Length > 1;
+                bool changed = false;
                 long groupBytes = 0;
-                for (int g = 0; g < group.Length; g++)
+                while (next < toClean.Length)
                 {
-                    Segment segment = group[g];
+                    Segment segment = toClean[next++];
+                    group.Add(segment);
                     groupBytes += segment.CompletedSize;
+
+                    // Whether the next segment joins is decided at this one's last batch, from what is written so far:
+                    // the last batch of a new segment must keep its offset range to the segment's end.
+                    bool last = true;
                     var reader = new SegmentBatches(segment, this, maxBatchBytes);
                     long flushed = cleaned.BytesFlushed;
                     while (reader.TryNext(out ReadOnlyMemory<byte> memory, out BatchHeader header))
                     {
-                        bool keepRange = g == group.Length - 1 && header.NextOffset == segment.SealedEnd;
+                        bool keepRange = false;
+                        if (header.NextOffset == segment.SealedEnd)
+                        {
+                            last = next == toClean.Length
+                                || (long)cleaned.Size + header.TotalSize + toClean[next].CompletedSize > maxBytes
+                                || toClean[next].SealedEnd - cleaned.BaseOffset > int.MaxValue;
+                            keepRange = last;
+                        }
+
                         FilterOutcome outcome = _filter.Filter(memory, header, keepRange, out _, out _);
                         if (outcome == FilterOutcome.Copy)
                         {
@@ -447,8 +459,13 @@ public sealed class LogCleaner : IDisposable
                     }
 
                     bytesRead += reader.BytesRead;
+                    if (last)
+                    {
+                        break;
+                    }
                 }
 
+                changed |= group.Count > 1;
                 if (!changed || cleaned.Batches == 0 || cleaned.EndOffset != group[^1].SealedEnd)
                 {
                     continue; // nothing to gain, or (never expected) a range the swap could not cover
@@ -456,13 +473,13 @@ public sealed class LogCleaner : IDisposable
 
                 cleaned.Seal();
                 stats.AddWritten(cleaned.Size);
-                if (!log.SwapCleaned(group, cleaned, _settings.TestSwapDelayMs > 0 ? _ => _stop.Wait(_settings.TestSwapDelayMs) : null))
+                if (!log.SwapCleaned([.. group], cleaned, _settings.TestSwapDelayMs > 0 ? _ => _stop.Wait(_settings.TestSwapDelayMs) : null))
                 {
                     continue;
                 }
 
                 ok = true;
-                swapped += group.Length;
+                swapped += group.Count;
                 before += groupBytes;
                 after += cleaned.Size;
             }
@@ -515,30 +532,6 @@ public sealed class LogCleaner : IDisposable
         {
             _warn($"log cleaner: could not write {Path.Combine(_dataDir, CleanerCheckpoint.FileName)} ({ex.Message}); after a restart partitions are cleaned again from their log start");
         }
-    }
-
-    /// <summary>Kafka's groupSegmentsBySize: consecutive segments whose sizes add up to at most segment.bytes and whose offsets fit an index.</summary>
-    internal static List<Segment[]> GroupBySize(Segment[] segments, int maxBytes)
-    {
-        var groups = new List<Segment[]>();
-        int i = 0;
-        while (i < segments.Length)
-        {
-            int j = i + 1;
-            long size = segments[i].CompletedSize;
-            while (j < segments.Length
-                && size + segments[j].CompletedSize <= maxBytes
-                && segments[j].SealedEnd - segments[i].BaseOffset <= int.MaxValue)
-            {
-                size += segments[j].CompletedSize;
-                j++;
-            }
-
-            groups.Add(segments[i..j]);
-            i = j;
-        }
-
-        return groups;
     }
 
     /// <summary>Sleeps as long as needed to keep reads plus writes under KIOU_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND.</summary>
