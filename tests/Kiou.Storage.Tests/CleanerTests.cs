@@ -485,4 +485,36 @@ public sealed class CleanerTests : IDisposable
         Assert.Contains(crashed.Warnings, w => w.Contains("deleted by retention", StringComparison.Ordinal));
         Assert.Single(Directory.GetFiles(Path.Combine(crashed.PartitionDir, "quarantine"), "*.swap.damaged-*"));
     }
+
+    [Fact]
+    public async Task A_commit_marker_goes_only_once_no_batch_of_its_transaction_is_left_and_its_horizon_passed()
+    {
+        byte[] TxnBatch(string key, string value, int sequence) =>
+            BatchBuilder.Build([new TestRecord(0, Encoding.UTF8.GetBytes(key), Encoding.UTF8.GetBytes(value))], attributes: 0x10, producerId: 9, producerEpoch: 0, baseSequence: sequence);
+
+        await using PartitionLog log = _f.Open(Compacted);
+        await log.AppendAsync(TxnBatch("a", "txn1", 0), false); // 0
+        long commit1 = (await log.AppendAsync(TransactionTests.Marker(9, 0, commit: true), true, AppendOrigin.Coordinator)).BaseOffset;
+        await log.AppendAsync(TxnBatch("z", "txn2", 1), false);
+        long commit2 = (await log.AppendAsync(TransactionTests.Marker(9, 0, commit: true), true, AppendOrigin.Coordinator)).BaseOffset;
+        await log.AppendAsync(Keyed(("a", "plain")), false); // overwrites txn1's only record
+        await Seal(log);
+        using LogCleaner cleaner = NewCleaner(log);
+
+        Assert.True(cleaner.Clean(log, Now)); // txn1's batch goes; its marker stays: the batch was met in this pass
+        var records = ReadRecords(log);
+        Assert.DoesNotContain(records, r => r.Value == "txn1");
+        Assert.Contains(records, r => r.Offset == commit1);
+
+        Assert.True(cleaner.Clean(log, Now)); // no batch of txn1 left: the marker gets its delete horizon
+        Assert.Contains(ReadRecords(log), r => r.Offset == commit1);
+        Assert.Contains(LogFixture.ReadAll(log, 0), b => RecordBatch.BaseOffset(b) == commit1 && RecordBatch.HasDeleteHorizon(b));
+
+        _f.Time.Advance(Compacted.DeleteRetentionMs + 1);
+        Assert.True(cleaner.Clean(log, Now)); // past the horizon: gone
+        records = ReadRecords(log);
+        Assert.DoesNotContain(records, r => r.Offset == commit1);
+        Assert.Contains(records, r => r.Offset == commit2); // txn2's data is still there (the producer's last batch)
+        Assert.Contains(records, r => r.Value == "txn2");
+    }
 }
