@@ -45,8 +45,21 @@ public sealed record LogConfig
     /// compact-only topic keeps them whatever their age or size (they are the cleaner's to rewrite, never to drop).</summary>
     public bool DeleteRetention { get; init; } = true;
 
-    /// <summary>cleanup.policy includes compact: every record needs a key (KIP-467), the cleaner keeps the latest per key.</summary>
+    /// <summary>cleanup.policy includes compact: the log cleaner keeps the latest record per key (docs/design/compaction.md),
+    /// so every record needs a key (KIP-467).</summary>
     public bool Compact { get; init; }
+
+    /// <summary>min.cleanable.dirty.ratio: the share of the log not yet cleaned above which the cleaner takes the partition.</summary>
+    public double MinCleanableDirtyRatio { get; init; } = 0.5;
+
+    /// <summary>min.compaction.lag.ms: records younger than this stay uncompacted.</summary>
+    public long MinCompactionLagMs { get; init; }
+
+    /// <summary>max.compaction.lag.ms: a record stays ineligible for compaction at most this long (whatever the dirty ratio).</summary>
+    public long MaxCompactionLagMs { get; init; } = long.MaxValue;
+
+    /// <summary>delete.retention.ms: how long tombstones and transaction markers stay after they were first cleaned.</summary>
+    public long DeleteRetentionMs { get; init; } = 86400000;
 
     /// <summary>max.message.bytes: the largest batch (whole, compressed size) a producer may send.</summary>
     public int MaxMessageBytes { get; init; } = 1048588;
@@ -69,4 +82,8 @@ public sealed record LogConfig
     public int MaxProducersPerPartition { get; init; } = Producers.ProducerStateManager.DefaultMaxProducers;
 
     internal int SegmentBytesEffective => (int)Math.Clamp(SegmentBytes, 1, int.MaxValue);
+
+    /// <summary>segment.ms, shortened to max.compaction.lag.ms on a compacted topic as Kafka does: the active segment is
+    /// never cleaned, so it must roll for its records to become cleanable in time.</summary>
+    internal long RollMs => Compact && MaxCompactionLagMs > 0 && MaxCompactionLagMs < SegmentMs ? MaxCompactionLagMs : SegmentMs;
 }

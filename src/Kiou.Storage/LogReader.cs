@@ -240,7 +240,7 @@ internal sealed class LogReader(PartitionLog owner)
                 }
 
                 segment.ReadExactly(p, bytes);
-                if (!RecordBatch.TryReadHeader(bytes, out BatchHeader h) || h.BaseOffset != expected || h.TotalSize > end - p)
+                if (!RecordBatch.TryReadHeader(bytes, out BatchHeader h) || h.BaseOffset < expected || h.TotalSize > end - p)
                 {
                     return false;
                 }
@@ -581,7 +581,7 @@ internal sealed class LogReader(PartitionLog owner)
             long expected = first.BaseOffset;
             while (length - p >= RecordBatch.HeaderSize)
             {
-                if (!RecordBatch.TryReadHeader(buffer.AsSpan(p, length - p), out BatchHeader h) || h.BaseOffset != expected)
+                if (!RecordBatch.TryReadHeader(buffer.AsSpan(p, length - p), out BatchHeader h) || h.BaseOffset < expected)
                 {
                     if (p > 0)
                     {

@@ -52,6 +52,8 @@ internal static class Recovery
             File.Delete(temp);
         }
 
+        FinishCleanerSwaps(directory, partitionName, nowMs, log, warn);
+
         var bases = new List<long>();
         foreach (string path in Directory.EnumerateFiles(directory, "*.log"))
         {
@@ -222,6 +224,205 @@ internal static class Recovery
         }
 
         return segments;
+    }
+
+    /// <summary>
+    /// The log cleaner's files left by a stop (docs/design/compaction.md), as Kafka's LogLoader: <c>.cleaned</c> files are
+    /// unfinished and removed. A <c>.log.swap</c> whose batches all check out (CRC, offsets) completes its swap: the
+    /// segments it covers (by base offset, live or already renamed <c>.deleted</c>) go and it takes its final name; its
+    /// index files are dropped so the scan rebuilds them from the log. A <c>.log.swap</c> that does not check out is moved
+    /// to the quarantine and the old segments are kept (those renamed <c>.deleted</c> get their names back). Remaining
+    /// <c>.deleted</c> files belong to a finished swap and are removed.
+    /// </summary>
+    internal static void FinishCleanerSwaps(string directory, string partitionName, long nowMs, Action<string> log, Action<string> warn)
+    {
+        foreach (string path in Directory.EnumerateFiles(directory, "*" + Cleaner.CleanedSegment.CleanedSuffix))
+        {
+            File.Delete(path);
+        }
+
+        var swaps = new List<long>();
+        foreach (string path in Directory.EnumerateFiles(directory, "*.log" + Cleaner.CleanedSegment.SwapSuffix))
+        {
+            if (Segment.TryParseFileName(Path.GetFileNameWithoutExtension(Path.GetFileName(path)), out long b))
+            {
+                swaps.Add(b);
+            }
+        }
+
+        swaps.Sort();
+        bool changed = false;
+        foreach (long swapBase in swaps)
+        {
+            string name = Segment.FileName(swapBase);
+            string swapPath = Path.Combine(directory, name + ".log" + Cleaner.CleanedSegment.SwapSuffix);
+            long? end = ValidateSwap(swapPath, swapBase, out string problem);
+            DeleteIndexFiles(directory, name, Cleaner.CleanedSegment.SwapSuffix);
+            bool firstOldKept = File.Exists(Path.Combine(directory, name + ".log")) || File.Exists(Path.Combine(directory, name + ".log" + Cleaner.CleanedSegment.DeletedSuffix));
+            if (end is not null && !firstOldKept)
+            {
+                // The segments it was cleaned from were deleted meanwhile (retention): it must not bring them back.
+                end = null;
+                problem = $"the segment {name}.log it replaces is gone (deleted by retention after the swap was written)";
+            }
+
+            if (end is { } e)
+            {
+                // Every old segment whose base lies in the swap's range is replaced by it.
+                foreach (string path in Directory.EnumerateFiles(directory, "*.log*").ToList())
+                {
+                    string file = Path.GetFileName(path);
+                    if (file.EndsWith(Cleaner.CleanedSegment.SwapSuffix, StringComparison.Ordinal) || file.Length < 24 || !Segment.TryParseFileName(file[..20] + ".log", out long b) || b < swapBase || b >= e)
+                    {
+                        continue;
+                    }
+
+                    if (file.EndsWith(".log", StringComparison.Ordinal) || file.EndsWith(".log" + Cleaner.CleanedSegment.DeletedSuffix, StringComparison.Ordinal))
+                    {
+                        File.Delete(path);
+                        DeleteIndexFiles(directory, file[..20], string.Empty);
+                        DeleteIndexFiles(directory, file[..20], Cleaner.CleanedSegment.DeletedSuffix);
+                    }
+                }
+
+                DeleteIndexFiles(directory, name, string.Empty);
+                File.Move(swapPath, Path.Combine(directory, name + ".log"), overwrite: true);
+                log($"partition {partitionName}: completed the log cleaner's swap of {name}.log (offsets {swapBase}..{e - 1}) interrupted by the last stop; its indexes are rebuilt from the log");
+            }
+            else
+            {
+                Directory.CreateDirectory(Path.Combine(directory, QuarantineDirectory));
+                string aside = UniquePath(Path.Combine(directory, QuarantineDirectory), $"{name}.log.swap.damaged-{nowMs.ToString(CultureInfo.InvariantCulture)}");
+                long length = new FileInfo(swapPath).Length;
+                File.Move(swapPath, aside);
+                int restored = RestoreDeleted(directory, swapBase);
+                warn($"partition {partitionName}: the log cleaner's {name}.log.swap ({length} bytes) is not used: {problem}; it was moved to {aside} and the old segments kept ({restored} file(s) renamed back from .deleted). No data is lost; the cleaner rewrites them again");
+            }
+
+            changed = true;
+        }
+
+        foreach (string path in Directory.EnumerateFiles(directory, "*" + Cleaner.CleanedSegment.SwapSuffix))
+        {
+            File.Delete(path); // index files of a swap whose log already has its final name: rebuilt from the log
+            string file = Path.GetFileName(path);
+            if (file.Length >= 20)
+            {
+                DeleteIndexFiles(directory, file[..20], string.Empty);
+            }
+
+            changed = true;
+        }
+
+        foreach (string path in Directory.EnumerateFiles(directory, "*" + Cleaner.CleanedSegment.DeletedSuffix))
+        {
+            File.Delete(path);
+            changed = true;
+        }
+
+        if (changed)
+        {
+            FileSync.SyncDirectory(directory);
+        }
+    }
+
+    private static void DeleteIndexFiles(string directory, string name, string suffix)
+    {
+        foreach (string extension in new[] { ".index", ".timeindex", TransactionIndex.Suffix })
+        {
+            File.Delete(Path.Combine(directory, name + extension + suffix));
+        }
+    }
+
+    /// <summary>Gives the old segments of an undone swap (from its base up to the next live segment) their names back.</summary>
+    private static int RestoreDeleted(string directory, long swapBase)
+    {
+        long nextLive = long.MaxValue;
+        foreach (string path in Directory.EnumerateFiles(directory, "*.log"))
+        {
+            if (Segment.TryParseFileName(Path.GetFileName(path), out long b) && b > swapBase)
+            {
+                nextLive = Math.Min(nextLive, b);
+            }
+        }
+
+        int restored = 0;
+        foreach (string path in Directory.EnumerateFiles(directory, "*" + Cleaner.CleanedSegment.DeletedSuffix))
+        {
+            string file = Path.GetFileName(path);
+            string original = path[..^Cleaner.CleanedSegment.DeletedSuffix.Length];
+            if (file.Length >= 20 && long.TryParse(file[..20], NumberStyles.None, CultureInfo.InvariantCulture, out long b) && b >= swapBase && b < nextLive && !File.Exists(original))
+            {
+                File.Move(path, original);
+                restored++;
+            }
+        }
+
+        return restored;
+    }
+
+    /// <summary>The end offset of a swap file whose batches all check out (headers, increasing offsets, CRC, exact length), else null.</summary>
+    private static long? ValidateSwap(string path, long baseOffset, out string problem)
+    {
+        using SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        long length = RandomAccess.GetLength(handle);
+        if (length == 0 || length > int.MaxValue)
+        {
+            problem = $"it is {length} bytes";
+            return null;
+        }
+
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(RecordBatch.HeaderSize);
+        try
+        {
+            long position = 0;
+            long expected = baseOffset;
+            Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
+            while (position < length)
+            {
+                if (length - position < RecordBatch.HeaderSize || RandomAccess.Read(handle, header, position) != RecordBatch.HeaderSize
+                    || !RecordBatch.TryReadHeader(header, out BatchHeader h) || h.BaseOffset < expected || h.TotalSize > length - position)
+                {
+                    problem = $"no valid batch at position {position}";
+                    return null;
+                }
+
+                if (buffer.Length < h.TotalSize)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = ArrayPool<byte>.Shared.Rent(h.TotalSize);
+                }
+
+                int read = 0;
+                while (read < h.TotalSize)
+                {
+                    int n = RandomAccess.Read(handle, buffer.AsSpan(read, h.TotalSize - read), position + read);
+                    if (n <= 0)
+                    {
+                        problem = $"it ends inside the batch at position {position}";
+                        return null;
+                    }
+
+                    read += n;
+                }
+
+                if (RecordBatch.ComputeCrc(buffer.AsSpan(0, h.TotalSize)) != h.Crc)
+                {
+                    problem = $"the batch at offset {h.BaseOffset} (position {position}) fails its CRC check";
+                    return null;
+                }
+
+                expected = h.NextOffset;
+                position += h.TotalSize;
+            }
+
+            problem = string.Empty;
+            return expected;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>What went wrong at <see cref="Position"/> (a batch start holding <see cref="Offset"/>), found by <see cref="Scan"/>.</summary>
@@ -678,7 +879,7 @@ internal static class Recovery
             }
 
             segment.ReadExactly(position, header);
-            if (!RecordBatch.TryReadHeader(header, out BatchHeader h) || h.BaseOffset != expected || h.TotalSize > fileLength - position)
+            if (!RecordBatch.TryReadHeader(header, out BatchHeader h) || h.BaseOffset < expected || h.TotalSize > fileLength - position)
             {
                 reason = $"batch at position {position} does not follow the index (expected offset {expected})";
                 return false;
@@ -761,7 +962,7 @@ internal static class Recovery
                     break;
                 }
 
-                if (h.BaseOffset != expected || h.NextOffset - segment.BaseOffset > int.MaxValue || h.NextOffset > limit)
+                if (h.BaseOffset < expected || h.NextOffset - segment.BaseOffset > int.MaxValue || h.NextOffset > limit)
                 {
                     problem = $"the batch has offsets {h.BaseOffset}..{h.NextOffset - 1} where {expected} was expected" + (h.NextOffset > limit ? $" below the next segment's base {limit}" : string.Empty);
                     break;

@@ -193,6 +193,9 @@ internal sealed class Segment
         return new Segment(directory, baseOffset, handle) { RollBaseMs = nowMs, LastAppendMs = nowMs };
     }
 
+    /// <summary>A segment written by the log cleaner, over its already open file (still named <c>.swap</c> when opened).</summary>
+    public static Segment FromCleaned(string directory, long baseOffset, SafeFileHandle handle) => new(directory, baseOffset, handle);
+
     public static Segment OpenExisting(string directory, long baseOffset)
     {
         string path = Path.Combine(directory, FileName(baseOffset) + ".log");
@@ -209,7 +212,7 @@ internal sealed class Segment
     /// </summary>
     public void OnPublished(long baseOffset, long nextOffset, int position, int size, long maxTimestamp, int indexIntervalBytes, long nowMs)
     {
-        Debug.Assert(baseOffset == CompletedEnd, "publish out of order");
+        Debug.Assert(baseOffset >= CompletedEnd, "publish out of order"); // above it: a hole left by the cleaner
         Debug.Assert(position == CompletedSize, "publish at a gap in the file");
         Debug.Assert(nextOffset > baseOffset, "empty offset range");
         if (maxTimestamp > MaxTimestamp)
@@ -495,7 +498,7 @@ internal sealed class Segment
                     throw Corrupt(p, "invalid batch header");
                 }
 
-                if (header.BaseOffset != expected || header.TotalSize > limit - p)
+                if (header.BaseOffset < expected || header.TotalSize > limit - p)
                 {
                     throw Corrupt(p, $"batch at base offset {header.BaseOffset} (expected {expected}), {header.TotalSize} bytes with {limit - p} left");
                 }
@@ -535,7 +538,7 @@ internal sealed class Segment
         while (end - p >= RecordBatch.HeaderSize)
         {
             ReadExactly(p, header);
-            if (!RecordBatch.TryReadHeader(header, out BatchHeader h) || h.BaseOffset != expected)
+            if (!RecordBatch.TryReadHeader(header, out BatchHeader h) || h.BaseOffset < expected)
             {
                 throw Corrupt(p, $"batch header does not follow offset {expected}");
             }

@@ -122,6 +122,20 @@ internal sealed class SegmentSet
         check(size == _sizeBytes, $"size {_sizeBytes} != sum of segments {size}");
     }
 
+    /// <summary>The log cleaner's swap: <paramref name="count"/> segments from <paramref name="index"/> become <paramref name="replacement"/>.</summary>
+    internal void ReplaceLocked(int index, int count, Segment replacement)
+    {
+        long removed = 0;
+        for (int i = index; i < index + count; i++)
+        {
+            removed += _segments[i].Size;
+        }
+
+        _segments.RemoveRange(index, count);
+        _segments.Insert(index, replacement);
+        Volatile.Write(ref _sizeBytes, _sizeBytes - removed + replacement.Size);
+    }
+
     private void SubtractBytes(long size) => Volatile.Write(ref _sizeBytes, _sizeBytes - size);
 
     internal Segment FindLocked(long offset)
@@ -161,7 +175,7 @@ internal sealed class SegmentSet
         }
 
         return (long)active.Size + size > config.SegmentBytesEffective
-            || (config.SegmentMs > 0 && nowMs - active.RollBaseMs >= config.SegmentMs)
+            || (config.RollMs > 0 && nowMs - active.RollBaseMs >= config.RollMs)
             || _owner.Tails.Reserved + lastOffsetDelta + 1 - active.BaseOffset > int.MaxValue;
     }
 

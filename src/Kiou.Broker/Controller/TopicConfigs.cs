@@ -16,7 +16,7 @@ public static class TopicConfigs
     // Defaults: Kafka 4.0's topic config table (shared/kafka-protocol/README.md §7).
     public static readonly IReadOnlyList<Definition> All =
     [
-        new("cleanup.policy", "delete", Kind.String, Choices: ["delete", "compact", "compact,delete", "delete,compact"], Note: "compaction is not implemented: compacted topics keep every record"),
+        new("cleanup.policy", "delete", Kind.String, Choices: ["delete", "compact", "compact,delete", "delete,compact"]),
         new("compression.type", "producer", Kind.String, Choices: ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
         new("delete.retention.ms", "86400000", Kind.Long, 0),
         new("file.delete.delay.ms", "60000", Kind.Long, 0),
@@ -114,6 +114,10 @@ public static class TopicConfigs
             Flush = flush,
             DeleteRetention = Effective(configs, "cleanup.policy").Split(',').Contains("delete"),
             Compact = Effective(configs, "cleanup.policy").Split(',').Contains("compact"),
+            MinCleanableDirtyRatio = double.Parse(Effective(configs, "min.cleanable.dirty.ratio"), NumberStyles.Float, CultureInfo.InvariantCulture),
+            MinCompactionLagMs = L("min.compaction.lag.ms"),
+            MaxCompactionLagMs = L("max.compaction.lag.ms"),
+            DeleteRetentionMs = L("delete.retention.ms"),
         };
     }
 }

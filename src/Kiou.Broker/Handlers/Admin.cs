@@ -295,6 +295,12 @@ public sealed partial class BrokerHandlers
         yield return ("socket.request.max.bytes", I(_config.MaxRequestBytes), 3);
         yield return ("fetch.max.bytes", I(_config.FetchMaxBytes), 3);
         yield return ("log.retention.check.interval.ms", I(_config.RetentionCheckIntervalMs), 5);
+        yield return ("log.cleaner.enable", _config.Cleaner.Enable ? "true" : "false", 1);
+        yield return ("log.cleaner.threads", "1", 3);
+        yield return ("log.cleaner.dedupe.buffer.size", I(_config.Cleaner.DedupeBufferBytes), 5);
+        yield return ("log.cleaner.io.max.bytes.per.second", I(_config.Cleaner.IoMaxBytesPerSecond), 6);
+        yield return ("log.cleaner.io.buffer.size", I(_config.Cleaner.IoBufferBytes), 3);
+        yield return ("log.cleaner.backoff.ms", I(_config.Cleaner.BackoffMs), 5);
     }
 
     static sbyte ConfigTypeOf(TopicConfigs.Kind kind) => kind switch

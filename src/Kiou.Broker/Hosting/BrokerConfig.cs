@@ -67,6 +67,8 @@ public sealed record BrokerConfig
     /// <summary>KIOU_MAX_OPEN_SEGMENT_FILES: descriptors of sealed segments kept open for reads, broker-wide; the least
     /// recently read are closed beyond it and reopened on demand (active segments keep their own).</summary>
     public int MaxOpenSegmentFiles { get; init; } = Kiou.Storage.SegmentFileCache.DefaultCapacity;
+    /// <summary>The log cleaner (KIOU_LOG_CLEANER_*; docs/design/compaction.md).</summary>
+    public Kiou.Storage.Cleaner.LogCleanerSettings Cleaner { get; init; } = new();
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
     /// <summary>Transaction coordinator settings (KIOU_TRANSACTION_*).</summary>
@@ -117,6 +119,18 @@ public sealed record BrokerConfig
             MaxConnectionsPerIp = Int(env, "KIOU_MAX_CONNECTIONS_PER_IP", c.MaxConnectionsPerIp, 1, int.MaxValue),
             ConnectionsMaxIdleMs = IdleMsOf(env),
             RequestArrivalTimeoutMs = Int(env, "KIOU_REQUEST_ARRIVAL_TIMEOUT_MS", (int)c.RequestArrivalTimeoutMs, 1, int.MaxValue),
+        };
+        var cl = c.Cleaner;
+        c = c with
+        {
+            Cleaner = cl with
+            {
+                Enable = Bool(env, "KIOU_LOG_CLEANER_ENABLE", cl.Enable),
+                DedupeBufferBytes = Int(env, "KIOU_LOG_CLEANER_DEDUPE_BUFFER_SIZE", cl.DedupeBufferBytes, 1 << 16, int.MaxValue),
+                IoMaxBytesPerSecond = Int(env, "KIOU_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", (int)cl.IoMaxBytesPerSecond, 1 << 16, int.MaxValue),
+                BackoffMs = Int(env, "KIOU_LOG_CLEANER_BACKOFF_MS", (int)cl.BackoffMs, 1, int.MaxValue),
+                TestSwapDelayMs = Int(env, "KIOU_TEST_CLEANER_SWAP_DELAY_MS", 0, 0, 600_000),
+            },
         };
         var g = c.Groups;
         c = c with

@@ -31,6 +31,10 @@ public sealed class LogManager : IAsyncDisposable
     readonly CancellationTokenSource _stop = new();
     readonly Lock _gate = new();
     Task? _background;
+    Kiou.Storage.Cleaner.LogCleaner? _cleaner;
+
+    /// <summary>The log cleaner, null when KIOU_LOG_CLEANER_ENABLE=false (its per-partition stats are for metrics).</summary>
+    public Kiou.Storage.Cleaner.LogCleaner? Cleaner => _cleaner;
 
     public LogManager(BrokerConfig config, ILogDevice device, TimeProvider time, Log log)
     {
@@ -334,6 +338,18 @@ public sealed class LogManager : IAsyncDisposable
             _log.Error($"producer ids: cannot open {Path.Combine(_config.DataDir, ProducerIdAllocator.FileName)}: {e.Message}; InitProducerId answers COORDINATOR_LOAD_IN_PROGRESS and tries again until the file can be written");
         }
         _background = Task.Run(() => BackgroundLoopAsync(_stop.Token));
+        if (_config.Cleaner.Enable)
+        {
+            _cleaner = new Kiou.Storage.Cleaner.LogCleaner(_config.DataDir, _config.Cleaner, AllPartitions, _time, _log.Info, _log.Warn);
+            _cleaner.Start();
+        }
+    }
+
+    IEnumerable<PartitionLog> AllPartitions()
+    {
+        foreach (var topic in _topics.Values)
+            foreach (var p in topic.Partitions)
+                yield return p;
     }
 
     async Task BackgroundLoopAsync(CancellationToken ct)
@@ -444,6 +460,7 @@ public sealed class LogManager : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _stop.Cancel();
+        _cleaner?.Dispose(); // finishes or abandons its pass before the logs close
         if (_background is not null)
             await _background.ConfigureAwait(false);
         Task[] removals;
