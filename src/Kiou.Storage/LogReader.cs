@@ -33,6 +33,9 @@ internal sealed class LogReader(PartitionLog owner)
     /// region of the segment file (for sendfile), cut at batch boundaries found through the offset index.
     /// <paramref name="maxOffset"/> (exclusive, a batch boundary such as the last stable offset) stops the read earlier
     /// than the high watermark: read_committed fetches.
+    /// When the batches from the offset's to the end of a sealed, complete segment hold no records (the cleaner's
+    /// closing batch, a producer's last sequence), the read goes on at the next segment: the result starts past the
+    /// offset (as Kafka's may on compacted topics), or is empty at the high watermark or bound.
     /// </summary>
     public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false, long maxOffset = long.MaxValue)
     {
@@ -48,6 +51,7 @@ internal sealed class LogReader(PartitionLog owner)
             long bound = -1;
             int boundIndexPosition = 0;
             long boundIndexBase = 0;
+            bool skippable;
             lock (_owner.Lock)
             {
                 ObjectDisposedException.ThrowIf(_owner.Closed, _owner);
@@ -81,6 +85,10 @@ internal sealed class LogReader(PartitionLog owner)
                     (int boundRel, boundIndexPosition) = segment.Index.Lookup(bound - segment.BaseOffset);
                     boundIndexBase = segment.BaseOffset + boundRel;
                 }
+
+                // A sealed segment read to its end with a later segment: its closing batches may be skipped.
+                skippable = hole.End == 0 && bound < 0 && segment.Sealed && segment.CompletedEnd == segment.SealedEnd
+                    && segment != _owner.Segments[_owner.Segments.Count - 1];
             }
 
             if (hole.End > 0)
@@ -101,9 +109,19 @@ internal sealed class LogReader(PartitionLog owner)
                     limit = boundPosition; // the batch holding the bound is not returned
                 }
 
-                return zeroCopy
-                    ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart)
-                    : ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart);
+                ReadResult? result = zeroCopy
+                    ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart, skippable)
+                    : ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart, skippable);
+                if (result is not null)
+                {
+                    return result;
+                }
+
+                // Only batches without records up to the segment's end (a cleaned segment's closing batch, a
+                // producer's last sequence): clients see nothing in them, and some (kafka-python) fail on a response
+                // holding nothing else. Read on from the end of the segment, as a fetch may start past its offset.
+                offset = segment.SealedEnd;
+                attempt = -1;
             }
             catch (ObjectDisposedException) when (attempt < 3)
             {
@@ -311,6 +329,7 @@ internal sealed class LogReader(PartitionLog owner)
             long indexBase;
             int limit;
             long later = 0;
+            bool skippable;
             lock (_owner.Lock)
             {
                 if (_owner.Closed || offset < _owner.Tails.LogStart || offset >= _owner.Tails.Completed)
@@ -331,7 +350,8 @@ internal sealed class LogReader(PartitionLog owner)
                 }
 
                 limit = segment.CompletedSize;
-                if (segment.LastBatchBaseOffset >= 0 && offset >= segment.LastBatchBaseOffset)
+                skippable = segment.Sealed && segment.CompletedEnd == segment.SealedEnd && i + 1 < _owner.Segments.Count;
+                if (!skippable && segment.LastBatchBaseOffset >= 0 && offset >= segment.LastBatchBaseOffset)
                 {
                     return limit - segment.LastBatchPosition + later;
                 }
@@ -342,9 +362,14 @@ internal sealed class LogReader(PartitionLog owner)
 
             try
             {
-                if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out _))
+                if (!segment.TryFindBatch(offset, indexPosition, indexBase, limit, -1, out int batchPosition, out BatchHeader first))
                 {
                     throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
+                }
+
+                if (skippable && first.RecordsCount == 0 && OnlyEmptyBatchesToLimit(segment, batchPosition, first, limit))
+                {
+                    return later; // Read skips them: a fetch waiting here must not wake for them
                 }
 
                 return limit - batchPosition + later;
@@ -486,11 +511,17 @@ internal sealed class LogReader(PartitionLog owner)
         }
     }
 
-    private ReadResult RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
+    /// <summary>Null when <paramref name="skippable"/> and only batches without records follow to the limit (see <see cref="Read"/>).</summary>
+    private ReadResult? RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart, bool skippable)
     {
         if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
             throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
+        }
+
+        if (skippable && first.RecordsCount == 0 && OnlyEmptyBatchesToLimit(segment, batchPosition, first, limit))
+        {
+            return null;
         }
 
         int end;
@@ -548,11 +579,17 @@ internal sealed class LogReader(PartitionLog owner)
         return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name));
     }
 
-    private ReadResult ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart)
+    /// <summary>Null when <paramref name="skippable"/> and only batches without records follow to the limit (see <see cref="Read"/>).</summary>
+    private ReadResult? ReadFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart, bool skippable)
     {
         if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
             throw segment.Corrupt(indexPosition, $"offset {offset} not found below the high watermark");
+        }
+
+        if (skippable && first.RecordsCount == 0 && OnlyEmptyBatchesToLimit(segment, batchPosition, first, limit))
+        {
+            return null;
         }
 
         int length;
@@ -618,6 +655,36 @@ internal sealed class LogReader(PartitionLog owner)
             ArrayPool<byte>.Shared.Return(buffer);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Whether the batches from <paramref name="first"/> (at <paramref name="position"/>, without records) to
+    /// <paramref name="limit"/> all hold no records. Walks headers only past the first, stopping at the first batch with
+    /// records; the usual case, the segment's last batch, reads nothing.
+    /// </summary>
+    private static bool OnlyEmptyBatchesToLimit(Segment segment, int position, BatchHeader first, int limit)
+    {
+        Span<byte> bytes = stackalloc byte[RecordBatch.HeaderSize];
+        int p = position + first.TotalSize;
+        long expected = first.NextOffset;
+        while (p < limit)
+        {
+            if (limit - p < RecordBatch.HeaderSize)
+            {
+                return false; // damaged: the normal read answers it
+            }
+
+            segment.ReadExactly(p, bytes);
+            if (!RecordBatch.TryReadHeader(bytes, out BatchHeader h) || h.BaseOffset < expected || h.TotalSize > limit - p || h.RecordsCount != 0)
+            {
+                return false;
+            }
+
+            expected = h.NextOffset;
+            p += h.TotalSize;
+        }
+
+        return true;
     }
 
     /// <summary>The first record of the batch at <paramref name="batchPosition"/> with timestamp ≥ target (see <see cref="LookupByTimestamp"/>).</summary>

@@ -303,6 +303,95 @@ public sealed class CleanerTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_read_that_would_return_only_batches_without_records_to_a_sealed_segments_end_goes_on_at_the_next_segment()
+    {
+        byte[] Idem(string key, string value, int seq) =>
+            BatchBuilder.Build([new TestRecord(0, Encoding.UTF8.GetBytes(key), Encoding.UTF8.GetBytes(value))], producerId: 7, producerEpoch: 0, baseSequence: seq);
+
+        await using PartitionLog log = _f.Open(Compacted);
+        await Overwrite(log, rounds: 6, keys: 6);
+        for (int i = 0; i < 4; i++)
+        {
+            await log.AppendAsync(Idem("idem", $"i{i}", i), false); // producer 7's last sequence, overwritten below
+        }
+
+        await Seal(log);
+        var latest = await Overwrite(log, rounds: 6, keys: 6);
+        await log.AppendAsync(Keyed(("idem", "plain")), false);
+        await Seal(log);
+        using LogCleaner cleaner = NewCleaner(log);
+        Assert.True(cleaner.Clean(log, Now));
+        log.CheckInvariants();
+
+        // The cleaned log holds what the rule is for: sealed segments that end in batches without records, one of
+        // them a producer's last sequence, with a later segment.
+        var segments = Directory.GetFiles(_f.PartitionDir, "*.log").Order().ToList();
+        int endsEmpty = 0;
+        bool producerState = false;
+        foreach (string path in segments.SkipLast(1))
+        {
+            byte[] bytes = File.ReadAllBytes(path);
+            var headers = new List<BatchHeader>();
+            for (int p = 0; p < bytes.Length;)
+            {
+                Assert.True(RecordBatch.TryReadHeader(bytes.AsSpan(p), out BatchHeader h));
+                headers.Add(h);
+                producerState |= h.RecordsCount == 0 && RecordBatch.ProducerId(bytes.AsSpan(p)) == 7;
+                p += h.TotalSize;
+            }
+
+            if (headers.Count > 0 && headers[^1].RecordsCount == 0)
+            {
+                endsEmpty++;
+            }
+        }
+
+        Assert.True(endsEmpty > 0, "no sealed segment ends in a batch without records: " + string.Join(",", log.SegmentBaseOffsets));
+        Assert.True(producerState, "no batch without records keeps producer 7's state");
+
+        // From every offset, copied and zero-copy: batches with records, the first of them starting at or before the
+        // next kept record (nothing skipped), or nothing when no record is left below the high watermark; never only
+        // batches without records. A fetch wait wakes for records only.
+        List<Rec> kept = ReadRecords(log);
+        Assert.Contains(new Rec(latest["k0"].Offset, "k0", latest["k0"].Value), kept);
+        for (long o = log.LogStartOffset; o <= log.HighWatermark; o++)
+        {
+            Rec? next = kept.Where(r => r.Offset >= o).Select(r => (Rec?)r).FirstOrDefault();
+            foreach (bool zeroCopy in new[] { false, true })
+            {
+                using ReadResult read = log.Read(o, 1 << 16, minOneBatch: true, zeroCopy: zeroCopy);
+                Assert.Equal(ReadError.None, read.Error);
+                byte[] records = read.Records.ToArray();
+                if (next is null)
+                {
+                    Assert.Empty(records);
+                    continue;
+                }
+
+                Assert.True(records.Length > 0, $"nothing at offset {o} (zeroCopy {zeroCopy}) before the kept record at {next.Value.Offset}");
+                long firstRecord = -1;
+                for (int p = 0; p < records.Length && firstRecord < 0;)
+                {
+                    Assert.True(RecordBatch.TryReadHeader(records.AsSpan(p), out BatchHeader h));
+                    if (h.RecordsCount > 0)
+                    {
+                        firstRecord = h.BaseOffset;
+                    }
+
+                    p += h.TotalSize;
+                }
+
+                Assert.True(firstRecord >= 0, $"only batches without records at offset {o} (zeroCopy {zeroCopy})");
+                Assert.True(firstRecord <= next.Value.Offset, $"offset {o} (zeroCopy {zeroCopy}) skipped the kept record at {next.Value.Offset} to {firstRecord}");
+            }
+
+            Assert.True(log.BytesAvailable(o) > 0 == (next is not null), $"BytesAvailable({o}) = {log.BytesAvailable(o)}, next kept record {next?.Offset}");
+        }
+
+        Assert.Empty(_f.Warnings);
+    }
+
     /// <summary>Copies the partition directory as it is at a step of the swap: what a kill -9 there leaves on disk.</summary>
     private static void CopyDirectory(string from, string to)
     {
