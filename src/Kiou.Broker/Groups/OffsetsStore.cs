@@ -139,7 +139,9 @@ public sealed class OffsetsStore(ClusterController controller, LogManager logs, 
                 offset = next;
                 continue;
             }
-            if (read.Error != ReadError.None || read.Records.IsEmpty)
+            if (read.Error == ReadError.None && read.Records.IsEmpty)
+                break; // only record-less batches left by the cleaner remain below the high watermark
+            if (read.Error != ReadError.None)
             {
                 log.Warn($"partition {name}: replay of committed offsets stopped at offset {offset} of {end} ({read.Error}); " +
                     "offsets and group state recorded after it are not loaded (consumers resume from older commits or their reset policy); the log is kept as it is");

@@ -105,7 +105,9 @@ public sealed class TransactionStateStore(ClusterController controller, LogManag
         while (offset < end)
         {
             using var read = partition.Read(offset, 1 << 20, minOneBatch: true);
-            if (read.Error != ReadError.None || read.Records.IsEmpty)
+            if (read.Error == ReadError.None && read.Records.IsEmpty)
+                return; // only record-less batches left by the cleaner remain below the high watermark
+            if (read.Error != ReadError.None)
             {
                 log.Warn($"partition {partition.Topic}-{partition.Partition}: replay of transaction state stopped at offset {offset} of {end} ({read.Error}); " +
                     "transactional ids recorded after it keep their earlier state until their producers initialise again");
