@@ -17,6 +17,8 @@ using Kiou.Bench;
 //     compare: produce, consume, durable and latency rows, this build against --baseline BROKER (and latency against sync)
 //     compaction: the log cleaner's throughput and CPU per GB, and produce latency with and without it cleaning
 
+Kiou.BundledLibrdkafka.Load();
+
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 string? baseline = null;
 bool quick = false, showThreads = false, modesGiven = false;

@@ -94,6 +94,7 @@ public sealed class Options
             sb.Append('\n');
         }
         sb.Append("  ").Append("--help".PadRight(width + 2)).Append("print this help\n");
+        sb.Append("  ").Append("--version".PadRight(width + 2)).Append("print the version of the tools and of the librdkafka they run on\n");
         return sb.ToString();
     }
 

@@ -93,6 +93,13 @@ public static class ProducerPerf
                 {
                     producer.Poll(TimeSpan.FromMilliseconds(1));
                 }
+                catch (ProduceException<Null, byte[]> e)
+                {
+                    // Refused by the client before sending (librdkafka reports its own size limit with the broker's code).
+                    throw new FailedException(e.Error.Code == ErrorCode.MsgSizeTooLarge
+                        ? $"a record of {recordSize} bytes is larger than the producer's message.max.bytes ({config.MessageMaxBytes ?? 1000000}): raise it with --producer-props message.max.bytes=N (the topic's max.message.bytes must allow it too) or lower --record-size"
+                        : $"cannot produce to topic '{topic}': {e.Error.Reason} ({e.Error.Code})");
+                }
             }
         }
         var deadline = DateTime.UtcNow.AddMilliseconds(config.MessageTimeoutMs!.Value + 10000);
@@ -104,7 +111,10 @@ public static class ProducerPerf
         Console.Out.WriteLine(stats.Summary(clock.Elapsed.TotalMilliseconds));
         if (stats.Failed > 0)
         {
-            Console.Error.WriteLine($"producer-perf: {stats.Failed} of {numRecords} records were not delivered to topic '{topic}': {stats.FirstError}");
+            string hint = stats.FirstCode == ErrorCode.MsgSizeTooLarge
+                ? $"; raise the topic's max.message.bytes (bin/topics.sh --alter --topic {topic} --config max.message.bytes=N) or lower --record-size"
+                : "";
+            Console.Error.WriteLine($"producer-perf: {stats.Failed} of {numRecords} records were not delivered to topic '{topic}': {stats.FirstError}{hint}");
             return Program.ExitFailed;
         }
         return Program.ExitOk;
@@ -146,6 +156,7 @@ public static class ProducerPerf
 
         public long Failed;
         public string? FirstError;
+        public ErrorCode FirstCode;
 
         public Stats(long numRecords, int recordSize, long reportingMs)
         {
@@ -168,7 +179,10 @@ public static class ProducerPerf
             if (r.Error.Code != ErrorCode.NoError)
             {
                 if (Interlocked.Increment(ref Failed) == 1)
+                {
                     FirstError = $"{r.Error.Reason} ({r.Error.Code})";
+                    FirstCode = r.Error.Code;
+                }
                 return;
             }
             long now = Environment.TickCount64;

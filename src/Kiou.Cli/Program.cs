@@ -1,3 +1,5 @@
+using System.Reflection;
+
 namespace Kiou.Cli;
 
 /// <summary>
@@ -31,6 +33,20 @@ public static class Program
             {
                 try
                 {
+                    BundledLibrdkafka.Load();
+                }
+                catch (Exception e) when (e is DllNotFoundException or InvalidOperationException)
+                {
+                    Console.Error.WriteLine($"{name}: {e.Message}");
+                    return ExitFailed;
+                }
+                if (args.AsSpan(1).Contains("--version"))
+                {
+                    Console.Out.WriteLine($"kiou-cli {name} {Version} (librdkafka {Confluent.Kafka.Library.VersionString})");
+                    return ExitOk;
+                }
+                try
+                {
                     return run(args[1..]);
                 }
                 catch (UsageException e)
@@ -49,6 +65,10 @@ public static class Program
         }
         return NoTool();
     }
+
+    static string Version =>
+        typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(Program).Assembly.GetName().Version?.ToString() ?? "unknown";
 
     static int NoTool()
     {

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Confluent.Kafka;
 using Confluent.Kafka.Admin;
 
@@ -14,7 +15,7 @@ public static class TopicsTool
         new("describe", "partitions, leader, replicas, isr and non-default configs of --topic (default: every topic)"),
         new("alter", "raise the partition count (--partitions) or set configs (--config) of --topic"),
         new("delete", "delete --topic (a comma-separated list deletes several)"),
-        new("topic", "the topic", "TOPIC"),
+        new("topic", "the topic; with --list, --describe, --alter, --delete a regular expression matching whole names (a,b: a or b)", "TOPIC"),
         new("partitions", "partition count (--create: default the broker's; --alter: the new, larger count)", "N"),
         new("replication-factor", "replicas per partition (a single node has 1; default the broker's)", "N"),
         new("config", "a topic config such as retention.ms=60000 (--create, --alter)", "KEY=VALUE", Repeatable: true),
@@ -43,6 +44,8 @@ public static class TopicsTool
         if (action == "alter" && partitions < 0 && configs.Count == 0)
             throw o.Fail("--alter needs --partitions or --config");
 
+        var filter = action == "create" || topic is null ? null : Pattern(o, topic);
+
         using var admin = kafka.Admin(o, null, "command-config");
         var metadata = kafka.Reach(admin);
         try
@@ -54,7 +57,7 @@ public static class TopicsTool
                 case "list":
                     foreach (var t in metadata.Topics.Where(t => t.Error.Code == ErrorCode.NoError).Select(t => t.Topic).Order(StringComparer.Ordinal))
                     {
-                        if (!(o.Has("exclude-internal") && t.StartsWith("__", StringComparison.Ordinal)))
+                        if (!(o.Has("exclude-internal") && t.StartsWith("__", StringComparison.Ordinal)) && (filter is null || filter.IsMatch(t)))
                             Console.Out.WriteLine(t);
                     }
                     return Program.ExitOk;
@@ -93,20 +96,45 @@ public static class TopicsTool
         return Program.ExitOk;
     }
 
+    /// <summary>
+    /// Kafka's IncludeList: commas mean "or", spaces and surrounding quotes are dropped, and the expression must
+    /// match the whole topic name (Java's Matcher.matches), so a plain name matches only itself.
+    /// </summary>
+    static Regex Pattern(Options o, string topic)
+    {
+        string expr = topic.Trim().Replace(',', '|').Replace(" ", "", StringComparison.Ordinal).Trim('"', '\'');
+        try
+        {
+            return new Regex(@"\A(?:" + expr + @")\z", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        }
+        catch (ArgumentException e)
+        {
+            throw o.Fail($"--topic '{topic}' is not a valid regular expression: {e.Message}");
+        }
+    }
+
+    // No character that means something in a regular expression: a topic name as typed, which must exist.
+    static bool IsPlainName(string s) => s.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-');
+
     static List<string> Named(Options o, Metadata metadata, string? topic, bool exists)
     {
         var known = metadata.Topics.Where(t => t.Error.Code == ErrorCode.NoError).Select(t => t.Topic).ToHashSet(StringComparer.Ordinal);
+        bool excludeInternal = o.Has("exclude-internal");
         if (topic is null)
-            return known.Where(t => !(o.Has("exclude-internal") && t.StartsWith("__", StringComparison.Ordinal))).Order(StringComparer.Ordinal).ToList();
-        var names = topic.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (exists)
+            return known.Where(t => !(excludeInternal && t.StartsWith("__", StringComparison.Ordinal))).Order(StringComparer.Ordinal).ToList();
+        var filter = Pattern(o, topic);
+        var names = known.Where(t => filter.IsMatch(t) && !(excludeInternal && t.StartsWith("__", StringComparison.Ordinal))).Order(StringComparer.Ordinal).ToList();
+        if (exists && !o.Has("if-exists"))
         {
-            var missing = names.Where(n => !known.Contains(n)).ToList();
-            if (missing.Count > 0 && !o.Has("if-exists"))
+            // Plain names given but not there are named one by one; an expression that matches nothing is named whole.
+            var parts = topic.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var missing = parts.Where(n => IsPlainName(n) && !known.Contains(n)).ToList();
+            if (missing.Count > 0)
                 throw new FailedException(missing.Count == 1
                     ? $"topic '{missing[0]}' does not exist"
                     : $"topics {string.Join(", ", missing.Select(m => $"'{m}'"))} do not exist");
-            names.RemoveAll(n => !known.Contains(n));
+            if (names.Count == 0)
+                throw new FailedException($"no topic matches --topic '{topic}'");
         }
         return names;
     }

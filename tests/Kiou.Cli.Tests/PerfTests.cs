@@ -64,4 +64,22 @@ public sealed partial class PerfTests
         Assert.Contains("Exiting before consuming the expected number of messages", r.Stderr);
         Assert.Equal("2", r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[1].Split(", ")[4]);
     }
+
+    [Fact]
+    public async Task Producer_perf_turns_a_record_too_large_into_one_line_and_exit_1()
+    {
+        await using var broker = TestBroker.Start();
+        // Larger than the producer's own message.max.bytes: refused before it leaves the client.
+        var local = Tools.Script("producer-perf", ["--bootstrap-server", broker.Bootstrap, "--topic", "big", "--num-records", "2", "--record-size", "2000000",
+            "--throughput", "-1"]);
+        Assert.True(local.ExitCode == 1, local.ToString());
+        Assert.Matches(@"^producer-perf: [^\n]*2000000[^\n]*message\.max\.bytes[^\n]*\n$", local.Stderr);
+
+        // Allowed by the producer, larger than the broker's max.message.bytes: the broker's error in the delivery report.
+        var remote = Tools.Script("producer-perf", ["--bootstrap-server", broker.Bootstrap, "--topic", "big", "--num-records", "2", "--record-size", "2000000",
+            "--throughput", "-1", "--producer-props", "message.max.bytes=3000000"]);
+        Assert.True(remote.ExitCode == 1, remote.ToString());
+        Assert.Matches(@"^producer-perf: [^\n]*not delivered to topic 'big'[^\n]*max\.message\.bytes[^\n]*\n$", remote.Stderr);
+        Assert.DoesNotContain("   at ", remote.Stderr + local.Stderr);
+    }
 }

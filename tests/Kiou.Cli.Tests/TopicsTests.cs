@@ -64,4 +64,27 @@ public sealed class TopicsTests
         Assert.Equal(0, Tools.Script("topics", ["--bootstrap-server", broker.Bootstrap, "--delete", "--topic", "ghost", "--if-exists"]).ExitCode);
         Assert.False(Check.Exists(broker.Bootstrap, "ghost"));
     }
+
+    [Fact]
+    public async Task Topic_is_a_regular_expression_that_must_match_the_whole_name()
+    {
+        await using var broker = TestBroker.Start();
+        string b = broker.Bootstrap;
+        foreach (var t in new[] { "orders", "orders-eu", "audit", "reorder" })
+            Assert.Equal(0, Tools.Script("topics", ["--bootstrap-server", b, "--create", "--topic", t]).ExitCode);
+
+        var list = Tools.Script("topics", ["--bootstrap-server", b, "--list", "--topic", "ord.*"]);
+        Assert.True(list.ExitCode == 0, list.ToString());
+        Assert.Equal("orders\norders-eu\n", list.Stdout);
+        Assert.Equal("orders\n", Tools.Script("topics", ["--bootstrap-server", b, "--list", "--topic", "orders"]).Stdout);
+        Assert.Equal("", Tools.Script("topics", ["--bootstrap-server", b, "--list", "--topic", "nothing.*"]).Stdout);
+
+        var describe = Tools.Script("topics", ["--bootstrap-server", b, "--describe", "--topic", "orders|aud.t"]);
+        Assert.True(describe.ExitCode == 0, describe.ToString());
+        Assert.Equal(["audit", "orders"], describe.Stdout.Split('\n').Where(l => l.StartsWith("Topic: ", StringComparison.Ordinal)).Select(l => l[7..l.IndexOf('\t')]));
+
+        var bad = Tools.Script("topics", ["--bootstrap-server", b, "--list", "--topic", "ord[ers"]);
+        Assert.True(bad.ExitCode == 2, bad.ToString());
+        Assert.Contains("--topic", bad.Stderr);
+    }
 }
