@@ -83,6 +83,14 @@ public sealed class TopicsTests
         Assert.True(describe.ExitCode == 0, describe.ToString());
         Assert.Equal(["audit", "orders"], describe.Stdout.Split('\n').Where(l => l.StartsWith("Topic: ", StringComparison.Ordinal)).Select(l => l[7..l.IndexOf('\t')]));
 
+        var none = Tools.Script("topics", ["--bootstrap-server", b, "--describe", "--topic", "nothing.*"]);
+        Assert.True(none.ExitCode == 1, none.ToString());
+        Assert.Equal("topics: no topic matches --topic 'nothing.*'\n", none.Stderr);
+
+        var delete = Tools.Script("topics", ["--bootstrap-server", b, "--delete", "--topic", "orders-.*"]);
+        Assert.True(delete.ExitCode == 0, delete.ToString());
+        Assert.Equal("audit\norders\nreorder\n", Tools.Script("topics", ["--bootstrap-server", b, "--list"]).Stdout);
+
         var bad = Tools.Script("topics", ["--bootstrap-server", b, "--list", "--topic", "ord[ers"]);
         Assert.True(bad.ExitCode == 2, bad.ToString());
         Assert.Contains("--topic", bad.Stderr);
