@@ -188,6 +188,7 @@ public sealed class SettingsTests
                 Assert.True(DateTimeOffset.TryParse(root.GetProperty("timestamp").GetString(), out _), line);
             }
             Assert.Contains(lines, l => l.Contains("\"message\":\"KIOU started", StringComparison.Ordinal));
+            Assert.Contains(lines, l => l.Contains("\"level\":\"INFO\"", StringComparison.Ordinal));
         }
         finally
         {

@@ -31,7 +31,7 @@ public sealed class Log
     /// a value it does not know, so a typo cannot silently hide the lines the operator asked for.</summary>
     public static Log Stderr(string? level, string? format) => new(Console.Error, LevelOf(level), FormatOf(format));
 
-    static Level LevelOf(string? v) => v switch
+    static Level LevelOf(string? v) => v?.ToLowerInvariant() switch
     {
         null or "" or "info" => Level.Info,
         "debug" => Level.Debug,
