@@ -164,6 +164,18 @@ public sealed class SettingsTests
     }
 
     [Fact]
+    public void AJsonLogLineStaysOneParsableLineWhateverTheMessageHolds()
+    {
+        var text = new StringWriter();
+        var log = new Log(text, Log.Level.Info, json: true);
+        log.Warn("topic \"a\"\nb\tc \ud800 é");
+        var line = Assert.Single(Lines(text.ToString()));
+        using var doc = JsonDocument.Parse(line);
+        Assert.Equal("WARN", doc.RootElement.GetProperty("level").GetString());
+        Assert.Equal("topic \"a\"\nb\tc \ufffd é", doc.RootElement.GetProperty("message").GetString());
+    }
+
+    [Fact]
     public void JsonLogLinesParseAndTestHarnessVariablesAreAccepted()
     {
         string dir = Directory.CreateTempSubdirectory("kiou-json-").FullName;

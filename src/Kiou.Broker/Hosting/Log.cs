@@ -71,6 +71,9 @@ public sealed class Log
 
     static string JsonLine(Level level, string message)
     {
+        // A lone surrogate cannot be written as JSON; the line still goes out, with U+FFFD in its place.
+        if (message.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF'))
+            message = Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(message));
         var buffer = new ArrayBufferWriter<byte>(message.Length + 96);
         using (var w = new Utf8JsonWriter(buffer, JsonOptions))
         {
