@@ -1,7 +1,38 @@
+using System.Reflection;
 using System.Runtime.InteropServices;
 using Kiou.Broker.Hosting;
 
-var log = Log.Stderr(Environment.GetEnvironmentVariable("KIOU_LOG_LEVEL"));
+if (args.Length > 0)
+{
+    switch (args[0])
+    {
+        case "--help" or "-h" when args.Length == 1:
+            Console.Out.Write(Settings.HelpText());
+            return 0;
+        case "--version" when args.Length == 1:
+            Console.Out.WriteLine($"kiou {VersionOf(typeof(KiouBroker).Assembly)} on {RuntimeInformation.FrameworkDescription}");
+            return 0;
+        default:
+            Console.Error.WriteLine($"kiou: unexpected argument '{string.Join(' ', args)}': settings are KIOU_* environment variables, see kiou --help");
+            return 2;
+    }
+}
+
+Log log;
+try
+{
+    log = Log.Stderr(Environment.GetEnvironmentVariable("KIOU_LOG_LEVEL"), Environment.GetEnvironmentVariable("KIOU_LOG_FORMAT"));
+}
+catch (ConfigException e)
+{
+    Console.Error.WriteLine($"kiou: {e.Message}");
+    return 1;
+}
+if (Settings.FindUnknown(Environment.GetEnvironmentVariables().Keys.Cast<object>().Select(k => k.ToString()!)) is { } unknown)
+{
+    log.Error(unknown);
+    return 1;
+}
 BrokerConfig config;
 KiouBroker broker;
 try
@@ -37,3 +68,8 @@ static string FlushName(BrokerConfig c) => c.Flush.Mode switch
     Kiou.Storage.FlushMode.Interval => $"every {c.Flush.IntervalMs} ms",
     _ => "at segment roll",
 };
+
+// The informational version carries the build's source revision (the SDK appends +commit when it finds git).
+static string VersionOf(Assembly a) =>
+    a.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+    ?? a.GetName().Version?.ToString() ?? "unknown";

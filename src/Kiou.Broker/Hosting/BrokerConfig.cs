@@ -4,7 +4,8 @@ using Kiou.Storage.Devices;
 
 namespace Kiou.Broker.Hosting;
 
-/// <summary>Broker settings. Every setting comes from a KIOU_ environment variable; README.md lists them all.</summary>
+/// <summary>Broker settings. Every setting comes from a KIOU_ environment variable; <see cref="Settings.All"/> lists
+/// them all (for --help and README.md).</summary>
 public sealed record BrokerConfig
 {
     public string Host { get; init; } = "127.0.0.1";
