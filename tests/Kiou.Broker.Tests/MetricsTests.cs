@@ -65,6 +65,11 @@ public sealed class MetricsTests
             }
             Assert.True(Sum(after, "kiou_connections_accepted_total", "listener=\"broker\"") >= 3); // admin, producer, consumer
             Assert.True(Sum(after, "kiou_connections_closed_total", "listener=\"broker\"") >= 2);
+            // A fetch beyond the end is answered OFFSET_OUT_OF_RANGE, counted by API and error name.
+            ChildProcess.Run("kcat", ["-C", "-b", broker.Bootstrap, "-t", topic, "-p", "0", "-o", "100000", "-e", "-q"]);
+            var errors = Parse(await Http.GetStringAsync(url + "/metrics"));
+            Assert.True(Sum(errors, "kiou_errors_total", "api=\"Fetch\",error=\"OFFSET_OUT_OF_RANGE\"") >= 1,
+                string.Join('\n', errors.Samples.Where(x => x.Name.StartsWith("kiou_errors", StringComparison.Ordinal))));
             Assert.Contains(after.Samples, s => s.Name == "dotnet_process_cpu_time_seconds_total");
             Assert.Contains(after.Samples, s => s.Name == "dotnet_process_memory_working_set_bytes");
             Assert.Contains(after.Samples, s => s.Name == "dotnet_gc_collections_total" || s.Name == "dotnet_gc_heap_total_allocated_bytes_total");

@@ -89,7 +89,11 @@ public sealed partial class BrokerHandlers
         {
             long bytes = 0;
             foreach (var p in topic.Partitions)
+            {
                 bytes += p.Records?.Length ?? 0;
+                if (p.ErrorCode != ErrorCodes.None)
+                    metrics.Error(FetchRequest.ApiKey, p.ErrorCode);
+            }
             if (bytes > 0)
                 metrics.FetchedFrom(topic.Topic, bytes);
         }

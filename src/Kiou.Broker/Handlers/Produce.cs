@@ -142,8 +142,15 @@ public sealed partial class BrokerHandlers
         return Finish(ctx, acks, response, failed).Result;
     }
 
-    static ValueTask<IKafkaMessage?> Finish(RequestContext ctx, short acks, ProduceResponse response, bool failed)
+    ValueTask<IKafkaMessage?> Finish(RequestContext ctx, short acks, ProduceResponse response, bool failed)
     {
+        if (failed && _router.Metrics is { } metrics)
+        {
+            foreach (var topic in response.Responses)
+                foreach (var p in topic.PartitionResponses)
+                    if (p.ErrorCode != ErrorCodes.None)
+                        metrics.Error(ctx.ApiKey, p.ErrorCode);
+        }
         if (acks != 0)
             return Done(response);
         if (failed)

@@ -17,6 +17,8 @@ public sealed class BrokerMetrics : IDisposable
 
     readonly Counter<long> _requests;
     readonly Counter<long> _requestErrors;
+    readonly Counter<long> _errors;
+    readonly Dictionary<short, string> _errorNames = ErrorNames();
     readonly Histogram<double> _requestSeconds;
     readonly Counter<long> _recordsIn;
     readonly Counter<long> _bytesIn;
@@ -36,6 +38,8 @@ public sealed class BrokerMetrics : IDisposable
             _versions[i] = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
         _requests = Meter.CreateCounter<long>("kiou.requests", description: "Requests answered (or dropped for acks=0), by API and version.");
         _requestErrors = Meter.CreateCounter<long>("kiou.request.errors", description: "Requests that failed inside the broker and closed their connection, by API.");
+        _errors = Meter.CreateCounter<long>("kiou.errors",
+            description: "Kafka error codes answered, by API and error (per partition for Produce and Fetch).");
         _requestSeconds = Meter.CreateHistogram<double>("kiou.request.duration", unit: "s",
             description: "Time from a request's parse to its answer being ready, by API.");
         _recordsIn = Meter.CreateCounter<long>("kiou.produced.records", description: "Records appended by Produce requests, by topic.");
@@ -58,6 +62,21 @@ public sealed class BrokerMetrics : IDisposable
         _requests.Add(1, new KeyValuePair<string, object?>("api", api), new KeyValuePair<string, object?>("version", Version(version)));
         if (_requestSeconds.Enabled)
             _requestSeconds.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new KeyValuePair<string, object?>("api", api));
+    }
+
+    public void Error(short apiKey, short error) => _errors.Add(1, new KeyValuePair<string, object?>("api", Api(apiKey)),
+        new KeyValuePair<string, object?>("error", _errorNames.GetValueOrDefault(error) ?? error.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+    /// <summary>Kafka's names (OFFSET_OUT_OF_RANGE) of the codes in <see cref="ErrorCodes"/>.</summary>
+    static Dictionary<short, string> ErrorNames()
+    {
+        var names = new Dictionary<short, string>();
+        foreach (var f in typeof(ErrorCodes).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static))
+        {
+            if (f.IsLiteral && f.GetRawConstantValue() is short code)
+                names.TryAdd(code, System.Text.RegularExpressions.Regex.Replace(f.Name, "(?<=[a-z0-9])([A-Z])", "_$1").ToUpperInvariant());
+        }
+        return names;
     }
 
     public void RequestFailed(short apiKey) => _requestErrors.Add(1, new KeyValuePair<string, object?>("api", Api(apiKey)));
