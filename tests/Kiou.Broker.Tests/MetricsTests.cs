@@ -22,7 +22,11 @@ public sealed class MetricsTests
         try
         {
             int httpPort = BrokerProcess.FreePort();
-            using var broker = BrokerProcess.Start(dir, new Dictionary<string, string> { ["KIOU_HTTP_PORT"] = httpPort.ToString() });
+            using var broker = BrokerProcess.Start(dir, new Dictionary<string, string>
+            {
+                ["KIOU_HTTP_PORT"] = httpPort.ToString(),
+                ["KIOU_FLUSH"] = "always", // every acks=all produce waits for an fsync
+            });
             string url = $"http://127.0.0.1:{httpPort}";
             Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(url + "/healthz")).StatusCode);
 
@@ -65,6 +69,7 @@ public sealed class MetricsTests
             }
             Assert.True(Sum(after, "kiou_connections_accepted_total", "listener=\"broker\"") >= 3); // admin, producer, consumer
             Assert.True(Sum(after, "kiou_connections_closed_total", "listener=\"broker\"") >= 2);
+            Assert.True(Sum(after, "kiou_fsync_duration_seconds_count", "") >= 1, "no fsync counted");
             // A fetch beyond the end is answered OFFSET_OUT_OF_RANGE, counted by API and error name.
             ChildProcess.Run("kcat", ["-C", "-b", broker.Bootstrap, "-t", topic, "-p", "0", "-o", "100000", "-e", "-q"]);
             var errors = Parse(await Http.GetStringAsync(url + "/metrics"));

@@ -104,6 +104,7 @@ public sealed class KiouBroker : IAsyncDisposable
             device = OpenDevice(config, log);
             if (config.WrapDevice is not null)
                 device = config.WrapDevice(device);
+            device = new MeteredLogDevice(device, metrics);
             logs = new LogManager(config, device, time, log);
             var brokerListener = broker;
             metrics.Observe(logs, () => brokerListener.ConnectionCount);

@@ -18,6 +18,8 @@ public sealed class BrokerMetrics : IDisposable
     readonly Counter<long> _requests;
     readonly Counter<long> _requestErrors;
     readonly Counter<long> _errors;
+    readonly Histogram<double> _fsyncSeconds;
+    readonly Counter<long> _fsyncErrors;
     readonly Dictionary<short, string> _errorNames = ErrorNames();
     readonly Histogram<double> _requestSeconds;
     readonly Counter<long> _recordsIn;
@@ -40,6 +42,9 @@ public sealed class BrokerMetrics : IDisposable
         _requestErrors = Meter.CreateCounter<long>("kiou.request.errors", description: "Requests that failed inside the broker and closed their connection, by API.");
         _errors = Meter.CreateCounter<long>("kiou.errors",
             description: "Kafka error codes answered, by API and error (per partition for Produce and Fetch).");
+        _fsyncSeconds = Meter.CreateHistogram<double>("kiou.fsync.duration", unit: "s",
+            description: "fdatasync of segment files, from request to completion (its count is the number of fsyncs).");
+        _fsyncErrors = Meter.CreateCounter<long>("kiou.fsync.errors", description: "fdatasync calls of segment files that failed.");
         _requestSeconds = Meter.CreateHistogram<double>("kiou.request.duration", unit: "s",
             description: "Time from a request's parse to its answer being ready, by API.");
         _recordsIn = Meter.CreateCounter<long>("kiou.produced.records", description: "Records appended by Produce requests, by topic.");
@@ -77,6 +82,13 @@ public sealed class BrokerMetrics : IDisposable
                 names.TryAdd(code, System.Text.RegularExpressions.Regex.Replace(f.Name, "(?<=[a-z0-9])([A-Z])", "_$1").ToUpperInvariant());
         }
         return names;
+    }
+
+    public void Fsync(long startTimestamp, bool failed)
+    {
+        _fsyncSeconds.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds);
+        if (failed)
+            _fsyncErrors.Add(1);
     }
 
     public void RequestFailed(short apiKey) => _requestErrors.Add(1, new KeyValuePair<string, object?>("api", Api(apiKey)));

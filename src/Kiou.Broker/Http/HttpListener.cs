@@ -35,7 +35,7 @@ public sealed class BrokerHttpListener : IAsyncDisposable
         // The Kiou meter and .NET's own System.Runtime meter (process CPU time, working set, GC collections and heap).
         var provider = Sdk.CreateMeterProviderBuilder()
             .AddMeter(BrokerMetrics.MeterName, "System.Runtime")
-            .AddView(instrument => instrument.Name == "kiou.request.duration"
+            .AddView(instrument => instrument.Name is "kiou.request.duration" or "kiou.fsync.duration"
                 ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] }
                 : null)
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)
