@@ -75,6 +75,29 @@ public sealed class MetricsTests
             var errors = Parse(await Http.GetStringAsync(url + "/metrics"));
             Assert.True(Sum(errors, "kiou_errors_total", "api=\"Fetch\",error=\"OFFSET_OUT_OF_RANGE\"") >= 1,
                 string.Join('\n', errors.Samples.Where(x => x.Name.StartsWith("kiou_errors", StringComparison.Ordinal))));
+            // A consumer waiting at the end of the log keeps a long-poll fetch parked most of the time.
+            using (var waiting = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("kcat",
+                ["-C", "-b", broker.Bootstrap, "-t", topic, "-p", "0", "-o", "end", "-q", "-X", "fetch.wait.max.ms=5000"])
+            { RedirectStandardOutput = true, RedirectStandardError = true })!)
+            {
+                var until = DateTime.UtcNow.AddSeconds(10);
+                double parked = 0;
+                while (parked < 1 && DateTime.UtcNow < until)
+                {
+                    await Task.Delay(100);
+                    parked = Sum(Parse(await Http.GetStringAsync(url + "/metrics")), "kiou_fetch_purgatory_size", "");
+                }
+                waiting.Kill();
+                Assert.True(parked >= 1, "no parked fetch seen");
+                // Released when the consumer's connection closes: the gauge goes back to zero.
+                until = DateTime.UtcNow.AddSeconds(10);
+                while (parked > 0 && DateTime.UtcNow < until)
+                {
+                    await Task.Delay(100);
+                    parked = Sum(Parse(await Http.GetStringAsync(url + "/metrics")), "kiou_fetch_purgatory_size", "");
+                }
+                Assert.Equal(0, parked);
+            }
             Assert.Contains(after.Samples, s => s.Name == "dotnet_process_cpu_time_seconds_total");
             Assert.Contains(after.Samples, s => s.Name == "dotnet_process_memory_working_set_bytes");
             Assert.Contains(after.Samples, s => s.Name == "dotnet_gc_collections_total" || s.Name == "dotnet_gc_heap_total_allocated_bytes_total");

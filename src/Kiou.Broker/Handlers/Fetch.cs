@@ -65,8 +65,16 @@ public sealed partial class BrokerHandlers
             response.Dispose();
             while (true)
             {
-                using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.Stopping))
+                _router.Metrics?.FetchParked(1);
+                try
+                {
+                    using var parked = _fetchPurgatory.Park(seen, deadline, ctx.Stopping);
                     await parked.Task.ConfigureAwait(false);
+                }
+                finally
+                {
+                    _router.Metrics?.FetchParked(-1);
+                }
                 ctx.ConnectionClosed.ThrowIfCancellationRequested();
                 if (ctx.Stopping.IsCancellationRequested || NowMs >= deadline || MinBytesReachable(seen, wants, minBytes, readCommitted))
                     break;

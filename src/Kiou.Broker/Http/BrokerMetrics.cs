@@ -19,6 +19,7 @@ public sealed class BrokerMetrics : IDisposable
     readonly Counter<long> _requestErrors;
     readonly Counter<long> _errors;
     readonly Histogram<double> _fsyncSeconds;
+    readonly UpDownCounter<long> _fetchParked;
     readonly Counter<long> _fsyncErrors;
     readonly Dictionary<short, string> _errorNames = ErrorNames();
     readonly Histogram<double> _requestSeconds;
@@ -42,6 +43,8 @@ public sealed class BrokerMetrics : IDisposable
         _requestErrors = Meter.CreateCounter<long>("kiou.request.errors", description: "Requests that failed inside the broker and closed their connection, by API.");
         _errors = Meter.CreateCounter<long>("kiou.errors",
             description: "Kafka error codes answered, by API and error (per partition for Produce and Fetch).");
+        _fetchParked = Meter.CreateUpDownCounter<long>("kiou.fetch.purgatory.size",
+            description: "Fetch requests parked now, waiting for MinBytes or their MaxWaitMs (Kafka's fetch purgatory).");
         _fsyncSeconds = Meter.CreateHistogram<double>("kiou.fsync.duration", unit: "s",
             description: "fdatasync of segment files, from request to completion (its count is the number of fsyncs).");
         _fsyncErrors = Meter.CreateCounter<long>("kiou.fsync.errors", description: "fdatasync calls of segment files that failed.");
@@ -83,6 +86,8 @@ public sealed class BrokerMetrics : IDisposable
         }
         return names;
     }
+
+    public void FetchParked(int delta) => _fetchParked.Add(delta);
 
     public void Fsync(long startTimestamp, bool failed)
     {
