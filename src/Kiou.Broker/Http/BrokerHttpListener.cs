@@ -18,12 +18,12 @@ namespace Kiou.Broker.Http;
 public sealed class BrokerHttpListener : IAsyncDisposable
 {
     readonly WebApplication _app;
-    readonly IDisposable _adapter;
+    readonly MeterProvider _provider;
 
-    BrokerHttpListener(WebApplication app, IDisposable adapter, IPEndPoint endPoint)
+    BrokerHttpListener(WebApplication app, MeterProvider provider, IPEndPoint endPoint)
     {
         _app = app;
-        _adapter = adapter;
+        _provider = provider;
         LocalEndPoint = endPoint;
     }
 
@@ -40,7 +40,6 @@ public sealed class BrokerHttpListener : IAsyncDisposable
                 : null)
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)
             .Build();
-        var adapter = provider;
         WebApplication? app = null;
         try
         {
@@ -63,11 +62,11 @@ public sealed class BrokerHttpListener : IAsyncDisposable
             var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
                 .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound);
-            return new BrokerHttpListener(app, adapter, new IPEndPoint(IPAddress.Parse(uri.Host.Trim('[', ']')), uri.Port));
+            return new BrokerHttpListener(app, provider, new IPEndPoint(IPAddress.Parse(uri.Host.Trim('[', ']')), uri.Port));
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
-            adapter.Dispose();
+            provider.Dispose();
             (app as IAsyncDisposable)?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             throw new ConfigException($"cannot listen for HTTP on {host}:{port} ({e.Message}); set KIOU_HTTP_PORT to a free port, or -1 to turn the HTTP listener off");
         }
@@ -78,6 +77,6 @@ public sealed class BrokerHttpListener : IAsyncDisposable
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         await _app.StopAsync(stop.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
-        _adapter.Dispose();
+        _provider.Dispose();
     }
 }
