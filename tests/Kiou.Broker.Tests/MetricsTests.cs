@@ -70,6 +70,17 @@ public sealed class MetricsTests
             Assert.True(Sum(after, "kiou_connections_accepted_total", "listener=\"broker\"") >= 3); // admin, producer, consumer
             Assert.True(Sum(after, "kiou_connections_closed_total", "listener=\"broker\"") >= 2);
             Assert.True(Sum(after, "kiou_fsync_duration_seconds_count", "") >= 1, "no fsync counted");
+
+            // A group that committed offset 100 on partition 0 (n / partitions records there) lags by the rest.
+            string commit = "from kafka import KafkaConsumer, TopicPartition\nfrom kafka.structs import OffsetAndMetadata\n" +
+                $"c = KafkaConsumer(bootstrap_servers='{broker.Bootstrap}', group_id='metrics-group', enable_auto_commit=False)\n" +
+                $"c.commit({{TopicPartition('{topic}', 0): OffsetAndMetadata(100, '')}})\nc.close()\n";
+            var committed = ChildProcess.Run("/usr/bin/python3", ["-c", commit]);
+            Assert.True(committed.ExitCode == 0, committed.Stderr);
+            var lag = Parse(await Http.GetStringAsync(url + "/metrics"));
+            Assert.Equal(n / partitions - 100, Sum(lag, "kiou_group_lag", $"group=\"metrics-group\",{t},partition=\"0\""));
+            Assert.Equal(1, Sum(lag, "kiou_group_state", "group=\"metrics-group\",state=\"Empty\""));
+            Assert.Equal(0, Sum(lag, "kiou_group_members", "group=\"metrics-group\""));
             // A fetch beyond the end is answered OFFSET_OUT_OF_RANGE, counted by API and error name.
             ChildProcess.Run("kcat", ["-C", "-b", broker.Bootstrap, "-t", topic, "-p", "0", "-o", "100000", "-e", "-q"]);
             var errors = Parse(await Http.GetStringAsync(url + "/metrics"));

@@ -131,6 +131,7 @@ public sealed class KiouBroker : IAsyncDisposable
             var offsetsStore = new OffsetsStore(controller, logs, config.Groups.OffsetsTopicPartitions, log, time);
             groups = new GroupCoordinator(config.Groups, offsetsStore, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
+            metrics.ObserveGroups(groups, logs);
             var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions };

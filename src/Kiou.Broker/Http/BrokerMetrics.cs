@@ -155,6 +155,47 @@ public sealed class BrokerMetrics : IDisposable
             description: "Share of the partition's bytes not yet cleaned, as last measured by the log cleaner.");
     }
 
+    /// <summary>Per group, read when scraped: its state, members, and per committed partition the lag (high watermark
+    /// minus the committed offset), the figure people run Burrow or kafka-lag-exporter for.</summary>
+    public void ObserveGroups(Kiou.Broker.Groups.GroupCoordinator groups, LogManager logs)
+    {
+        Meter.CreateObservableGauge("kiou.group.members", () =>
+        {
+            var list = new List<Measurement<int>>();
+            foreach (var g in groups.All)
+                lock (g)
+                    list.Add(new Measurement<int>(g.Members.Count, new KeyValuePair<string, object?>("group", g.GroupId)));
+            return list;
+        }, description: "Members of the consumer group.");
+        Meter.CreateObservableGauge("kiou.group.state", () =>
+        {
+            var list = new List<Measurement<int>>();
+            foreach (var g in groups.All)
+                lock (g)
+                    list.Add(new Measurement<int>(1, new KeyValuePair<string, object?>("group", g.GroupId), new KeyValuePair<string, object?>("state", g.StateName)));
+            return list;
+        }, description: "1 for the consumer group's current state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead).");
+        Meter.CreateObservableGauge("kiou.group.lag", () =>
+        {
+            var list = new List<Measurement<long>>();
+            foreach (var g in groups.All)
+            {
+                lock (g)
+                {
+                    foreach (var ((topic, partition), committed) in g.Offsets)
+                    {
+                        if (logs.Get(topic, partition) is not { } log)
+                            continue;
+                        list.Add(new Measurement<long>(Math.Max(0, log.HighWatermark - committed.Offset),
+                            new KeyValuePair<string, object?>("group", g.GroupId), new KeyValuePair<string, object?>("topic", topic),
+                            new KeyValuePair<string, object?>("partition", partition)));
+                    }
+                }
+            }
+            return list;
+        }, description: "Records between the consumer group's committed offset and the partition's high watermark.");
+    }
+
     static IEnumerable<Measurement<long>> PerPartition(LogManager logs, Func<Kiou.Storage.PartitionLog, long> value)
     {
         var list = new List<Measurement<long>>();
