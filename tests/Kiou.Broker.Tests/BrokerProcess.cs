@@ -44,6 +44,7 @@ public sealed class BrokerProcess : IDisposable
         };
         psi.Environment["KIOU_PORT"] = p.ToString();
         psi.Environment["KIOU_CONTROLLER_PORT"] = FreePort().ToString();
+        psi.Environment["KIOU_HTTP_PORT"] = FreePort().ToString();
         psi.Environment["KIOU_DATA_DIR"] = dataDir;
         psi.Environment["KIOU_IO"] = TestBroker.IoModeFromEnvironment;
         foreach (var (k, v) in env ?? new Dictionary<string, string>())

@@ -88,6 +88,9 @@ public sealed class GroupCoordinator : IAsyncDisposable
 
     public Group? Find(string groupId) => _groups.GetValueOrDefault(groupId);
 
+    /// <summary>Every group loaded or created (for metrics; lock a group to read it).</summary>
+    public IEnumerable<Group> All => _groups.Values;
+
     // ---------------------------------------------------------------------------------------------------------------
     // Loading
 

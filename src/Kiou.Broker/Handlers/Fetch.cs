@@ -38,13 +38,13 @@ public sealed partial class BrokerHandlers
             return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
         }
         if (request.MaxWaitMs <= 0)
-            return Done(BuildFetchResponse(request, out _, out _, out _, seen: null));
+            return Done(Counted(BuildFetchResponse(request, out _, out _, out _, seen: null)));
         bool readCommitted = request.IsolationLevel == 1;
         var seen = new List<(PartitionLog Log, long HighWatermark)>();
         var wants = new List<(long FetchOffset, int MaxBytes)>();
         var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
         if (bytes >= Math.Max(1, request.MinBytes) || anyError)
-            return Done(response);
+            return Done(Counted(response));
         return LongPollAsync(ctx, request, response, seen, wants, readCommitted);
     }
 
@@ -60,13 +60,21 @@ public sealed partial class BrokerHandlers
         {
             long remaining = deadline - NowMs;
             if (remaining <= 0 || ctx.Stopping.IsCancellationRequested)
-                return response;
+                return Counted(response);
             _config.BeforeFetchParks?.Invoke();
             response.Dispose();
             while (true)
             {
-                using (var parked = _fetchPurgatory.Park(seen, deadline, ctx.Stopping))
+                _router.Metrics?.FetchParked(1);
+                try
+                {
+                    using var parked = _fetchPurgatory.Park(seen, deadline, ctx.Stopping);
                     await parked.Task.ConfigureAwait(false);
+                }
+                finally
+                {
+                    _router.Metrics?.FetchParked(-1);
+                }
                 ctx.ConnectionClosed.ThrowIfCancellationRequested();
                 if (ctx.Stopping.IsCancellationRequested || NowMs >= deadline || MinBytesReachable(seen, wants, minBytes, readCommitted))
                     break;
@@ -76,8 +84,28 @@ public sealed partial class BrokerHandlers
             _config.OnFetchRebuilt?.Invoke();
             response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
             if (bytes >= minBytes || anyError || ctx.Stopping.IsCancellationRequested)
-                return response;
+                return Counted(response);
         }
+    }
+
+    /// <summary>Bytes out per topic, from the response that is sent (a long poll builds several).</summary>
+    FetchResponse Counted(FetchResponse response)
+    {
+        if (_router.Metrics is not { } metrics)
+            return response;
+        foreach (var topic in response.Responses)
+        {
+            long bytes = 0;
+            foreach (var p in topic.Partitions)
+            {
+                bytes += p.Records?.Length ?? 0;
+                if (p.ErrorCode != ErrorCodes.None)
+                    metrics.Error(FetchRequest.ApiKey, p.ErrorCode);
+            }
+            if (bytes > 0)
+                metrics.FetchedFrom(topic.Topic, bytes);
+        }
+        return response;
     }
 
     /// <summary>

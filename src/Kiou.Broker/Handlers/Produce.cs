@@ -33,7 +33,7 @@ public sealed partial class BrokerHandlers
     {
         short acks = request.Acks;
         var response = new ProduceResponse();
-        List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log)>? appends = null;
+        List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log, ReadOnlyMemory<byte> Records)>? appends = null;
         bool failed = false;
         foreach (var topic in request.TopicData)
         {
@@ -97,7 +97,7 @@ public sealed partial class BrokerHandlers
                 {
                     append = ValueTask.FromException<AppendResult>(e);
                 }
-                (appends ??= []).Add((pr, append, log));
+                (appends ??= []).Add((pr, append, log, data.Records!.Value));
             }
         }
         if (appends is null)
@@ -106,9 +106,9 @@ public sealed partial class BrokerHandlers
     }
 
     async ValueTask<IKafkaMessage?> FinishAsync(RequestContext ctx, short acks, ProduceResponse response,
-        List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log)> appends, bool failed)
+        List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log, ReadOnlyMemory<byte> Records)> appends, bool failed)
     {
-        foreach (var (pr, append, log) in appends)
+        foreach (var (pr, append, log, records) in appends)
         {
             try
             {
@@ -116,6 +116,7 @@ public sealed partial class BrokerHandlers
                 pr.BaseOffset = result.BaseOffset;
                 pr.LogAppendTimeMs = result.LogAppendTimeMs;
                 pr.LogStartOffset = result.LogStartOffset;
+                _router.Metrics?.ProducedTo(log.Topic, records.Span);
             }
             catch (ProducerStateException e)
             {
@@ -141,8 +142,15 @@ public sealed partial class BrokerHandlers
         return Finish(ctx, acks, response, failed).Result;
     }
 
-    static ValueTask<IKafkaMessage?> Finish(RequestContext ctx, short acks, ProduceResponse response, bool failed)
+    ValueTask<IKafkaMessage?> Finish(RequestContext ctx, short acks, ProduceResponse response, bool failed)
     {
+        if (failed && _router.Metrics is { } metrics)
+        {
+            foreach (var topic in response.Responses)
+                foreach (var p in topic.PartitionResponses)
+                    if (p.ErrorCode != ErrorCodes.None)
+                        metrics.Error(ctx.ApiKey, p.ErrorCode);
+        }
         if (acks != 0)
             return Done(response);
         if (failed)

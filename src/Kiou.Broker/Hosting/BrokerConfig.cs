@@ -12,6 +12,11 @@ public sealed record BrokerConfig
     public int Port { get; init; } = 9092;
     public string ControllerHost { get; init; } = "127.0.0.1";
     public int ControllerPort { get; init; } = 9093;
+    /// <summary>KIOU_HTTP_HOST / KIOU_HTTP_PORT: /metrics, /healthz, /readyz. Port -1 turns the listener off; 0 picks a free
+    /// port. Off in a config built in code (in-process test brokers); KIOU_HTTP_PORT defaults to <see cref="DefaultHttpPort"/>.</summary>
+    public string HttpHost { get; init; } = "127.0.0.1";
+    public int HttpPort { get; init; } = -1;
+    public const int DefaultHttpPort = 9644;
     /// <summary>Host put in Metadata answers; clients must reach it. Defaults to <see cref="Host"/>.</summary>
     public string? AdvertisedHost { get; init; }
     public string DataDir { get; init; } = "./data";
@@ -98,6 +103,8 @@ public sealed record BrokerConfig
             ControllerHost = env("KIOU_CONTROLLER_HOST") ?? c.ControllerHost,
             ControllerPort = Int(env, "KIOU_CONTROLLER_PORT", c.ControllerPort, 0, 65535),
             AdvertisedHost = env("KIOU_ADVERTISED_HOST"),
+            HttpHost = env("KIOU_HTTP_HOST") ?? c.HttpHost,
+            HttpPort = Int(env, "KIOU_HTTP_PORT", DefaultHttpPort, -1, 65535),
             DataDir = env("KIOU_DATA_DIR") ?? c.DataDir,
             NodeId = Int(env, "KIOU_NODE_ID", c.NodeId, 0, int.MaxValue),
             AutoCreateTopics = Bool(env, "KIOU_AUTO_CREATE_TOPICS", c.AutoCreateTopics),

@@ -2,6 +2,7 @@ using System.Net;
 using Kiou.Broker.Controller;
 using Kiou.Broker.Groups;
 using Kiou.Broker.Handlers;
+using Kiou.Broker.Http;
 using Kiou.Broker.Logs;
 using Kiou.Broker.Network;
 using Kiou.Broker.Transactions;
@@ -23,11 +24,15 @@ public sealed class KiouBroker : IAsyncDisposable
     readonly LogManager _logs;
     readonly Listener _broker;
     readonly Listener _controllerListener;
+    readonly BrokerMetrics _metrics;
     int _disposed;
 
     KiouBroker(BrokerConfig config, Log log, FileStream dirLock, ILogDevice device, LogManager logs, ClusterController controller,
-        Listener broker, Listener controllerListener, GroupCoordinator groups, TransactionCoordinator transactions)
+        Listener broker, Listener controllerListener, GroupCoordinator groups, TransactionCoordinator transactions,
+        BrokerMetrics metrics, BrokerHttpListener? http)
     {
+        _metrics = metrics;
+        Http = http;
         Groups = groups;
         Transactions = transactions;
         Config = config;
@@ -45,6 +50,24 @@ public sealed class KiouBroker : IAsyncDisposable
     public GroupCoordinator Groups { get; }
     public TransactionCoordinator Transactions { get; }
     public LogManager Logs => _logs;
+    /// <summary>The HTTP listener (/metrics, /healthz, /readyz); null with KIOU_HTTP_PORT=-1.</summary>
+    public BrokerHttpListener? Http { get; }
+
+    /// <summary>Null once start-up has finished (partitions open, coordinators loaded), else what it still waits for.</summary>
+    public string? NotReady => NotReadyOf(Groups, Transactions);
+
+    static string? NotReadyOf(GroupCoordinator? groups, TransactionCoordinator? transactions)
+    {
+        if (groups is null || transactions is null)
+            return "starting: opening partitions";
+        if (groups.Loading.IsFaulted)
+            return "loading __consumer_offsets failed (see the log); restart the broker";
+        if (!groups.IsLoaded)
+            return "loading consumer groups from __consumer_offsets";
+        if (!transactions.IsLoaded)
+            return "loading transactions from __transaction_state";
+        return null;
+    }
     public IPEndPoint BrokerEndPoint => _broker.LocalEndPoint;
     public IPEndPoint ControllerEndPoint => _controllerListener.LocalEndPoint;
 
@@ -68,9 +91,12 @@ public sealed class KiouBroker : IAsyncDisposable
         Listener? broker = null, controllerListener = null;
         GroupCoordinator? groups = null;
         TransactionCoordinator? transactions = null;
+        BrokerHttpListener? http = null;
+        Action<GroupCoordinator, TransactionCoordinator>? readyProbe = null;
+        var metrics = new BrokerMetrics();
         try
         {
-            var router = new RequestRouter();
+            var router = new RequestRouter { Metrics = metrics };
             broker = Listener.Bind(config.Host, config.Port, router, config, log, ListenerKind.Broker);
             controllerListener = Listener.Bind(config.ControllerHost, config.ControllerPort, router, config, log, ListenerKind.Controller);
             // Port 0 (tests) means "any free port": advertise the one we got.
@@ -78,7 +104,19 @@ public sealed class KiouBroker : IAsyncDisposable
             device = OpenDevice(config, log);
             if (config.WrapDevice is not null)
                 device = config.WrapDevice(device);
+            device = new MeteredLogDevice(device, metrics);
             logs = new LogManager(config, device, time, log);
+            var brokerListener = broker;
+            metrics.Observe(logs, () => brokerListener.ConnectionCount);
+            if (config.HttpPort >= 0)
+            {
+                // Up before the partitions open, so /healthz answers and /readyz says what start-up waits for.
+                GroupCoordinator? g = null;
+                TransactionCoordinator? t = null;
+                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)));
+                config = config with { HttpPort = http.LocalEndPoint.Port };
+                readyProbe = (c, x) => { Volatile.Write(ref g, c); Volatile.Write(ref t, x); };
+            }
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             try
             {
@@ -93,6 +131,7 @@ public sealed class KiouBroker : IAsyncDisposable
             var offsetsStore = new OffsetsStore(controller, logs, config.Groups.OffsetsTopicPartitions, log, time);
             groups = new GroupCoordinator(config.Groups, offsetsStore, dataDir, time, log,
                 (topic, partition) => controller.Find(topic) is { } t && partition >= 0 && partition < t.Partitions);
+            metrics.ObserveGroups(groups, logs);
             var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions };
@@ -100,12 +139,15 @@ public sealed class KiouBroker : IAsyncDisposable
             logs.StartBackgroundWork();
             groups.StartLoading(config.BeforeGroupLoad);
             LoadTransactions(transactions, txnStore, log);
+            readyProbe?.Invoke(groups, transactions);
             broker.Start();
             controllerListener.Start();
-            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions);
+            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions, metrics, http);
         }
         catch
         {
+            http?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            metrics.Dispose();
             broker?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             controllerListener?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             groups?.DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -225,6 +267,8 @@ public sealed class KiouBroker : IAsyncDisposable
             return;
         await _broker.StopAcceptingAsync().ConfigureAwait(false);
         await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
+        if (Http is not null)
+            await Http.DisposeAsync().ConfigureAwait(false);
         // Both at once: each waits a bounded grace for its connections, and SIGTERM has one bound for the whole stop.
         await Task.WhenAll(_broker.DisposeAsync().AsTask(), _controllerListener.DisposeAsync().AsTask()).ConfigureAwait(false);
         // Transactions first: a marker in flight may still complete a group's transactional offsets.
@@ -232,6 +276,7 @@ public sealed class KiouBroker : IAsyncDisposable
         await Groups.DisposeAsync().ConfigureAwait(false);
         await _logs.DisposeAsync().ConfigureAwait(false);
         _device.Dispose();
+        _metrics.Dispose();
         _lock.Dispose();
         _log.Info("stopped: every in-flight write finished and all files are closed");
     }

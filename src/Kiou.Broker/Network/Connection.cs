@@ -462,6 +462,7 @@ public sealed class Connection
         ClientId = clientId,
         Remote = _remote,
         Listener = _listener,
+        StartTimestamp = System.Diagnostics.Stopwatch.GetTimestamp(),
         ConnectionClosed = _closed.Token,
         Stopping = _stopReading.Token,
     };
@@ -576,11 +577,13 @@ public sealed class Connection
                 catch (Exception e)
                 {
                     pending.Release();
+                    _router.Metrics?.RequestFailed(pending.Context.ApiKey);
                     _log.Error($"{pending.Context.Client}: {ApiMessageTypes.Name(pending.Context.ApiKey)} v{pending.Context.ApiVersion} failed inside the broker; closing the connection: {e}");
                     _closed.Cancel();
                     return;
                 }
                 Volatile.Write(ref _unsent, 1); // before the release, so the connection never looks idle in between
+                _router.Metrics?.Request(pending.Context.ApiKey, pending.Context.ApiVersion, pending.Context.StartTimestamp);
                 pending.Release();
                 if (_closed.IsCancellationRequested)
                 {

@@ -119,6 +119,8 @@ public sealed class Listener : IAsyncDisposable
 
     string Name => _kind == ListenerKind.Broker ? "broker listener" : "controller listener";
 
+    string MetricName => _kind == ListenerKind.Broker ? "broker" : "controller";
+
     async Task AcceptLoopAsync()
     {
         // Back-off after a failed accept (EMFILE: the connection stays queued and accept fails again at once):
@@ -170,9 +172,11 @@ public sealed class Listener : IAsyncDisposable
             }
             if (!admitted)
             {
+                _router.Metrics?.Refused(MetricName);
                 client.Dispose();
                 continue;
             }
+            _router.Metrics?.Accepted(MetricName);
             _budget ??= new InFlightBudget(_config.QueuedMaxRequestBytes);
             var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget);
             lock (_admission)
@@ -266,6 +270,7 @@ public sealed class Listener : IAsyncDisposable
         }
         finally
         {
+            _router.Metrics?.Closed(MetricName);
             lock (_admission)
             {
                 _connections.TryRemove(connection, out _);

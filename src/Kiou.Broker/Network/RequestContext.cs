@@ -15,6 +15,8 @@ public sealed class RequestContext
     public required string? ClientId { get; init; }
     public required EndPoint? Remote { get; init; }
     public required ListenerKind Listener { get; init; }
+    /// <summary><see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> when the request was parsed (latency histogram).</summary>
+    public long StartTimestamp { get; init; }
     /// <summary>Cancelled when the connection closes (parked fetches and joins stop waiting).</summary>
     public required CancellationToken ConnectionClosed { get; init; }
     /// <summary>Cancelled when the connection stops reading (the broker stops, or the connection is being closed) and

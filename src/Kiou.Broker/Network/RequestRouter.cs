@@ -12,6 +12,9 @@ public sealed class RequestRouter
     readonly ApiHandler?[] _byKey = new ApiHandler?[128];
     readonly List<ApiHandler> _all = [];
 
+    /// <summary>The broker's instruments (requests, connections, records in and out); null in tests without them.</summary>
+    public Kiou.Broker.Http.BrokerMetrics? Metrics { get; init; }
+
     public void Register(ApiHandler handler)
     {
         if ((uint)handler.ApiKey >= (uint)_byKey.Length || _byKey[handler.ApiKey] is not null)

@@ -1,0 +1,228 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Kiou.Broker.Logs;
+using Kiou.Protocol.Messages;
+
+namespace Kiou.Broker.Http;
+
+/// <summary>
+/// The broker's instruments on a Meter named "Kiou", one per broker: the instruments end with their broker (the HTTP
+/// listener exports every "Kiou" Meter of the process; one broker per process outside tests). Names and units are OpenTelemetry's; the Prometheus exporter
+/// turns them into Prometheus' (kiou.produced in By: kiou_produced_bytes_total). Counters take tags per request or per partition, never per record.
+/// </summary>
+public sealed class BrokerMetrics : IDisposable
+{
+    public const string MeterName = "Kiou";
+
+    readonly Counter<long> _requests;
+    readonly Counter<long> _requestErrors;
+    readonly Counter<long> _errors;
+    readonly Histogram<double> _fsyncSeconds;
+    readonly UpDownCounter<long> _fetchParked;
+    readonly Counter<long> _fsyncErrors;
+    readonly Dictionary<short, string> _errorNames = ErrorNames();
+    readonly Histogram<double> _requestSeconds;
+    readonly Counter<long> _recordsIn;
+    readonly Counter<long> _bytesIn;
+    readonly Counter<long> _bytesOut;
+    readonly Counter<long> _accepted;
+    readonly Counter<long> _closed;
+    readonly Counter<long> _refused;
+    readonly string[] _apiNames = new string[128];
+    readonly string[] _versions = new string[64];
+
+    public BrokerMetrics()
+    {
+        Meter = new Meter(MeterName);
+        for (int i = 0; i < _apiNames.Length; i++)
+            _apiNames[i] = ApiMessageTypes.Name((short)i);
+        for (int i = 0; i < _versions.Length; i++)
+            _versions[i] = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        _requests = Meter.CreateCounter<long>("kiou.requests", description: "Requests answered (or dropped for acks=0), by API and version.");
+        _requestErrors = Meter.CreateCounter<long>("kiou.request.errors", description: "Requests that failed inside the broker and closed their connection, by API.");
+        _errors = Meter.CreateCounter<long>("kiou.errors",
+            description: "Kafka error codes answered, by API and error (per partition for Produce and Fetch).");
+        _fetchParked = Meter.CreateUpDownCounter<long>("kiou.fetch.purgatory.size",
+            description: "Fetch requests parked now, waiting for MinBytes or their MaxWaitMs (Kafka's fetch purgatory).");
+        _fsyncSeconds = Meter.CreateHistogram<double>("kiou.fsync.duration", unit: "s",
+            description: "fdatasync of segment files, from request to completion (its count is the number of fsyncs).");
+        _fsyncErrors = Meter.CreateCounter<long>("kiou.fsync.errors", description: "fdatasync calls of segment files that failed.");
+        _requestSeconds = Meter.CreateHistogram<double>("kiou.request.duration", unit: "s",
+            description: "Time from a request's parse to its answer being ready, by API.");
+        _recordsIn = Meter.CreateCounter<long>("kiou.produced.records", description: "Records appended by Produce requests, by topic.");
+        _bytesIn = Meter.CreateCounter<long>("kiou.produced", unit: "By", description: "Record batch bytes appended by Produce requests, by topic.");
+        _bytesOut = Meter.CreateCounter<long>("kiou.fetched", unit: "By", description: "Record batch bytes sent in Fetch responses, by topic.");
+        _accepted = Meter.CreateCounter<long>("kiou.connections.accepted", description: "TCP connections accepted, by listener.");
+        _closed = Meter.CreateCounter<long>("kiou.connections.closed", description: "TCP connections that ended, by listener.");
+        _refused = Meter.CreateCounter<long>("kiou.connections.refused", description: "TCP connections closed at once by a connection limit, by listener.");
+    }
+
+    public Meter Meter { get; }
+
+    string Api(short key) => (uint)key < (uint)_apiNames.Length ? _apiNames[key] : "unknown";
+    string Version(short v) => (uint)v < (uint)_versions.Length ? _versions[v] : "other";
+
+    /// <summary>A request answered; <paramref name="startTimestamp"/> from <see cref="Stopwatch.GetTimestamp"/>.</summary>
+    public void Request(short apiKey, short version, long startTimestamp)
+    {
+        string api = Api(apiKey);
+        _requests.Add(1, new KeyValuePair<string, object?>("api", api), new KeyValuePair<string, object?>("version", Version(version)));
+        if (_requestSeconds.Enabled)
+            _requestSeconds.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new KeyValuePair<string, object?>("api", api));
+    }
+
+    public void Error(short apiKey, short error) => _errors.Add(1, new KeyValuePair<string, object?>("api", Api(apiKey)),
+        new KeyValuePair<string, object?>("error", _errorNames.GetValueOrDefault(error) ?? error.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+    /// <summary>Kafka's names (OFFSET_OUT_OF_RANGE) of the codes in <see cref="ErrorCodes"/>.</summary>
+    static Dictionary<short, string> ErrorNames()
+    {
+        var names = new Dictionary<short, string>();
+        foreach (var f in typeof(ErrorCodes).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static))
+        {
+            if (f.IsLiteral && f.GetRawConstantValue() is short code)
+                names.TryAdd(code, System.Text.RegularExpressions.Regex.Replace(f.Name, "(?<=[a-z0-9])([A-Z])", "_$1").ToUpperInvariant());
+        }
+        return names;
+    }
+
+    public void FetchParked(int delta) => _fetchParked.Add(delta);
+
+    public void Fsync(long startTimestamp, bool failed)
+    {
+        _fsyncSeconds.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds);
+        if (failed)
+            _fsyncErrors.Add(1);
+    }
+
+    public void RequestFailed(short apiKey) => _requestErrors.Add(1, new KeyValuePair<string, object?>("api", Api(apiKey)));
+
+    /// <summary>A Produce append to a partition of <paramref name="topic"/> succeeded: its batches' record counts.</summary>
+    public void ProducedTo(string topic, ReadOnlySpan<byte> batches)
+    {
+        if (!_recordsIn.Enabled && !_bytesIn.Enabled)
+            return;
+        var tag = new KeyValuePair<string, object?>("topic", topic);
+        _recordsIn.Add(RecordCount(batches), tag);
+        _bytesIn.Add(batches.Length, tag);
+    }
+
+    public void FetchedFrom(string topic, long bytes) => _bytesOut.Add(bytes, new KeyValuePair<string, object?>("topic", topic));
+
+    /// <summary>The sum of the record counts of v2 batches (header field at byte 57); walks batch headers only.</summary>
+    public static long RecordCount(ReadOnlySpan<byte> batches)
+    {
+        long records = 0;
+        int pos = 0;
+        while (pos + 61 <= batches.Length)
+        {
+            int length = BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 8)..]);
+            if (length < 49 || batches[pos + 16] != 2)
+                break;
+            records += Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 57)..]));
+            pos += 12 + length;
+        }
+        return records;
+    }
+
+    public void Accepted(string listener) => _accepted.Add(1, new KeyValuePair<string, object?>("listener", listener));
+    public void Closed(string listener) => _closed.Add(1, new KeyValuePair<string, object?>("listener", listener));
+    public void Refused(string listener) => _refused.Add(1, new KeyValuePair<string, object?>("listener", listener));
+
+    /// <summary>Gauges read when scraped: partitions' offsets and sizes, the cleaner's figures, open connections.</summary>
+    public void Observe(LogManager logs, Func<int> openConnections)
+    {
+        Meter.CreateObservableGauge("kiou.connections.open", () => new Measurement<int>(openConnections(),
+            new KeyValuePair<string, object?>("listener", "broker")), description: "TCP connections open on the broker listener.");
+        Meter.CreateObservableGauge("kiou.log.end_offset", () => PerPartition(logs, static p => p.LogEndOffset),
+            description: "Offset the next appended record gets, by partition.");
+        Meter.CreateObservableGauge("kiou.log.start_offset", () => PerPartition(logs, static p => p.LogStartOffset),
+            description: "First offset still in the log, by partition.");
+        Meter.CreateObservableGauge("kiou.log.high_watermark", () => PerPartition(logs, static p => p.HighWatermark),
+            description: "Offset below which records are readable (published), by partition.");
+        Meter.CreateObservableGauge("kiou.log.size", () => PerPartition(logs, static p => p.SizeBytes), unit: "By",
+            description: "Bytes of the partition's segment files, by partition.");
+        Meter.CreateObservableCounter("kiou.log_cleaner.read", () => Cleaner(logs, static s => s.BytesRead), unit: "By",
+            description: "Bytes the log cleaner read from dirty segments, by partition.");
+        Meter.CreateObservableCounter("kiou.log_cleaner.written", () => Cleaner(logs, static s => s.BytesWritten), unit: "By",
+            description: "Bytes the log cleaner wrote as cleaned segments, by partition.");
+        Meter.CreateObservableCounter("kiou.log_cleaner.cleanings", () => Cleaner(logs, static s => s.Cleanings),
+            description: "Cleanings the log cleaner completed, by partition.");
+        Meter.CreateObservableCounter("kiou.log_cleaner.errors", () => Cleaner(logs, static s => s.Errors),
+            description: "Cleanings the log cleaner gave up with an error, by partition.");
+        Meter.CreateObservableGauge("kiou.log_cleaner.dirty_ratio", () => CleanerRatio(logs),
+            description: "Share of the partition's bytes not yet cleaned, as last measured by the log cleaner.");
+    }
+
+    /// <summary>Per group, read when scraped: its state, members, and per committed partition the lag (high watermark
+    /// minus the committed offset), the figure people run Burrow or kafka-lag-exporter for.</summary>
+    public void ObserveGroups(Kiou.Broker.Groups.GroupCoordinator groups, LogManager logs)
+    {
+        Meter.CreateObservableGauge("kiou.group.members", () =>
+        {
+            var list = new List<Measurement<int>>();
+            foreach (var g in groups.All)
+                lock (g)
+                    list.Add(new Measurement<int>(g.Members.Count, new KeyValuePair<string, object?>("group", g.GroupId)));
+            return list;
+        }, description: "Members of the consumer group.");
+        Meter.CreateObservableGauge("kiou.group.state", () =>
+        {
+            var list = new List<Measurement<int>>();
+            foreach (var g in groups.All)
+                lock (g)
+                    list.Add(new Measurement<int>(1, new KeyValuePair<string, object?>("group", g.GroupId), new KeyValuePair<string, object?>("state", g.StateName)));
+            return list;
+        }, description: "1 for the consumer group's current state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead).");
+        Meter.CreateObservableGauge("kiou.group.lag", () =>
+        {
+            var list = new List<Measurement<long>>();
+            foreach (var g in groups.All)
+            {
+                lock (g)
+                {
+                    foreach (var ((topic, partition), committed) in g.Offsets)
+                    {
+                        if (logs.Get(topic, partition) is not { } log)
+                            continue;
+                        list.Add(new Measurement<long>(Math.Max(0, log.HighWatermark - committed.Offset),
+                            new KeyValuePair<string, object?>("group", g.GroupId), new KeyValuePair<string, object?>("topic", topic),
+                            new KeyValuePair<string, object?>("partition", partition)));
+                    }
+                }
+            }
+            return list;
+        }, description: "Records between the consumer group's committed offset and the partition's high watermark.");
+    }
+
+    static IEnumerable<Measurement<long>> PerPartition(LogManager logs, Func<Kiou.Storage.PartitionLog, long> value)
+    {
+        var list = new List<Measurement<long>>();
+        foreach (var topic in logs.All)
+            foreach (var p in topic.Partitions)
+                list.Add(new Measurement<long>(value(p), new KeyValuePair<string, object?>("topic", p.Topic),
+                    new KeyValuePair<string, object?>("partition", p.Partition)));
+        return list;
+    }
+
+    static IEnumerable<Measurement<long>> Cleaner(LogManager logs, Func<Kiou.Storage.Cleaner.CleanerStats, long> value)
+    {
+        var list = new List<Measurement<long>>();
+        if (logs.Cleaner is { } cleaner)
+            foreach (var (name, stats) in cleaner.Stats)
+                list.Add(new Measurement<long>(value(stats), new KeyValuePair<string, object?>("log", name)));
+        return list;
+    }
+
+    static IEnumerable<Measurement<double>> CleanerRatio(LogManager logs)
+    {
+        var list = new List<Measurement<double>>();
+        if (logs.Cleaner is { } cleaner)
+            foreach (var (name, stats) in cleaner.Stats)
+                list.Add(new Measurement<double>(stats.DirtyRatio, new KeyValuePair<string, object?>("log", name)));
+        return list;
+    }
+
+    public void Dispose() => Meter.Dispose();
+}
