@@ -21,6 +21,7 @@ public static class Program
         ("consumer-groups", ConsumerGroupsTool.Run),
         ("producer-perf", ProducerPerf.Run),
         ("consumer-perf", ConsumerPerf.Run),
+        ("get-offsets", GetOffsetsTool.Run),
     ];
 
     public static int Main(string[] args)

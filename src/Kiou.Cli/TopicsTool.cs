@@ -100,7 +100,7 @@ public static class TopicsTool
     /// Kafka's IncludeList: commas mean "or", spaces and surrounding quotes are dropped, and the expression must
     /// match the whole topic name (Java's Matcher.matches), so a plain name matches only itself.
     /// </summary>
-    static Regex Pattern(Options o, string topic)
+    internal static Regex Pattern(Options o, string topic)
     {
         string expr = topic.Trim().Replace(',', '|').Replace(" ", "", StringComparison.Ordinal).Trim('"', '\'');
         try
