@@ -154,53 +154,7 @@ public static class OffsetsTopic
     /// transactional batch of that producer (TxnOffsetCommit), as Kafka writes it: base sequence 0, no sequence check
     /// for the coordinator's appends.
     /// </summary>
-    public static byte[] Batch(List<(byte[] Key, byte[]? Value)> records, long timestampMs, long producerId = -1, short producerEpoch = -1)
-    {
-        int size = 0;
-        foreach (var (key, value) in records)
-            size += 24 + key.Length + (value?.Length ?? 0);
-        using var body = new KafkaWriter(size);
-        using var record = new KafkaWriter(256);
-        for (int i = 0; i < records.Count; i++)
-        {
-            var (key, value) = records[i];
-            record.Reset();
-            record.WriteInt8(0); // attributes
-            record.WriteVarLong(0); // timestamp delta
-            record.WriteVarInt(i); // offset delta
-            record.WriteVarInt(key.Length);
-            record.WriteRaw(key);
-            if (value is null)
-            {
-                record.WriteVarInt(-1);
-            }
-            else
-            {
-                record.WriteVarInt(value.Length);
-                record.WriteRaw(value);
-            }
-            record.WriteVarInt(0); // headers
-            body.WriteVarInt(record.Length);
-            body.WriteRaw(record.WrittenSpan);
-        }
-        bool transactional = producerId >= 0;
-        using var w = new KafkaWriter(RecordBatch.HeaderSize + body.Length);
-        w.WriteInt64(0); // base offset, stamped by the log
-        w.WriteInt32(RecordBatch.HeaderSize - RecordBatch.LogOverhead + body.Length);
-        w.WriteInt32(0); // partition leader epoch, stamped by the log
-        w.WriteInt8((sbyte)RecordBatch.CurrentMagic);
-        w.WriteUInt32(0); // CRC, below
-        w.WriteInt16(transactional ? (short)0x10 : (short)0);
-        w.WriteInt32(records.Count - 1); // last offset delta
-        w.WriteInt64(timestampMs);
-        w.WriteInt64(timestampMs);
-        w.WriteInt64(producerId);
-        w.WriteInt16(producerEpoch);
-        w.WriteInt32(transactional ? 0 : -1); // base sequence
-        w.WriteInt32(records.Count);
-        w.WriteRaw(body.WrittenSpan);
-        byte[] batch = w.WrittenSpan.ToArray();
-        RecordBatch.UpdateCrc(batch);
-        return batch;
-    }
+    public static byte[] Batch(List<(byte[] Key, byte[]? Value)> records, long timestampMs, long producerId = -1, short producerEpoch = -1) =>
+        Logs.CoordinatorBatch.Build(records, timestampMs, producerId >= 0 ? (short)0x10 : (short)0, producerId, producerEpoch,
+            baseSequence: producerId >= 0 ? 0 : -1);
 }

@@ -131,42 +131,6 @@ public static class TransactionLog
         return type switch { 0 => false, 1 => true, _ => null };
     }
 
-    static byte[] SingleRecordBatch(byte[] key, byte[]? value, long timestampMs, short attributes, long producerId, short producerEpoch)
-    {
-        using var record = new KafkaWriter(16 + key.Length + (value?.Length ?? 0));
-        record.WriteInt8(0); // attributes
-        record.WriteVarLong(0); // timestamp delta
-        record.WriteVarInt(0); // offset delta
-        record.WriteVarInt(key.Length);
-        record.Write(key);
-        if (value is null)
-        {
-            record.WriteVarInt(-1);
-        }
-        else
-        {
-            record.WriteVarInt(value.Length);
-            record.Write(value);
-        }
-        record.WriteVarInt(0); // headers
-        using var w = new KafkaWriter(RecordBatch.HeaderSize + record.Length + 5);
-        w.WriteInt64(0); // base offset, stamped by the log
-        w.WriteInt32(RecordBatch.HeaderSize - RecordBatch.LogOverhead + KafkaWriter.SizeOfUnsignedVarInt((uint)record.Length << 1) + record.Length);
-        w.WriteInt32(0); // partition leader epoch, stamped by the log
-        w.WriteInt8((sbyte)RecordBatch.CurrentMagic);
-        w.WriteUInt32(0); // CRC, below
-        w.WriteInt16(attributes);
-        w.WriteInt32(0); // last offset delta
-        w.WriteInt64(timestampMs);
-        w.WriteInt64(timestampMs);
-        w.WriteInt64(producerId);
-        w.WriteInt16(producerEpoch);
-        w.WriteInt32(-1); // base sequence
-        w.WriteInt32(1); // records
-        w.WriteVarInt(record.Length);
-        w.Write(record.WrittenSpan);
-        byte[] batch = w.WrittenSpan.ToArray();
-        RecordBatch.UpdateCrc(batch);
-        return batch;
-    }
+    static byte[] SingleRecordBatch(byte[] key, byte[]? value, long timestampMs, short attributes, long producerId, short producerEpoch) =>
+        Logs.CoordinatorBatch.Build([(key, value)], timestampMs, attributes, producerId, producerEpoch, baseSequence: -1);
 }
