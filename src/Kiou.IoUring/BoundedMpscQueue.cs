@@ -43,6 +43,9 @@ internal sealed class BoundedMpscQueue<T>
 
     public int Capacity => _cells.Length;
 
+    /// <summary>Items queued now, approximately (read from any thread, for metrics).</summary>
+    public int ApproximateCount => (int)Math.Clamp(Volatile.Read(ref _enqueuePosition.Value) - Volatile.Read(ref _dequeuePosition), 0, _cells.Length);
+
     /// <summary>Any thread. False when the queue is full.</summary>
     public bool TryEnqueue(in T item)
     {

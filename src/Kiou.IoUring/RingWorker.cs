@@ -91,6 +91,7 @@ public sealed unsafe class RingWorker : IDisposable
     private bool _wakeArmed;
     private long _enterCount;
     private long _sqeCount;
+    private long _cqeCount;
     private int _largestBatch;
     private long _coalescedWrites;
     private RingRequest _carry; // dequeued while looking for a write to merge, placed first in the next turn
@@ -153,6 +154,15 @@ public sealed unsafe class RingWorker : IDisposable
 
     /// <summary>SQEs queued so far, including the eventfd reads and write resubmissions.</summary>
     public long SqeCount => Volatile.Read(ref _sqeCount);
+
+    /// <summary>Completions (CQEs) handled so far, including the eventfd reads.</summary>
+    public long CqeCount => Volatile.Read(ref _cqeCount);
+
+    /// <summary>Operations the kernel holds now (submitted, not yet completed); approximate when read off the worker.</summary>
+    public int InFlight => _ops is { } ops ? ops.Length - Volatile.Read(ref _freeOpCount) : 0;
+
+    /// <summary>Requests waiting in the shared queue for the worker to turn them into SQEs (approximate).</summary>
+    public int Queued => _queue.ApproximateCount;
 
     /// <summary>Writes that went to the kernel as part of a merged IORING_OP_WRITEV rather than on their own.</summary>
     public long CoalescedWrites => Volatile.Read(ref _coalescedWrites);
@@ -384,6 +394,7 @@ public sealed unsafe class RingWorker : IDisposable
         while ((count = _ring.Drain(completions)) > 0)
         {
             // Drain has copied the CQEs out and released the ring slots; callbacks run only now.
+            Volatile.Write(ref _cqeCount, _cqeCount + count);
             for (int i = 0; i < count; i++)
             {
                 Complete(completions[i], exiting);

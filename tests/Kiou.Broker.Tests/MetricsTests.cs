@@ -22,9 +22,11 @@ public sealed class MetricsTests
         try
         {
             int httpPort = BrokerProcess.FreePort();
+            int controllerPort = BrokerProcess.FreePort();
             using var broker = BrokerProcess.Start(dir, new Dictionary<string, string>
             {
                 ["KIOU_HTTP_PORT"] = httpPort.ToString(),
+                ["KIOU_CONTROLLER_PORT"] = controllerPort.ToString(),
                 ["KIOU_FLUSH"] = "always", // every acks=all produce waits for an fsync
             });
             string url = $"http://127.0.0.1:{httpPort}";
@@ -56,8 +58,10 @@ public sealed class MetricsTests
             Assert.Equal(logBytes, Sum(after, "kiou_produced_bytes_total", t));
             // One consumer read every batch once from the start.
             Assert.Equal(logBytes, Sum(after, "kiou_fetched_bytes_total", t));
+            Assert.Equal(n, Sum(after, "kiou_fetched_records_total", t));
             Assert.Equal(n, Sum(after, "kiou_log_end_offset", t));
             Assert.Equal(n, Sum(after, "kiou_log_high_watermark", t));
+            Assert.Equal(n, Sum(after, "kiou_log_durable_offset", t)); // KIOU_FLUSH=always: every acknowledged record is fsynced
             Assert.Equal(0, Sum(after, "kiou_log_start_offset", t));
 
             foreach (var api in new[] { "Produce", "Fetch" })
@@ -69,7 +73,35 @@ public sealed class MetricsTests
             }
             Assert.True(Sum(after, "kiou_connections_accepted_total", "listener=\"broker\"") >= 3); // admin, producer, consumer
             Assert.True(Sum(after, "kiou_connections_closed_total", "listener=\"broker\"") >= 2);
-            Assert.True(Sum(after, "kiou_fsync_duration_seconds_count", "") >= 1, "no fsync counted");
+            double fsyncs = Sum(after, "kiou_fsync_duration_seconds_count", "") - Sum(before, "kiou_fsync_duration_seconds_count", "");
+            Assert.True(fsyncs >= 1, "no fsync counted");
+            Assert.Equal(0, Sum(after, "kiou_produce_purgatory_size", ""));
+            if (TestBroker.IoModeFromEnvironment != "sync")
+            {
+                // Every fsync of the log device is one SQE and one CQE of the ring (writes add more); nothing is left in flight.
+                double submitted = Sum(after, "kiou_io_uring_submissions_total", "") - Sum(before, "kiou_io_uring_submissions_total", "");
+                double completed = Sum(after, "kiou_io_uring_completions_total", "") - Sum(before, "kiou_io_uring_completions_total", "");
+                Assert.True(submitted >= fsyncs, $"{submitted} submissions for {fsyncs} fsyncs");
+                Assert.True(completed >= fsyncs, $"{completed} completions for {fsyncs} fsyncs");
+                Assert.True(Sum(after, "kiou_io_uring_enters_total", "") > Sum(before, "kiou_io_uring_enters_total", ""));
+                Assert.Equal("gauge", after.Types["kiou_io_uring_in_flight"]);
+            }
+            else
+                Assert.DoesNotContain(after.Samples, x => x.Name.StartsWith("kiou_io_uring", StringComparison.Ordinal));
+
+            // Errors of APIs other than Produce and Fetch, by Kafka's name: creating the topic again.
+            await Assert.ThrowsAsync<Confluent.Kafka.Admin.CreateTopicsException>(() => Clients.CreateTopicAsync(broker.Bootstrap, topic, partitions));
+            // The controller listener's connections are counted apart from the broker listener's.
+            using (var controllerClient = new System.Net.Sockets.TcpClient())
+            {
+                await controllerClient.ConnectAsync(IPAddress.Loopback, controllerPort);
+                var deadline = DateTime.UtcNow.AddSeconds(10);
+                Scrape open;
+                while (Sum(open = Parse(await Http.GetStringAsync(url + "/metrics")), "kiou_connections_open", "listener=\"controller\"") < 1 && DateTime.UtcNow < deadline)
+                    await Task.Delay(50);
+                Assert.Equal(1, Sum(open, "kiou_connections_open", "listener=\"controller\""));
+                Assert.Equal(1, Sum(open, "kiou_errors_total", "api=\"CreateTopics\",error=\"TOPIC_ALREADY_EXISTS\""));
+            }
 
             // A group that committed offset 100 on partition 0 (n / partitions records there) lags by the rest.
             string commit = "from kafka import KafkaConsumer, TopicPartition\nfrom kafka.structs import OffsetAndMetadata\n" +
@@ -160,6 +192,108 @@ public sealed class MetricsTests
             await broker.DisposeAsync();
             try { Directory.Delete(dir, true); } catch (IOException) { }
         }
+    }
+
+    /// <summary>
+    /// An acks=all produce waits for its fsync in the produce purgatory: with the log device's fsyncs held, the gauge shows
+    /// the one waiting request, and goes back to zero when the fsync completes and the producer has its answer.
+    /// </summary>
+    [Fact]
+    public async Task The_produce_purgatory_holds_acks_all_requests_until_their_fsync()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "kiou-purgatory-" + Guid.NewGuid().ToString("N"));
+        var held = new HeldFlushes();
+        var config = new BrokerConfig
+        {
+            Port = 0,
+            ControllerPort = 0,
+            HttpPort = 0,
+            DataDir = dir,
+            IoMode = TestBroker.IoModeFromEnvironment,
+            Flush = new Kiou.Storage.FlushPolicy(Kiou.Storage.FlushMode.Always, 0, 0),
+            WrapDevice = d => new HeldFlushDevice(d, held),
+        };
+        var broker = KiouBroker.Start(config, new Log(TextWriter.Null, Log.Level.Info));
+        try
+        {
+            string url = $"http://127.0.0.1:{broker.Http!.LocalEndPoint.Port}";
+            string bootstrap = $"127.0.0.1:{broker.Config.Port}";
+            await Clients.CreateTopicAsync(bootstrap, "held", 1);
+            using var producer = Clients.Producer(bootstrap, Acks.All, CompressionType.None);
+            held.Hold = true;
+            var send = producer.ProduceAsync(new TopicPartition("held", 0), new Message<byte[]?, byte[]?> { Value = [1, 2, 3] });
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            double parked = 0;
+            while (parked < 1 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+                parked = Sum(Parse(await Http.GetStringAsync(url + "/metrics")), "kiou_produce_purgatory_size", "");
+            }
+            Assert.Equal(1, parked);
+            Assert.False(send.IsCompleted, "acknowledged before its fsync");
+            held.Release();
+            Assert.Equal(0, (await send).Offset.Value);
+            Assert.Equal(0, Sum(Parse(await Http.GetStringAsync(url + "/metrics")), "kiou_produce_purgatory_size", ""));
+        }
+        finally
+        {
+            held.Release();
+            await broker.DisposeAsync();
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
+    sealed class HeldFlushes
+    {
+        readonly List<Action> _waiting = [];
+        public volatile bool Hold;
+
+        public bool TryHold(Action flush)
+        {
+            lock (_waiting)
+            {
+                if (!Hold)
+                    return false;
+                _waiting.Add(flush);
+                return true;
+            }
+        }
+
+        public void Release()
+        {
+            Action[] flushes;
+            lock (_waiting)
+            {
+                Hold = false;
+                flushes = [.. _waiting];
+                _waiting.Clear();
+            }
+            foreach (var flush in flushes)
+                flush();
+        }
+    }
+
+    /// <summary>Issues fsyncs late while held: a later fdatasync covers at least the writes the earlier one would have.</summary>
+    sealed class HeldFlushDevice(Kiou.Storage.Devices.ILogDevice inner, HeldFlushes held) : Kiou.Storage.Devices.ILogDevice
+    {
+        public string Mode => inner.Mode;
+        public bool DirectWrites => inner.DirectWrites;
+        public int DirectMinRoundBytes => inner.DirectMinRoundBytes;
+        public bool WriteIdleRoundsInline => inner.WriteIdleRoundsInline;
+        public Kiou.Storage.Devices.LogDeviceStats? Stats => inner.Stats;
+
+        public Microsoft.Win32.SafeHandles.SafeFileHandle? TryOpenDirect(string path, out int errno) => inner.TryOpenDirect(path, out errno);
+
+        public void Write(Microsoft.Win32.SafeHandles.SafeFileHandle file, long position, ReadOnlyMemory<byte> data, Kiou.Storage.Devices.ILogDeviceCallback callback, long token) =>
+            inner.Write(file, position, data, callback, token);
+
+        public void Flush(Microsoft.Win32.SafeHandles.SafeFileHandle file, Kiou.Storage.Devices.ILogDeviceCallback callback, long token)
+        {
+            if (!held.TryHold(() => inner.Flush(file, callback, token)))
+                inner.Flush(file, callback, token);
+        }
+
+        public void Dispose() => inner.Dispose();
     }
 
     [Fact]

@@ -49,7 +49,8 @@ public sealed class MessageEmitter
         _w.Line("namespace Kiou.Protocol.Messages;");
         _w.Line();
         _w.Line($"/// <summary>{Xml(Describe(m))}</summary>");
-        _w.Open($"public sealed partial class {m.Name} : IKafkaMessage");
+        bool errors = m.Type == "response" && HasErrorCodes(m.Fields);
+        _w.Open($"public sealed partial class {m.Name} : IKafkaMessage{(errors ? ", IHasErrorCodes" : "")}");
         _w.Line($"public const short ApiKey = {m.ApiKey ?? -1};");
         _w.Line();
         _w.Line($"public const short LowestSupportedVersion = {m.ValidVersions.Low};");
@@ -63,11 +64,15 @@ public sealed class MessageEmitter
         _w.Line($"/// <summary>True if <paramref name=\"version\"/> uses compact encodings and tag buffers ({m.FlexibleVersions}).</summary>");
         _w.Line($"public static bool IsFlexible(short version) => {FlexibleExpression(m.FlexibleVersions)};");
         EmitBody(m.Fields, m.ValidVersions, hasDefaultCheck: false);
+        if (errors)
+            EmitVisitErrorCodes(m.Fields);
         foreach (StructSpec s in m.Structs)
         {
             _w.Line();
             _w.Open($"public sealed partial class {s.ClassName}");
             EmitBody(s.Fields, s.Context, s.NeedsDefaultCheck, first: true);
+            if (errors && HasErrorCodes(s.Fields))
+                EmitVisitErrorCodes(s.Fields);
             _w.Close();
         }
         _w.Close();
@@ -129,6 +134,39 @@ public sealed class MessageEmitter
             _w.Line();
             EmitHasDefaultValues(fields, context);
         }
+    }
+
+    // ---- Error codes (metrics) -----------------------------------------------------------------
+
+    private static bool IsErrorCode(FieldSpec f) => f.Name == "ErrorCode" && f.Type.Kind == TypeKind.Int16;
+
+    private static bool HasErrorCodes(List<FieldSpec> fields) =>
+        fields.Any(f => IsErrorCode(f) || (f.Type.StructOrElementStruct is { } s && HasErrorCodes(s.Fields)));
+
+    // Every ErrorCode field of the response, top level and nested (per topic, per partition), in field order.
+    private void EmitVisitErrorCodes(List<FieldSpec> fields)
+    {
+        _w.Line();
+        _w.Open("public void VisitErrorCodes(IErrorCodeVisitor visitor)");
+        foreach (FieldSpec f in fields)
+        {
+            if (IsErrorCode(f))
+            {
+                _w.Line($"visitor.Visit({f.Name});");
+                continue;
+            }
+            if (f.Type.StructOrElementStruct is not { } s || !HasErrorCodes(s.Fields))
+                continue;
+            if (f.Type.IsArray)
+            {
+                _w.Open($"foreach (var item in {f.Name}{(f.HasNullableVersions ? $" ?? []" : "")})");
+                _w.Line("item.VisitErrorCodes(visitor);");
+                _w.Close();
+            }
+            else
+                _w.Line($"{(f.HasNullableVersions ? $"{f.Name}?" : f.Name)}.VisitErrorCodes(visitor);");
+        }
+        _w.Close();
     }
 
     // ---- Read ----------------------------------------------------------------------------------

@@ -88,23 +88,16 @@ public sealed partial class BrokerHandlers
         }
     }
 
-    /// <summary>Bytes out per topic, from the response that is sent (a long poll builds several).</summary>
+    /// <summary>Bytes and records out per topic, from the response that is sent (a long poll builds several); its error
+    /// codes are counted with every other API's when it is answered.</summary>
     FetchResponse Counted(FetchResponse response)
     {
         if (_router.Metrics is not { } metrics)
             return response;
         foreach (var topic in response.Responses)
-        {
-            long bytes = 0;
             foreach (var p in topic.Partitions)
-            {
-                bytes += p.Records?.Length ?? 0;
-                if (p.ErrorCode != ErrorCodes.None)
-                    metrics.Error(FetchRequest.ApiKey, p.ErrorCode);
-            }
-            if (bytes > 0)
-                metrics.FetchedFrom(topic.Topic, bytes);
-        }
+                if (p.Records is { Length: > 0 } records)
+                    metrics.FetchedFrom(topic.Topic, records.Span);
         return response;
     }
 

@@ -108,43 +108,57 @@ public sealed partial class BrokerHandlers
     async ValueTask<IKafkaMessage?> FinishAsync(RequestContext ctx, short acks, ProduceResponse response,
         List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log, ReadOnlyMemory<byte> Records)> appends, bool failed)
     {
-        foreach (var (pr, append, log, records) in appends)
+        bool parked = false;
+        foreach (var a in appends)
+            parked |= !a.Append.IsCompleted;
+        if (parked)
+            _router.Metrics?.ProduceParked(1);
+        try
         {
-            try
+            foreach (var (pr, append, log, records) in appends)
             {
-                var result = await append.ConfigureAwait(false);
-                pr.BaseOffset = result.BaseOffset;
-                pr.LogAppendTimeMs = result.LogAppendTimeMs;
-                pr.LogStartOffset = result.LogStartOffset;
-                _router.Metrics?.ProducedTo(log.Topic, records.Span);
+                try
+                {
+                    var result = await append.ConfigureAwait(false);
+                    pr.BaseOffset = result.BaseOffset;
+                    pr.LogAppendTimeMs = result.LogAppendTimeMs;
+                    pr.LogStartOffset = result.LogStartOffset;
+                    _router.Metrics?.ProducedTo(log.Topic, records.Span);
+                }
+                catch (ProducerStateException e)
+                {
+                    // OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE or INVALID_RECORD, as Kafka.
+                    pr.ErrorCode = e.ErrorCode;
+                    pr.ErrorMessage = e.Message;
+                    failed = true;
+                }
+                catch (RecordListTooLargeException e)
+                {
+                    pr.ErrorCode = ErrorCodes.RecordListTooLarge;
+                    pr.ErrorMessage = e.Message;
+                    failed = true;
+                }
+                catch (StorageException e)
+                {
+                    // KAFKA_STORAGE_ERROR exists from Produce v4; Kafka answers older versions with NOT_LEADER_OR_FOLLOWER.
+                    pr.ErrorCode = ctx.ApiVersion >= 4 ? ErrorCodes.KafkaStorageError : ErrorCodes.NotLeaderOrFollower;
+                    pr.ErrorMessage = e.Message;
+                    failed = true;
+                }
             }
-            catch (ProducerStateException e)
-            {
-                // OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE or INVALID_RECORD, as Kafka.
-                pr.ErrorCode = e.ErrorCode;
-                pr.ErrorMessage = e.Message;
-                failed = true;
-            }
-            catch (RecordListTooLargeException e)
-            {
-                pr.ErrorCode = ErrorCodes.RecordListTooLarge;
-                pr.ErrorMessage = e.Message;
-                failed = true;
-            }
-            catch (StorageException e)
-            {
-                // KAFKA_STORAGE_ERROR exists from Produce v4; Kafka answers older versions with NOT_LEADER_OR_FOLLOWER.
-                pr.ErrorCode = ctx.ApiVersion >= 4 ? ErrorCodes.KafkaStorageError : ErrorCodes.NotLeaderOrFollower;
-                pr.ErrorMessage = e.Message;
-                failed = true;
-            }
+        }
+        finally
+        {
+            if (parked)
+                _router.Metrics?.ProduceParked(-1);
         }
         return Finish(ctx, acks, response, failed).Result;
     }
 
     ValueTask<IKafkaMessage?> Finish(RequestContext ctx, short acks, ProduceResponse response, bool failed)
     {
-        if (failed && _router.Metrics is { } metrics)
+        // A response's error codes are counted when it is answered; acks=0 has none, so its refusals are counted here.
+        if (failed && acks == 0 && _router.Metrics is { } metrics)
         {
             foreach (var topic in response.Responses)
                 foreach (var p in topic.PartitionResponses)

@@ -107,7 +107,8 @@ public sealed class KiouBroker : IAsyncDisposable
             device = new MeteredLogDevice(device, metrics);
             logs = new LogManager(config, device, time, log);
             var brokerListener = broker;
-            metrics.Observe(logs, () => brokerListener.ConnectionCount);
+            var controllerConnections = controllerListener;
+            metrics.Observe(logs, () => brokerListener.ConnectionCount, () => controllerConnections.ConnectionCount, device);
             if (config.HttpPort >= 0)
             {
                 // Up before the partitions open, so /healthz answers and /readyz says what start-up waits for.

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Kiou.Broker.Logs;
+using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 
 namespace Kiou.Broker.Http;
@@ -26,6 +27,8 @@ public sealed class BrokerMetrics : IDisposable
     readonly Counter<long> _recordsIn;
     readonly Counter<long> _bytesIn;
     readonly Counter<long> _bytesOut;
+    readonly Counter<long> _recordsOut;
+    readonly UpDownCounter<long> _produceParked;
     readonly Counter<long> _accepted;
     readonly Counter<long> _closed;
     readonly Counter<long> _refused;
@@ -53,6 +56,9 @@ public sealed class BrokerMetrics : IDisposable
         _recordsIn = Meter.CreateCounter<long>("kiou.produced.records", description: "Records appended by Produce requests, by topic.");
         _bytesIn = Meter.CreateCounter<long>("kiou.produced", unit: "By", description: "Record batch bytes appended by Produce requests, by topic.");
         _bytesOut = Meter.CreateCounter<long>("kiou.fetched", unit: "By", description: "Record batch bytes sent in Fetch responses, by topic.");
+        _recordsOut = Meter.CreateCounter<long>("kiou.fetched.records", description: "Records in the record batches sent in Fetch responses, by topic (consumers and tools; counted from batch headers).");
+        _produceParked = Meter.CreateUpDownCounter<long>("kiou.produce.purgatory.size",
+            description: "Produce requests waiting for their appends to complete (acks=all: until durable).");
         _accepted = Meter.CreateCounter<long>("kiou.connections.accepted", description: "TCP connections accepted, by listener.");
         _closed = Meter.CreateCounter<long>("kiou.connections.closed", description: "TCP connections that ended, by listener.");
         _refused = Meter.CreateCounter<long>("kiou.connections.refused", description: "TCP connections closed at once by a connection limit, by listener.");
@@ -64,13 +70,40 @@ public sealed class BrokerMetrics : IDisposable
     string Version(short v) => (uint)v < (uint)_versions.Length ? _versions[v] : "other";
 
     /// <summary>A request answered; <paramref name="startTimestamp"/> from <see cref="Stopwatch.GetTimestamp"/>.</summary>
-    public void Request(short apiKey, short version, long startTimestamp)
+    /// <remarks><paramref name="response"/>'s error codes other than NONE are counted per API and code
+    /// (<see cref="IHasErrorCodes"/>: top level, per topic and per partition, as Kafka's ErrorsPerSec).</remarks>
+    public void Request(short apiKey, short version, long startTimestamp, IKafkaMessage? response = null)
     {
         string api = Api(apiKey);
         _requests.Add(1, new KeyValuePair<string, object?>("api", api), new KeyValuePair<string, object?>("version", Version(version)));
         if (_requestSeconds.Enabled)
             _requestSeconds.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new KeyValuePair<string, object?>("api", api));
+        if (response is IHasErrorCodes withErrors && _errors.Enabled)
+        {
+            var counter = t_errorCounter ??= new ErrorCounter();
+            counter.Metrics = this;
+            counter.ApiKey = apiKey;
+            withErrors.VisitErrorCodes(counter);
+            counter.Metrics = null;
+        }
     }
+
+    [ThreadStatic]
+    static ErrorCounter? t_errorCounter;
+
+    sealed class ErrorCounter : IErrorCodeVisitor
+    {
+        public BrokerMetrics? Metrics;
+        public short ApiKey;
+
+        public void Visit(short errorCode)
+        {
+            if (errorCode != ErrorCodes.None)
+                Metrics!.Error(ApiKey, errorCode);
+        }
+    }
+
+    public void ProduceParked(int delta) => _produceParked.Add(delta);
 
     public void Error(short apiKey, short error) => _errors.Add(1, new KeyValuePair<string, object?>("api", Api(apiKey)),
         new KeyValuePair<string, object?>("error", _errorNames.GetValueOrDefault(error) ?? error.ToString(System.Globalization.CultureInfo.InvariantCulture)));
@@ -108,9 +141,17 @@ public sealed class BrokerMetrics : IDisposable
         _bytesIn.Add(batches.Length, tag);
     }
 
-    public void FetchedFrom(string topic, long bytes) => _bytesOut.Add(bytes, new KeyValuePair<string, object?>("topic", topic));
+    /// <summary>A Fetch response carries <paramref name="batches"/> of <paramref name="topic"/> (one partition's).</summary>
+    public void FetchedFrom(string topic, ReadOnlySpan<byte> batches)
+    {
+        var tag = new KeyValuePair<string, object?>("topic", topic);
+        _bytesOut.Add(batches.Length, tag);
+        if (_recordsOut.Enabled)
+            _recordsOut.Add(RecordCount(batches), tag);
+    }
 
-    /// <summary>The sum of the record counts of v2 batches (header field at byte 57); walks batch headers only.</summary>
+    /// <summary>The sum of the record counts of the whole v2 batches (header field at byte 57); walks batch headers
+    /// only. A batch cut short at the end (a fetch's size limit) is not counted: the client drops it.</summary>
     public static long RecordCount(ReadOnlySpan<byte> batches)
     {
         long records = 0;
@@ -118,7 +159,7 @@ public sealed class BrokerMetrics : IDisposable
         while (pos + 61 <= batches.Length)
         {
             int length = BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 8)..]);
-            if (length < 49 || batches[pos + 16] != 2)
+            if (length < 49 || batches[pos + 16] != 2 || 12L + length > batches.Length - pos)
                 break;
             records += Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 57)..]));
             pos += 12 + length;
@@ -131,10 +172,28 @@ public sealed class BrokerMetrics : IDisposable
     public void Refused(string listener) => _refused.Add(1, new KeyValuePair<string, object?>("listener", listener));
 
     /// <summary>Gauges read when scraped: partitions' offsets and sizes, the cleaner's figures, open connections.</summary>
-    public void Observe(LogManager logs, Func<int> openConnections)
+    public void Observe(LogManager logs, Func<int> brokerConnections, Func<int> controllerConnections, Kiou.Storage.Devices.ILogDevice device)
     {
-        Meter.CreateObservableGauge("kiou.connections.open", () => new Measurement<int>(openConnections(),
-            new KeyValuePair<string, object?>("listener", "broker")), description: "TCP connections open on the broker listener.");
+        Meter.CreateObservableGauge("kiou.connections.open", () => new[]
+        {
+            new Measurement<int>(brokerConnections(), new KeyValuePair<string, object?>("listener", "broker")),
+            new Measurement<int>(controllerConnections(), new KeyValuePair<string, object?>("listener", "controller")),
+        }, description: "TCP connections open, by listener.");
+        if (device.Stats is not null)
+        {
+            Meter.CreateObservableCounter("kiou.io_uring.submissions", () => device.Stats?.Submissions ?? 0,
+                description: "Submission queue entries handed to the kernel by the log's io_uring (writes, fsyncs, the ring's wake-up reads).");
+            Meter.CreateObservableCounter("kiou.io_uring.completions", () => device.Stats?.Completions ?? 0,
+                description: "Completion queue entries the log's io_uring thread has handled.");
+            Meter.CreateObservableCounter("kiou.io_uring.enters", () => device.Stats?.Enters ?? 0,
+                description: "io_uring_enter system calls of the log's ring (submissions per enter show the batching).");
+            Meter.CreateObservableGauge("kiou.io_uring.in_flight", () => device.Stats?.InFlight ?? 0,
+                description: "Operations the kernel holds now for the log's io_uring (submitted, not yet completed): the queue depth.");
+            Meter.CreateObservableGauge("kiou.io_uring.queued", () => device.Stats?.Queued ?? 0,
+                description: "Writes and fsyncs waiting for the io_uring thread to submit them.");
+        }
+        Meter.CreateObservableGauge("kiou.log.durable_offset", () => PerPartition(logs, static p => p.DurableOffset),
+            description: "Offset below which records are on disk (fsynced), by partition; end_offset - high_watermark - durable_offset are the log's three tails.");
         Meter.CreateObservableGauge("kiou.log.end_offset", () => PerPartition(logs, static p => p.LogEndOffset),
             description: "Offset the next appended record gets, by partition.");
         Meter.CreateObservableGauge("kiou.log.start_offset", () => PerPartition(logs, static p => p.LogStartOffset),

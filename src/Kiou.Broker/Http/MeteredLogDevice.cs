@@ -14,6 +14,7 @@ sealed class MeteredLogDevice(ILogDevice inner, BrokerMetrics metrics) : ILogDev
     public bool DirectWrites => inner.DirectWrites;
     public int DirectMinRoundBytes => inner.DirectMinRoundBytes;
     public bool WriteIdleRoundsInline => inner.WriteIdleRoundsInline;
+    public LogDeviceStats? Stats => inner.Stats;
 
     public SafeFileHandle? TryOpenDirect(string path, out int errno) => inner.TryOpenDirect(path, out errno);
 

@@ -583,7 +583,7 @@ public sealed class Connection
                     return;
                 }
                 Volatile.Write(ref _unsent, 1); // before the release, so the connection never looks idle in between
-                _router.Metrics?.Request(pending.Context.ApiKey, pending.Context.ApiVersion, pending.Context.StartTimestamp);
+                _router.Metrics?.Request(pending.Context.ApiKey, pending.Context.ApiVersion, pending.Context.StartTimestamp, response);
                 pending.Release();
                 if (_closed.IsCancellationRequested)
                 {

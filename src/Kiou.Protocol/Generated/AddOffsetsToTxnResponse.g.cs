@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>AddOffsetsToTxn (API key 25) response, versions 0-4, flexible 3+.</summary>
-public sealed partial class AddOffsetsToTxnResponse : IKafkaMessage
+public sealed partial class AddOffsetsToTxnResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 25;
 
@@ -47,5 +47,10 @@ public sealed partial class AddOffsetsToTxnResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>AddPartitionsToTxn (API key 24) response, versions 0-5, flexible 3+.</summary>
-public sealed partial class AddPartitionsToTxnResponse : IKafkaMessage
+public sealed partial class AddPartitionsToTxnResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 24;
 
@@ -107,6 +107,11 @@ public sealed partial class AddPartitionsToTxnResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class AddPartitionsToTxnResult

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>AlterConfigs (API key 33) response, versions 0-2, flexible 2+.</summary>
-public sealed partial class AlterConfigsResponse : IKafkaMessage
+public sealed partial class AlterConfigsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 33;
 
@@ -68,6 +68,14 @@ public sealed partial class AlterConfigsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Responses)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class AlterConfigsResourceResponse
     {
         /// <summary>The resource error code.</summary>
@@ -106,6 +114,11 @@ public sealed partial class AlterConfigsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>ApiVersions (API key 18) response, versions 0-4, flexible 3+.</summary>
-public sealed partial class ApiVersionsResponse : IKafkaMessage
+public sealed partial class ApiVersionsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 18;
 
@@ -185,6 +185,11 @@ public sealed partial class ApiVersionsResponse : IKafkaMessage
                 writer.EndTaggedField(taggedFieldStart);
             }
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class ApiVersion

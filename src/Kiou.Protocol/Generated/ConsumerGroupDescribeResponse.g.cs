@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>ConsumerGroupDescribe (API key 69) response, versions 0, flexible 0+.</summary>
-public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
+public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 69;
 
@@ -58,6 +58,14 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
             groupsItem.Write(writer, version);
         }
         writer.WriteUnsignedVarInt(0); // empty tag buffer
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Groups)
+        {
+            item.VisitErrorCodes(visitor);
+        }
     }
 
     public sealed partial class DescribedGroup
@@ -134,6 +142,11 @@ public sealed partial class ConsumerGroupDescribeResponse : IKafkaMessage
             }
             writer.WriteInt32(AuthorizedOperations);
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>ConsumerGroupHeartbeat (API key 68) response, versions 0-1, flexible 0+.</summary>
-public sealed partial class ConsumerGroupHeartbeatResponse : IKafkaMessage
+public sealed partial class ConsumerGroupHeartbeatResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 68;
 
@@ -81,6 +81,11 @@ public sealed partial class ConsumerGroupHeartbeatResponse : IKafkaMessage
             Assignment.Write(writer, version);
         }
         writer.WriteUnsignedVarInt(0); // empty tag buffer
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class AssignmentData

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>CreatePartitions (API key 37) response, versions 0-3, flexible 2+.</summary>
-public sealed partial class CreatePartitionsResponse : IKafkaMessage
+public sealed partial class CreatePartitionsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 37;
 
@@ -68,6 +68,14 @@ public sealed partial class CreatePartitionsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Results)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class CreatePartitionsTopicResult
     {
         /// <summary>The topic name.</summary>
@@ -101,6 +109,11 @@ public sealed partial class CreatePartitionsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>CreateTopics (API key 19) response, versions 0-7, flexible 5+.</summary>
-public sealed partial class CreateTopicsResponse : IKafkaMessage
+public sealed partial class CreateTopicsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 19;
 
@@ -71,6 +71,14 @@ public sealed partial class CreateTopicsResponse : IKafkaMessage
         if (flexible)
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
         }
     }
 
@@ -193,6 +201,11 @@ public sealed partial class CreateTopicsResponse : IKafkaMessage
                     writer.EndTaggedField(taggedFieldStart);
                 }
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

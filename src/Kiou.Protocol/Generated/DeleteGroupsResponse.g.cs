@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DeleteGroups (API key 42) response, versions 0-2, flexible 2+.</summary>
-public sealed partial class DeleteGroupsResponse : IKafkaMessage
+public sealed partial class DeleteGroupsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 42;
 
@@ -68,6 +68,14 @@ public sealed partial class DeleteGroupsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Results)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class DeletableGroupResult
     {
         /// <summary>The group id</summary>
@@ -96,6 +104,11 @@ public sealed partial class DeleteGroupsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

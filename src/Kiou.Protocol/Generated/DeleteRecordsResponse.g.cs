@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DeleteRecords (API key 21) response, versions 0-2, flexible 2+.</summary>
-public sealed partial class DeleteRecordsResponse : IKafkaMessage
+public sealed partial class DeleteRecordsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 21;
 
@@ -68,6 +68,14 @@ public sealed partial class DeleteRecordsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class DeleteRecordsTopicResult
     {
         /// <summary>The topic name.</summary>
@@ -116,6 +124,14 @@ public sealed partial class DeleteRecordsResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class DeleteRecordsPartitionResult
@@ -151,6 +167,11 @@ public sealed partial class DeleteRecordsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DeleteTopics (API key 20) response, versions 0-6, flexible 4+.</summary>
-public sealed partial class DeleteTopicsResponse : IKafkaMessage
+public sealed partial class DeleteTopicsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 20;
 
@@ -74,6 +74,14 @@ public sealed partial class DeleteTopicsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Responses)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class DeletableTopicResult
     {
         /// <summary>The topic name</summary>
@@ -131,6 +139,11 @@ public sealed partial class DeleteTopicsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DescribeCluster (API key 60) response, versions 0-1, flexible 0+.</summary>
-public sealed partial class DescribeClusterResponse : IKafkaMessage
+public sealed partial class DescribeClusterResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 60;
 
@@ -94,6 +94,11 @@ public sealed partial class DescribeClusterResponse : IKafkaMessage
         }
         writer.WriteInt32(ClusterAuthorizedOperations);
         writer.WriteUnsignedVarInt(0); // empty tag buffer
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class DescribeClusterBroker

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DescribeConfigs (API key 32) response, versions 0-4, flexible 4+.</summary>
-public sealed partial class DescribeConfigsResponse : IKafkaMessage
+public sealed partial class DescribeConfigsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 32;
 
@@ -65,6 +65,14 @@ public sealed partial class DescribeConfigsResponse : IKafkaMessage
         if (flexible)
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Results)
+        {
+            item.VisitErrorCodes(visitor);
         }
     }
 
@@ -130,6 +138,11 @@ public sealed partial class DescribeConfigsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DescribeGroups (API key 15) response, versions 0-5, flexible 5+.</summary>
-public sealed partial class DescribeGroupsResponse : IKafkaMessage
+public sealed partial class DescribeGroupsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 15;
 
@@ -71,6 +71,14 @@ public sealed partial class DescribeGroupsResponse : IKafkaMessage
         if (flexible)
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Groups)
+        {
+            item.VisitErrorCodes(visitor);
         }
     }
 
@@ -152,6 +160,11 @@ public sealed partial class DescribeGroupsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DescribeLogDirs (API key 35) response, versions 0-4, flexible 2+.</summary>
-public sealed partial class DescribeLogDirsResponse : IKafkaMessage
+public sealed partial class DescribeLogDirsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 35;
 
@@ -79,6 +79,15 @@ public sealed partial class DescribeLogDirsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
+        foreach (var item in Results)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class DescribeLogDirsResult
     {
         /// <summary>The error code, or 0 if there was no error.</summary>
@@ -147,6 +156,11 @@ public sealed partial class DescribeLogDirsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

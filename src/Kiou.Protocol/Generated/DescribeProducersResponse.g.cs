@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DescribeProducers (API key 61) response, versions 0, flexible 0+.</summary>
-public sealed partial class DescribeProducersResponse : IKafkaMessage
+public sealed partial class DescribeProducersResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 61;
 
@@ -60,6 +60,14 @@ public sealed partial class DescribeProducersResponse : IKafkaMessage
         writer.WriteUnsignedVarInt(0); // empty tag buffer
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class TopicResponse
     {
         /// <summary>The topic name</summary>
@@ -99,6 +107,14 @@ public sealed partial class DescribeProducersResponse : IKafkaMessage
                 partitionsItem.Write(writer, version);
             }
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
         }
     }
 
@@ -150,6 +166,11 @@ public sealed partial class DescribeProducersResponse : IKafkaMessage
                 activeProducersItem.Write(writer, version);
             }
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>DescribeTransactions (API key 65) response, versions 0, flexible 0+.</summary>
-public sealed partial class DescribeTransactionsResponse : IKafkaMessage
+public sealed partial class DescribeTransactionsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 65;
 
@@ -57,6 +57,14 @@ public sealed partial class DescribeTransactionsResponse : IKafkaMessage
             transactionStatesItem.Write(writer, version);
         }
         writer.WriteUnsignedVarInt(0); // empty tag buffer
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in TransactionStates)
+        {
+            item.VisitErrorCodes(visitor);
+        }
     }
 
     public sealed partial class TransactionStateData
@@ -121,6 +129,11 @@ public sealed partial class DescribeTransactionsResponse : IKafkaMessage
                 topicsItem.Write(writer, version);
             }
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

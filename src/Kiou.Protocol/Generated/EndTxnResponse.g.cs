@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>EndTxn (API key 26) response, versions 0-5, flexible 3+.</summary>
-public sealed partial class EndTxnResponse : IKafkaMessage
+public sealed partial class EndTxnResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 26;
 
@@ -63,5 +63,10 @@ public sealed partial class EndTxnResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

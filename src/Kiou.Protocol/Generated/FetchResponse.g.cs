@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>Fetch (API key 1) response, versions 0-17, flexible 12+.</summary>
-public sealed partial class FetchResponse : IKafkaMessage
+public sealed partial class FetchResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 1;
 
@@ -131,6 +131,15 @@ public sealed partial class FetchResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
+        foreach (var item in Responses)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class FetchableTopicResponse
     {
         /// <summary>The topic name.</summary>
@@ -194,6 +203,14 @@ public sealed partial class FetchResponse : IKafkaMessage
             if (flexible)
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
+            }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
             }
         }
     }
@@ -359,6 +376,11 @@ public sealed partial class FetchResponse : IKafkaMessage
                     writer.EndTaggedField(taggedFieldStart);
                 }
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

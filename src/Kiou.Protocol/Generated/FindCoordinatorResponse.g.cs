@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>FindCoordinator (API key 10) response, versions 0-6, flexible 3+.</summary>
-public sealed partial class FindCoordinatorResponse : IKafkaMessage
+public sealed partial class FindCoordinatorResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 10;
 
@@ -123,6 +123,15 @@ public sealed partial class FindCoordinatorResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
+        foreach (var item in Coordinators)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class Coordinator
     {
         /// <summary>The coordinator key.</summary>
@@ -163,6 +172,11 @@ public sealed partial class FindCoordinatorResponse : IKafkaMessage
             writer.WriteInt16(ErrorCode);
             writer.WriteCompactNullableString(ErrorMessage);
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

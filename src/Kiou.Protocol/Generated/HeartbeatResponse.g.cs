@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>Heartbeat (API key 12) response, versions 0-4, flexible 4+.</summary>
-public sealed partial class HeartbeatResponse : IKafkaMessage
+public sealed partial class HeartbeatResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 12;
 
@@ -53,5 +53,10 @@ public sealed partial class HeartbeatResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>IncrementalAlterConfigs (API key 44) response, versions 0-1, flexible 1+.</summary>
-public sealed partial class IncrementalAlterConfigsResponse : IKafkaMessage
+public sealed partial class IncrementalAlterConfigsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 44;
 
@@ -68,6 +68,14 @@ public sealed partial class IncrementalAlterConfigsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Responses)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class AlterConfigsResourceResponse
     {
         /// <summary>The resource error code.</summary>
@@ -106,6 +114,11 @@ public sealed partial class IncrementalAlterConfigsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

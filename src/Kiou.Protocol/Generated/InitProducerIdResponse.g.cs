@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>InitProducerId (API key 22) response, versions 0-5, flexible 2+.</summary>
-public sealed partial class InitProducerIdResponse : IKafkaMessage
+public sealed partial class InitProducerIdResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 22;
 
@@ -57,5 +57,10 @@ public sealed partial class InitProducerIdResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

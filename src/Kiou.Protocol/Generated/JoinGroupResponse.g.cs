@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>JoinGroup (API key 11) response, versions 0-9, flexible 6+.</summary>
-public sealed partial class JoinGroupResponse : IKafkaMessage
+public sealed partial class JoinGroupResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 11;
 
@@ -125,6 +125,11 @@ public sealed partial class JoinGroupResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class JoinGroupResponseMember

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>LeaveGroup (API key 13) response, versions 0-5, flexible 4+.</summary>
-public sealed partial class LeaveGroupResponse : IKafkaMessage
+public sealed partial class LeaveGroupResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 13;
 
@@ -85,6 +85,15 @@ public sealed partial class LeaveGroupResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
+        foreach (var item in Members)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class MemberResponse
     {
         /// <summary>The member ID to remove from the group.</summary>
@@ -118,6 +127,11 @@ public sealed partial class LeaveGroupResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

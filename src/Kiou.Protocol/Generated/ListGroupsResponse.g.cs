@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>ListGroups (API key 16) response, versions 0-5, flexible 3+.</summary>
-public sealed partial class ListGroupsResponse : IKafkaMessage
+public sealed partial class ListGroupsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 16;
 
@@ -77,6 +77,11 @@ public sealed partial class ListGroupsResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class ListedGroup

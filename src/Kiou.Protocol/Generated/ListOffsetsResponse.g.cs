@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>ListOffsets (API key 2) response, versions 0-10, flexible 6+.</summary>
-public sealed partial class ListOffsetsResponse : IKafkaMessage
+public sealed partial class ListOffsetsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 2;
 
@@ -74,6 +74,14 @@ public sealed partial class ListOffsetsResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class ListOffsetsTopicResponse
     {
         /// <summary>The topic name</summary>
@@ -120,6 +128,14 @@ public sealed partial class ListOffsetsResponse : IKafkaMessage
             if (flexible)
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
+            }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
             }
         }
     }
@@ -206,6 +222,11 @@ public sealed partial class ListOffsetsResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

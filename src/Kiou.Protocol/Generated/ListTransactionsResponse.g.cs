@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>ListTransactions (API key 66) response, versions 0-1, flexible 0+.</summary>
-public sealed partial class ListTransactionsResponse : IKafkaMessage
+public sealed partial class ListTransactionsResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 66;
 
@@ -83,6 +83,11 @@ public sealed partial class ListTransactionsResponse : IKafkaMessage
             transactionStatesItem.Write(writer, version);
         }
         writer.WriteUnsignedVarInt(0); // empty tag buffer
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 
     public sealed partial class TransactionStateData

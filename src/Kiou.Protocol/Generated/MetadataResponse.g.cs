@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>Metadata (API key 3) response, versions 0-12, flexible 9+.</summary>
-public sealed partial class MetadataResponse : IKafkaMessage
+public sealed partial class MetadataResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 3;
 
@@ -128,6 +128,14 @@ public sealed partial class MetadataResponse : IKafkaMessage
         if (flexible)
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
         }
     }
 
@@ -271,6 +279,15 @@ public sealed partial class MetadataResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class MetadataResponsePartition
@@ -389,6 +406,11 @@ public sealed partial class MetadataResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

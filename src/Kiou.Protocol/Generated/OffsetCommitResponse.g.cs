@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>OffsetCommit (API key 8) response, versions 0-9, flexible 8+.</summary>
-public sealed partial class OffsetCommitResponse : IKafkaMessage
+public sealed partial class OffsetCommitResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 8;
 
@@ -74,6 +74,14 @@ public sealed partial class OffsetCommitResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class OffsetCommitResponseTopic
     {
         /// <summary>The topic name.</summary>
@@ -122,6 +130,14 @@ public sealed partial class OffsetCommitResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class OffsetCommitResponsePartition
@@ -152,6 +168,11 @@ public sealed partial class OffsetCommitResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>OffsetDelete (API key 47) response, versions 0, flexible none.</summary>
-public sealed partial class OffsetDeleteResponse : IKafkaMessage
+public sealed partial class OffsetDeleteResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 47;
 
@@ -63,6 +63,15 @@ public sealed partial class OffsetDeleteResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class OffsetDeleteResponseTopic
     {
         /// <summary>The topic name.</summary>
@@ -101,6 +110,14 @@ public sealed partial class OffsetDeleteResponse : IKafkaMessage
                 partitionsItem.Write(writer, version);
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class OffsetDeleteResponsePartition
@@ -121,6 +138,11 @@ public sealed partial class OffsetDeleteResponse : IKafkaMessage
         {
             writer.WriteInt32(PartitionIndex);
             writer.WriteInt16(ErrorCode);
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>OffsetFetch (API key 9) response, versions 0-9, flexible 6+.</summary>
-public sealed partial class OffsetFetchResponse : IKafkaMessage
+public sealed partial class OffsetFetchResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 9;
 
@@ -121,6 +121,19 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+        visitor.Visit(ErrorCode);
+        foreach (var item in Groups)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class OffsetFetchResponseTopic
     {
         /// <summary>The topic name.</summary>
@@ -167,6 +180,14 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             if (flexible)
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
+            }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
             }
         }
     }
@@ -221,6 +242,11 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
+        }
     }
 
     public sealed partial class OffsetFetchResponseGroup
@@ -268,6 +294,15 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             writer.WriteInt16(ErrorCode);
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Topics)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+            visitor.Visit(ErrorCode);
+        }
     }
 
     public sealed partial class OffsetFetchResponseTopics
@@ -310,6 +345,14 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             }
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class OffsetFetchResponsePartitions
@@ -347,6 +390,11 @@ public sealed partial class OffsetFetchResponse : IKafkaMessage
             writer.WriteCompactNullableString(Metadata);
             writer.WriteInt16(ErrorCode);
             writer.WriteUnsignedVarInt(0); // empty tag buffer
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

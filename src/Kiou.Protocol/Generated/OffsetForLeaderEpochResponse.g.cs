@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>OffsetForLeaderEpoch (API key 23) response, versions 0-4, flexible 4+.</summary>
-public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage
+public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 23;
 
@@ -74,6 +74,14 @@ public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class OffsetForLeaderTopicResult
     {
         /// <summary>The topic name.</summary>
@@ -122,6 +130,14 @@ public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class EpochEndOffset
@@ -168,6 +184,11 @@ public sealed partial class OffsetForLeaderEpochResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

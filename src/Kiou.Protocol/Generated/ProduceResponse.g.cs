@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>Produce (API key 0) response, versions 0-11, flexible 9+.</summary>
-public sealed partial class ProduceResponse : IKafkaMessage
+public sealed partial class ProduceResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 0;
 
@@ -115,6 +115,14 @@ public sealed partial class ProduceResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Responses)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class TopicProduceResponse
     {
         /// <summary>The topic name</summary>
@@ -161,6 +169,14 @@ public sealed partial class ProduceResponse : IKafkaMessage
             if (flexible)
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
+            }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in PartitionResponses)
+            {
+                item.VisitErrorCodes(visitor);
             }
         }
     }
@@ -276,6 +292,11 @@ public sealed partial class ProduceResponse : IKafkaMessage
                     writer.EndTaggedField(taggedFieldStart);
                 }
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>SaslAuthenticate (API key 36) response, versions 0-2, flexible 2+.</summary>
-public sealed partial class SaslAuthenticateResponse : IKafkaMessage
+public sealed partial class SaslAuthenticateResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 36;
 
@@ -63,5 +63,10 @@ public sealed partial class SaslAuthenticateResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

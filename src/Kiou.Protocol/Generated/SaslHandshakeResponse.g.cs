@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>SaslHandshake (API key 17) response, versions 0-1, flexible none.</summary>
-public sealed partial class SaslHandshakeResponse : IKafkaMessage
+public sealed partial class SaslHandshakeResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 17;
 
@@ -54,5 +54,10 @@ public sealed partial class SaslHandshakeResponse : IKafkaMessage
         {
             writer.WriteString(mechanismsItem);
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

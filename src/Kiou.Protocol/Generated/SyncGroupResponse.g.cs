@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>SyncGroup (API key 14) response, versions 0-5, flexible 4+.</summary>
-public sealed partial class SyncGroupResponse : IKafkaMessage
+public sealed partial class SyncGroupResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 14;
 
@@ -74,5 +74,10 @@ public sealed partial class SyncGroupResponse : IKafkaMessage
         {
             writer.WriteUnsignedVarInt(0); // empty tag buffer
         }
+    }
+
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        visitor.Visit(ErrorCode);
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>TxnOffsetCommit (API key 28) response, versions 0-4, flexible 3+.</summary>
-public sealed partial class TxnOffsetCommitResponse : IKafkaMessage
+public sealed partial class TxnOffsetCommitResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 28;
 
@@ -68,6 +68,14 @@ public sealed partial class TxnOffsetCommitResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Topics)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class TxnOffsetCommitResponseTopic
     {
         /// <summary>The topic name.</summary>
@@ -116,6 +124,14 @@ public sealed partial class TxnOffsetCommitResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class TxnOffsetCommitResponsePartition
@@ -146,6 +162,11 @@ public sealed partial class TxnOffsetCommitResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

@@ -6,7 +6,7 @@
 namespace Kiou.Protocol.Messages;
 
 /// <summary>WriteTxnMarkers (API key 27) response, versions 0-1, flexible 1+.</summary>
-public sealed partial class WriteTxnMarkersResponse : IKafkaMessage
+public sealed partial class WriteTxnMarkersResponse : IKafkaMessage, IHasErrorCodes
 {
     public const short ApiKey = 27;
 
@@ -63,6 +63,14 @@ public sealed partial class WriteTxnMarkersResponse : IKafkaMessage
         }
     }
 
+    public void VisitErrorCodes(IErrorCodeVisitor visitor)
+    {
+        foreach (var item in Markers)
+        {
+            item.VisitErrorCodes(visitor);
+        }
+    }
+
     public sealed partial class WritableTxnMarkerResult
     {
         /// <summary>The current producer ID in use by the transactional ID.</summary>
@@ -109,6 +117,14 @@ public sealed partial class WriteTxnMarkersResponse : IKafkaMessage
             if (flexible)
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
+            }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Topics)
+            {
+                item.VisitErrorCodes(visitor);
             }
         }
     }
@@ -161,6 +177,14 @@ public sealed partial class WriteTxnMarkersResponse : IKafkaMessage
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
         }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            foreach (var item in Partitions)
+            {
+                item.VisitErrorCodes(visitor);
+            }
+        }
     }
 
     public sealed partial class WritableTxnMarkerPartitionResult
@@ -191,6 +215,11 @@ public sealed partial class WriteTxnMarkersResponse : IKafkaMessage
             {
                 writer.WriteUnsignedVarInt(0); // empty tag buffer
             }
+        }
+
+        public void VisitErrorCodes(IErrorCodeVisitor visitor)
+        {
+            visitor.Visit(ErrorCode);
         }
     }
 }

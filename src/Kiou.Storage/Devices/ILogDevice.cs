@@ -47,10 +47,19 @@ public interface ILogDevice : IDisposable
     /// </summary>
     SafeFileHandle? TryOpenDirect(string path, out int errno) => Kiou.IoUring.DirectFile.TryOpenExistingForWrite(path, out errno);
 
+    /// <summary>The device's own counters (io_uring submissions, completions, depth), or null when it keeps none.</summary>
+    LogDeviceStats? Stats => null;
+
     void Write(SafeFileHandle file, long position, ReadOnlyMemory<byte> data, ILogDeviceCallback callback, long token);
 
     void Flush(SafeFileHandle file, ILogDeviceCallback callback, long token);
 }
+
+/// <summary>
+/// A device's counters, read for metrics: io_uring_enter calls, SQEs submitted and CQEs completed so far, operations
+/// the kernel holds now, and requests queued for the ring's thread.
+/// </summary>
+public readonly record struct LogDeviceStats(long Enters, long Submissions, long Completions, int InFlight, int Queued);
 
 /// <summary>Receives completions from an <see cref="ILogDevice"/>. <c>token</c> is the caller's own.</summary>
 public interface ILogDeviceCallback

@@ -49,6 +49,8 @@ public sealed class UringLogDevice : ILogDevice
     /// thread instead of four thread hops; under load rounds grow and go through the ring.</summary>
     public bool WriteIdleRoundsInline => DirectWrites;
 
+    public LogDeviceStats? Stats => new LogDeviceStats(_worker.EnterCount, _worker.SqeCount, _worker.CqeCount, _worker.InFlight, _worker.Queued);
+
     /// <summary>
     /// A device on a new ring, or null with a one-line reason when io_uring cannot be used here (the kernel
     /// lacks it, kernel.io_uring_disabled is set, a seccomp profile refuses it, or WRITE/FSYNC are missing),
