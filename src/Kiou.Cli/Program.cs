@@ -22,6 +22,7 @@ public static class Program
         ("producer-perf", ProducerPerf.Run),
         ("consumer-perf", ConsumerPerf.Run),
         ("get-offsets", GetOffsetsTool.Run),
+        ("dump-log", DumpLogTool.Run),
     ];
 
     public static int Main(string[] args)
