@@ -159,6 +159,31 @@ public static class DumpLogTool
         }
     }
 
+    /// <summary>Reads an index file's fixed-size entries in order, a chunk of whole entries at a time.</summary>
+    sealed class EntryReader(SafeFileHandle file, long length, int entrySize)
+    {
+        readonly byte[] _chunk = new byte[ChunkBytes / entrySize * entrySize];
+        long _chunkStart = -1;
+        int _chunkLength;
+
+        public long Count { get; } = length / entrySize;
+
+        public ReadOnlySpan<byte> this[long i]
+        {
+            get
+            {
+                long position = i * entrySize;
+                if (_chunkStart < 0 || position < _chunkStart || position + entrySize > _chunkStart + _chunkLength)
+                {
+                    _chunkStart = position;
+                    _chunkLength = (int)Math.Min(_chunk.Length, Count * entrySize - position);
+                    ReadAt(file, position, _chunk.AsSpan(0, _chunkLength));
+                }
+                return _chunk.AsSpan((int)(position - _chunkStart), entrySize);
+            }
+        }
+    }
+
     /// <summary>CRC-32C of bytes [21, end) of the batch, read in chunks.</summary>
     static uint ComputeCrc(SafeFileHandle file, Batch b, byte[] chunk)
     {
@@ -503,7 +528,8 @@ public static class DumpLogTool
             const int entry = 8;
             if (length % entry != 0)
                 Problem(length - length % entry, -1, $"size {N(length)} is not a multiple of {entry}: the last entry is torn");
-            long count = length / entry;
+            var entries = new EntryReader(file, length, entry);
+            long count = entries.Count;
             if (count == 0 && !_verifyIndex && !_sanityOnly)
                 Out.WriteLine($"{_path} is empty.");
             var log = Sibling(_path, out var handle);
@@ -511,12 +537,11 @@ public static class DumpLogTool
             Batch current = default;
             bool have = false;
             long prevRel = -1, prevPos = -1;
-            var bytes = new byte[entry];
             for (long i = 0; i < count; i++)
             {
-                ReadAt(file, i * entry, bytes);
+                var bytes = entries[i];
                 int rel = BinaryPrimitives.ReadInt32BigEndian(bytes);
-                int pos = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4));
+                int pos = BinaryPrimitives.ReadInt32BigEndian(bytes[4..]);
                 long offset = baseOffset + rel;
                 if (!_verifyIndex && !_sanityOnly)
                     Out.WriteLine($"offset: {N(offset)} position: {N(pos)}");
@@ -555,7 +580,8 @@ public static class DumpLogTool
             const int entry = 12;
             if (length % entry != 0)
                 Problem(length - length % entry, -1, $"size {N(length)} is not a multiple of {entry}: the last entry is torn");
-            long count = length / entry;
+            var entries = new EntryReader(file, length, entry);
+            long count = entries.Count;
             if (count == 0 && !_verifyIndex && !_sanityOnly)
                 Out.WriteLine($"{_path} is empty.");
             var log = Sibling(_path, out var handle);
@@ -563,12 +589,11 @@ public static class DumpLogTool
             Batch current = default;
             bool have = false;
             long prevTs = -1, prevRel = -1;
-            var bytes = new byte[entry];
             for (long i = 0; i < count; i++)
             {
-                ReadAt(file, i * entry, bytes);
+                var bytes = entries[i];
                 long ts = BinaryPrimitives.ReadInt64BigEndian(bytes);
-                int rel = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(8));
+                int rel = BinaryPrimitives.ReadInt32BigEndian(bytes[8..]);
                 long offset = baseOffset + rel;
                 if (!_verifyIndex && !_sanityOnly)
                     Out.WriteLine($"timestamp: {N(ts)} offset: {N(offset)}");
@@ -599,17 +624,17 @@ public static class DumpLogTool
             const int entry = 34;
             if (length % entry != 0)
                 Problem(length - length % entry, -1, $"size {N(length)} is not a multiple of {entry}: the last entry is torn");
-            long count = length / entry;
+            var entries = new EntryReader(file, length, entry);
+            long count = entries.Count;
             long prevLast = -1;
-            var bytes = new byte[entry];
             for (long i = 0; i < count; i++)
             {
-                ReadAt(file, i * entry, bytes);
+                var bytes = entries[i];
                 short version = BinaryPrimitives.ReadInt16BigEndian(bytes);
-                long pid = BinaryPrimitives.ReadInt64BigEndian(bytes.AsSpan(2));
-                long firstOffset = BinaryPrimitives.ReadInt64BigEndian(bytes.AsSpan(10));
-                long lastOffset = BinaryPrimitives.ReadInt64BigEndian(bytes.AsSpan(18));
-                long lso = BinaryPrimitives.ReadInt64BigEndian(bytes.AsSpan(26));
+                long pid = BinaryPrimitives.ReadInt64BigEndian(bytes[2..]);
+                long firstOffset = BinaryPrimitives.ReadInt64BigEndian(bytes[10..]);
+                long lastOffset = BinaryPrimitives.ReadInt64BigEndian(bytes[18..]);
+                long lso = BinaryPrimitives.ReadInt64BigEndian(bytes[26..]);
                 if (!_verifyIndex && !_sanityOnly)
                     Out.WriteLine($"version: {N(version)} producerId: {N(pid)} firstOffset: {N(firstOffset)} lastOffset: {N(lastOffset)} lastStableOffset: {N(lso)}");
                 if (version != 0)

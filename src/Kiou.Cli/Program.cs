@@ -74,7 +74,7 @@ public static class Program
 
     static int NoTool()
     {
-        Console.Error.WriteLine("usage: kiou-cli topics|producer|consumer|consumer-groups|producer-perf|consumer-perf [--help] [FLAGS]");
+        Console.Error.WriteLine($"usage: kiou-cli {string.Join('|', Tools.Select(t => t.Name))} [--help] [FLAGS]");
         return ExitUsage;
     }
 }

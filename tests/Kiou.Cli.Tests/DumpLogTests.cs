@@ -198,6 +198,55 @@ public sealed class DumpLogTests : IDisposable
         Assert.True(junk.ExitCode == 1, junk.ToString());
         Has(junk, $"{garbage}: position 0: bad header: magic 7 is not 2");
         NoStackTrace(junk);
+
+        // Random damage of every kind, many files in one run: each gets its summary line, none an exception.
+        var fuzz = Path.Combine(_dir, "fuzz");
+        Directory.CreateDirectory(fuzz);
+        var rng = new Random(1606);
+        var good = File.ReadAllBytes(Seg(bases[1], ".log"));
+        var names = new List<string>();
+        for (int i = 0; i < 120; i++)
+        {
+            var b = good.ToArray();
+            for (int m = rng.Next(1, 4); m > 0; m--)
+            {
+                int at = rng.Next(b.Length);
+                switch (rng.Next(4))
+                {
+                    case 0:
+                        b[at] = (byte)rng.Next(256);
+                        break;
+                    case 1:
+                        b = b[..at];
+                        break;
+                    case 2 when at + 4 <= b.Length:
+                        BinaryPrimitives.WriteInt32BigEndian(b.AsSpan(at), rng.Next(2) == 0 ? rng.Next() : -rng.Next());
+                        break;
+                    default:
+                        rng.NextBytes(b.AsSpan(at, Math.Min(8, b.Length - at)));
+                        break;
+                }
+                if (b.Length == 0)
+                    break;
+            }
+            string stem = Path.Combine(fuzz, (1000L + i).ToString("D20"));
+            File.WriteAllBytes(stem + ".log", b);
+            foreach (var (suffix, size) in new[] { (".index", 8), (".timeindex", 12), (".txnindex", 34) })
+            {
+                var e = new byte[rng.Next(0, 5) * size + rng.Next(0, 2)];
+                rng.NextBytes(e);
+                File.WriteAllBytes(stem + suffix, e);
+            }
+            names.AddRange([stem + ".log", stem + ".index", stem + ".timeindex", stem + ".txnindex"]);
+        }
+        var fuzzed = Tools.Script("dump-log", ["--verify", "--files", string.Join(",", names)]);
+        Assert.True(fuzzed.ExitCode == 1, fuzzed.ToString());
+        NoStackTrace(fuzzed);
+        foreach (var name in names)
+            Assert.Matches($@"(?m)^{Regex.Escape(name)}: [^\n]*: (OK|\d+ problems?)$", fuzzed.Stdout);
+        var printed = Tools.Script("dump-log", ["--print-data-log", "--files", string.Join(",", names)]);
+        Assert.True(printed.ExitCode == 0, printed.ToString());
+        NoStackTrace(printed);
     }
 
     [Fact]
