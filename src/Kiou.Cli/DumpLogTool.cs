@@ -36,7 +36,7 @@ public static class DumpLogTool
         new("verify-index-only", "--verify for the index files only (the .log files are dumped)"),
         new("index-sanity-check", "check only the structure of the index files (sizes, order), not against the log"),
         new("allow-gaps", "--verify: offset gaps between batches are no problem (a compacted topic's cleaner leaves them)"),
-        new("max-message-size", $"largest batch loaded whole, for records and index checks (default {DefaultMaxMessageBytes})", "BYTES"),
+        new("max-message-size", $"largest batch loaded whole to read its records (default {DefaultMaxMessageBytes}); larger ones get header and CRC checks only", "BYTES"),
     ];
 
     // Kafka's default for --max-message-size.
