@@ -146,6 +146,9 @@ public sealed class Options
         return d;
     }
 
+    /// <summary>At most one of <paramref name="names"/>: the one given, or null.</summary>
+    public string? AtMostOne(params string[] names) => names.Any(Has) ? OneOf(names) : null;
+
     /// <summary>Exactly one of <paramref name="names"/> (the action flags of a tool such as --create, --list).</summary>
     public string OneOf(params string[] names)
     {

@@ -22,6 +22,7 @@ public static class Program
         ("producer-perf", ProducerPerf.Run),
         ("consumer-perf", ConsumerPerf.Run),
         ("get-offsets", GetOffsetsTool.Run),
+        ("dump-log", DumpLogTool.Run),
     ];
 
     public static int Main(string[] args)
@@ -73,7 +74,7 @@ public static class Program
 
     static int NoTool()
     {
-        Console.Error.WriteLine("usage: kiou-cli topics|producer|consumer|consumer-groups|producer-perf|consumer-perf [--help] [FLAGS]");
+        Console.Error.WriteLine($"usage: kiou-cli {string.Join('|', Tools.Select(t => t.Name))} [--help] [FLAGS]");
         return ExitUsage;
     }
 }
