@@ -113,7 +113,7 @@ public sealed class KiouBroker : IAsyncDisposable
                 // Up before the partitions open, so /healthz answers and /readyz says what start-up waits for.
                 GroupCoordinator? g = null;
                 TransactionCoordinator? t = null;
-                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)));
+                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)), metrics.Traffic);
                 config = config with { HttpPort = http.LocalEndPoint.Port };
                 readyProbe = (c, x) => { Volatile.Write(ref g, c); Volatile.Write(ref t, x); };
             }
@@ -140,6 +140,7 @@ public sealed class KiouBroker : IAsyncDisposable
             groups.StartLoading(config.BeforeGroupLoad);
             LoadTransactions(transactions, txnStore, log);
             readyProbe?.Invoke(groups, transactions);
+            http?.Console.Attach(new ConsoleSources(config, logs, groups, controller, device.Mode, broker.LocalEndPoint, controllerListener.LocalEndPoint, time));
             broker.Start();
             controllerListener.Start();
             return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions, metrics, http);

@@ -60,6 +60,9 @@ public sealed class BrokerMetrics : IDisposable
 
     public Meter Meter { get; }
 
+    /// <summary>Per-topic totals beside the counters, for the web console's rates.</summary>
+    public TrafficCounters Traffic { get; } = new();
+
     string Api(short key) => (uint)key < (uint)_apiNames.Length ? _apiNames[key] : "unknown";
     string Version(short v) => (uint)v < (uint)_versions.Length ? _versions[v] : "other";
 
@@ -101,14 +104,20 @@ public sealed class BrokerMetrics : IDisposable
     /// <summary>A Produce append to a partition of <paramref name="topic"/> succeeded: its batches' record counts.</summary>
     public void ProducedTo(string topic, ReadOnlySpan<byte> batches)
     {
+        long records = RecordCount(batches);
+        Traffic.For(topic).Produced(records, batches.Length);
         if (!_recordsIn.Enabled && !_bytesIn.Enabled)
             return;
         var tag = new KeyValuePair<string, object?>("topic", topic);
-        _recordsIn.Add(RecordCount(batches), tag);
+        _recordsIn.Add(records, tag);
         _bytesIn.Add(batches.Length, tag);
     }
 
-    public void FetchedFrom(string topic, long bytes) => _bytesOut.Add(bytes, new KeyValuePair<string, object?>("topic", topic));
+    public void FetchedFrom(string topic, long bytes)
+    {
+        Traffic.For(topic).Fetched(bytes);
+        _bytesOut.Add(bytes, new KeyValuePair<string, object?>("topic", topic));
+    }
 
     /// <summary>The sum of the record counts of v2 batches (header field at byte 57); walks batch headers only.</summary>
     public static long RecordCount(ReadOnlySpan<byte> batches)
@@ -178,18 +187,16 @@ public sealed class BrokerMetrics : IDisposable
         Meter.CreateObservableGauge("kiou.group.lag", () =>
         {
             var list = new List<Measurement<long>>();
+            var lags = new List<PartitionLag>();
             foreach (var g in groups.All)
             {
+                lags.Clear();
                 lock (g)
+                    BrokerSnapshot.Lags(g, logs, lags);
+                foreach (var l in lags)
                 {
-                    foreach (var ((topic, partition), committed) in g.Offsets)
-                    {
-                        if (logs.Get(topic, partition) is not { } log)
-                            continue;
-                        list.Add(new Measurement<long>(Math.Max(0, log.HighWatermark - committed.Offset),
-                            new KeyValuePair<string, object?>("group", g.GroupId), new KeyValuePair<string, object?>("topic", topic),
-                            new KeyValuePair<string, object?>("partition", partition)));
-                    }
+                    list.Add(new Measurement<long>(l.Lag, new KeyValuePair<string, object?>("group", g.GroupId),
+                        new KeyValuePair<string, object?>("topic", l.Topic), new KeyValuePair<string, object?>("partition", l.Partition)));
                 }
             }
             return list;
