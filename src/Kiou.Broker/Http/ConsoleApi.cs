@@ -62,11 +62,13 @@ public sealed class ConsoleApi : IDisposable
         app.MapGet("/", () => Asset("console.html", "text/html; charset=utf-8"));
         app.MapGet("/console.js", () => Asset("console.js", "text/javascript; charset=utf-8"));
         app.MapGet("/console.css", () => Asset("console.css", "text/css; charset=utf-8"));
+        app.MapGet("/favicon.ico", () => Results.NoContent()); // browsers ask for it; none is better than a 404 in their console
         app.MapGet("/api/broker", (HttpContext ctx) => Json(ctx, Broker));
         app.MapGet("/api/topics", (HttpContext ctx) => Paged(ctx, Topics));
-        app.MapGet("/api/topics/{name}", (HttpContext ctx, string name) => Json(ctx, (w, s) => Topic(w, s, name)));
+        // One topic or group by query string, not by path: a group id may hold '/', which a path cannot carry unambiguously.
+        app.MapGet("/api/topic", (HttpContext ctx) => Json(ctx, (w, s) => Topic(w, s, ctx.Request.Query["name"].ToString())));
         app.MapGet("/api/groups", (HttpContext ctx) => Paged(ctx, Groups));
-        app.MapGet("/api/groups/{id}", (HttpContext ctx, string id) => Json(ctx, (w, s) => Group(w, s, id)));
+        app.MapGet("/api/group", (HttpContext ctx) => Json(ctx, (w, s) => Group(w, s, ctx.Request.Query["id"].ToString())));
         app.MapGet("/api/rates", (HttpContext ctx) => Paged(ctx, RatesJson));
     }
 

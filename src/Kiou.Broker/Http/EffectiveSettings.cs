@@ -12,14 +12,15 @@ public static class EffectiveSettings
 {
     public static string ValueOf(BrokerConfig c, string name, Func<string, string?> env)
     {
-        if (Of(c, name) is { } value)
+        if (FromConfig(c, name) is { } value)
             return value;
         if (env(name) is { Length: > 0 } set)
             return set;
         return Settings.All.FirstOrDefault(s => s.Name == name)?.Default ?? "";
     }
 
-    static string? Of(BrokerConfig c, string name) => name switch
+    /// <summary>Null for a setting the config does not carry.</summary>
+    internal static string? FromConfig(BrokerConfig c, string name) => name switch
     {
         "KIOU_HOST" => c.Host,
         "KIOU_PORT" => N(c.Port),

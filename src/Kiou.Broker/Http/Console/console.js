@@ -47,21 +47,26 @@ function more(id, page, what) {
 
 function renderBroker(b) {
   const box = document.getElementById("broker");
-  box.replaceChildren(
+  box.replaceChildren(...[
     el("span", { "data-testid": "broker-version" }, `version ${b.version}`), " · ",
     `up ${duration(b.uptimeSeconds)}`, " · ",
     `node ${b.nodeId}, cluster ${b.clusterId}`, " · ",
     `I/O ${b.io}`, " · ",
     b.listeners.map(l => `${l.name} ${l.address}`).join(", "), " · ",
     `${fmt.format(b.topics)} topics, ${fmt.format(b.partitions)} partitions, ${fmt.format(b.groups)} groups`,
-    b.notReady ? el("span", { class: "badge" }, `not ready: ${b.notReady}`) : null);
+    b.notReady ? el("span", { class: "badge" }, `not ready: ${b.notReady}`) : null].filter(c => c !== null));
   const body = document.getElementById("settings-body");
   body.replaceChildren(...b.settings.map(s => el("tr",
     { "data-testid": "setting-row", "data-name": s.name, class: s.value !== s.default ? "changed" : null },
-    el("td", { class: "name" }, s.name),
+    el("td", { class: "name nowrap" }, s.name),
     el("td", { class: "name value", "data-testid": "setting-value" }, s.value),
-    el("td", { class: "name" }, s.default),
-    el("td", { class: "meaning" }, s.meaning))));
+    el("td", { class: "name nowrap" }, s.default),
+    el("td", { class: "meaning" }, ...markdownCode(s.meaning)))));
+}
+
+// README's wording marks names with backticks: shown as code, still as text nodes.
+function markdownCode(text) {
+  return text.split("`").map((part, i) => i % 2 === 1 ? el("code", {}, part) : part);
 }
 
 const openTopics = new Set();
@@ -79,7 +84,7 @@ function renderTopics(page) {
         el("thead", {}, el("tr", {}, ...["Partition", "Start offset", "High watermark", "End offset", "Size"].map(h => el("th", { class: "num" }, h)))),
         el("tbody", {}, ...t.partitions.map(p => el("tr", { "data-testid": "partition-row", "data-partition": p.partition },
           num(p.partition), num(p.startOffset), num(p.highWatermark), num(p.endOffset, "partition-end-offset"), el("td", { class: "num" }, bytes(p.sizeBytes)))))),
-      t.partitionsMore > 0 ? el("p", { class: "note" }, `${fmt.format(t.partitionsMore)} more partitions: /api/topics/${encodeURIComponent(t.name)}`) : null);
+      t.partitionsMore > 0 ? el("p", { class: "note" }, `${fmt.format(t.partitionsMore)} more partitions: /api/topic?name=${encodeURIComponent(t.name)}`) : null);
     if (openTopics.has(t.name)) details.open = true;
     details.addEventListener("toggle", () => details.open ? openTopics.add(t.name) : openTopics.delete(t.name));
     const partial = t.partitionsMore > 0 ? " *" : "";
@@ -113,12 +118,12 @@ function renderGroups(page) {
         el("td", { class: "name" }, m.clientHost),
         el("td", { class: "name" }, m.memberId + (m.instanceId ? ` (static: ${m.instanceId})` : "")),
         el("td", { class: "name pre", "data-testid": "member-assignment" }, m.assignment.map(a => `${a.topic}: ${a.partitions.join(", ")}`).join("\n")))))),
-    g.membersMore > 0 ? el("p", { class: "note" }, `${fmt.format(g.membersMore)} more members: /api/groups/${encodeURIComponent(g.id)}`) : null,
+    g.membersMore > 0 ? el("p", { class: "note" }, `${fmt.format(g.membersMore)} more members: /api/group?id=${encodeURIComponent(g.id)}`) : null,
     g.offsets.length === 0 ? el("p", { class: "note" }, "no committed offsets") : el("table", { class: "inner", "data-testid": "offsets-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "Topic"), ...["Partition", "Committed", "High watermark", "Lag"].map(h => el("th", { class: "num" }, h)))),
       el("tbody", {}, ...g.offsets.map(o => el("tr", { "data-testid": "offset-row", "data-topic": o.topic, "data-partition": o.partition },
         el("td", { class: "name" }, o.topic), num(o.partition), num(o.committed, "offset-committed"), num(o.highWatermark), num(o.lag, "offset-lag"))))),
-    g.offsetsMore > 0 ? el("p", { class: "note" }, `${fmt.format(g.offsetsMore)} more committed partitions (lag above counts the listed ones): /api/groups/${encodeURIComponent(g.id)}`) : null));
+    g.offsetsMore > 0 ? el("p", { class: "note" }, `${fmt.format(g.offsetsMore)} more committed partitions (lag above counts the listed ones): /api/group?id=${encodeURIComponent(g.id)}`) : null));
   document.getElementById("groups-body").replaceChildren(...(cards.length ? cards : [el("p", { class: "note" }, "no consumer groups")]));
   more("groups-more", page, "groups");
 }
