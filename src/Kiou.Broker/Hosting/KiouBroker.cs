@@ -50,7 +50,7 @@ public sealed class KiouBroker : IAsyncDisposable
     public GroupCoordinator Groups { get; }
     public TransactionCoordinator Transactions { get; }
     public LogManager Logs => _logs;
-    /// <summary>The HTTP listener (/metrics, /healthz, /readyz); null with KIOU_HTTP_PORT=-1.</summary>
+    /// <summary>The HTTP listener (the web console, /metrics, /healthz, /readyz); null with KIOU_HTTP_PORT=-1.</summary>
     public BrokerHttpListener? Http { get; }
 
     /// <summary>Null once start-up has finished (partitions open, coordinators loaded), else what it still waits for.</summary>
