@@ -140,7 +140,7 @@ public sealed class KiouBroker : IAsyncDisposable
             groups.StartLoading(config.BeforeGroupLoad);
             LoadTransactions(transactions, txnStore, log);
             readyProbe?.Invoke(groups, transactions);
-            http?.Console.Attach(new ConsoleSources(config, logs, groups, controller, device.Mode, broker.LocalEndPoint, controllerListener.LocalEndPoint, time));
+            http?.WebConsole.Attach(new ConsoleSources(config, logs, groups, controller, device.Mode, broker.LocalEndPoint, controllerListener.LocalEndPoint, time));
             broker.Start();
             controllerListener.Start();
             return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions, metrics, http);

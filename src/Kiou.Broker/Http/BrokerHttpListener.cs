@@ -25,13 +25,13 @@ public sealed class BrokerHttpListener : IAsyncDisposable
         _app = app;
         _provider = provider;
         LocalEndPoint = endPoint;
-        Console = console;
+        WebConsole = console;
     }
 
     public IPEndPoint LocalEndPoint { get; }
 
     /// <summary>The web console; it answers 503 until start-up attaches the broker's parts to it.</summary>
-    public ConsoleApi Console { get; }
+    public ConsoleApi WebConsole { get; }
 
     /// <summary>Binds and starts serving. <paramref name="notReady"/> returns null when ready, else why not.</summary>
     public static BrokerHttpListener Start(string host, int port, Func<string?> notReady, TrafficCounters traffic)
@@ -83,7 +83,7 @@ public sealed class BrokerHttpListener : IAsyncDisposable
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         await _app.StopAsync(stop.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
-        Console.Dispose();
+        WebConsole.Dispose();
         _provider.Dispose();
     }
 }
