@@ -47,7 +47,7 @@ catch (ConfigException e)
 }
 
 log.Info($"KIOU started: broker listener {broker.BrokerEndPoint}, controller listener {broker.ControllerEndPoint}, " +
-    (broker.Http is { } http ? $"HTTP listener {http.LocalEndPoint} (/metrics, /healthz, /readyz), " : "HTTP listener off, ") +
+    (broker.Http is { } http ? $"HTTP listener {http.LocalEndPoint} (console at /, /metrics, /healthz, /readyz), " : "HTTP listener off, ") +
     $"data dir {broker.Config.DataDir}, I/O {broker.IoMode}, flush {FlushName(broker.Config)}, cluster {broker.Controller.ClusterId}");
 
 var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -22,8 +22,10 @@ public sealed class FileRecords : MemoryManager<byte>
     private int _released;
 
     /// <summary>Takes a reference on <paramref name="file"/>; throws <see cref="ObjectDisposedException"/> when it is closed already.</summary>
-    internal FileRecords(SafeFileHandle file, long position, int length, string segmentName)
+    internal FileRecords(SafeFileHandle file, long position, int length, string segmentName, long baseOffset = -1, long endOffset = -1)
     {
+        BaseOffset = baseOffset;
+        EndOffset = endOffset;
         bool added = false;
         file.DangerousAddRef(ref added);
         _file = file;
@@ -39,6 +41,13 @@ public sealed class FileRecords : MemoryManager<byte>
     public long Position { get; }
 
     public int Length { get; }
+
+    /// <summary>The first batch's base offset, or -1 when not known.</summary>
+    public long BaseOffset { get; }
+
+    /// <summary>The offset after the last batch, or -1 when not known: with <see cref="BaseOffset"/>, the offsets the
+    /// region spans (its records, less the holes compaction leaves), without reading it.</summary>
+    public long EndOffset { get; }
 
     /// <summary>For log lines: the segment's file name.</summary>
     public string SegmentName { get; }

@@ -45,6 +45,7 @@ internal sealed class LogReader(PartitionLog owner)
             int indexPosition = 0;
             long indexBase = 0;
             int limit;
+            long limitOffset;
             long hw;
             long logStart;
             (long Start, long End) hole = default;
@@ -79,6 +80,7 @@ internal sealed class LogReader(PartitionLog owner)
                 }
 
                 limit = segment.CompletedSize;
+                limitOffset = segment.CompletedEnd;
                 if (maxOffset < segment.CompletedEnd && hole.End == 0)
                 {
                     bound = maxOffset;
@@ -107,10 +109,11 @@ internal sealed class LogReader(PartitionLog owner)
                     }
 
                     limit = boundPosition; // the batch holding the bound is not returned
+                    limitOffset = boundBatch.BaseOffset;
                 }
 
                 ReadResult? result = zeroCopy
-                    ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart, skippable)
+                    ? RegionFromSegment(segment, offset, indexPosition, indexBase, limit, limitOffset, maxBytes, minOneBatch, hw, logStart, skippable)
                     : ReadFromSegment(segment, offset, indexPosition, indexBase, limit, maxBytes, minOneBatch, hw, logStart, skippable);
                 if (result is not null)
                 {
@@ -512,7 +515,7 @@ internal sealed class LogReader(PartitionLog owner)
     }
 
     /// <summary>Null when <paramref name="skippable"/> and only batches without records follow to the limit (see <see cref="Read"/>).</summary>
-    private ReadResult? RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, int maxBytes, bool minOneBatch, long hw, long logStart, bool skippable)
+    private ReadResult? RegionFromSegment(Segment segment, long offset, int indexPosition, long indexBase, int limit, long limitOffset, int maxBytes, bool minOneBatch, long hw, long logStart, bool skippable)
     {
         if (!FindBatch(segment, offset, ref indexPosition, ref indexBase, limit, -1, out int batchPosition, out BatchHeader first))
         {
@@ -525,6 +528,7 @@ internal sealed class LogReader(PartitionLog owner)
         }
 
         int end;
+        long endOffset;
         if (first.TotalSize > maxBytes)
         {
             if (!minOneBatch)
@@ -533,10 +537,12 @@ internal sealed class LogReader(PartitionLog owner)
             }
 
             end = batchPosition + first.TotalSize;
+            endOffset = first.NextOffset;
         }
         else if (maxBytes >= limit - batchPosition)
         {
             end = limit; // the completed position captured under the lock is a batch boundary
+            endOffset = limitOffset;
         }
         else
         {
@@ -552,12 +558,13 @@ internal sealed class LogReader(PartitionLog owner)
             try
             {
                 end = entryPosition > batchPosition
-                    ? segment.WholeBatchesEnd(entryPosition, segment.BaseOffset + rel, budgetEnd)
-                    : segment.WholeBatchesEnd(batchPosition, first.BaseOffset, budgetEnd);
+                    ? segment.WholeBatchesEnd(entryPosition, segment.BaseOffset + rel, budgetEnd, out endOffset)
+                    : segment.WholeBatchesEnd(batchPosition, first.BaseOffset, budgetEnd, out endOffset);
             }
             catch (StorageException)
             {
                 end = batchPosition + first.TotalSize; // a bad header further on: the next fetch meets it
+                endOffset = first.NextOffset;
             }
         }
 
@@ -576,7 +583,7 @@ internal sealed class LogReader(PartitionLog owner)
         }
 
         using SegmentFileLease lease = segment.AcquireHandle();
-        return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name));
+        return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name, first.BaseOffset, endOffset));
     }
 
     /// <summary>Null when <paramref name="skippable"/> and only batches without records follow to the limit (see <see cref="Read"/>).</summary>

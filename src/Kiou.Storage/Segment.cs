@@ -530,7 +530,10 @@ internal sealed class Segment
     /// entry near <paramref name="end"/> so that only a few headers are read. Contradicting headers throw, as in
     /// <see cref="TryFindBatch"/>.
     /// </summary>
-    public int WholeBatchesEnd(int position, long expectedBaseOffset, int end)
+    public int WholeBatchesEnd(int position, long expectedBaseOffset, int end) => WholeBatchesEnd(position, expectedBaseOffset, end, out _);
+
+    /// <param name="nextOffset">The offset after the last whole batch (<paramref name="expectedBaseOffset"/> if none).</param>
+    public int WholeBatchesEnd(int position, long expectedBaseOffset, int end, out long nextOffset)
     {
         Span<byte> header = stackalloc byte[RecordBatch.HeaderSize];
         int p = position;
@@ -552,6 +555,7 @@ internal sealed class Segment
             expected = h.NextOffset;
         }
 
+        nextOffset = expected;
         return p;
     }
 

@@ -97,7 +97,7 @@ public sealed partial class BrokerHandlers
         foreach (var topic in response.Responses)
             foreach (var p in topic.Partitions)
                 if (p.Records is { Length: > 0 } records)
-                    metrics.FetchedFrom(topic.Topic, records.Span);
+                    metrics.FetchedFrom(topic.Topic, records);
         return response;
     }
 

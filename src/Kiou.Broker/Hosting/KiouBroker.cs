@@ -50,7 +50,7 @@ public sealed class KiouBroker : IAsyncDisposable
     public GroupCoordinator Groups { get; }
     public TransactionCoordinator Transactions { get; }
     public LogManager Logs => _logs;
-    /// <summary>The HTTP listener (/metrics, /healthz, /readyz); null with KIOU_HTTP_PORT=-1.</summary>
+    /// <summary>The HTTP listener (the web console, /metrics, /healthz, /readyz); null with KIOU_HTTP_PORT=-1.</summary>
     public BrokerHttpListener? Http { get; }
 
     /// <summary>Null once start-up has finished (partitions open, coordinators loaded), else what it still waits for.</summary>
@@ -114,7 +114,7 @@ public sealed class KiouBroker : IAsyncDisposable
                 // Up before the partitions open, so /healthz answers and /readyz says what start-up waits for.
                 GroupCoordinator? g = null;
                 TransactionCoordinator? t = null;
-                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)));
+                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)), metrics.Traffic);
                 config = config with { HttpPort = http.LocalEndPoint.Port };
                 readyProbe = (c, x) => { Volatile.Write(ref g, c); Volatile.Write(ref t, x); };
             }
@@ -141,6 +141,7 @@ public sealed class KiouBroker : IAsyncDisposable
             groups.StartLoading(config.BeforeGroupLoad);
             LoadTransactions(transactions, txnStore, log);
             readyProbe?.Invoke(groups, transactions);
+            http?.WebConsole.Attach(new ConsoleSources(config, logs, groups, controller, device.Mode, broker.LocalEndPoint, controllerListener.LocalEndPoint, time));
             broker.Start();
             controllerListener.Start();
             return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions, metrics, http);

@@ -24,7 +24,7 @@ public static class Settings
         new("KIOU_CONTROLLER_PORT", "9093",
             "controller listener port"),
         new("KIOU_HTTP_HOST", "127.0.0.1",
-            "HTTP listener address (/metrics, /healthz, /readyz)"),
+            "HTTP listener address (the web console at /, /metrics, /healthz, /readyz)"),
         new("KIOU_HTTP_PORT", "9644",
             "HTTP listener port (0: any free port; -1: no HTTP listener)"),
         new("KIOU_ADVERTISED_HOST", "KIOU_HOST",

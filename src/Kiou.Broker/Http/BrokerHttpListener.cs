@@ -12,26 +12,31 @@ namespace Kiou.Broker.Http;
 
 /// <summary>
 /// The broker's HTTP listener (KIOU_HTTP_HOST:KIOU_HTTP_PORT): /metrics in Prometheus' text format, /healthz and
-/// /readyz. A minimal ASP.NET Core host on Kestrel, so the web console can add pages and JSON to it later
-/// (docs/design/metrics.md says why this and OpenTelemetry's Prometheus exporter).
+/// /readyz, and the web console (/ and /api/..., <see cref="ConsoleApi"/>). A minimal ASP.NET Core host on Kestrel
+/// (docs/design/metrics.md says why this and OpenTelemetry's Prometheus exporter; docs/design/console.md).
 /// </summary>
 public sealed class BrokerHttpListener : IAsyncDisposable
 {
     readonly WebApplication _app;
     readonly MeterProvider _provider;
 
-    BrokerHttpListener(WebApplication app, MeterProvider provider, IPEndPoint endPoint)
+    BrokerHttpListener(WebApplication app, MeterProvider provider, IPEndPoint endPoint, ConsoleApi console)
     {
         _app = app;
         _provider = provider;
         LocalEndPoint = endPoint;
+        WebConsole = console;
     }
 
     public IPEndPoint LocalEndPoint { get; }
 
+    /// <summary>The web console; it answers 503 until start-up attaches the broker's parts to it.</summary>
+    public ConsoleApi WebConsole { get; }
+
     /// <summary>Binds and starts serving. <paramref name="notReady"/> returns null when ready, else why not.</summary>
-    public static BrokerHttpListener Start(string host, int port, Func<string?> notReady)
+    public static BrokerHttpListener Start(string host, int port, Func<string?> notReady, TrafficCounters traffic)
     {
+        var console = new ConsoleApi(traffic, notReady);
         // The Kiou meter and .NET's own System.Runtime meter (process CPU time, working set, GC collections and heap).
         var provider = Sdk.CreateMeterProviderBuilder()
             .AddMeter(BrokerMetrics.MeterName, "System.Runtime")
@@ -58,11 +63,12 @@ public sealed class BrokerHttpListener : IAsyncDisposable
             app.MapGet("/readyz", () => notReady() is { } why
                 ? Results.Text($"not ready: {why}\n", statusCode: StatusCodes.Status503ServiceUnavailable)
                 : Results.Text("ready\n"));
+            console.Map(app);
             app.StartAsync().GetAwaiter().GetResult();
             var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
                 .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound);
-            return new BrokerHttpListener(app, provider, new IPEndPoint(IPAddress.Parse(uri.Host.Trim('[', ']')), uri.Port));
+            return new BrokerHttpListener(app, provider, new IPEndPoint(IPAddress.Parse(uri.Host.Trim('[', ']')), uri.Port), console);
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
@@ -77,6 +83,7 @@ public sealed class BrokerHttpListener : IAsyncDisposable
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         await _app.StopAsync(stop.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        WebConsole.Dispose();
         _provider.Dispose();
     }
 }

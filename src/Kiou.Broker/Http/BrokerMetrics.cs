@@ -66,6 +66,9 @@ public sealed class BrokerMetrics : IDisposable
 
     public Meter Meter { get; }
 
+    /// <summary>Per-topic totals beside the counters, for the web console's rates.</summary>
+    public TrafficCounters Traffic { get; } = new();
+
     string Api(short key) => (uint)key < (uint)_apiNames.Length ? _apiNames[key] : "unknown";
     string Version(short v) => (uint)v < (uint)_versions.Length ? _versions[v] : "other";
 
@@ -134,20 +137,26 @@ public sealed class BrokerMetrics : IDisposable
     /// <summary>A Produce append to a partition of <paramref name="topic"/> succeeded: its batches' record counts.</summary>
     public void ProducedTo(string topic, ReadOnlySpan<byte> batches)
     {
+        long records = RecordCount(batches);
+        Traffic.For(topic).Produced(records, batches.Length);
         if (!_recordsIn.Enabled && !_bytesIn.Enabled)
             return;
         var tag = new KeyValuePair<string, object?>("topic", topic);
-        _recordsIn.Add(RecordCount(batches), tag);
+        _recordsIn.Add(records, tag);
         _bytesIn.Add(batches.Length, tag);
     }
 
-    /// <summary>A Fetch response carries <paramref name="batches"/> of <paramref name="topic"/> (one partition's).</summary>
-    public void FetchedFrom(string topic, ReadOnlySpan<byte> batches)
+    /// <summary>A Fetch response carries <paramref name="records"/> of <paramref name="topic"/> (one partition's). A
+    /// zero-copy region is not read: its records are the offsets it spans (fewer only on compacted topics' holes).</summary>
+    public void FetchedFrom(string topic, ReadOnlyMemory<byte> records)
     {
+        long count = System.Runtime.InteropServices.MemoryMarshal.TryGetMemoryManager<byte, Kiou.Storage.FileRecords>(records, out var region)
+            ? Math.Max(0, region.EndOffset - region.BaseOffset)
+            : RecordCount(records.Span);
+        Traffic.For(topic).Fetched(count, records.Length);
         var tag = new KeyValuePair<string, object?>("topic", topic);
-        _bytesOut.Add(batches.Length, tag);
-        if (_recordsOut.Enabled)
-            _recordsOut.Add(RecordCount(batches), tag);
+        _bytesOut.Add(records.Length, tag);
+        _recordsOut.Add(count, tag);
     }
 
     /// <summary>The sum of the record counts of the whole v2 batches (header field at byte 57); walks batch headers
@@ -237,18 +246,16 @@ public sealed class BrokerMetrics : IDisposable
         Meter.CreateObservableGauge("kiou.group.lag", () =>
         {
             var list = new List<Measurement<long>>();
+            var lags = new List<PartitionLag>();
             foreach (var g in groups.All)
             {
+                lags.Clear();
                 lock (g)
+                    BrokerSnapshot.Lags(g, logs, lags);
+                foreach (var l in lags)
                 {
-                    foreach (var ((topic, partition), committed) in g.Offsets)
-                    {
-                        if (logs.Get(topic, partition) is not { } log)
-                            continue;
-                        list.Add(new Measurement<long>(Math.Max(0, log.HighWatermark - committed.Offset),
-                            new KeyValuePair<string, object?>("group", g.GroupId), new KeyValuePair<string, object?>("topic", topic),
-                            new KeyValuePair<string, object?>("partition", partition)));
-                    }
+                    list.Add(new Measurement<long>(l.Lag, new KeyValuePair<string, object?>("group", g.GroupId),
+                        new KeyValuePair<string, object?>("topic", l.Topic), new KeyValuePair<string, object?>("partition", l.Partition)));
                 }
             }
             return list;
