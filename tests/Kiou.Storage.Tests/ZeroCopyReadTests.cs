@@ -46,6 +46,11 @@ public sealed class ZeroCopyReadTests : IDisposable
 
                     Assert.NotNull(region.FileRecords);
                     Assert.Null(copy.FileRecords);
+                    // The offsets the region spans, known without reading it (metrics count records out from them).
+                    var (first, next) = OffsetsOf(copy.Records.Span);
+                    Assert.Equal(first, region.FileRecords!.BaseOffset);
+                    Assert.Equal(next, region.FileRecords.EndOffset);
+                    Assert.False(region.FileRecords.WasCopied);
                     Assert.True(copy.Records.Span.SequenceEqual(region.Records.Span), $"offset {offset}, maxBytes {maxBytes}");
                     compared++;
                 }
@@ -54,6 +59,20 @@ public sealed class ZeroCopyReadTests : IDisposable
 
         Assert.True(compared > 100);
         log.CheckInvariants();
+    }
+
+    static (long First, long Next) OffsetsOf(ReadOnlySpan<byte> batches)
+    {
+        long first = -1, next = -1;
+        while (batches.Length >= Kiou.Protocol.Records.RecordBatch.HeaderSize
+            && Kiou.Protocol.Records.RecordBatch.TryReadHeader(batches, out var h) && h.TotalSize <= batches.Length)
+        {
+            if (first < 0)
+                first = h.BaseOffset;
+            next = h.NextOffset;
+            batches = batches[h.TotalSize..];
+        }
+        return (first, next);
     }
 
     [Fact]

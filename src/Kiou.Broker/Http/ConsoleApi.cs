@@ -40,8 +40,8 @@ public sealed class ConsoleApi : IDisposable
     readonly Func<string?> _notReady;
     ConsoleSources? _sources;
     ITimer? _sampler;
-    readonly Queue<(long Timestamp, Dictionary<string, (long Records, long Bytes, long Fetched)> Totals)> _samples = new();
-    volatile Rates _rates = new(0, new Dictionary<string, (double, double, double)>());
+    readonly Queue<(long Timestamp, Dictionary<string, (long Records, long Bytes, long FetchedRecords, long Fetched)> Totals)> _samples = new();
+    volatile Rates _rates = new(0, new Dictionary<string, (double, double, double, double)>());
 
     sealed record Rates(double WindowSeconds, Dictionary<string, (double Records, double Bytes, double FetchedRecords, double Fetched)> ByTopic);
 
