@@ -47,7 +47,7 @@ public static class ConsumerGroupsTool
                 throw o.Fail("--execute and --dry-run cannot be combined");
         }
         var kafka = new Kafka("consumer-groups", o);
-        using var admin = kafka.Admin(o, null, "command-config");
+        var admin = kafka.Admin(o, null, "command-config");
         var metadata = kafka.Reach(admin);
         try
         {
