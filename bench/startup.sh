@@ -62,13 +62,20 @@ result=$outdir/startup-$(date -u +%Y%m%dT%H%M%SZ).md
   echo "Tools: $(artifacts/cli/kiou-cli topics --version); broker at $bootstrap with one topic; hyperfine $(hyperfine --version | cut -d' ' -f2), $warmup warm-up and $runs timed runs each, no shell (-N)."
   echo
 } >"$result"
-hyperfine -N --warmup "$warmup" --runs "$runs" --export-markdown "$result.table" \
+hyperfine -N --warmup "$warmup" --runs "$runs" --export-json "$result.json" \
   -n 'bin/topics.sh --list' "bin/topics.sh --bootstrap-server $bootstrap --list" \
   -n 'kiou-cli topics --list (no wrapper script)' "artifacts/cli/kiou-cli topics --bootstrap-server $bootstrap --list" \
   -n 'kiou-cli topics --list, JIT build' "artifacts/bench-startup/cli-jit/kiou-cli topics --bootstrap-server $bootstrap --list" \
   -n 'kcat -L' "kcat -b $bootstrap -L" \
   -n 'dotnet hello world (JIT)' "$hello/out/hello" >&2
-cat "$result.table" >>"$result"
-rm -f "$result.table"
+/usr/bin/python3 - "$result.json" >>"$result" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))["results"]
+print("| command | median ms | mean ± σ ms | min ms | max ms | user + sys CPU ms |")
+print("|---|---:|---:|---:|---:|---:|")
+for r in rows:
+    ms = lambda s: f"{s * 1000:.1f}"
+    print(f"| {r['command']} | {ms(r['median'])} | {ms(r['mean'])} ± {ms(r['stddev'])} | {ms(r['min'])} | {ms(r['max'])} | {ms(r['user'] + r['system'])} |")
+EOF
 cat "$result"
-echo "bench/startup.sh: written to $result" >&2
+echo "bench/startup.sh: written to $result (hyperfine's own figures: $result.json)" >&2
