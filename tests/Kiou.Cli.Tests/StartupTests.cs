@@ -19,11 +19,12 @@ public sealed class StartupTests
         Assert.False(File.Exists(Path.Combine(dir, "kiou-cli.dll")),
             "artifacts/cli holds a .NET assembly, not a native executable: is clang installed (apt-get install -y clang zlib1g-dev)?");
 
-        // The best of five runs: the machine is shared, and any single run may wait for a CPU. A JIT-compiled build
-        // needed three tenths of a second at best; the native one needs well under a tenth (BENCHMARKS.md).
-        var runs = Enumerable.Range(0, 5).Select(_ => Tools.Script("topics", args)).ToList();
+        // The best of ten runs: the machine is shared (other test projects run alongside), and any single run may wait
+        // for a CPU. A JIT-compiled build needed three tenths of a second at best; the native one needs well under a
+        // tenth (BENCHMARKS.md).
+        var runs = Enumerable.Range(0, 10).Select(_ => Tools.Script("topics", args)).ToList();
         Assert.All(runs, r => Assert.True(r.ExitCode == 0, r.ToString()));
         var best = runs.Min(r => r.Elapsed);
-        Assert.True(best < TimeSpan.FromMilliseconds(150), $"bin/topics.sh --list took at best {best.TotalMilliseconds:0} ms of five runs");
+        Assert.True(best < TimeSpan.FromMilliseconds(150), $"bin/topics.sh --list took at best {best.TotalMilliseconds:0} ms of ten runs");
     }
 }
