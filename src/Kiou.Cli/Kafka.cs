@@ -131,7 +131,10 @@ public sealed class Kafka
     /// </summary>
     public IAdminClient Admin(Options options, string? pairsFlag = null, string? fileFlag = null)
     {
-        var config = new AdminClientConfig { BootstrapServers = Bootstrap, SocketTimeoutMs = 10000 };
+        // librdkafka (since 2.10) drops the bootstrap connection after the first Metadata answer and connects to the
+        // broker it names, at most once per half reconnect.backoff.ms: the default 100 ms made every other run wait
+        // for that tick. A failed connection still backs off exponentially up to reconnect.backoff.max.ms.
+        var config = new AdminClientConfig { BootstrapServers = Bootstrap, SocketTimeoutMs = 10000, ReconnectBackoffMs = 20 };
         Apply(config, options, pairsFlag, fileFlag);
         var admin = Build(() => new AdminClientBuilder(config).SetErrorHandler((_, e) => OnError(e)).SetLogHandler((_, m) => OnLog(m)).Build(), options);
         lock (s_processLifetime)
