@@ -1,3 +1,6 @@
 #!/usr/bin/env bash
 # After Kafka's kafka-get-offsets.sh; --help lists the flags. See README.md.
-exec "$(dirname "${BASH_SOURCE[0]}")/kiou-cli" get-offsets "$@"
+# Sourced rather than run: one shell fewer at every start.
+here=${BASH_SOURCE[0]%/*}
+[[ $here == "${BASH_SOURCE[0]}" ]] && here=.
+. "$here/kiou-cli" get-offsets "$@"

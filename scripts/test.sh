@@ -11,6 +11,7 @@ command -v kcat >/dev/null || { echo "kcat is missing: apt-get install -y kcat" 
 /usr/bin/python3 -c 'import kafka' 2>/dev/null || { echo "kafka-python is missing: apt-get install -y python3-kafka" >&2; exit 1; }
 /usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || { echo "confluent-kafka-python is missing: apt-get install -y python3-confluent-kafka" >&2; exit 1; }
 command -v node >/dev/null || { echo "Node.js is missing (for KafkaJS): apt-get install -y nodejs npm" >&2; exit 1; }
+command -v clang >/dev/null || { echo "clang is missing (the native build of the command-line tools): apt-get install -y clang zlib1g-dev" >&2; exit 1; }
 if [ ! -d tests/compat/node_modules/kafkajs ]; then
   (cd tests/compat && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm could not install KafkaJS (tests/compat)" >&2; exit 1; }
 fi

@@ -55,7 +55,7 @@ public static class ConsumerGroupsTool
         var action = o.OneOf("list", "describe", "reset-offsets", "delete", "delete-offsets");
         Check(o, action);
         var kafka = new Kafka("consumer-groups", o);
-        using var admin = kafka.Admin(o, null, "command-config");
+        var admin = kafka.Admin(o, null, "command-config");
         var metadata = kafka.Reach(admin);
         try
         {

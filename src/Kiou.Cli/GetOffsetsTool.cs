@@ -29,7 +29,7 @@ public static class GetOffsetsTool
         var partitions = o.Get("partitions") is { } list ? Partitions(o, list) : null;
         var filter = o.Get("topic") is { } topic ? TopicsTool.Pattern(o, topic) : null;
         var kafka = new Kafka("get-offsets", o);
-        using var admin = kafka.Admin(o, null, "command-config");
+        var admin = kafka.Admin(o, null, "command-config");
         var metadata = kafka.Reach(admin);
         var wanted = new List<TopicPartitionOffsetSpec>();
         foreach (var t in metadata.Topics.Where(t => t.Error.Code == ErrorCode.NoError))

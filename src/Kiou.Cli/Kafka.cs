@@ -124,12 +124,26 @@ public sealed class Kafka
         }
     }
 
+    /// <summary>
+    /// The admin client of a one-shot tool. Callers do not dispose it: it lives until the process exits, right after the
+    /// tool's last (awaited) call. Disposing would wait out Confluent.Kafka's poll loops (one tenth of a second each)
+    /// and librdkafka's shutdown, most of a tool's run time, for nothing the operating system does not do at exit.
+    /// </summary>
     public IAdminClient Admin(Options options, string? pairsFlag = null, string? fileFlag = null)
     {
-        var config = new AdminClientConfig { BootstrapServers = Bootstrap, SocketTimeoutMs = 10000 };
+        // librdkafka (since 2.10) drops the bootstrap connection after the first Metadata answer and connects to the
+        // broker it names, at most once per half reconnect.backoff.ms: the default 100 ms made every other run wait
+        // for that tick. A failed connection still backs off exponentially up to reconnect.backoff.max.ms.
+        var config = new AdminClientConfig { BootstrapServers = Bootstrap, SocketTimeoutMs = 10000, ReconnectBackoffMs = 20 };
         Apply(config, options, pairsFlag, fileFlag);
-        return Build(() => new AdminClientBuilder(config).SetErrorHandler((_, e) => OnError(e)).SetLogHandler((_, m) => OnLog(m)).Build(), options);
+        var admin = Build(() => new AdminClientBuilder(config).SetErrorHandler((_, e) => OnError(e)).SetLogHandler((_, m) => OnLog(m)).Build(), options);
+        lock (s_processLifetime)
+            s_processLifetime.Add(admin);
+        return admin;
     }
+
+    // Never collected, so no finalizer shuts librdkafka down while the tool still runs.
+    static readonly List<IAdminClient> s_processLifetime = [];
 
     /// <summary>Fails with one line when no broker answers Metadata within <see cref="ReachTimeout"/>.</summary>
     public Metadata Reach(IAdminClient admin)

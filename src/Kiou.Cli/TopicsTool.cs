@@ -46,7 +46,7 @@ public static class TopicsTool
 
         var filter = action == "create" || topic is null ? null : Pattern(o, topic);
 
-        using var admin = kafka.Admin(o, null, "command-config");
+        var admin = kafka.Admin(o, null, "command-config");
         var metadata = kafka.Reach(admin);
         try
         {

@@ -26,18 +26,23 @@ static class BundledLibrdkafka
             if (candidates.Count == 0)
                 throw new DllNotFoundException($"the bundled librdkafka was not found under {AppContext.BaseDirectory} (runtimes/{Rid()}/native): rebuild, or reinstall the application");
             string? chosen = null;
+            IntPtr loaded = IntPtr.Zero;
             // Confluent.Kafka imports "librdkafka" by name: that name resolves to the bundled file, never to the system's.
+            // The runtime asks again for every imported function: the first handle that loaded answers all of them.
             NativeLibrary.SetDllImportResolver(typeof(Confluent.Kafka.Library).Assembly, (name, _, _) =>
             {
                 if (name != "librdkafka")
                     return IntPtr.Zero;
+                if (loaded != IntPtr.Zero)
+                    return loaded;
                 foreach (var path in candidates)
                 {
-                    // A variant built for another libc or OpenSSL does not load: try the next one.
+                    // A variant built for another libc or OpenSSL (or needing a library the machine lacks) does not
+                    // load: try the next one.
                     if (NativeLibrary.TryLoad(path, out var handle))
                     {
                         chosen = path;
-                        return handle;
+                        return loaded = handle;
                     }
                 }
                 return IntPtr.Zero;
@@ -60,7 +65,8 @@ static class BundledLibrdkafka
     }
 
     // In the order Confluent.Kafka would pick them: musl systems take the Alpine build; the CentOS 8 build is for
-    // systems whose OpenSSL the default one cannot load.
+    // systems whose OpenSSL (or libsasl2) the default one cannot load. A build for one runtime (the tools' native
+    // executable) has them next to the application rather than under runtimes/.
     static IEnumerable<string> Candidates()
     {
         string dir = AppContext.BaseDirectory;
@@ -71,7 +77,7 @@ static class BundledLibrdkafka
             return [Path.Combine(native, "librdkafka.dylib"), Path.Combine(dir, "librdkafka.dylib")];
         bool musl = Directory.Exists("/lib") && Directory.EnumerateFiles("/lib", "ld-musl-*").Any();
         return musl
-            ? [Path.Combine(native, "alpine-librdkafka.so"), Path.Combine(dir, "librdkafka.so")]
-            : [Path.Combine(native, "librdkafka.so"), Path.Combine(dir, "librdkafka.so"), Path.Combine(native, "centos8-librdkafka.so")];
+            ? [Path.Combine(native, "alpine-librdkafka.so"), Path.Combine(dir, "alpine-librdkafka.so"), Path.Combine(dir, "librdkafka.so")]
+            : [Path.Combine(native, "librdkafka.so"), Path.Combine(dir, "librdkafka.so"), Path.Combine(native, "centos8-librdkafka.so"), Path.Combine(dir, "centos8-librdkafka.so")];
     }
 }
