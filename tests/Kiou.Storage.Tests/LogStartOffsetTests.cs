@@ -1,4 +1,6 @@
+using Kiou.Storage.Producers;
 using Kiou.Storage.Tests.Support;
+using Kiou.Testing;
 
 namespace Kiou.Storage.Tests;
 
@@ -178,5 +180,33 @@ public sealed class LogStartOffsetTests : IDisposable
         log.EnforceRetention(long.MaxValue / 2);
         Assert.Equal(bases[^1], log.LogStartOffset);
         log.CheckInvariants();
+    }
+
+    [Fact]
+    public async Task ProducerState_OutlivesDeleteRecords_AcrossARestart_AsInKafka()
+    {
+        static byte[] Idempotent(int count, int baseSequence) =>
+            BatchBuilder.Build(Enumerable.Range(0, count).Select(i => new TestRecord(i, null, [(byte)i])).ToList(), producerId: 9, producerEpoch: 0, baseSequence: baseSequence);
+
+        var config = new LogConfig { SegmentBytes = 600 };
+        await using (PartitionLog log = _f.Open(config))
+        {
+            for (int i = 0; i < 20; i++)
+            {
+                await log.AppendAsync(Idempotent(1, i), false);
+            }
+
+            Assert.Equal(20, await log.DeleteRecordsBeforeAsync(20));
+            await log.WhenBackgroundIdleAsync();
+            Assert.Equal(20, (await log.AppendAsync(Idempotent(1, 20), false)).BaseOffset);
+        }
+
+        await using (PartitionLog reopened = _f.Open(config))
+        {
+            Assert.Equal(20, reopened.LogStartOffset);
+            var gap = await Assert.ThrowsAsync<ProducerStateException>(async () => await reopened.AppendAsync(Idempotent(1, 30), false));
+            Assert.Equal(45, gap.ErrorCode); // the producer is still known: a gap in its sequence is refused
+            Assert.Equal(21, (await reopened.AppendAsync(Idempotent(1, 21), false)).BaseOffset);
+        }
     }
 }
