@@ -22,6 +22,8 @@ public static class Program
         ("producer-perf", ProducerPerf.Run),
         ("consumer-perf", ConsumerPerf.Run),
         ("get-offsets", GetOffsetsTool.Run),
+        ("delete-records", DeleteRecordsTool.Run),
+        ("configs", ConfigsTool.Run),
     ];
 
     public static int Main(string[] args)
