@@ -35,6 +35,7 @@ public static class ErrorCodes
     public const short InvalidConfig = 40;
     public const short InvalidRequest = 42;
     public const short UnsupportedForMessageFormat = 43;
+    public const short PolicyViolation = 44;
     public const short InvalidProducerEpoch = 47;
     public const short InvalidTxnState = 48;
     public const short InvalidProducerIdMapping = 49;

@@ -23,6 +23,8 @@ public static class Program
         ("consumer-perf", ConsumerPerf.Run),
         ("get-offsets", GetOffsetsTool.Run),
         ("dump-log", DumpLogTool.Run),
+        ("delete-records", DeleteRecordsTool.Run),
+        ("configs", ConfigsTool.Run),
     ];
 
     public static int Main(string[] args)

@@ -433,7 +433,8 @@ internal sealed class LogReader(PartitionLog owner)
                 {
                     if (ResolveTimestamp(segment, batchPosition, h, timestamp, out long offset, out long found))
                     {
-                        return (offset, found);
+                        // Records that DeleteRecords put below the log start are never an answer (Kafka searches from it).
+                        return (Math.Max(offset, _owner.Tails.LogStart), found);
                     }
 
                     // The header's maxTimestamp overstated the records: keep looking.

@@ -46,7 +46,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
     internal bool Closing;
     internal bool Closed;
 
-    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files)
+    private PartitionLog(string directory, string topic, int partition, LogConfig config, ILogDevice device, TimeProvider time, Action<string> log, Action<string> warn, List<Segment> segments, SegmentFileCache files, long logStart)
     {
         Topic = topic;
         Partition = partition;
@@ -57,7 +57,8 @@ public sealed partial class PartitionLog : IAsyncDisposable
         Info = log;
         Warn = warn;
         Debug.Assert(segments[^1].ReservedEnd == segments[^1].CompletedEnd, "recovered with writes in flight");
-        Tails = new LogTails(Name, segments[0].BaseOffset, segments[^1].CompletedEnd);
+        Tails = new LogTails(Name, logStart, segments[^1].CompletedEnd);
+        _checkpointedLogStart = logStart;
         Segments = new SegmentSet(this, directory, segments, files);
         _reader = new LogReader(this);
         Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
@@ -205,6 +206,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
         long nowMs = time.GetUtcNow().ToUnixTimeMilliseconds();
         List<Segment> segments;
         bool cleanStart;
+        long logStart;
         try
         {
             Directory.CreateDirectory(directory);
@@ -231,6 +233,8 @@ public sealed partial class PartitionLog : IAsyncDisposable
             {
                 Recovery.WriteRecoveryPoint(directory, end);
             }
+
+            logStart = InitialLogStart(directory, topic, partition, segments[0].BaseOffset, end, nowMs, warn);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException && ex is not StorageException)
         {
@@ -249,7 +253,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
             }
         }
 
-        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files);
+        var partitionLog = new PartitionLog(directory, topic, partition, config, device, time, log, warn, segments, files, logStart);
         partitionLog.LoadTransactionState(cleanStart);
         partitionLog.CheckInvariants();
         return partitionLog;

@@ -99,7 +99,8 @@ internal sealed class SegmentSet
     public void CheckInvariantsLocked(Action<bool, string> check)
     {
         LogTails tails = _owner.Tails;
-        check(tails.LogStart == _segments[0].BaseOffset, $"log start {tails.LogStart} != first segment base {_segments[0].BaseOffset}");
+        // Above the first base only after DeleteRecords (until retention deletes the segments wholly below it).
+        check(tails.LogStart >= _segments[0].BaseOffset, $"log start {tails.LogStart} < first segment base {_segments[0].BaseOffset}");
         check(_active == _segments[^1] && !_active.Sealed, "the last segment is not the active one");
         check(_active.ReservedEnd == tails.Reserved, $"active segment reserved end {_active.ReservedEnd} != reserved {tails.Reserved}");
         long size = 0;
@@ -221,10 +222,6 @@ internal sealed class SegmentSet
     internal void EnforceRetention(long nowMs)
     {
         LogConfig config = _owner.Config;
-        if (!config.DeleteRetention)
-        {
-            return;
-        }
 
         var deleted = new List<(Segment Segment, string Why)>();
         lock (_owner.Lock)
@@ -245,7 +242,16 @@ internal sealed class SegmentSet
 
                 long newest = oldest.MaxTimestamp >= 0 ? oldest.MaxTimestamp : oldest.LastAppendMs;
                 string? why = null;
-                if (config.RetentionMs >= 0 && nowMs - newest > config.RetentionMs)
+                if (_segments[1].BaseOffset <= _owner.Tails.LogStart)
+                {
+                    // Kafka's deleteLogStartOffsetBreachedSegments: whatever the cleanup policy.
+                    why = $"it lies wholly below the log start offset {_owner.Tails.LogStart} (DeleteRecords)";
+                }
+                else if (!config.DeleteRetention)
+                {
+                    break;
+                }
+                else if (config.RetentionMs >= 0 && nowMs - newest > config.RetentionMs)
                 {
                     why = $"its newest record is {nowMs - newest} ms old (retention.ms={config.RetentionMs})";
                 }
@@ -262,7 +268,11 @@ internal sealed class SegmentSet
                 excess -= oldest.Size;
                 _segments.RemoveAt(0);
                 SubtractBytes(oldest.Size);
-                _owner.Tails.AdvanceLogStart(_segments[0].BaseOffset);
+                if (_segments[0].BaseOffset > _owner.Tails.LogStart)
+                {
+                    _owner.Tails.AdvanceLogStart(_segments[0].BaseOffset);
+                }
+
                 oldest.DeletePending = oldest.IndexWriteInProgress; // the index writer deletes it when done
                 deleted.Add((oldest, why));
             }
@@ -271,7 +281,7 @@ internal sealed class SegmentSet
             {
                 // As Kafka: the snapshots of deleted segments go, the producers stay (their state outlives their batches).
                 _owner.Producers.OnLogStartOffsetIncremented(_owner.Tails.LogStart);
-                _owner.Producers.DeleteSnapshotsBefore(_owner.Tails.LogStart);
+                _owner.Producers.DeleteSnapshotsBefore(_segments[0].BaseOffset); // the kept first segment's snapshot stays
             }
         }
 

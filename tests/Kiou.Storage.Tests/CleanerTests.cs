@@ -120,6 +120,30 @@ public sealed class CleanerTests : IDisposable
     }
 
     [Fact]
+    public async Task Cleaning_keeps_the_log_start_that_DeleteRecords_set_inside_the_first_segment()
+    {
+        LogConfig config = Compacted with { DeleteRetention = true };
+        long start;
+        await using (PartitionLog log = _f.Open(config))
+        {
+            await Overwrite(log, rounds: 12, keys: 6);
+            await Seal(log);
+            start = log.SegmentBaseOffsets[1] - 3; // inside the first segment, which therefore stays
+            Assert.Equal(start, await log.DeleteRecordsBeforeAsync(start));
+            LogCleaner cleaner = NewCleaner(log);
+            Assert.True(cleaner.Clean(log, Now));
+            Assert.Equal(start, log.LogStartOffset);
+            Assert.True(log.SegmentBaseOffsets[0] <= start);
+            Assert.All(ReadRecords(log), r => Assert.True(r.Offset >= start - 2, $"offset {r.Offset} below the log start {start} served")); // the batch holding the start may begin below it
+            log.CheckInvariants();
+        }
+
+        await using PartitionLog reopened = _f.Open(config);
+        Assert.Equal(start, reopened.LogStartOffset);
+        reopened.CheckInvariants();
+    }
+
+    [Fact]
     public async Task Keeps_the_latest_value_per_key_at_its_offset_and_serves_every_offset_of_a_hole_with_the_next_kept_batch()
     {
         Dictionary<string, (long Offset, string? Value)> latest;

@@ -46,6 +46,7 @@ public sealed partial class BrokerHandlers
         Add<ApiVersionsRequest>(ApiVersionsRequest.ApiKey, 0, 4, ApiVersions);
         Add<CreateTopicsRequest>(CreateTopicsRequest.ApiKey, 2, 7, CreateTopics);
         Add<DeleteTopicsRequest>(DeleteTopicsRequest.ApiKey, 1, 6, DeleteTopics);
+        Add<DeleteRecordsRequest>(DeleteRecordsRequest.ApiKey, 0, 2, DeleteRecords);
         Add<OffsetForLeaderEpochRequest>(OffsetForLeaderEpochRequest.ApiKey, 2, 4, OffsetForLeaderEpoch);
         Add<DescribeConfigsRequest>(DescribeConfigsRequest.ApiKey, 1, 4, DescribeConfigs);
         Add<AlterConfigsRequest>(AlterConfigsRequest.ApiKey, 0, 2, AlterConfigs);

@@ -60,7 +60,7 @@ public static class CleanerCheckpoint
         return result;
     }
 
-    private static string? Parse(string text, Dictionary<(string, int), long> into)
+    internal static string? Parse(string text, Dictionary<(string, int), long> into)
     {
         string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         if (lines.Length < 2 || lines[0].Trim() != "0")

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# After Kafka's kafka-configs.sh; --help lists the flags. See README.md.
+exec "$(dirname "${BASH_SOURCE[0]}")/kiou-cli" configs "$@"
