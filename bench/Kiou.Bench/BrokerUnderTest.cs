@@ -50,6 +50,7 @@ sealed class BrokerUnderTest : IDisposable
         var psi = new ProcessStartInfo(brokerBinary) { RedirectStandardError = true, RedirectStandardOutput = true };
         psi.Environment["KIOU_PORT"] = port.ToString(CultureInfo.InvariantCulture);
         psi.Environment["KIOU_CONTROLLER_PORT"] = FreePort().ToString(CultureInfo.InvariantCulture);
+        psi.Environment["KIOU_HTTP_PORT"] = "0";
         psi.Environment["KIOU_DATA_DIR"] = dataDir;
         psi.Environment["KIOU_LOG_LEVEL"] = "warn";
         foreach (var (k, v) in env)

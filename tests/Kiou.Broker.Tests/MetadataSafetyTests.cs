@@ -155,6 +155,7 @@ public sealed class MetadataSafetyTests
                 ["KIOU_DATA_DIR"] = dataDir,
                 ["KIOU_PORT"] = "0",
                 ["KIOU_CONTROLLER_PORT"] = "0",
+                ["KIOU_HTTP_PORT"] = "0",
                 ["KIOU_IO"] = TestBroker.IoModeFromEnvironment,
             });
 

@@ -30,7 +30,7 @@ public sealed class SettingsTests
         string dir = Directory.CreateTempSubdirectory("kiou-settings-").FullName;
         try
         {
-            var e = new Dictionary<string, string> { ["KIOU_PORT"] = "0", ["KIOU_CONTROLLER_PORT"] = "0", ["KIOU_DATA_DIR"] = dir };
+            var e = new Dictionary<string, string> { ["KIOU_PORT"] = "0", ["KIOU_CONTROLLER_PORT"] = "0", ["KIOU_HTTP_PORT"] = "0", ["KIOU_DATA_DIR"] = dir };
             foreach (var (k, v) in env ?? [])
                 e[k] = v;
             return ChildProcess.Run(Kiou, args, timeoutMs: 15000, env: e);

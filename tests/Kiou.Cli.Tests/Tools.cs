@@ -26,9 +26,27 @@ public static class Tools
         throw new InvalidOperationException("the repository root (Kiou.sln) was not found above " + AppContext.BaseDirectory);
     }
 
+    // The first tool run on a fresh checkout builds the tools and says so on stderr: done once up front, so every
+    // test sees only its tool's own output.
+    static readonly Lazy<Run> Built = new(() =>
+    {
+        var psi = Start("bash");
+        psi.ArgumentList.Add(Path.Combine("bin", "kiou-cli"));
+        psi.ArgumentList.Add("topics");
+        psi.ArgumentList.Add("--version");
+        var run = Wait(psi, null, 600_000);
+        if (run.ExitCode != 0)
+            throw new InvalidOperationException("building the tools (bin/kiou-cli) failed: " + run);
+        return run;
+    });
+
+    /// <summary>Builds the tools if bin/kiou-cli finds them missing or stale (once per test run).</summary>
+    public static void EnsureBuilt() => _ = Built.Value;
+
     /// <summary>bin/TOOL.sh ARGS, optionally fed <paramref name="stdin"/> (then closed).</summary>
     public static Run Script(string tool, IEnumerable<string> args, string? stdin = null, int timeoutMs = 180_000)
     {
+        EnsureBuilt();
         var psi = Start("bash");
         psi.ArgumentList.Add(Path.Combine("bin", tool + ".sh"));
         foreach (var a in args)
@@ -39,6 +57,7 @@ public static class Tools
     /// <summary>A command line exactly as a user would paste it into a shell, run by bash in the repository root.</summary>
     public static Run Shell(string commandLine, int timeoutMs = 180_000)
     {
+        EnsureBuilt();
         var psi = Start("bash");
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add(commandLine);
