@@ -352,7 +352,14 @@ public sealed class MetadataSafetyTests
                     socket.Dispose();
                 await Task.Delay(2000);
 
-                await ProduceAsync(broker.Bootstrap, "small", 1, 2);
+                try
+                {
+                    await ProduceAsync(broker.Bootstrap, "small", 1, 2);
+                }
+                catch (ProduceException<byte[]?, byte[]?> e)
+                {
+                    Assert.Fail($"no produce after the connections closed ({e.Error.Reason}); broker output:\n{broker.Output}");
+                }
                 Assert.Equal(2, Clients.ReadAll(broker.Bootstrap, "small", 1).Count);
                 int acceptFailures = broker.Output.Split('\n').Count(l => l.Contains("accept failed"));
                 Assert.True(acceptFailures <= 3, $"{acceptFailures} 'accept failed' lines");
