@@ -239,6 +239,27 @@ public sealed class LegacyFormatTests
     }
 
     [Fact]
+    public async Task A_log_append_time_topic_answers_produce_v2_with_the_append_time_and_fetch_v3_carries_it()
+    {
+        await using var broker = TestBroker.Start();
+        await Clients.CreateTopicAsync(broker.Bootstrap, "legacy-lat", 1, new() { ["message.timestamp.type"] = "LogAppendTime" });
+        long before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var produced = new List<long>();
+        foreach (string codec in new[] { "gzip", "none" })
+        {
+            // kafka-python reports Produce v2's log_append_time as the record's timestamp when it is not -1.
+            var run = KafkaPython(broker.Bootstrap, "legacy-lat", "0.10.0", "produce", codec, "lat" + codec, "2");
+            produced.AddRange(Lines(run, "offset ").Select(l => long.Parse(l.Split(' ')[2])));
+        }
+        Assert.All(produced, t => Assert.InRange(t, before, before + 60_000));
+
+        var read = KafkaPython(broker.Bootstrap, "legacy-lat", "0.10.1", "consume", "0", "4");
+        var got = Lines(read, "record ").Select(l => l.Split(' ')).ToList();
+        Assert.Equal(produced.Select(t => t.ToString()), got.Select(f => f[2]));
+        Assert.All(got, f => Assert.Equal("1", f[3])); // LogAppendTime, from the wrapper for the compressed batch
+    }
+
+    [Fact]
     public async Task Old_requests_get_kafkas_answers_bad_crc_zstd_and_the_versions_advertised()
     {
         await using var broker = TestBroker.Start();
@@ -272,6 +293,12 @@ public sealed class LegacyFormatTests
             var zstd = await FetchAsync(s, 3, v, 40 + v);
             Assert.Equal(ErrorCodes.UnsupportedCompressionType, zstd.ErrorCode);
             Assert.Equal(4, zstd.HighWatermark);
+
+            // Three messages, then the zstd batch ends the answer; a limit below one message still returns it whole.
+            var all = await FetchAsync(s, 0, v, 50 + v);
+            Assert.Equal([0L, 1L, 2L], Offsets(all.Records!.Value.ToArray()));
+            var small = await FetchAsync(s, 0, v, 60 + v, maxBytes: 10);
+            Assert.Equal([0L], Offsets(small.Records!.Value.ToArray()));
         }
     }
 
@@ -287,7 +314,15 @@ public sealed class LegacyFormatTests
         return response.Responses[0].PartitionResponses[0];
     }
 
-    static async Task<FetchResponse.PartitionData> FetchAsync(System.Net.Sockets.Socket s, long offset, short version, int correlation)
+    static List<long> Offsets(byte[] messages)
+    {
+        var offsets = new List<long>();
+        for (int p = 0; p < messages.Length; p += 12 + BinaryPrimitives.ReadInt32BigEndian(messages.AsSpan(p + 8)))
+            offsets.Add(BinaryPrimitives.ReadInt64BigEndian(messages.AsSpan(p)));
+        return offsets;
+    }
+
+    static async Task<FetchResponse.PartitionData> FetchAsync(System.Net.Sockets.Socket s, long offset, short version, int correlation, int maxBytes = 1 << 20)
     {
         var request = new FetchRequest
         {
@@ -295,7 +330,7 @@ public sealed class LegacyFormatTests
             MaxWaitMs = 0,
             MinBytes = 1,
             MaxBytes = 1 << 20,
-            Topics = [new FetchRequest.FetchTopic { Topic = "legacy-wire", Partitions = [new FetchRequest.FetchPartition { Partition = 0, FetchOffset = offset, PartitionMaxBytes = 1 << 20 }] }],
+            Topics = [new FetchRequest.FetchTopic { Topic = "legacy-wire", Partitions = [new FetchRequest.FetchPartition { Partition = 0, FetchOffset = offset, PartitionMaxBytes = maxBytes }] }],
         };
         var response = await SendAsync<FetchResponse>(s, request, FetchRequest.ApiKey, version, correlation);
         return response.Responses[0].Partitions[0];
