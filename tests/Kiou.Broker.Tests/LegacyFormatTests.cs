@@ -282,7 +282,7 @@ public sealed class LegacyFormatTests
             Assert.Equal(v, ok.BaseOffset);
         }
 
-        // Stored zstd cannot be carried by Fetch v0-3 (nor v4-9): UNSUPPORTED_COMPRESSION_TYPE, as Kafka.
+        // Stored zstd cannot be carried by Fetch v0-3: UNSUPPORTED_COMPRESSION_TYPE, as Kafka answers.
         using (var producer = Clients.Producer(broker.Bootstrap, Acks.Leader, CompressionType.Zstd, c => c.LingerMs = 20))
             await producer.ProduceAsync("legacy-wire", new Message<byte[]?, byte[]?> { Value = Encoding.ASCII.GetBytes(Filler) });
         for (short v = 0; v <= 3; v++)
