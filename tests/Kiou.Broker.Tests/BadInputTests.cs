@@ -92,7 +92,7 @@ public sealed class BadInputTests
         { "too short for a header", [0, 0, 0, 3, 0, 18, 0] },
         { "unknown api key", Frame(9999, 0, 1, _ => { }) },
         { "api key of an API we do not serve", Frame(24, 0, 1, _ => { }) },
-        { "produce v2 (legacy message sets)", Frame(0, 2, 1, w => { w.WriteInt16(1); w.WriteInt32(1000); w.WriteInt32(0); }) },
+        { "produce v2 with a topic count past the frame", Frame(0, 2, 1, w => { w.WriteInt16(1); w.WriteInt32(1000); w.WriteInt32(int.MaxValue); }) },
         { "fetch v99", Frame(1, 99, 1, _ => { }) },
         { "metadata with an array count past the frame", Frame(3, 1, 1, w => w.WriteInt32(int.MaxValue)) },
         { "metadata with a negative string length", Frame(3, 1, 1, w => { w.WriteInt32(1); w.WriteInt16(-7); }) },

@@ -37,10 +37,10 @@ public sealed partial class BrokerHandlers
 
     public void RegisterAll()
     {
-        // Produce: advertised from 0 so that librdkafka < 2.11.1 keeps gzip/snappy/lz4 (README §8.3); v0-2 (legacy
-        // message sets) close the connection, as Kafka 4 does.
-        Add<ProduceRequest>(ProduceRequest.ApiKey, 0, 11, Produce, minServed: 3);
-        Add<FetchRequest>(FetchRequest.ApiKey, 4, 12, Fetch);
+        // Produce v0-2 and Fetch v0-3 use the legacy message formats, converted on the way in and out
+        // (docs/design/message-formats.md), as Kafka 3.x does.
+        Add<ProduceRequest>(ProduceRequest.ApiKey, 0, 11, Produce);
+        Add<FetchRequest>(FetchRequest.ApiKey, 0, 12, Fetch);
         Add<ListOffsetsRequest>(ListOffsetsRequest.ApiKey, 1, 7, ListOffsets);
         Add<MetadataRequest>(MetadataRequest.ApiKey, 0, 12, Metadata);
         Add<ApiVersionsRequest>(ApiVersionsRequest.ApiKey, 0, 4, ApiVersions);

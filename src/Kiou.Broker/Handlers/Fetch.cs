@@ -1,11 +1,15 @@
 using Kiou.Broker.Network;
+using Kiou.Compression;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 using Kiou.Storage;
 
 namespace Kiou.Broker.Handlers;
 
-// Fetch v4-12 (by topic name; v13+ by topic id is not served yet).
+// Fetch v0-12 (by topic name; v13+ by topic id is not served yet).
+// - v0-3 cannot carry record batches v2: what is read is converted down to message format v0 (Fetch v0-1) or v1
+//   (v2-3) in memory, without zero-copy, as Kafka's RecordsUtil.downConvert (LegacyRecords.DownConvert,
+//   docs/design/message-formats.md); zstd batches cannot be, and get UNSUPPORTED_COMPRESSION_TYPE.
 // - reads never pass the high watermark (the completed tail);
 // - partitions are filled in request order, each up to PartitionMaxBytes and the whole response up to
 //   min(MaxBytes, KIOU_FETCH_MAX_BYTES); the first batch of the first partition with data is returned whole even
@@ -38,11 +42,11 @@ public sealed partial class BrokerHandlers
             return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
         }
         if (request.MaxWaitMs <= 0)
-            return Done(Counted(BuildFetchResponse(request, out _, out _, out _, seen: null)));
+            return Done(Counted(BuildFetchResponse(ctx.ApiVersion, request, out _, out _, out _, seen: null)));
         bool readCommitted = request.IsolationLevel == 1;
         var seen = new List<(PartitionLog Log, long HighWatermark)>();
         var wants = new List<(long FetchOffset, int MaxBytes)>();
-        var response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
+        var response = BuildFetchResponse(ctx.ApiVersion, request, out long bytes, out bool anyError, out _, seen, wants);
         if (bytes >= Math.Max(1, request.MinBytes) || anyError)
             return Done(Counted(response));
         return LongPollAsync(ctx, request, response, seen, wants, readCommitted);
@@ -82,7 +86,7 @@ public sealed partial class BrokerHandlers
             seen.Clear();
             wants.Clear();
             _config.OnFetchRebuilt?.Invoke();
-            response = BuildFetchResponse(request, out long bytes, out bool anyError, out _, seen, wants);
+            response = BuildFetchResponse(ctx.ApiVersion, request, out long bytes, out bool anyError, out _, seen, wants);
             if (bytes >= minBytes || anyError || ctx.Stopping.IsCancellationRequested)
                 return Counted(response);
         }
@@ -134,12 +138,14 @@ public sealed partial class BrokerHandlers
 
     /// <param name="seen">When given, receives each partition read without error with the high watermark that read
     /// saw (what a long poll waits to pass).</param>
-    FetchResponse BuildFetchResponse(FetchRequest request, out long bytes, out bool anyError, out int partitions,
+    FetchResponse BuildFetchResponse(short version, FetchRequest request, out long bytes, out bool anyError, out int partitions,
         List<(PartitionLog Log, long HighWatermark)>? seen, List<(long FetchOffset, int MaxBytes)>? wants = null)
     {
         var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
         long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
         bool readCommitted = request.IsolationLevel == 1;
+        // v0-1 carry message sets of magic 0, v2-3 of magic 1 (docs/design/message-formats.md)
+        int legacyMagic = version < 2 ? 0 : version < 4 ? 1 : -1;
         bytes = 0;
         anyError = false;
         partitions = 0;
@@ -179,7 +185,7 @@ public sealed partial class BrokerHandlers
                 long lastStable = log.LastStableOffset; // before the read: the read's high watermark is at least this
                 try
                 {
-                    read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && limit >= Connection.DeferRecordsFrom,
+                    read = log.Read(p.FetchOffset, limit, minOneBatch: bytes == 0, zeroCopy: _config.FetchZeroCopy && legacyMagic < 0 && limit >= Connection.DeferRecordsFrom,
                         maxOffset: readCommitted ? lastStable : long.MaxValue);
                 }
                 catch (StorageException e)
@@ -220,6 +226,24 @@ public sealed partial class BrokerHandlers
                     // [fetch offset, LSO) covers every returned batch; a client uses the entries of the producers it meets.
                     foreach (var txn in aborted)
                         pd.AbortedTransactions!.Add(new FetchResponse.AbortedTransaction { ProducerId = txn.ProducerId, FirstOffset = txn.FirstOffset });
+                }
+                if (legacyMagic >= 0)
+                {
+                    // Built in memory, bounded by the read's limit (plus the first message, which is always whole).
+                    var converted = LegacyRecords.DownConvert(read.Records, (byte)legacyMagic, p.FetchOffset, Math.Max(limit, 1),
+                        BatchDecompressor.DecompressedBytesMax(log.Config.MaxMessageBytes), out byte[] messages);
+                    read.Dispose();
+                    if (!converted.IsOk)
+                    {
+                        if (converted.ErrorCode == ErrorCodes.CorruptMessage)
+                            _log.Warn($"fetch v{version} of {topic.Topic}-{p.Partition} at offset {p.FetchOffset}: the stored records could not be converted to message format v{legacyMagic}: {converted.Message}");
+                        pd.ErrorCode = converted.ErrorCode;
+                        anyError = true;
+                        continue;
+                    }
+                    pd.Records = messages;
+                    bytes += messages.Length;
+                    continue;
                 }
                 pd.Records = read.Records;
                 response.AddLease(read);

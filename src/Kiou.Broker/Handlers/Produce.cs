@@ -10,7 +10,8 @@ using Kiou.Broker.Transactions;
 
 namespace Kiou.Broker.Handlers;
 
-// Produce v3-11 (v0-2 are advertised for old librdkafka but close the connection).
+// Produce v0-11. v0-2 carry message sets of magic 0 or 1, converted to one record batch v2 before the checks below
+// (ConvertLegacy, docs/design/message-formats.md); v0 answers without a timestamp, v2 adds log_append_time.
 // - acks 0: no response at all; if any partition failed, the connection is closed afterwards (Kafka's behaviour).
 // - acks 1: answered once the batch is written (the completed tail covers it).
 // - acks -1: the same on one node, or once the batch is durable when the topic's flush policy is Always (KIOU_FLUSH=always,
@@ -47,6 +48,7 @@ public sealed partial class BrokerHandlers
                 short error = ErrorCodes.None;
                 RecordsVerdict verdict = default;
                 PartitionLog? log = null;
+                ReadOnlyMemory<byte>? records = data.Records;
                 if (acks is not (0 or 1 or -1))
                     error = ErrorCodes.InvalidRequiredAcks;
                 else if (request.TransactionalId is not null && Transactions is null)
@@ -58,7 +60,9 @@ public sealed partial class BrokerHandlers
                 else
                 {
                     log = topicLogs.Partitions[data.Index];
-                    error = Validate(data.Records, log.Config, out verdict);
+                    error = ctx.ApiVersion < 3 ? ConvertLegacy(ref records, log.Config, out verdict) : ErrorCodes.None;
+                    if (error == ErrorCodes.None)
+                        error = Validate(records, log.Config, out verdict);
                 }
                 if (error != ErrorCodes.None || log is null)
                 {
@@ -79,7 +83,7 @@ public sealed partial class BrokerHandlers
                 }
                 VerificationGuard? verification = null;
                 if (request.TransactionalId is { } transactionalId && Transactions!.Settings.PartitionVerificationEnable
-                    && VerifyTransaction(transactionalId, new TopicPartition(topic.Name, data.Index), data.Records!.Value.Span, log, out verification) is var refused and not ErrorCodes.None)
+                    && VerifyTransaction(transactionalId, new TopicPartition(topic.Name, data.Index), records!.Value.Span, log, out verification) is var refused and not ErrorCodes.None)
                 {
                     pr.ErrorCode = refused;
                     pr.ErrorMessage = refused == ErrorCodes.InvalidTxnState ? "Partition was not added to the transaction" : $"Unable to verify the partition has been added to the transaction ({ErrorName(refused)})";
@@ -91,13 +95,13 @@ public sealed partial class BrokerHandlers
                 ValueTask<AppendResult> append;
                 try
                 {
-                    append = log.AppendAsync(MemoryMarshal.AsMemory(data.Records!.Value), waitDurable, verification: verification);
+                    append = log.AppendAsync(MemoryMarshal.AsMemory(records!.Value), waitDurable, verification: verification);
                 }
                 catch (Exception e)
                 {
                     append = ValueTask.FromException<AppendResult>(e);
                 }
-                (appends ??= []).Add((pr, append, log, data.Records!.Value));
+                (appends ??= []).Add((pr, append, log, records!.Value));
             }
         }
         if (appends is null)
@@ -211,6 +215,26 @@ public sealed partial class BrokerHandlers
         ErrorCodes.InvalidProducerIdMapping => "the transactional id has no such producer id",
         _ => $"error {error}",
     };
+
+    /// <summary>
+    /// Produce v0-2: a message set of magic 0 or 1 becomes one record batch v2 (LegacyRecords.ToBatch, as Kafka's
+    /// LogValidator converts on append), which is then validated and appended like any other. A v2 batch in an old
+    /// request passes unchanged, as Kafka accepts it.
+    /// </summary>
+    static short ConvertLegacy(ref ReadOnlyMemory<byte>? records, LogConfig config, out RecordsVerdict verdict)
+    {
+        verdict = default;
+        if (records is not { Length: > 0 } r || (r.Length > RecordBatch.MagicPosition && r.Span[RecordBatch.MagicPosition] == RecordBatch.CurrentMagic))
+            return ErrorCodes.None;
+        var legacy = LegacyRecords.ToBatch(r, config.MaxMessageBytes, BatchDecompressor.DecompressedBytesMax(config.MaxMessageBytes), config.Compact, out byte[]? batch);
+        if (!legacy.IsOk)
+        {
+            verdict = new RecordsVerdict(legacy.ErrorCode, 0, legacy.Message);
+            return legacy.ErrorCode;
+        }
+        records = batch;
+        return ErrorCodes.None;
+    }
 
     static short Validate(ReadOnlyMemory<byte>? records, LogConfig config, out RecordsVerdict verdict)
     {
