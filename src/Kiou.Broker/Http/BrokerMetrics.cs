@@ -159,18 +159,24 @@ public sealed class BrokerMetrics : IDisposable
         _recordsOut.Add(count, tag);
     }
 
-    /// <summary>The sum of the record counts of the whole v2 batches (header field at byte 57); walks batch headers
-    /// only. A batch cut short at the end (a fetch's size limit) is not counted: the client drops it.</summary>
+    /// <summary>The sum of the record counts of the whole v2 batches (header field at byte 57), or of legacy messages;
+    /// walks headers only. A batch cut short at the end (a fetch's size limit) is not counted: the client drops it.</summary>
     public static long RecordCount(ReadOnlySpan<byte> batches)
     {
         long records = 0;
         int pos = 0;
-        while (pos + 61 <= batches.Length)
+        while (pos + 17 <= batches.Length)
         {
             int length = BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 8)..]);
-            if (length < 49 || batches[pos + 16] != 2 || 12L + length > batches.Length - pos)
+            if (length < 14 || 12L + length > batches.Length - pos)
                 break;
-            records += Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 57)..]));
+            byte magic = batches[pos + 16]; // the same place in a v2 batch and in a legacy message
+            if (magic == 2 && length >= 49)
+                records += Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(batches[(pos + 57)..]));
+            else if (magic is 0 or 1)
+                records++; // Fetch v0-3's down-converted messages; a compressed wrapper counts once (not decompressed here)
+            else
+                break;
             pos += 12 + length;
         }
         return records;
