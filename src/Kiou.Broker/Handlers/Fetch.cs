@@ -5,7 +5,8 @@ using Kiou.Storage;
 
 namespace Kiou.Broker.Handlers;
 
-// Fetch v4-12 (by topic name; v13+ by topic id is not served yet).
+// Fetch v4-17: v13+ name topics by id (as Metadata v10+ reports them); an id that names no topic answers
+// UNKNOWN_TOPIC_ID on each of its partitions, as Kafka does.
 // - reads never pass the high watermark (the completed tail);
 // - partitions are filled in request order, each up to PartitionMaxBytes and the whole response up to
 //   min(MaxBytes, KIOU_FETCH_MAX_BYTES); the first batch of the first partition with data is returned whole even
@@ -36,6 +37,12 @@ public sealed partial class BrokerHandlers
         if (request.SessionId != 0)
         {
             return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
+        }
+        if (ctx.ApiVersion >= 13)
+        {
+            // Resolved once: the long poll rebuilds from the same names; an empty name marks an unknown id.
+            foreach (var topic in request.Topics)
+                topic.Topic = _controller.Find(topic.TopicId)?.Name ?? "";
         }
         if (request.MaxWaitMs <= 0)
             return Done(Counted(BuildFetchResponse(request, out _, out _, out _, seen: null)));
@@ -162,7 +169,7 @@ public sealed partial class BrokerHandlers
                 topicResponse.Partitions.Add(pd);
                 if (topicLogs is null || (uint)p.Partition >= (uint)topicLogs.Partitions.Length)
                 {
-                    pd.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    pd.ErrorCode = topic.Topic.Length == 0 && topic.TopicId != Guid.Empty ? ErrorCodes.UnknownTopicId : ErrorCodes.UnknownTopicOrPartition;
                     anyError = true;
                     continue;
                 }
