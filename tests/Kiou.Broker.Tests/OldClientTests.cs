@@ -219,4 +219,75 @@ public sealed class OldClientTests
             await Task.Delay(50);
         Assert.True(errors.Any(e => e.Contains(expected, StringComparison.Ordinal)), string.Join("\n", errors));
     }
+
+    // librdkafka without ApiVersions: the feature set of the broker release named by broker.version.fallback. 0.9.0
+    // and 0.10.0 fetch with Fetch v0-v2, so there the member takes its assignment without fetching; 0.11.0 consumes.
+    [Theory]
+    [InlineData("0.9.0", false)]
+    [InlineData("0.10.0", false)]
+    [InlineData("0.11.0", true)]
+    public async Task Librdkafka_with_a_fallback_broker_version_joins_commits_and_reads_offsets(string fallback, bool consume)
+    {
+        await using var broker = TestBroker.Start(c => c with { Groups = c.Groups with { InitialRebalanceDelayMs = 0 } });
+        string topic = "fallback-" + fallback.Replace('.', '-');
+        await ProduceTenPerPartitionAsync(broker.Bootstrap, topic);
+        var config = new ConsumerConfig
+        {
+            BootstrapServers = broker.Bootstrap,
+            GroupId = "g-" + topic,
+            ApiVersionRequest = false,
+            BrokerVersionFallback = fallback,
+            EnableAutoCommit = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            SessionTimeoutMs = 6000,
+            EnablePartitionEof = true,
+        };
+        var assigned = new List<TopicPartition>();
+        using (var consumer = new ConsumerBuilder<byte[]?, byte[]?>(config)
+                   .SetPartitionsAssignedHandler((_, parts) =>
+                   {
+                       lock (assigned)
+                           assigned.AddRange(parts);
+                       // Without consuming, the group's partitions are taken but not assigned locally: no Fetch.
+                       return consume ? parts.Select(p => new TopicPartitionOffset(p, Offset.Unset)) : [];
+                   })
+                   .Build())
+        {
+            consumer.Subscribe(topic);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            int records = 0;
+            var eof = new HashSet<int>();
+            while (DateTime.UtcNow < deadline)
+            {
+                var r = consumer.Consume(TimeSpan.FromMilliseconds(200));
+                if (r is { IsPartitionEOF: true })
+                    eof.Add(r.Partition.Value);
+                else if (r is not null)
+                    records++;
+                bool done;
+                lock (assigned)
+                    done = assigned.Count == 2 && (!consume || eof.Count == 2);
+                if (done)
+                    break;
+            }
+            lock (assigned)
+                Assert.Equal(2, assigned.Count);
+            if (consume)
+                Assert.Equal(20, records);
+
+            // Commits in the group (OffsetCommit v2 with the generation) and read back (OffsetFetch v1).
+            consumer.Commit([new TopicPartitionOffset(topic, 0, 7), new TopicPartitionOffset(topic, 1, 3)]);
+            var committed = consumer.Committed([new TopicPartition(topic, 0), new TopicPartition(topic, 1)], TimeSpan.FromSeconds(10));
+            Assert.Equal([7L, 3L], committed.OrderBy(c => c.Partition.Value).Select(c => c.Offset.Value));
+
+            // ListOffsets v0 below 0.10.1.
+            var marks = consumer.QueryWatermarkOffsets(new TopicPartition(topic, 1), TimeSpan.FromSeconds(10));
+            Assert.Equal((0L, 10L), (marks.Low.Value, marks.High.Value));
+            consumer.Close(); // LeaveGroup
+        }
+        using var admin = Clients.Admin(broker.Bootstrap);
+        var described = await admin.DescribeConsumerGroupsAsync(["g-" + topic]);
+        Assert.Equal(ConsumerGroupState.Empty, described.ConsumerGroupDescriptions[0].State);
+        Assert.DoesNotContain("is not served", broker.LogText.ToString());
+    }
 }
