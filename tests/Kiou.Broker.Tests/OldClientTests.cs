@@ -290,4 +290,38 @@ public sealed class OldClientTests
         Assert.Equal(ConsumerGroupState.Empty, described.ConsumerGroupDescriptions[0].State);
         Assert.DoesNotContain("is not served", broker.LogText.ToString());
     }
+
+    /// <summary>tests/compat/sarama built once per test run, offline, against Debian's Sarama in /usr/share/gocode.</summary>
+    static readonly Lazy<string> SaramaBinary = new(() =>
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "kiou-sarama-" + Environment.ProcessId);
+        Directory.CreateDirectory(dir);
+        string binary = Path.Combine(dir, "sarama");
+        var build = ChildProcess.Run("go", ["build", "-o", binary, "."], timeoutMs: 300_000,
+            env: new Dictionary<string, string>
+            {
+                ["GOPATH"] = "/usr/share/gocode",
+                ["GO111MODULE"] = "off",
+                ["GOFLAGS"] = "",
+                ["GOCACHE"] = Path.Combine(Path.GetTempPath(), "kiou-sarama-gocache"),
+            }, workingDirectory: Path.Combine(CompatTests.CompatDir, "sarama"));
+        Assert.True(build.ExitCode == 0, $"go build of tests/compat/sarama failed ({build.ExitCode}):\n{build.Stderr}");
+        return binary;
+    });
+
+    // Sarama 1.22 (Debian): JoinGroup v1, OffsetCommit v1, OffsetFetch v1, DescribeConfigs v0, CreateTopics v1 at
+    // 0.11.0; its consumer group needs 0.10.2+, whose Fetch v3 comes with the old-format fetch versions.
+    [Theory]
+    [InlineData("0.11.0.0")]
+    [InlineData("1.0.0")]
+    public async Task Sarama_pinned_to_an_old_generation_administers_produces_and_consumes_in_a_group(string version)
+    {
+        await using var broker = TestBroker.Start(c => c with { Groups = c.Groups with { InitialRebalanceDelayMs = 0 } });
+        var run = ChildProcess.Run(SaramaBinary.Value, [broker.Bootstrap, "sarama-" + version.Replace('.', '-'), version], timeoutMs: 90_000);
+        Assert.True(run.ExitCode == 0, $"exit code {run.ExitCode}\nstdout:\n{run.Stdout}\nstderr:\n{run.Stderr}\nbroker:\n{broker.LogText}");
+        foreach (string step in new[] { "CreateTopic, ListTopics and DescribeConfig", "produced 20 messages", "consumer group consumed every message in order",
+                     "left the group", "commits read back and GetOffset", "ListConsumerGroups, DescribeConsumerGroups and DeleteTopic" })
+            Assert.Contains("ok: " + step, run.Stdout);
+        Assert.DoesNotContain("is not served", broker.LogText.ToString());
+    }
 }
