@@ -95,7 +95,7 @@ public sealed class OldClientTests
     }
 
     [Fact]
-    public async Task Metadata_v0_and_offsets_v0_and_fetch_by_topic_id()
+    public async Task Metadata_v0_offsets_v0_epochs_v0_DeleteGroups_v0_and_fetch_by_topic_id()
     {
         await using var broker = TestBroker.Start();
         await ProduceTenPerPartitionAsync(broker.Bootstrap, "wire-old");
@@ -132,6 +132,30 @@ public sealed class OldClientTests
             Assert.Equal(4L, parts.Single(p => p.PartitionIndex == 1).CommittedOffset);
             Assert.Equal("m", parts.Single(p => p.PartitionIndex == 1).Metadata);
         }
+
+        // OffsetForLeaderEpoch v0 (no epoch in the answer): epoch 0 ends at the high watermark.
+        var epochs = await SendAsync<OffsetForLeaderEpochResponse>(s, new OffsetForLeaderEpochRequest
+        {
+            Topics =
+            [
+                new OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+                {
+                    Topic = "wire-old",
+                    Partitions = [new OffsetForLeaderEpochRequest.OffsetForLeaderPartition { Partition = 1, LeaderEpoch = 0 }],
+                },
+            ],
+        }, OffsetForLeaderEpochRequest.ApiKey, 0, 6);
+        Assert.Equal(10L, epochs.Topics[0].Partitions[0].EndOffset);
+
+        // DeleteGroups v0: the group that holds only the v0 commit goes, offsets and all.
+        var deleted = await SendAsync<DeleteGroupsResponse>(s, new DeleteGroupsRequest { GroupsNames = ["zk-era"] }, DeleteGroupsRequest.ApiKey, 0, 7);
+        Assert.Equal(ErrorCodes.None, Assert.Single(deleted.Results).ErrorCode);
+        var gone = await SendAsync<OffsetFetchResponse>(s, new OffsetFetchRequest
+        {
+            GroupId = "zk-era",
+            Topics = [new OffsetFetchRequest.OffsetFetchRequestTopic { Name = "wire-old", PartitionIndexes = [1] }],
+        }, OffsetFetchRequest.ApiKey, 0, 8);
+        Assert.Equal(-1L, gone.Topics[0].Partitions[0].CommittedOffset);
 
         // Fetch v13+ names topics by the id Metadata reports; an unknown id answers UNKNOWN_TOPIC_ID.
         var meta = await SendAsync<MetadataResponse>(s, new MetadataRequest { Topics = [new MetadataRequest.MetadataRequestTopic { Name = "wire-old" }] },
