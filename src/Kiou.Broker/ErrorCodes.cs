@@ -27,6 +27,7 @@ public static class ErrorCodes
     public const short RebalanceInProgress = 27;
     public const short TopicAuthorizationFailed = 29;
     public const short InvalidTimestamp = 32;
+    public const short UnsupportedSaslMechanism = 33;
     public const short UnsupportedVersion = 35;
     public const short TopicAlreadyExists = 36;
     public const short InvalidPartitions = 37;

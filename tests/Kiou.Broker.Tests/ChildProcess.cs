@@ -8,10 +8,11 @@ public static class ChildProcess
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
     public static Result Run(string file, IEnumerable<string> args, string? stdin = null, int timeoutMs = 30000,
-        IDictionary<string, string>? env = null)
+        IDictionary<string, string>? env = null, string? workingDirectory = null)
     {
         var psi = new ProcessStartInfo(file)
         {
+            WorkingDirectory = workingDirectory ?? "",
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,

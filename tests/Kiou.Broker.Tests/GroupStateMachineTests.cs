@@ -360,6 +360,24 @@ public sealed class GroupStateMachineTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Answers_that_depend_on_membership_expire_sessions_first_not_when_the_timer_fires()
+    {
+        var join = Join(instance: "ia");
+        Advance(InitialDelay);
+        var r = await join;
+        await Sync(r.MemberId, 1, "ia", (r.MemberId, [1]));
+        Assert.Equal(GroupState.Stable, State());
+
+        // Past the session timeout, the timer not run yet: a static member that left without a LeaveGroup.
+        _clock.Advance(Session + 1);
+        var described = _c.Describe("g");
+        Assert.Equal("Empty", described.GroupState);
+        Assert.Empty(described.Members);
+        Assert.Equal("Empty", Assert.Single(_c.ListGroups(null, null).Groups).GroupState);
+        Assert.Equal(ErrorCodes.None, await _c.DeleteGroup("g"));
+    }
+
+    [Fact]
     public async Task Bad_requests_get_kafkas_error_codes()
     {
         var (a, b) = await StableGroupOfTwo();

@@ -747,6 +747,16 @@ public sealed class GroupCoordinator : IAsyncDisposable
     // ---------------------------------------------------------------------------------------------------------------
     // DescribeGroups, ListGroups, DeleteGroups
 
+    /// <summary>Runs the group's deadlines that are already due (a session that ran out, a join phase over), so an
+    /// answer about its members never depends on when the timer thread gets to them. Caller holds the group lock.</summary>
+    void ExpireDue(Group group)
+    {
+        long now = NowMs;
+        // A removal can end the join phase at once, which may make the next deadline due too; a few rounds settle it.
+        for (int i = 0; i < 4 && group.State != GroupState.Dead && group.NextDeadlineMs() <= now; i++)
+            group.OnTimer(now);
+    }
+
     public DescribeGroupsResponse.DescribedGroup Describe(string groupId)
     {
         var d = new DescribeGroupsResponse.DescribedGroup { GroupId = groupId, GroupState = "Dead", ProtocolType = "", ProtocolData = "" };
@@ -760,6 +770,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
             return d;
         lock (group)
         {
+            ExpireDue(group);
             d.GroupState = group.StateName;
             d.ProtocolType = group.ProtocolType ?? "";
             bool stable = group.State == GroupState.Stable;
@@ -791,6 +802,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
         {
             lock (group)
             {
+                ExpireDue(group);
                 if (group.State == GroupState.Dead)
                     continue;
                 string state = group.StateName;
@@ -819,6 +831,7 @@ public sealed class GroupCoordinator : IAsyncDisposable
         Task durable;
         lock (group)
         {
+            ExpireDue(group);
             if (group.State == GroupState.Dead)
                 return ErrorCodes.GroupIdNotFound;
             if (group.State != GroupState.Empty || group.Members.Count > 0)

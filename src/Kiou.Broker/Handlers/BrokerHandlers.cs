@@ -40,19 +40,20 @@ public sealed partial class BrokerHandlers
         // Produce v0-2 and Fetch v0-3 use the legacy message formats, converted on the way in and out
         // (docs/design/message-formats.md), as Kafka 3.x does.
         Add<ProduceRequest>(ProduceRequest.ApiKey, 0, 11, Produce);
-        Add<FetchRequest>(FetchRequest.ApiKey, 0, 12, Fetch);
-        Add<ListOffsetsRequest>(ListOffsetsRequest.ApiKey, 1, 7, ListOffsets);
+        Add<FetchRequest>(FetchRequest.ApiKey, 0, 17, Fetch);
+        Add<ListOffsetsRequest>(ListOffsetsRequest.ApiKey, 0, 10, ListOffsets);
         Add<MetadataRequest>(MetadataRequest.ApiKey, 0, 12, Metadata);
         Add<ApiVersionsRequest>(ApiVersionsRequest.ApiKey, 0, 4, ApiVersions);
-        Add<CreateTopicsRequest>(CreateTopicsRequest.ApiKey, 2, 7, CreateTopics);
-        Add<DeleteTopicsRequest>(DeleteTopicsRequest.ApiKey, 1, 6, DeleteTopics);
+        Add<CreateTopicsRequest>(CreateTopicsRequest.ApiKey, 0, 7, CreateTopics);
+        Add<DeleteTopicsRequest>(DeleteTopicsRequest.ApiKey, 0, 6, DeleteTopics);
         Add<DeleteRecordsRequest>(DeleteRecordsRequest.ApiKey, 0, 2, DeleteRecords);
-        Add<OffsetForLeaderEpochRequest>(OffsetForLeaderEpochRequest.ApiKey, 2, 4, OffsetForLeaderEpoch);
-        Add<DescribeConfigsRequest>(DescribeConfigsRequest.ApiKey, 1, 4, DescribeConfigs);
+        Add<OffsetForLeaderEpochRequest>(OffsetForLeaderEpochRequest.ApiKey, 0, 4, OffsetForLeaderEpoch);
+        Add<DescribeConfigsRequest>(DescribeConfigsRequest.ApiKey, 0, 4, DescribeConfigs);
         Add<AlterConfigsRequest>(AlterConfigsRequest.ApiKey, 0, 2, AlterConfigs);
         Add<CreatePartitionsRequest>(CreatePartitionsRequest.ApiKey, 0, 3, CreatePartitions);
         Add<IncrementalAlterConfigsRequest>(IncrementalAlterConfigsRequest.ApiKey, 0, 1, IncrementalAlterConfigs);
         Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
+        Add<SaslHandshakeRequest>(SaslHandshakeRequest.ApiKey, 0, 1, SaslHandshake, advertised: false);
         RegisterGroupApis();
         RegisterIdempotenceApis();
         RegisterTransactionApis();
@@ -61,7 +62,8 @@ public sealed partial class BrokerHandlers
     /// <summary>The group coordinator's APIs (Handlers/Groups*.cs), when built in.</summary>
     partial void RegisterGroupApis();
 
-    void Add<TRequest>(short apiKey, short min, short max, Func<RequestContext, TRequest, ValueTask<IKafkaMessage?>> handle, short minServed = -1)
+    void Add<TRequest>(short apiKey, short min, short max, Func<RequestContext, TRequest, ValueTask<IKafkaMessage?>> handle, short minServed = -1,
+        bool advertised = true)
         where TRequest : class, IKafkaMessage, new()
     {
         _router.Register(new ApiHandler
@@ -70,6 +72,7 @@ public sealed partial class BrokerHandlers
             MinVersion = min,
             MaxVersion = max,
             MinServedVersion = minServed,
+            Advertised = advertised,
             CreateRequest = static () => new TRequest(),
             Handle = (ctx, request) => handle(ctx, (TRequest)request),
         });
@@ -81,6 +84,19 @@ public sealed partial class BrokerHandlers
 
     ValueTask<IKafkaMessage?> ApiVersions(RequestContext ctx, ApiVersionsRequest request) =>
         Done(new ApiVersionsResponse { ErrorCode = ErrorCodes.None, ApiKeys = _router.AdvertisedVersions() });
+
+    /// <summary>
+    /// SASL is not served: a client configured for it gets the handshake's own refusal (no mechanism enabled) and the
+    /// connection closes, so it reports that SASL is not enabled instead of timing out. Not advertised in ApiVersions:
+    /// a client that reads them sees no SASL at all.
+    /// </summary>
+    ValueTask<IKafkaMessage?> SaslHandshake(RequestContext ctx, SaslHandshakeRequest request)
+    {
+        ctx.CloseConnection = true;
+        ctx.CloseReason = $"SASL handshake for mechanism '{request.Mechanism}' refused: this broker serves no SASL "
+            + "(plaintext only); closing the connection. Configure the client with security.protocol=PLAINTEXT";
+        return Done(new SaslHandshakeResponse { ErrorCode = ErrorCodes.UnsupportedSaslMechanism, Mechanisms = [] });
+    }
 
     /// <summary>Epoch check of Fetch v9+, ListOffsets v4+ and OffsetForLeaderEpoch v2+: -1 skips it.</summary>
     static short CheckLeaderEpoch(int currentLeaderEpoch) => currentLeaderEpoch switch

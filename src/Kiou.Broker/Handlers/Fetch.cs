@@ -6,7 +6,8 @@ using Kiou.Storage;
 
 namespace Kiou.Broker.Handlers;
 
-// Fetch v0-12 (by topic name; v13+ by topic id is not served yet).
+// Fetch v0-17: v13+ name topics by id (as Metadata v10+ reports them); an id that names no topic answers
+// UNKNOWN_TOPIC_ID on each of its partitions, as Kafka does.
 // - v0-3 cannot carry record batches v2: what is read is converted down to message format v0 (Fetch v0-1) or v1
 //   (v2-3) in memory, without zero-copy, as Kafka's RecordsUtil.downConvert (LegacyRecords.DownConvert,
 //   docs/design/message-formats.md); zstd batches cannot be, and get UNSUPPORTED_COMPRESSION_TYPE.
@@ -40,6 +41,12 @@ public sealed partial class BrokerHandlers
         if (request.SessionId != 0)
         {
             return Done(new FetchResponse { ErrorCode = ErrorCodes.FetchSessionIdNotFound, SessionId = 0 });
+        }
+        if (ctx.ApiVersion >= 13)
+        {
+            // Resolved once: the long poll rebuilds from the same names; an empty name marks an unknown id.
+            foreach (var topic in request.Topics)
+                topic.Topic = _controller.Find(topic.TopicId)?.Name ?? "";
         }
         if (request.MaxWaitMs <= 0)
             return Done(Counted(BuildFetchResponse(ctx.ApiVersion, request, out _, out _, out _, seen: null)));
@@ -168,7 +175,7 @@ public sealed partial class BrokerHandlers
                 topicResponse.Partitions.Add(pd);
                 if (topicLogs is null || (uint)p.Partition >= (uint)topicLogs.Partitions.Length)
                 {
-                    pd.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                    pd.ErrorCode = topic.Topic.Length == 0 && topic.TopicId != Guid.Empty ? ErrorCodes.UnknownTopicId : ErrorCodes.UnknownTopicOrPartition;
                     anyError = true;
                     continue;
                 }

@@ -7,20 +7,24 @@ namespace Kiou.Broker.Handlers;
 
 // The classic group protocol, served by Groups/GroupCoordinator (this node coordinates every group).
 //
-// FindCoordinator v0-4: this node's advertised host and broker port (as in Metadata) for group and transaction keys;
+// FindCoordinator v0-6: this node's advertised host and broker port (as in Metadata) for group and transaction keys;
 //   v4+ batch CoordinatorKeys and answer one Coordinator each. Other key types: INVALID_REQUEST.
-// JoinGroup v2-9: v4+ MEMBER_ID_REQUIRED round trip for dynamic members; v5+ static membership (GroupInstanceId);
-//   v7+ ProtocolType in the answer; v9 SkipAssignment for a static leader rejoining a Stable group. The answer is
-//   parked until the join phase completes (delayed; responses on the connection stay in order).
+// JoinGroup v0-9: v0 has no rebalance timeout (the session timeout serves); v4+ MEMBER_ID_REQUIRED round trip for
+//   dynamic members; v5+ static membership (GroupInstanceId); v7+ ProtocolType in the answer; v9 SkipAssignment for a
+//   static leader rejoining a Stable group. The answer is parked until the join phase completes (delayed; responses
+//   on the connection stay in order).
 // SyncGroup v0-5: v3+ GroupInstanceId; v5 checks ProtocolType/ProtocolName. Followers park until the leader syncs.
 // Heartbeat v0-4, LeaveGroup v0-5 (v3+ batched Members with per-member errors, v5 Reason).
-// OffsetCommit v2-9: v2-4 RetentionTimeMs sets an explicit expiry; v6+ CommittedLeaderEpoch; v7+ GroupInstanceId;
-//   v9 answers GROUP_ID_NOT_FOUND (not ILLEGAL_GENERATION) for an unknown group with a generation. Answered only
-//   once the commit is durable in the offsets log.
-// OffsetFetch v1-9: v2+ null topics = all committed partitions and a top-level error; v5+ leader epoch; v7+
-//   RequireStable (partitions with transactional offsets awaiting their marker get UNSTABLE_OFFSET_COMMIT, as Kafka);
-//   v8+ several groups per request.
-// OffsetDelete v0, DescribeGroups v0-5, ListGroups v0-5 (v4+ state filter, v5+ type filter), DeleteGroups v1-2.
+// OffsetCommit v0-9: v0 (kept in ZooKeeper by Kafka 3.9 in ZK mode, refused in KRaft mode) is a commit to the
+//   coordinator here like any other, seen by every OffsetFetch version; v1 CommitTimestamp is the commit time; v2-4
+//   RetentionTimeMs sets an explicit expiry; v6+ CommittedLeaderEpoch; v7+ GroupInstanceId; v9 answers
+//   GROUP_ID_NOT_FOUND (not ILLEGAL_GENERATION) for an unknown group with a generation. Answered only once the commit
+//   is durable in the offsets log.
+// OffsetFetch v0-9: v0 (read from ZooKeeper by Kafka in ZK mode) reads the coordinator's offsets as v1 does; v2+ null
+//   topics = all committed partitions and a top-level error; v5+ leader epoch; v7+ RequireStable (partitions with
+//   transactional offsets awaiting their marker get UNSTABLE_OFFSET_COMMIT, as Kafka); v8+ several groups per
+//   request.
+// OffsetDelete v0, DescribeGroups v0-5, ListGroups v0-5 (v4+ state filter, v5+ type filter), DeleteGroups v0-2.
 public sealed partial class BrokerHandlers
 {
     /// <summary>The group coordinator; when null no group API is registered.</summary>
@@ -30,17 +34,17 @@ public sealed partial class BrokerHandlers
     {
         if (Coordinator is null)
             return;
-        Add<FindCoordinatorRequest>(FindCoordinatorRequest.ApiKey, 0, 4, FindCoordinator);
-        Add<JoinGroupRequest>(JoinGroupRequest.ApiKey, 2, 9, JoinGroup);
+        Add<FindCoordinatorRequest>(FindCoordinatorRequest.ApiKey, 0, 6, FindCoordinator);
+        Add<JoinGroupRequest>(JoinGroupRequest.ApiKey, 0, 9, JoinGroup);
         Add<SyncGroupRequest>(SyncGroupRequest.ApiKey, 0, 5, SyncGroup);
         Add<HeartbeatRequest>(HeartbeatRequest.ApiKey, 0, 4, Heartbeat);
         Add<LeaveGroupRequest>(LeaveGroupRequest.ApiKey, 0, 5, LeaveGroup);
-        Add<OffsetCommitRequest>(OffsetCommitRequest.ApiKey, 2, 9, OffsetCommit);
-        Add<OffsetFetchRequest>(OffsetFetchRequest.ApiKey, 1, 9, OffsetFetch);
+        Add<OffsetCommitRequest>(OffsetCommitRequest.ApiKey, 0, 9, OffsetCommit);
+        Add<OffsetFetchRequest>(OffsetFetchRequest.ApiKey, 0, 9, OffsetFetch);
         Add<OffsetDeleteRequest>(OffsetDeleteRequest.ApiKey, 0, 0, OffsetDelete);
         Add<DescribeGroupsRequest>(DescribeGroupsRequest.ApiKey, 0, 5, DescribeGroups);
         Add<ListGroupsRequest>(ListGroupsRequest.ApiKey, 0, 5, ListGroups);
-        Add<DeleteGroupsRequest>(DeleteGroupsRequest.ApiKey, 1, 2, DeleteGroups);
+        Add<DeleteGroupsRequest>(DeleteGroupsRequest.ApiKey, 0, 2, DeleteGroups);
     }
 
     GroupCoordinator Groups => Coordinator!;

@@ -410,7 +410,8 @@ public sealed class Connection
         var handler = _router.Find(apiKey);
         if (handler is null)
         {
-            _log.Warn($"connection from {_remote}: unknown or unsupported API key {apiKey} (version {version}); closing the connection as Kafka does");
+            if (_router.Refusals.ShouldLog(ClientAddress, $"api {apiKey}", out int skipped))
+                _log.Warn($"connection from {_remote}: unknown or unsupported API key {apiKey} (version {version}); closing the connection as Kafka does{RefusalWarnings.Suffix(skipped)}");
             ArrayPool<byte>.Shared.Return(frame);
             return false;
         }
@@ -423,7 +424,10 @@ public sealed class Connection
                 _lastPending = new RequestSlot(this, ctx0, ValueTask.FromResult<IKafkaMessage?>(_router.UnsupportedApiVersionsResponse()), frame);
                 return true;
             }
-            _log.Warn($"connection from {_remote}: {ApiMessageTypes.Name(apiKey)} version {version} is not served (we serve {Math.Max(handler.MinVersion, handler.MinServedVersion)}-{handler.MaxVersion}); closing the connection");
+            // Kafka's SocketServer refuses a version it does not serve by closing the connection (only ApiVersions has
+            // an answer every client can read); the client learns the ranges from ApiVersions.
+            if (_router.Refusals.ShouldLog(ClientAddress, $"api {apiKey} v{version}", out int skipped))
+                _log.Warn($"connection from {_remote}: {ApiMessageTypes.Name(apiKey)} version {version} is not served (we serve {Math.Max(handler.MinVersion, handler.MinServedVersion)}-{handler.MaxVersion}); closing the connection as Kafka does{RefusalWarnings.Suffix(skipped)}");
             ArrayPool<byte>.Shared.Return(frame);
             return false;
         }
@@ -453,6 +457,9 @@ public sealed class Connection
         _lastPending = new RequestSlot(this, ctx, response, frame);
         return true;
     }
+
+    /// <summary>The client's address without the port: a client reconnecting after a refusal is the same client.</summary>
+    string ClientAddress => (_remote as System.Net.IPEndPoint)?.Address.ToString() ?? _remote?.ToString() ?? "";
 
     RequestContext NewContext(short apiKey, short version, int correlationId, string? clientId) => new()
     {
@@ -620,7 +627,15 @@ public sealed class Connection
                 if (pending.Context.CloseConnection)
                 {
                     await output.FlushAsync(_closed.Token).ConfigureAwait(false);
-                    _log.Warn($"{pending.Context.Client}: closing the connection after a failed {ApiMessageTypes.Name(pending.Context.ApiKey)} that expected no response (acks=0), as Kafka does, so the client notices");
+                    if (pending.Context.CloseReason is { } reason)
+                    {
+                        if (_router.Refusals.ShouldLog(ClientAddress, reason, out int skipped))
+                            _log.Warn($"{pending.Context.Client}: {reason}{RefusalWarnings.Suffix(skipped)}");
+                    }
+                    else
+                    {
+                        _log.Warn($"{pending.Context.Client}: closing the connection after a failed {ApiMessageTypes.Name(pending.Context.ApiKey)} that expected no response (acks=0), as Kafka does, so the client notices");
+                    }
                     _closed.Cancel();
                     continue;
                 }

@@ -26,6 +26,9 @@ public sealed class RequestContext
     /// <summary>Set by a handler when Kafka would close the connection after this request (acks=0 with errors).</summary>
     public bool CloseConnection { get; set; }
 
+    /// <summary>With <see cref="CloseConnection"/>: the warning logged when closing (null: the acks=0 one).</summary>
+    public string? CloseReason { get; set; }
+
     public string Client => $"client '{ClientId}' at {Remote}";
 }
 
@@ -42,6 +45,9 @@ public sealed class ApiHandler
     /// <summary>Returns the response, or null for no response (Produce acks=0). Runs synchronously up to its first real wait,
     /// so that requests of one connection take effect in the order they arrived.</summary>
     public required Func<RequestContext, IKafkaMessage, ValueTask<IKafkaMessage?>> Handle { get; init; }
+
+    /// <summary>False for an API answered only to refuse it clearly (SaslHandshake): ApiVersions leaves it out.</summary>
+    public bool Advertised { get; init; } = true;
 
     public bool Serves(short version) => version >= Math.Max(MinVersion, MinServedVersion) && version <= MaxVersion;
 }

@@ -15,6 +15,9 @@ public sealed class RequestRouter
     /// <summary>The broker's instruments (requests, connections, records in and out); null in tests without them.</summary>
     public Kiou.Broker.Http.BrokerMetrics? Metrics { get; init; }
 
+    /// <summary>Shared by every connection, so a client that reconnects after each refusal is still counted once.</summary>
+    public RefusalWarnings Refusals { get; } = new();
+
     public void Register(ApiHandler handler)
     {
         if ((uint)handler.ApiKey >= (uint)_byKey.Length || _byKey[handler.ApiKey] is not null)
@@ -36,7 +39,10 @@ public sealed class RequestRouter
     {
         var list = new List<ApiVersionsResponse.ApiVersion>(_all.Count);
         foreach (var h in _all)
-            list.Add(new ApiVersionsResponse.ApiVersion { ApiKey = h.ApiKey, MinVersion = h.MinVersion, MaxVersion = h.MaxVersion });
+        {
+            if (h.Advertised)
+                list.Add(new ApiVersionsResponse.ApiVersion { ApiKey = h.ApiKey, MinVersion = h.MinVersion, MaxVersion = h.MaxVersion });
+        }
         return list;
     }
 
