@@ -343,7 +343,7 @@ public sealed class OldClientTests
         await using var broker = TestBroker.Start(c => c with { Groups = c.Groups with { InitialRebalanceDelayMs = 0 } });
         var run = ChildProcess.Run(SaramaBinary.Value, [broker.Bootstrap, "sarama-" + version.Replace('.', '-'), version], timeoutMs: 90_000);
         Assert.True(run.ExitCode == 0, $"exit code {run.ExitCode}\nstdout:\n{run.Stdout}\nstderr:\n{run.Stderr}\nbroker:\n{broker.LogText}");
-        foreach (string step in new[] { "CreateTopic, ListTopics and DescribeConfig", "produced 20 messages", "consumer group consumed every message in order",
+        foreach (string step in new[] { version == "0.10.2.0" ? "CreateTopic" : "CreateTopic, ListTopics and DescribeConfig", "produced 20 messages", "consumer group consumed every message in order",
                      "left the group", "commits read back and GetOffset", "ListConsumerGroups, DescribeConsumerGroups and DeleteTopic" })
             Assert.Contains("ok: " + step, run.Stdout);
         Assert.DoesNotContain("is not served", broker.LogText.ToString());
