@@ -53,6 +53,9 @@ public sealed partial class BrokerHandlers
         Add<CreatePartitionsRequest>(CreatePartitionsRequest.ApiKey, 0, 3, CreatePartitions);
         Add<IncrementalAlterConfigsRequest>(IncrementalAlterConfigsRequest.ApiKey, 0, 1, IncrementalAlterConfigs);
         Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
+        Add<DescribeLogDirsRequest>(DescribeLogDirsRequest.ApiKey, 0, 4, DescribeLogDirs);
+        Add<ElectLeadersRequest>(ElectLeadersRequest.ApiKey, 0, 2, ElectLeaders);
+        Add<DescribeTopicPartitionsRequest>(DescribeTopicPartitionsRequest.ApiKey, 0, 0, DescribeTopicPartitions);
         RegisterGroupApis();
         RegisterIdempotenceApis();
         RegisterTransactionApis();
