@@ -371,13 +371,14 @@ public sealed class DynamicBrokerConfigs
         string v = value.Trim();
         switch (d.Kind)
         {
-            case Kind.Int or Kind.Long when d.Factor != 1:
+            case Kind.Int or Kind.Long:
                 long n = long.Parse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
                 // As KafkaConfig.logRetentionTimeMillis: any negative retention means unlimited (-1).
-                long ms = n < 0 ? -1 : (n > long.MaxValue / d.Factor ? long.MaxValue : n * d.Factor);
-                return ms.ToString(CultureInfo.InvariantCulture);
-            case Kind.Int or Kind.Long:
-                return long.Parse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture);
+                if (n < 0 && d.Topic == "retention.ms")
+                    n = -1;
+                else if (d.Factor != 1)
+                    n = n > long.MaxValue / d.Factor ? long.MaxValue : n * d.Factor;
+                return n.ToString(CultureInfo.InvariantCulture);
             case Kind.Bool:
                 return v.ToLowerInvariant();
             case Kind.List:
