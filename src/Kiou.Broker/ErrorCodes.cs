@@ -46,6 +46,7 @@ public static class ErrorCodes
     public const short OperationNotAttempted = 55;
     public const short KafkaStorageError = 56;
     public const short NonEmptyGroup = 68;
+    public const short ElectionNotNeeded = 84;
     public const short GroupIdNotFound = 69;
     public const short FetchSessionIdNotFound = 70;
     public const short FencedLeaderEpoch = 74;

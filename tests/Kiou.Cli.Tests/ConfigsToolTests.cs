@@ -33,8 +33,8 @@ public sealed class ConfigsToolTests
         Assert.True(described.ExitCode == 0, described.ToString());
         Assert.Equal(
             "Dynamic configs for topic orders are:\n"
-            + "  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact,delete, DEFAULT_CONFIG:cleanup.policy=delete}\n"
-            + "  retention.ms=1000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=1000, DEFAULT_CONFIG:retention.ms=604800000}\n",
+            + "  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact,delete, DEFAULT_CONFIG:log.cleanup.policy=delete}\n"
+            + "  retention.ms=1000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=1000}\n",
             described.Stdout);
 
         var deleted = Configs(b, "--alter", "--topic", "orders", "--delete-config", "retention.ms");
@@ -45,7 +45,7 @@ public sealed class ConfigsToolTests
         var all = Configs(b, "--describe", "--topic", "orders", "--all");
         Assert.True(all.ExitCode == 0, all.ToString());
         Assert.StartsWith("All configs for topic orders are:\n", all.Stdout);
-        Assert.Contains("\n  retention.ms=604800000 sensitive=false synonyms={DEFAULT_CONFIG:retention.ms=604800000}\n", all.Stdout);
+        Assert.Contains("\n  retention.ms=604800000 sensitive=false synonyms={}\n", all.Stdout);
         Assert.Contains("\n  segment.bytes=", all.Stdout);
 
         // Every topic, in name order, without --entity-name.
@@ -53,9 +53,9 @@ public sealed class ConfigsToolTests
         Assert.True(every.ExitCode == 0, every.ToString());
         Assert.Equal(
             "Dynamic configs for topic audit are:\n"
-            + "  retention.ms=5000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=5000, DEFAULT_CONFIG:retention.ms=604800000}\n"
+            + "  retention.ms=5000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=5000}\n"
             + "Dynamic configs for topic orders are:\n"
-            + "  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact,delete, DEFAULT_CONFIG:cleanup.policy=delete}\n",
+            + "  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact,delete, DEFAULT_CONFIG:log.cleanup.policy=delete}\n",
             every.Stdout);
 
         // Failures: one line, exit 1, nothing changed.
@@ -76,7 +76,7 @@ public sealed class ConfigsToolTests
         Assert.StartsWith("configs: updating the configs of topic orders failed: ", invalid.Stderr);
         Assert.Contains("retention.ms", invalid.Stderr);
         Assert.Single(invalid.Stderr.TrimEnd('\n').Split('\n'));
-        Assert.Equal("Dynamic configs for topic orders are:\n  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact,delete, DEFAULT_CONFIG:cleanup.policy=delete}\n",
+        Assert.Equal("Dynamic configs for topic orders are:\n  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact,delete, DEFAULT_CONFIG:log.cleanup.policy=delete}\n",
             Configs(b, "--describe", "--topic", "orders").Stdout);
     }
 
@@ -110,6 +110,37 @@ public sealed class ConfigsToolTests
         Assert.StartsWith($"configs: updating the configs of broker {id} failed: ", unknown.Stderr);
         Assert.Single(unknown.Stderr.TrimEnd('\n').Split('\n'));
         Assert.Equal("", unknown.Stdout);
+    }
+
+    [Fact]
+    public async Task Alters_a_dynamic_broker_config_and_describes_it_with_its_source()
+    {
+        await using var broker = TestBroker.Start();
+        string b = broker.Bootstrap;
+        string id = broker.Broker.Config.NodeId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(0, Tools.Script("topics", ["--bootstrap-server", b, "--create", "--topic", "orders"]).ExitCode);
+
+        var set = Configs(b, "--alter", "--broker", id, "--add-config", "log.retention.ms=3600000,log.cleanup.policy=[compact,delete]");
+        Assert.True(set.ExitCode == 0, set.ToString());
+        Assert.Equal($"Completed updating config for broker {id}.\n", set.Stdout);
+
+        var dynamicOnly = Configs(b, "--describe", "--broker", id);
+        Assert.True(dynamicOnly.ExitCode == 0, dynamicOnly.ToString());
+        Assert.Equal(
+            $"Dynamic configs for broker {id} are:\n"
+            + "  log.cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.cleanup.policy=compact,delete, DEFAULT_CONFIG:log.cleanup.policy=delete}\n"
+            + "  log.retention.ms=3600000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.retention.ms=3600000, DEFAULT_CONFIG:log.retention.hours=168}\n",
+            dynamicOnly.Stdout);
+
+        // The topic without its own values follows the broker at once.
+        var topic = Configs(b, "--describe", "--topic", "orders", "--all");
+        Assert.True(topic.ExitCode == 0, topic.ToString());
+        Assert.Contains("\n  retention.ms=3600000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.retention.ms=3600000, DEFAULT_CONFIG:log.retention.hours=168}\n", topic.Stdout);
+        Assert.Contains("\n  cleanup.policy=compact,delete sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.cleanup.policy=compact,delete, DEFAULT_CONFIG:log.cleanup.policy=delete}\n", topic.Stdout);
+
+        var deleted = Configs(b, "--alter", "--broker", id, "--delete-config", "log.retention.ms,log.cleanup.policy");
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        Assert.Equal($"Dynamic configs for broker {id} are:\n", Configs(b, "--describe", "--broker", id).Stdout);
     }
 
     [Fact]

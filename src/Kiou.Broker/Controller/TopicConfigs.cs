@@ -80,16 +80,20 @@ public static class TopicConfigs
         return null;
     }
 
-    public static string Effective(IReadOnlyDictionary<string, string> configs, string name) =>
-        configs.TryGetValue(name, out var v) ? v : ByName[name].Default;
+    /// <summary>The topic's own value, else the broker's (<paramref name="brokerDefaults"/>: dynamic broker configs and
+    /// KIOU_* settings, by topic config name), else Kafka's default.</summary>
+    public static string Effective(IReadOnlyDictionary<string, string> configs, string name, IReadOnlyDictionary<string, string>? brokerDefaults = null) =>
+        configs.TryGetValue(name, out var v) ? v : brokerDefaults?.GetValueOrDefault(name) ?? ByName[name].Default;
 
-    /// <summary>The storage view of a topic's configs. flush.ms / flush.messages override the broker's KIOU_FLUSH.</summary>
-    public static LogConfig ToLogConfig(IReadOnlyDictionary<string, string> configs, FlushPolicy brokerFlush)
+    /// <summary>The storage view of a topic's configs. flush.ms / flush.messages (the topic's, else the broker's
+    /// log.flush.interval.*) override the broker's KIOU_FLUSH.</summary>
+    public static LogConfig ToLogConfig(IReadOnlyDictionary<string, string> configs, FlushPolicy brokerFlush, IReadOnlyDictionary<string, string>? brokerDefaults = null)
     {
+        string Effective(IReadOnlyDictionary<string, string> c, string n) => TopicConfigs.Effective(c, n, brokerDefaults);
         long L(string n) => long.Parse(Effective(configs, n), CultureInfo.InvariantCulture);
         var flush = brokerFlush;
-        bool hasMs = configs.ContainsKey("flush.ms");
-        bool hasMessages = configs.ContainsKey("flush.messages");
+        bool hasMs = configs.ContainsKey("flush.ms") || brokerDefaults?.ContainsKey("flush.ms") == true;
+        bool hasMessages = configs.ContainsKey("flush.messages") || brokerDefaults?.ContainsKey("flush.messages") == true;
         if (hasMs || hasMessages)
         {
             long ms = hasMs ? L("flush.ms") : long.MaxValue;

@@ -9,8 +9,10 @@ namespace Kiou.Broker.Handlers;
 // CreateTopics v2-7: partitions -1 = KIOU_NUM_PARTITIONS, replication factor 1 or -1; manual assignments may name
 //   only this node; v5+ echo partitions, replication factor and configs, v7 the topic id.
 // DeleteTopics v1-6 (v6: by name or id). CreatePartitions v0-3 (only increases).
-// DescribeConfigs v1-4: topics (every config, with its source) and this broker (read-only).
-// AlterConfigs v0-2 / IncrementalAlterConfigs v0-1: topics only; broker settings come from KIOU_* variables.
+// DescribeConfigs v1-4: topics (every config, with its source and Kafka's synonyms) and this broker or the cluster
+//   default (static settings read-only, dynamic ones with their source).
+// AlterConfigs v0-2 / IncrementalAlterConfigs v0-1: topics, and this broker or the cluster default (empty name) for the
+//   dynamic broker configs (Controller/DynamicBrokerConfigs.cs); the other broker settings come from KIOU_* variables.
 public sealed partial class BrokerHandlers
 {
     const sbyte ResourceTopic = 2;
@@ -230,13 +232,18 @@ public sealed partial class BrokerHandlers
                     if (!Wanted(d.Name))
                         continue;
                     bool set = topic.Configs.TryGetValue(d.Name, out var v);
+                    // As Kafka's ConfigHelper.createTopicConfigEntry: the topic's own value, then the synonyms of its
+                    // first broker synonym (e.g. log.retention.ms), each level in turn.
+                    var brokerNames = DynamicBrokerConfigs.SynonymsOfTopicConfig(d.Name);
+                    var synonyms = brokerNames.Length > 0 && BrokerConfigs is { } dyn ? dyn.Synonyms(brokerNames[0], brokerNames, perBroker: true) : [];
+                    sbyte source = set ? SourceTopicConfig : synonyms.Count > 0 ? synonyms[0].Source : SourceDefault;
                     var entry = new DescribeConfigsResponse.DescribeConfigsResourceResult
                     {
                         Name = d.Name,
-                        Value = set ? v : d.Default,
+                        Value = set ? v : TopicConfigs.Effective(topic.Configs, d.Name, _logs.TopicDefaults),
                         ReadOnly = false,
-                        IsDefault = !set,
-                        ConfigSource = set ? SourceTopicConfig : SourceDefault,
+                        IsDefault = source == SourceDefault,
+                        ConfigSource = source,
                         IsSensitive = false,
                         ConfigType = ConfigTypeOf(d.Kind),
                         Documentation = d.Note,
@@ -245,7 +252,8 @@ public sealed partial class BrokerHandlers
                     {
                         if (set)
                             entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = d.Name, Value = v, Source = SourceTopicConfig });
-                        entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = d.Name, Value = d.Default, Source = SourceDefault });
+                        foreach (var (name, value, from) in synonyms)
+                            entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = name, Value = value, Source = from });
                     }
                     result.Configs.Add(entry);
                 }
@@ -257,19 +265,7 @@ public sealed partial class BrokerHandlers
                     (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"This is broker {_config.NodeId}, not '{resource.ResourceName}'");
                     continue;
                 }
-                foreach (var (name, value, type) in BrokerConfigEntries())
-                {
-                    if (!Wanted(name))
-                        continue;
-                    result.Configs.Add(new DescribeConfigsResponse.DescribeConfigsResourceResult
-                    {
-                        Name = name,
-                        Value = value,
-                        ReadOnly = true,
-                        ConfigSource = SourceStaticBroker,
-                        ConfigType = type,
-                    });
-                }
+                DescribeBroker(result, perBroker: resource.ResourceName.Length > 0, Wanted, request.IncludeSynonyms);
             }
             else
             {
@@ -278,6 +274,67 @@ public sealed partial class BrokerHandlers
         }
         return Done(response);
     }
+
+    /// <summary>The dynamic broker configs (Controller/DynamicBrokerConfigs.cs); null in handlers built without them.</summary>
+    public DynamicBrokerConfigs? BrokerConfigs { get; init; }
+
+    /// <summary>
+    /// As Kafka's ConfigHelper.createBrokerConfigEntry: this broker (<paramref name="perBroker"/>) lists its static
+    /// settings (read-only) and every dynamic config with its source; the default broker lists only the dynamic
+    /// cluster defaults. The source is that of the first synonym from the config itself on.
+    /// </summary>
+    void DescribeBroker(DescribeConfigsResponse.DescribeConfigsResult result, bool perBroker, Func<string, bool> wanted, bool includeSynonyms)
+    {
+        if (perBroker)
+        {
+            foreach (var (name, value, type) in BrokerConfigEntries())
+            {
+                if (!wanted(name) || DynamicBrokerConfigs.Find(name) is not null)
+                    continue;
+                var entry = new DescribeConfigsResponse.DescribeConfigsResourceResult { Name = name, Value = value, ReadOnly = true, ConfigSource = SourceStaticBroker, ConfigType = type };
+                if (includeSynonyms)
+                    entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = name, Value = value, Source = SourceStaticBroker });
+                result.Configs.Add(entry);
+            }
+        }
+        if (BrokerConfigs is not { } dyn)
+            return;
+        var defaults = dyn.Level(perBroker: false);
+        foreach (var d in DynamicBrokerConfigs.All)
+        {
+            if (!wanted(d.Name) || (!perBroker && !defaults.ContainsKey(d.Name)))
+                continue;
+            var synonyms = dyn.Synonyms(d.Name, DynamicBrokerConfigs.BrokerSynonyms(d.Name), perBroker);
+            sbyte source = synonyms.Count > 0 ? synonyms[0].Source : SourceDefault;
+            var entry = new DescribeConfigsResponse.DescribeConfigsResourceResult
+            {
+                Name = d.Name,
+                Value = perBroker ? dyn.Effective(d.Name) ?? d.Default : defaults[d.Name],
+                ReadOnly = false,
+                IsDefault = source == SourceDefault,
+                ConfigSource = source,
+                IsSensitive = false,
+                ConfigType = BrokerConfigTypeOf(d.Kind),
+            };
+            if (includeSynonyms)
+            {
+                foreach (var (name, value, from) in synonyms)
+                    entry.Synonyms.Add(new DescribeConfigsResponse.DescribeConfigsSynonym { Name = name, Value = value, Source = from });
+            }
+            result.Configs.Add(entry);
+        }
+    }
+
+    static sbyte BrokerConfigTypeOf(DynamicBrokerConfigs.Kind kind) => kind switch
+    {
+        DynamicBrokerConfigs.Kind.Bool => 1,
+        DynamicBrokerConfigs.Kind.String => 2,
+        DynamicBrokerConfigs.Kind.Int => 3,
+        DynamicBrokerConfigs.Kind.Long => 5,
+        DynamicBrokerConfigs.Kind.Double => 6,
+        DynamicBrokerConfigs.Kind.List => 7,
+        _ => 0,
+    };
 
     IEnumerable<(string Name, string Value, sbyte Type)> BrokerConfigEntries()
     {
@@ -351,8 +408,11 @@ public sealed partial class BrokerHandlers
                     case 1: // DELETE: back to the default
                         changes[c.Name] = null;
                         break;
-                    case 2 or 3 when c.Name == "cleanup.policy" && current is not null:
-                        var items = TopicConfigs.Effective(current.Configs, c.Name).Split(',', StringSplitOptions.RemoveEmptyEntries).ToList();
+                    case 2 or 3 when (c.Name == "cleanup.policy" && current is not null) || (c.Name == "log.cleanup.policy" && resource.ResourceType == ResourceBroker && BrokerConfigs is not null):
+                        string was = current is not null
+                            ? TopicConfigs.Effective(current.Configs, c.Name, _logs.TopicDefaults)
+                            : BrokerConfigs!.Level(resource.ResourceName.Length > 0).GetValueOrDefault(c.Name) ?? BrokerConfigs.Effective(c.Name) ?? "delete";
+                        var items = was.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
                         foreach (var item in (c.Value ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
                         {
                             if (c.ConfigOperation == 2 && !items.Contains(item))
@@ -380,10 +440,61 @@ public sealed partial class BrokerHandlers
         return Done(response);
     }
 
+    /// <summary>
+    /// AlterConfigs (replaces the level's dynamic configs) and IncrementalAlterConfigs (SET/DELETE; null value = back
+    /// to the level below) on this broker (its id) or the cluster default (empty name). As Kafka's
+    /// ConfigAdminManager.validateBrokerConfigChange, every refusal is INVALID_REQUEST with Kafka's ConfigException text.
+    /// </summary>
+    (short, string?) AlterBroker(RequestContext ctx, string name, Dictionary<string, string?> changes, bool incremental, bool validateOnly)
+    {
+        if (BrokerConfigs is not { } dyn)
+            return (ErrorCodes.InvalidRequest, "Broker settings are read-only at run time: set the KIOU_* environment variables and restart");
+        bool perBroker = name.Length > 0;
+        if (perBroker && name != _config.NodeId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            return (ErrorCodes.InvalidRequest, $"This is broker {_config.NodeId}, not '{name}'");
+        string? refused;
+        try
+        {
+            refused = dyn.Alter(perBroker, values =>
+            {
+                var readOnly = changes.Keys.Where(k => DynamicBrokerConfigs.Find(k) is null).ToList();
+                if (readOnly.Count > 0)
+                    return $"Cannot update these configs dynamically: Set({string.Join(", ", readOnly)})";
+                if (!incremental)
+                    values.Clear();
+                foreach (var (k, v) in changes)
+                {
+                    if (v is null)
+                        values.Remove(k);
+                    else
+                        values[k] = v;
+                }
+                return null;
+            }, validateOnly, _logs.ApplyTopicDefaults);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var failed = Failed(ctx, "AlterConfigs", e);
+            return (failed.ErrorCode, $"{failed.Message}; the dynamic broker configs are unchanged ({dyn.FilePath})");
+        }
+        string level = perBroker ? $"broker {name}" : "the cluster default";
+        if (refused is not null)
+        {
+            _log.Info($"{ctx.Client}: dynamic config change for {level} refused: {refused}");
+            return (ErrorCodes.InvalidRequest, refused);
+        }
+        if (!validateOnly)
+        {
+            _log.Info($"{ctx.Client}: dynamic configs of {level} changed: " +
+                string.Join(", ", changes.Select(kv => kv.Value is null ? $"{kv.Key} removed" : $"{kv.Key}={kv.Value}")) + $" (kept in {dyn.FilePath})");
+        }
+        return (ErrorCodes.None, null);
+    }
+
     (short, string?) AlterResource(RequestContext ctx, sbyte type, string name, Dictionary<string, string?> changes, bool incremental, bool validateOnly)
     {
         if (type == ResourceBroker)
-            return (ErrorCodes.InvalidRequest, "Broker settings are read-only at run time: set the KIOU_* environment variables and restart");
+            return AlterBroker(ctx, name, changes, incremental, validateOnly);
         if (type != ResourceTopic)
             return (ErrorCodes.InvalidRequest, $"Resource type {type} is not supported");
         AdminResult r;

@@ -54,6 +54,9 @@ public sealed partial class BrokerHandlers
         Add<IncrementalAlterConfigsRequest>(IncrementalAlterConfigsRequest.ApiKey, 0, 1, IncrementalAlterConfigs);
         Add<DescribeClusterRequest>(DescribeClusterRequest.ApiKey, 0, 1, DescribeCluster);
         Add<SaslHandshakeRequest>(SaslHandshakeRequest.ApiKey, 0, 1, SaslHandshake, advertised: false);
+        Add<DescribeLogDirsRequest>(DescribeLogDirsRequest.ApiKey, 0, 4, DescribeLogDirs);
+        Add<ElectLeadersRequest>(ElectLeadersRequest.ApiKey, 0, 2, ElectLeaders);
+        Add<DescribeTopicPartitionsRequest>(DescribeTopicPartitionsRequest.ApiKey, 0, 0, DescribeTopicPartitions);
         RegisterGroupApis();
         RegisterIdempotenceApis();
         RegisterTransactionApis();

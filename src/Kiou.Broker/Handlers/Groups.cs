@@ -195,7 +195,12 @@ public sealed partial class BrokerHandlers
     {
         var response = new DescribeGroupsResponse();
         foreach (string id in request.Groups)
-            response.Groups.Add(Groups.Describe(id));
+        {
+            var described = Groups.Describe(id);
+            if (ctx.ApiVersion >= 3 && request.IncludeAuthorizedOperations)
+                described.AuthorizedOperations = GroupOperations;
+            response.Groups.Add(described);
+        }
         return Done(response);
     }
 

@@ -11,6 +11,9 @@ namespace Kiou.Broker.Handlers;
 // for an "all topics" request. v12 may name topics by id only. __consumer_offsets and __transaction_state are internal:
 // listed with is_internal (as Kafka lists its internal topics); no "__" name is ever auto-created by a Metadata request.
 //
+// Authorized operations (Metadata v8+ topics, v8-10 cluster; DescribeCluster): every operation of the resource type, as
+// Kafka answers without an authorizer (Handlers/ClusterAdmin.cs).
+//
 // DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
 public sealed partial class BrokerHandlers
@@ -23,6 +26,20 @@ public sealed partial class BrokerHandlers
             ControllerId = _config.NodeId,
             Brokers = [new MetadataResponse.MetadataResponseBroker { NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }],
         };
+        if (ctx.ApiVersion is >= 8 and <= 10 && request.IncludeClusterAuthorizedOperations)
+            response.ClusterAuthorizedOperations = ClusterOperations;
+        await FillTopics(ctx, request, response).ConfigureAwait(false);
+        if (ctx.ApiVersion >= 8 && request.IncludeTopicAuthorizedOperations)
+        {
+            foreach (var t in response.Topics)
+                if (t.ErrorCode == ErrorCodes.None)
+                    t.TopicAuthorizedOperations = TopicOperations;
+        }
+        return response;
+    }
+
+    async ValueTask FillTopics(RequestContext ctx, MetadataRequest request, MetadataResponse response)
+    {
         bool all = request.Topics is null || (ctx.ApiVersion == 0 && request.Topics.Count == 0);
         if (all)
         {
@@ -30,7 +47,7 @@ public sealed partial class BrokerHandlers
             // subscriptions, tools out of --exclude-internal listings).
             foreach (var topic in _controller.Topics.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
                 response.Topics.Add(DescribeTopic(topic));
-            return response;
+            return;
         }
         bool allowAutoCreate = (ctx.ApiVersion < 4 || request.AllowAutoTopicCreation) && _config.AutoCreateTopics;
         foreach (var wanted in request.Topics!)
@@ -81,7 +98,6 @@ public sealed partial class BrokerHandlers
             }
             missing.ErrorCode = created.ErrorCode;
         }
-        return response;
     }
 
     MetadataResponse.MetadataResponseTopic DescribeTopic(TopicInfo topic)
@@ -112,6 +128,8 @@ public sealed partial class BrokerHandlers
             ClusterId = _controller.ClusterId,
             ControllerId = _config.NodeId,
         };
+        if (request.IncludeClusterAuthorizedOperations)
+            response.ClusterAuthorizedOperations = ClusterOperations;
         if (request.EndpointType != 1)
         {
             response.ErrorCode = ErrorCodes.UnsupportedEndpointType;

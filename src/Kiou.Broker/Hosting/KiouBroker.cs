@@ -118,6 +118,9 @@ public sealed class KiouBroker : IAsyncDisposable
                 config = config with { HttpPort = http.LocalEndPoint.Port };
                 readyProbe = (c, x) => { Volatile.Write(ref g, c); Volatile.Write(ref t, x); };
             }
+            var brokerConfigs = new DynamicBrokerConfigs(dataDir, config.NodeId, StaticBrokerConfigs(config));
+            brokerConfigs.Load(log.Info, log.Warn);
+            logs.ApplyTopicDefaults(brokerConfigs.TopicDefaults);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             try
             {
@@ -135,7 +138,7 @@ public sealed class KiouBroker : IAsyncDisposable
             metrics.ObserveGroups(groups, logs);
             var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
-            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions };
+            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions, BrokerConfigs = brokerConfigs };
             handlers.RegisterAll();
             logs.StartBackgroundWork();
             groups.StartLoading(config.BeforeGroupLoad);
@@ -215,6 +218,17 @@ public sealed class KiouBroker : IAsyncDisposable
     }
 
     /// <summary>One sentence for an I/O failure while loading the metadata and opening the partitions.</summary>
+    /// <summary>Broker configs that KIOU_* settings set away from Kafka's default, by Kafka name (the static level of
+    /// <see cref="DynamicBrokerConfigs"/>).</summary>
+    static Dictionary<string, string> StaticBrokerConfigs(BrokerConfig config)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        string messageMax = config.MessageMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (messageMax != DynamicBrokerConfigs.Find("message.max.bytes")!.Default)
+            values["message.max.bytes"] = messageMax;
+        return values;
+    }
+
     static string StartFailure(string dataDir, Exception e)
     {
         int errno = e is Kiou.Storage.StorageException s ? s.Errno : e.HResult;

@@ -272,7 +272,7 @@ public sealed class ConsoleApi : IDisposable
         PageFields(w, all.Count, offset, limit, shown);
         w.WriteStartArray("topics");
         for (int i = offset; i < offset + shown; i++)
-            TopicJson(w, all[i], MaxListed, effectiveConfigs: false);
+            TopicJson(w, all[i], MaxListed, brokerDefaults: null);
         w.WriteEndArray();
         w.WriteEndObject();
     }
@@ -281,11 +281,12 @@ public sealed class ConsoleApi : IDisposable
     {
         if (s.Logs.Get(name) is not { } topic)
             return Error(StatusCodes.Status404NotFound, "no such topic");
-        TopicJson(w, topic, MaxDetail, effectiveConfigs: true);
+        TopicJson(w, topic, MaxDetail, brokerDefaults: s.Logs.TopicDefaults);
         return null;
     }
 
-    static void TopicJson(Utf8JsonWriter w, TopicLogs topic, int maxPartitions, bool effectiveConfigs)
+    /// <param name="brokerDefaults">Non-null: also every config's value in effect (the topic's, else the broker's).</param>
+    static void TopicJson(Utf8JsonWriter w, TopicLogs topic, int maxPartitions, IReadOnlyDictionary<string, string>? brokerDefaults)
     {
         var info = topic.Info;
         var parts = topic.Partitions;
@@ -321,11 +322,11 @@ public sealed class ConsoleApi : IDisposable
         foreach (var (key, value) in info.Configs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             w.WriteString(key, value);
         w.WriteEndObject();
-        if (effectiveConfigs)
+        if (brokerDefaults is not null)
         {
             w.WriteStartObject("effectiveConfigs");
             foreach (var d in TopicConfigs.All)
-                w.WriteString(d.Name, TopicConfigs.Effective(info.Configs, d.Name));
+                w.WriteString(d.Name, TopicConfigs.Effective(info.Configs, d.Name, brokerDefaults));
             w.WriteEndObject();
         }
         w.WriteEndObject();

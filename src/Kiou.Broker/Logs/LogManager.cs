@@ -61,8 +61,29 @@ public sealed class LogManager : IAsyncDisposable
             return _producerIds ??= ProducerIdAllocator.Open(_config.DataDir, _time.GetUtcNow().ToUnixTimeMilliseconds(), _log.Info, _log.Warn);
     }
 
+    /// <summary>Broker-level values of topic configs (dynamic broker configs, KIOU_* settings), by topic config name;
+    /// topics without their own value take them.</summary>
+    public IReadOnlyDictionary<string, string> TopicDefaults => Volatile.Read(ref _topicDefaults);
+
+    IReadOnlyDictionary<string, string> _topicDefaults = new Dictionary<string, string>();
+
+    /// <summary>New broker-level defaults: every open partition gets its recomputed config at once.</summary>
+    public void ApplyTopicDefaults(IReadOnlyDictionary<string, string> defaults)
+    {
+        lock (_gate)
+        {
+            Volatile.Write(ref _topicDefaults, defaults);
+            foreach (var t in _topics.Values.ToList())
+            {
+                var logConfig = LogConfigOf(t.Info);
+                foreach (var p in t.Partitions)
+                    p.Config = logConfig;
+            }
+        }
+    }
+
     LogConfig LogConfigOf(TopicInfo topic) =>
-        TopicConfigs.ToLogConfig(topic.Configs, _config.Flush) with { ProducerIdExpirationMs = _config.ProducerIdExpirationMs, MaxProducersPerPartition = _config.MaxProducersPerPartition };
+        TopicConfigs.ToLogConfig(topic.Configs, _config.Flush, TopicDefaults) with { ProducerIdExpirationMs = _config.ProducerIdExpirationMs, MaxProducersPerPartition = _config.MaxProducersPerPartition };
 
     public TopicLogs? Get(string topic) => _topics.GetValueOrDefault(topic);
 

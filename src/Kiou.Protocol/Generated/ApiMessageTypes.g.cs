@@ -12,7 +12,7 @@ namespace Kiou.Protocol.Messages;
 public static class ApiMessageTypes
 {
     /// <summary>Every API key with generated classes, ascending.</summary>
-    public static ReadOnlySpan<short> AllApiKeys => [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 32, 33, 35, 36, 37, 42, 44, 47, 60, 61, 65, 66, 68, 69];
+    public static ReadOnlySpan<short> AllApiKeys => [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 32, 33, 35, 36, 37, 42, 43, 44, 47, 60, 61, 65, 66, 68, 69, 75];
 
     /// <summary>The API name, e.g. "Produce" for key 0.</summary>
     public static string Name(short apiKey) => apiKey switch
@@ -48,6 +48,7 @@ public static class ApiMessageTypes
         36 => "SaslAuthenticate",
         37 => "CreatePartitions",
         42 => "DeleteGroups",
+        43 => "ElectLeaders",
         44 => "IncrementalAlterConfigs",
         47 => "OffsetDelete",
         60 => "DescribeCluster",
@@ -56,6 +57,7 @@ public static class ApiMessageTypes
         66 => "ListTransactions",
         68 => "ConsumerGroupHeartbeat",
         69 => "ConsumerGroupDescribe",
+        75 => "DescribeTopicPartitions",
         _ => "Unknown",
     };
 
@@ -93,6 +95,7 @@ public static class ApiMessageTypes
         36 => SaslAuthenticateRequest.LowestSupportedVersion,
         37 => CreatePartitionsRequest.LowestSupportedVersion,
         42 => DeleteGroupsRequest.LowestSupportedVersion,
+        43 => ElectLeadersRequest.LowestSupportedVersion,
         44 => IncrementalAlterConfigsRequest.LowestSupportedVersion,
         47 => OffsetDeleteRequest.LowestSupportedVersion,
         60 => DescribeClusterRequest.LowestSupportedVersion,
@@ -101,6 +104,7 @@ public static class ApiMessageTypes
         66 => ListTransactionsRequest.LowestSupportedVersion,
         68 => ConsumerGroupHeartbeatRequest.LowestSupportedVersion,
         69 => ConsumerGroupDescribeRequest.LowestSupportedVersion,
+        75 => DescribeTopicPartitionsRequest.LowestSupportedVersion,
         _ => (short)-1,
     };
 
@@ -138,6 +142,7 @@ public static class ApiMessageTypes
         36 => SaslAuthenticateRequest.HighestSupportedVersion,
         37 => CreatePartitionsRequest.HighestSupportedVersion,
         42 => DeleteGroupsRequest.HighestSupportedVersion,
+        43 => ElectLeadersRequest.HighestSupportedVersion,
         44 => IncrementalAlterConfigsRequest.HighestSupportedVersion,
         47 => OffsetDeleteRequest.HighestSupportedVersion,
         60 => DescribeClusterRequest.HighestSupportedVersion,
@@ -146,6 +151,7 @@ public static class ApiMessageTypes
         66 => ListTransactionsRequest.HighestSupportedVersion,
         68 => ConsumerGroupHeartbeatRequest.HighestSupportedVersion,
         69 => ConsumerGroupDescribeRequest.HighestSupportedVersion,
+        75 => DescribeTopicPartitionsRequest.HighestSupportedVersion,
         _ => (short)-1,
     };
 
@@ -183,6 +189,7 @@ public static class ApiMessageTypes
         36 => SaslAuthenticateRequest.HighestStableVersion,
         37 => CreatePartitionsRequest.HighestStableVersion,
         42 => DeleteGroupsRequest.HighestStableVersion,
+        43 => ElectLeadersRequest.HighestStableVersion,
         44 => IncrementalAlterConfigsRequest.HighestStableVersion,
         47 => OffsetDeleteRequest.HighestStableVersion,
         60 => DescribeClusterRequest.HighestStableVersion,
@@ -191,6 +198,7 @@ public static class ApiMessageTypes
         66 => ListTransactionsRequest.HighestStableVersion,
         68 => ConsumerGroupHeartbeatRequest.HighestStableVersion,
         69 => ConsumerGroupDescribeRequest.HighestStableVersion,
+        75 => DescribeTopicPartitionsRequest.HighestStableVersion,
         _ => (short)-1,
     };
 
@@ -228,6 +236,7 @@ public static class ApiMessageTypes
         36 => SaslAuthenticateRequest.IsFlexible(apiVersion),
         37 => CreatePartitionsRequest.IsFlexible(apiVersion),
         42 => DeleteGroupsRequest.IsFlexible(apiVersion),
+        43 => ElectLeadersRequest.IsFlexible(apiVersion),
         44 => IncrementalAlterConfigsRequest.IsFlexible(apiVersion),
         47 => OffsetDeleteRequest.IsFlexible(apiVersion),
         60 => DescribeClusterRequest.IsFlexible(apiVersion),
@@ -236,6 +245,7 @@ public static class ApiMessageTypes
         66 => ListTransactionsRequest.IsFlexible(apiVersion),
         68 => ConsumerGroupHeartbeatRequest.IsFlexible(apiVersion),
         69 => ConsumerGroupDescribeRequest.IsFlexible(apiVersion),
+        75 => DescribeTopicPartitionsRequest.IsFlexible(apiVersion),
         _ => false,
     };
 
@@ -273,6 +283,7 @@ public static class ApiMessageTypes
         36 => SaslAuthenticateRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         37 => CreatePartitionsRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         42 => DeleteGroupsRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
+        43 => ElectLeadersRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         44 => IncrementalAlterConfigsRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         47 => OffsetDeleteRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         60 => DescribeClusterRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
@@ -281,6 +292,7 @@ public static class ApiMessageTypes
         66 => ListTransactionsRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         68 => ConsumerGroupHeartbeatRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         69 => ConsumerGroupDescribeRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
+        75 => DescribeTopicPartitionsRequest.IsFlexible(apiVersion) ? (short)2 : (short)1,
         _ => (short)-1,
     };
 
@@ -321,6 +333,7 @@ public static class ApiMessageTypes
         36 => SaslAuthenticateResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         37 => CreatePartitionsResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         42 => DeleteGroupsResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
+        43 => ElectLeadersResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         44 => IncrementalAlterConfigsResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         47 => OffsetDeleteResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         60 => DescribeClusterResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
@@ -329,6 +342,7 @@ public static class ApiMessageTypes
         66 => ListTransactionsResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         68 => ConsumerGroupHeartbeatResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         69 => ConsumerGroupDescribeResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
+        75 => DescribeTopicPartitionsResponse.IsFlexible(apiVersion) ? (short)1 : (short)0,
         _ => (short)-1,
     };
 
@@ -366,6 +380,7 @@ public static class ApiMessageTypes
         36 => new SaslAuthenticateRequest(),
         37 => new CreatePartitionsRequest(),
         42 => new DeleteGroupsRequest(),
+        43 => new ElectLeadersRequest(),
         44 => new IncrementalAlterConfigsRequest(),
         47 => new OffsetDeleteRequest(),
         60 => new DescribeClusterRequest(),
@@ -374,6 +389,7 @@ public static class ApiMessageTypes
         66 => new ListTransactionsRequest(),
         68 => new ConsumerGroupHeartbeatRequest(),
         69 => new ConsumerGroupDescribeRequest(),
+        75 => new DescribeTopicPartitionsRequest(),
         _ => null,
     };
 
@@ -411,6 +427,7 @@ public static class ApiMessageTypes
         36 => new SaslAuthenticateResponse(),
         37 => new CreatePartitionsResponse(),
         42 => new DeleteGroupsResponse(),
+        43 => new ElectLeadersResponse(),
         44 => new IncrementalAlterConfigsResponse(),
         47 => new OffsetDeleteResponse(),
         60 => new DescribeClusterResponse(),
@@ -419,6 +436,7 @@ public static class ApiMessageTypes
         66 => new ListTransactionsResponse(),
         68 => new ConsumerGroupHeartbeatResponse(),
         69 => new ConsumerGroupDescribeResponse(),
+        75 => new DescribeTopicPartitionsResponse(),
         _ => null,
     };
 }
