@@ -158,6 +158,41 @@ public sealed class LegacyFormatTests
         }
     }
 
+    /// <summary>librdkafka pinned to the later fallbacks produces with every codec; a current consumer reads it all.</summary>
+    [Theory]
+    [InlineData("0.10.0")]
+    [InlineData("0.11.0")]
+    public async Task Librdkafka_pinned_to_a_later_fallback_produces_every_codec(string fallback)
+    {
+        await using var broker = TestBroker.Start();
+        string topic = "legacy-rd-" + fallback.Replace('.', '-');
+        await Clients.CreateTopicAsync(broker.Bootstrap, topic, 1);
+        var sent = new List<(long Offset, string Key, string Value)>();
+        foreach (string codec in new[] { "none", "gzip", "snappy", "lz4" })
+        {
+            using var producer = Clients.Producer(broker.Bootstrap, Acks.Leader, Enum.Parse<CompressionType>(codec, ignoreCase: true),
+                c => { Pin(c, fallback); c.LingerMs = 50; });
+            var tasks = Enumerable.Range(0, 3).Select(i => producer.ProduceAsync(topic, new Message<byte[]?, byte[]?>
+            {
+                Key = Encoding.ASCII.GetBytes($"{codec}-k{i}"),
+                Value = Encoding.ASCII.GetBytes($"{codec}-v{i}-{Filler}"),
+            })).ToList();
+            foreach (var t in tasks)
+            {
+                var r = await t;
+                sent.Add((r.Offset.Value, Encoding.ASCII.GetString(r.Message.Key!), Encoding.ASCII.GetString(r.Message.Value!)));
+            }
+        }
+        Assert.Equal([0, 1, 2, 3], StoredCodecs(broker, topic));
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => (long)i), sent.Select(x => x.Offset));
+        foreach (string? reader in new[] { fallback, null })
+        {
+            using var consumer = AssignedConsumer(broker.Bootstrap, topic, 0, reader);
+            var got = ReadToEnd(consumer, sent.Count);
+            Assert.Equal(sent, got.Select(r => (r.Offset.Value, Encoding.ASCII.GetString(r.Message.Key!), Encoding.ASCII.GetString(r.Message.Value!))));
+        }
+    }
+
     static ChildProcess.Result KafkaPython(params string[] args)
     {
         var run = ChildProcess.Run("/usr/bin/python3", [Path.Combine(CompatDir, "kafka_python_legacy.py"), .. args], timeoutMs: 90_000);
@@ -176,7 +211,7 @@ public sealed class LegacyFormatTests
 
         // Old producers: (0, 9) writes magic 0 (no timestamp), (0, 10, x) magic 1 with CreateTime.
         var expected = new List<(long Offset, long Timestamp, string? Key, string Value)>();
-        foreach (string api in new[] { "0.9", "0.10.0", "0.10.1" })
+        foreach (string api in new[] { "0.9", "0.10.0", "0.10.1", "0.11", "1.0" })
         {
             foreach (string codec in new[] { "none", "gzip" })
             {
@@ -192,10 +227,10 @@ public sealed class LegacyFormatTests
                 Assert.Equal(3, i);
             }
         }
-        Assert.Equal(Enumerable.Range(0, 18).Select(i => (long)i), expected.Select(e => e.Offset));
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => (long)i), expected.Select(e => e.Offset));
         Assert.All(expected.Take(6), e => Assert.Equal(-1, e.Timestamp));
         Assert.All(expected.Skip(6), e => Assert.True(e.Timestamp > 1_600_000_000_000, $"timestamp {e.Timestamp}"));
-        Assert.Equal([0, 1, 0, 1, 0, 1], StoredCodecs(broker, "legacy-mixed"));
+        Assert.Equal([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], StoredCodecs(broker, "legacy-mixed"));
 
         // A current producer, gzip and none, with headers (dropped for old consumers) and timestamps.
         foreach (var codec in new[] { CompressionType.Gzip, CompressionType.None })
@@ -225,8 +260,8 @@ public sealed class LegacyFormatTests
                 r.Message.Key is null ? null : Encoding.ASCII.GetString(r.Message.Key), Encoding.ASCII.GetString(r.Message.Value!))));
         }
 
-        // Each old consumer reads everything, the current producer's records included, down-converted.
-        foreach (string api in new[] { "0.9", "0.10.0", "0.10.1" })
+        // Each old consumer reads everything, the current producer's records included (down-converted before 0.11).
+        foreach (string api in new[] { "0.9", "0.10.0", "0.10.1", "0.11", "1.0" })
         {
             var run = KafkaPython(broker.Bootstrap, "legacy-mixed", api, "consume", "0", expected.Count.ToString());
             var got = Lines(run, "record ").Select(l => l.Split(' ', 6)).Select(f => (Offset: long.Parse(f[1]), Timestamp: f[2], Type: f[3], Key: f[4] == "None" ? null : f[4], Value: f[5])).ToList();
