@@ -114,7 +114,7 @@ public sealed class KiouBroker : IAsyncDisposable
                 // Up before the partitions open, so /healthz answers and /readyz says what start-up waits for.
                 GroupCoordinator? g = null;
                 TransactionCoordinator? t = null;
-                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)), metrics.Traffic);
+                http = BrokerHttpListener.Start(config.HttpHost, config.HttpPort, () => NotReadyOf(Volatile.Read(ref g), Volatile.Read(ref t)), metrics);
                 config = config with { HttpPort = http.LocalEndPoint.Port };
                 readyProbe = (c, x) => { Volatile.Write(ref g, c); Volatile.Write(ref t, x); };
             }

@@ -34,15 +34,21 @@ public sealed class BrokerHttpListener : IAsyncDisposable
     public ConsoleApi WebConsole { get; }
 
     /// <summary>Binds and starts serving. <paramref name="notReady"/> returns null when ready, else why not.</summary>
-    public static BrokerHttpListener Start(string host, int port, Func<string?> notReady, TrafficCounters traffic)
+    public static BrokerHttpListener Start(string host, int port, Func<string?> notReady, BrokerMetrics metrics)
     {
+        var traffic = metrics.Traffic;
+        var own = metrics.Meter;
         var console = new ConsoleApi(traffic, notReady);
         // The Kiou meter and .NET's own System.Runtime meter (process CPU time, working set, GC collections and heap).
         var provider = Sdk.CreateMeterProviderBuilder()
             .AddMeter(BrokerMetrics.MeterName, "System.Runtime")
-            .AddView(instrument => instrument.Name is "kiou.request.duration" or "kiou.fsync.duration"
-                ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] }
-                : null)
+            // Only this broker's instruments: brokers in one process (tests) each have a Meter named "Kiou", and the
+            // SDK would keep the first of two same-named instruments and drop the other broker's.
+            .AddView(instrument => instrument.Meter.Name == BrokerMetrics.MeterName && !ReferenceEquals(instrument.Meter, own)
+                ? MetricStreamConfiguration.Drop
+                : instrument.Name is "kiou.request.duration" or "kiou.fsync.duration"
+                    ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] }
+                    : null)
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)
             .Build();
         WebApplication? app = null;

@@ -8,8 +8,8 @@ using Kiou.Protocol.Messages;
 namespace Kiou.Broker.Http;
 
 /// <summary>
-/// The broker's instruments on a Meter named "Kiou", one per broker: the instruments end with their broker (the HTTP
-/// listener exports every "Kiou" Meter of the process; one broker per process outside tests). Names and units are OpenTelemetry's; the Prometheus exporter
+/// The broker's instruments on a Meter named "Kiou", one per broker: the instruments end with their broker (its HTTP
+/// listener exports this Meter's instruments only, so brokers side by side in one process (tests) stay apart). Names and units are OpenTelemetry's; the Prometheus exporter
 /// turns them into Prometheus' (kiou.produced in By: kiou_produced_bytes_total). Counters take tags per request or per partition, never per record.
 /// </summary>
 public sealed class BrokerMetrics : IDisposable
