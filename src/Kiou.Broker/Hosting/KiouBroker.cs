@@ -121,6 +121,10 @@ public sealed class KiouBroker : IAsyncDisposable
             var brokerConfigs = new DynamicBrokerConfigs(dataDir, config.NodeId, StaticBrokerConfigs(config));
             brokerConfigs.Load(log.Info, log.Warn);
             logs.ApplyTopicDefaults(brokerConfigs.TopicDefaults);
+            var (brokerL, controllerL, logsL) = (broker, controllerListener, logs);
+            // The cleaner starts below (StartBackgroundWork) with the dynamic values; the listeners take them now.
+            brokerConfigs.Reconfigure = dyn => ApplyBrokerSettings(dyn, logsL, brokerL, controllerL);
+            ApplyBrokerSettings(brokerConfigs, logsL, brokerL, controllerL);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             try
             {
@@ -140,7 +144,7 @@ public sealed class KiouBroker : IAsyncDisposable
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions, BrokerConfigs = brokerConfigs };
             handlers.RegisterAll();
-            logs.StartBackgroundWork();
+            logs.StartBackgroundWork(cleaner => ReconfigureCleaner(brokerConfigs, cleaner));
             groups.StartLoading(config.BeforeGroupLoad);
             LoadTransactions(transactions, txnStore, log);
             readyProbe?.Invoke(groups, transactions);
@@ -223,11 +227,35 @@ public sealed class KiouBroker : IAsyncDisposable
     static Dictionary<string, string> StaticBrokerConfigs(BrokerConfig config)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        string messageMax = config.MessageMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        if (messageMax != DynamicBrokerConfigs.Find("message.max.bytes")!.Default)
-            values["message.max.bytes"] = messageMax;
+        void Add(string name, long value)
+        {
+            string v = value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (v != DynamicBrokerConfigs.Find(name)!.Default)
+                values[name] = v;
+        }
+        Add("message.max.bytes", config.MessageMaxBytes);
+        Add("log.cleaner.dedupe.buffer.size", config.Cleaner.DedupeBufferBytes);
+        Add("log.cleaner.io.max.bytes.per.second", config.Cleaner.IoMaxBytesPerSecond);
+        Add("log.cleaner.backoff.ms", config.Cleaner.BackoffMs);
+        Add("max.connections", config.MaxConnections);
+        Add("max.connections.per.ip", config.MaxConnectionsPerIp);
         return values;
     }
+
+    /// <summary>The broker settings of their own that change at run time, to their owners (the cleaner, the
+    /// listeners' admission), each of which reads its holder on every use.</summary>
+    static void ApplyBrokerSettings(DynamicBrokerConfigs dyn, LogManager logs, Listener broker, Listener controller)
+    {
+        if (logs.Cleaner is { } cleaner)
+            ReconfigureCleaner(dyn, cleaner);
+        int max = (int)dyn.EffectiveLong("max.connections"), perIp = (int)dyn.EffectiveLong("max.connections.per.ip");
+        broker.SetLimits(max, perIp);
+        controller.SetLimits(max, perIp);
+    }
+
+    static void ReconfigureCleaner(DynamicBrokerConfigs dyn, Kiou.Storage.Cleaner.LogCleaner cleaner) =>
+        cleaner.Reconfigure(dyn.EffectiveLong("log.cleaner.io.max.bytes.per.second"), dyn.EffectiveLong("log.cleaner.backoff.ms"),
+            (int)dyn.EffectiveLong("log.cleaner.dedupe.buffer.size"));
 
     static string StartFailure(string dataDir, Exception e)
     {
