@@ -228,8 +228,18 @@ public sealed class DynamicBrokerConfigTests : IDisposable
                 Assert.Equal(0, (await ApiVersionsAsync(w)).ErrorCode);
 
             await Set(admin, Broker("1"), ("max.connections.per.ip", (open + 5).ToString(System.Globalization.CultureInfo.InvariantCulture)));
-            using var again = await Wire.ConnectAsync(ep);
-            Assert.Equal(0, (await ApiVersionsAsync(again)).ErrorCode);
+            using (var again = await Wire.ConnectAsync(ep))
+                Assert.Equal(0, (await ApiVersionsAsync(again)).ErrorCode);
+
+            // An override for the address beats max.connections.per.ip.
+            await WaitUntil(() => broker.Broker.ConnectionCount == open, "the closed connection counted off");
+            await Set(admin, Broker("1"), ("max.connections.per.ip.overrides", $"10.0.0.7:7, 127.0.0.1:{open}"));
+            using (var beyond = await ConnectionLimitTests.ConnectAsync(ep))
+                Assert.True(await ConnectionLimitTests.ClosedByBrokerAsync(beyond, TimeSpan.FromSeconds(5)), "a connection beyond the override of 127.0.0.1 was kept");
+            await Set(admin, Broker("1"), ("max.connections.per.ip.overrides", null));
+            using (var again = await Wire.ConnectAsync(ep))
+                Assert.Equal(0, (await ApiVersionsAsync(again)).ErrorCode);
+            await AssertRefused(admin, "max.connections.per.ip.overrides", "127.0.0.1=5", "Invalid value 127.0.0.1=5 for configuration max.connections.per.ip.overrides: Expected a comma-separated list of host:count, each count a non-negative INT");
 
             await AssertRefused(admin, "max.connections.per.ip", "-1", "Invalid value -1 for configuration max.connections.per.ip: Value must be at least 1");
             await AssertRefused(admin, "max.connections", "many", "Invalid value many for configuration max.connections: Not a number of type INT");

@@ -68,6 +68,7 @@ public sealed class DynamicBrokerConfigs
         new("log.cleaner.backoff.ms", Kind.Long, "15000", null, Min: 1, Max: int.MaxValue),
         new("max.connections", Kind.Int, "10000", null, Min: 1),
         new("max.connections.per.ip", Kind.Int, "2147483647", null, Min: 1),
+        new("max.connections.per.ip.overrides", Kind.String, "", null),
     ];
 
     static readonly FrozenDictionary<string, Definition> ByName = All.ToFrozenDictionary(d => d.Name, StringComparer.Ordinal);
@@ -261,6 +262,10 @@ public sealed class DynamicBrokerConfigs
                 if (!v.Equals("true", StringComparison.OrdinalIgnoreCase) && !v.Equals("false", StringComparison.OrdinalIgnoreCase))
                     return Invalid("Expected value to be either true or false");
                 break;
+            case Kind.String when d.Name == "max.connections.per.ip.overrides":
+                if (ParseOverrides(v) is null)
+                    return Invalid("Expected a comma-separated list of host:count, each count a non-negative INT");
+                break;
             case Kind.String:
                 if (Array.IndexOf(d.Choices!, v) < 0)
                     return Invalid($"String must be one of: {string.Join(", ", d.Choices!)}");
@@ -277,6 +282,21 @@ public sealed class DynamicBrokerConfigs
                 break;
         }
         return null;
+    }
+
+    /// <summary>max.connections.per.ip.overrides (Kafka's "host:count,host:count"): host -> count; null when it does
+    /// not parse.</summary>
+    public static Dictionary<string, int>? ParseOverrides(string value)
+    {
+        var result = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        foreach (var item in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            int colon = item.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(item.AsSpan(colon + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int count))
+                return null;
+            result[item[..colon].Trim().Trim('[', ']')] = count;
+        }
+        return result;
     }
 
     /// <summary>

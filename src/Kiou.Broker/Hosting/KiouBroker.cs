@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Net;
 using Kiou.Broker.Controller;
 using Kiou.Broker.Groups;
@@ -123,8 +124,8 @@ public sealed class KiouBroker : IAsyncDisposable
             logs.ApplyTopicDefaults(brokerConfigs.TopicDefaults);
             var (brokerL, controllerL, logsL) = (broker, controllerListener, logs);
             // The cleaner starts below (StartBackgroundWork) with the dynamic values; the listeners take them now.
-            brokerConfigs.Reconfigure = dyn => ApplyBrokerSettings(dyn, logsL, brokerL, controllerL);
-            ApplyBrokerSettings(brokerConfigs, logsL, brokerL, controllerL);
+            brokerConfigs.Reconfigure = dyn => ApplyBrokerSettings(dyn, logsL, brokerL, controllerL, log);
+            ApplyBrokerSettings(brokerConfigs, logsL, brokerL, controllerL, log);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             try
             {
@@ -244,13 +245,31 @@ public sealed class KiouBroker : IAsyncDisposable
 
     /// <summary>The broker settings of their own that change at run time, to their owners (the cleaner, the
     /// listeners' admission), each of which reads its holder on every use.</summary>
-    static void ApplyBrokerSettings(DynamicBrokerConfigs dyn, LogManager logs, Listener broker, Listener controller)
+    static void ApplyBrokerSettings(DynamicBrokerConfigs dyn, LogManager logs, Listener broker, Listener controller, Log log)
     {
         if (logs.Cleaner is { } cleaner)
             ReconfigureCleaner(dyn, cleaner);
         int max = (int)dyn.EffectiveLong("max.connections"), perIp = (int)dyn.EffectiveLong("max.connections.per.ip");
-        broker.SetLimits(max, perIp);
-        controller.SetLimits(max, perIp);
+        var overrides = new Dictionary<System.Net.IPAddress, int>();
+        foreach (var (host, count) in DynamicBrokerConfigs.ParseOverrides(dyn.Effective("max.connections.per.ip.overrides") ?? "") ?? [])
+        {
+            // As Kafka's ConnectionQuotas: a host name is resolved when the value is set.
+            System.Net.IPAddress[] addresses;
+            try
+            {
+                addresses = System.Net.IPAddress.TryParse(host, out var literal) ? [literal] : System.Net.Dns.GetHostAddresses(host);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                log.Warn($"max.connections.per.ip.overrides: host {host} does not resolve ({e.Message}); its connections get max.connections.per.ip ({perIp}). Fix the name and set the value again (bin/configs.sh --entity-type brokers)");
+                continue;
+            }
+            foreach (var a in addresses)
+                overrides[a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a] = count;
+        }
+        var frozen = overrides.ToFrozenDictionary();
+        broker.SetLimits(max, perIp, frozen);
+        controller.SetLimits(max, perIp, frozen);
     }
 
     static void ReconfigureCleaner(DynamicBrokerConfigs dyn, Kiou.Storage.Cleaner.LogCleaner cleaner) =>

@@ -33,6 +33,7 @@ public sealed class Listener : IAsyncDisposable
 
     // max.connections / max.connections.per.ip: KIOU_* at start, then dynamic broker configs (SetLimits).
     int _maxConnections, _maxConnectionsPerIp;
+    System.Collections.Frozen.FrozenDictionary<IPAddress, int> _perIpOverrides = System.Collections.Frozen.FrozenDictionary<IPAddress, int>.Empty;
 
     // Rate-limited log lines, one per reason: what was closed since the last line.
     readonly LogGate _idleLog = new(), _slowLog = new(), _evictLog = new(), _perIpLog = new(), _fullLog = new();
@@ -52,10 +53,11 @@ public sealed class Listener : IAsyncDisposable
     /// New limits from the dynamic broker configs (Kafka's DynamicConnectionQuota): they apply to connections that
     /// arrive from now on; open connections stay, as in Kafka.
     /// </summary>
-    public void SetLimits(int maxConnections, int maxConnectionsPerIp)
+    public void SetLimits(int maxConnections, int maxConnectionsPerIp, System.Collections.Frozen.FrozenDictionary<IPAddress, int> perIpOverrides)
     {
         Volatile.Write(ref _maxConnections, maxConnections);
         Volatile.Write(ref _maxConnectionsPerIp, maxConnectionsPerIp);
+        Volatile.Write(ref _perIpOverrides, perIpOverrides);
     }
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
@@ -212,12 +214,15 @@ public sealed class Listener : IAsyncDisposable
         {
             Connection? victim = null;
             int maxConnections = Volatile.Read(ref _maxConnections), maxPerIp = Volatile.Read(ref _maxConnectionsPerIp);
+            var overrides = Volatile.Read(ref _perIpOverrides);
+            if (ip is not null && overrides.Count > 0 && overrides.TryGetValue(ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip, out int own))
+                maxPerIp = own;
             lock (_admission)
             {
                 if (ip is not null && _perIp.GetValueOrDefault(ip) >= maxPerIp)
                 {
                     if (_perIpLog.Pass(out int more))
-                        _log.Info($"{Name}: closed a new connection from {client.RemoteEndPoint}: that address has {maxPerIp} connections open already (max.connections.per.ip, KIOU_MAX_CONNECTIONS_PER_IP){More(more)}");
+                        _log.Info($"{Name}: closed a new connection from {client.RemoteEndPoint}: that address has {maxPerIp} connections open already (max.connections.per.ip, its overrides, KIOU_MAX_CONNECTIONS_PER_IP){More(more)}");
                     return false;
                 }
                 if (_connections.Count - _closingCount < maxConnections)
