@@ -3,6 +3,7 @@ using Confluent.Kafka;
 using Confluent.Kafka.Admin;
 using Kiou.Protocol.Messages;
 using static Kiou.Broker.Tests.RawWire;
+using Wire = Kiou.Broker.Tests.SegmentFilesTests.Wire;
 
 namespace Kiou.Broker.Tests;
 
@@ -197,5 +198,100 @@ public sealed class DynamicBrokerConfigTests : IDisposable
         var topic = await Describe(admin, Topic("after"));
         Assert.Equal("7200000", topic["retention.ms"].Value);
         Assert.Contains("\"log.retention.hours\": \"2\"", File.ReadAllText(path));
+    }
+
+    [Fact]
+    public async Task Max_connections_per_ip_changes_at_run_time_closing_new_connections_beyond_it_and_keeping_the_open_ones()
+    {
+        await using var broker = TestBroker.Start(dataDir: _dataDir);
+        var ep = broker.Broker.BrokerEndPoint;
+        using var admin = Clients.Admin(broker.Bootstrap);
+        var wires = new List<Wire>();
+        try
+        {
+            for (int i = 0; i < 2; i++)
+            {
+                wires.Add(await Wire.ConnectAsync(ep));
+                Assert.Equal(0, (await ApiVersionsAsync(wires[^1])).ErrorCode);
+            }
+            // The admin client holds connections from 127.0.0.1 too: the limit counts them.
+            await Describe(admin, Broker("1"));
+            await WaitUntil(() => broker.Broker.ConnectionCount >= 3, "the admin client connected");
+            int open = broker.Broker.ConnectionCount;
+            await Set(admin, Broker("1"), ("max.connections.per.ip", open.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            var described = (await Describe(admin, Broker("1")))["max.connections.per.ip"];
+            Assert.Equal((open.ToString(System.Globalization.CultureInfo.InvariantCulture), ConfigSource.DynamicBrokerConfig, false), (described.Value, described.Source, described.IsReadOnly));
+
+            using (var beyond = await ConnectionLimitTests.ConnectAsync(ep))
+                Assert.True(await ConnectionLimitTests.ClosedByBrokerAsync(beyond, TimeSpan.FromSeconds(5)), "a connection beyond the lowered max.connections.per.ip was kept");
+            foreach (var w in wires)
+                Assert.Equal(0, (await ApiVersionsAsync(w)).ErrorCode);
+
+            await Set(admin, Broker("1"), ("max.connections.per.ip", (open + 5).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            using (var again = await Wire.ConnectAsync(ep))
+                Assert.Equal(0, (await ApiVersionsAsync(again)).ErrorCode);
+
+            // An override for the address beats max.connections.per.ip.
+            await WaitUntil(() => broker.Broker.ConnectionCount == open, "the closed connection counted off");
+            await Set(admin, Broker("1"), ("max.connections.per.ip.overrides", $"10.0.0.7:7, 127.0.0.1:{open}"));
+            using (var beyond = await ConnectionLimitTests.ConnectAsync(ep))
+                Assert.True(await ConnectionLimitTests.ClosedByBrokerAsync(beyond, TimeSpan.FromSeconds(5)), "a connection beyond the override of 127.0.0.1 was kept");
+            await Set(admin, Broker("1"), ("max.connections.per.ip.overrides", null));
+            using (var again = await Wire.ConnectAsync(ep))
+                Assert.Equal(0, (await ApiVersionsAsync(again)).ErrorCode);
+            await AssertRefused(admin, "max.connections.per.ip.overrides", "127.0.0.1=5", "Invalid value 127.0.0.1=5 for configuration max.connections.per.ip.overrides: Expected a comma-separated list of host:count, each count a non-negative INT");
+
+            await AssertRefused(admin, "max.connections.per.ip", "-1", "Invalid value -1 for configuration max.connections.per.ip: Value must be at least 1");
+            await AssertRefused(admin, "max.connections", "many", "Invalid value many for configuration max.connections: Not a number of type INT");
+            await Set(admin, Broker("1"), ("max.connections", "500"));
+            Assert.Equal("500", (await Describe(admin, Broker("1")))["max.connections"].Value);
+        }
+        finally
+        {
+            foreach (var w in wires)
+                w.Dispose();
+        }
+    }
+
+    static Task<ApiVersionsResponse> ApiVersionsAsync(Wire wire) => wire.SendAsync<ApiVersionsResponse>(ApiVersionsRequest.ApiKey, 0, new ApiVersionsRequest());
+
+    static async Task WaitUntil(Func<bool> condition, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < until, "timed out waiting until " + what);
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task Cleaner_settings_change_at_run_time_reach_the_cleaner_and_survive_a_restart()
+    {
+        await using var broker = TestBroker.Start(c => c with { Cleaner = c.Cleaner with { BackoffMs = 20_000 } }, _dataDir);
+        using var admin = Clients.Admin(broker.Bootstrap);
+        var cleaner = broker.Broker.Logs.Cleaner!;
+        var before = await Describe(admin, Broker("1"));
+        Assert.Equal(("20000", ConfigSource.StaticBrokerConfig, false), (before["log.cleaner.backoff.ms"].Value, before["log.cleaner.backoff.ms"].Source, before["log.cleaner.backoff.ms"].IsReadOnly));
+        Assert.Equal(ConfigSource.DefaultConfig, before["log.cleaner.io.max.bytes.per.second"].Source);
+
+        await Set(admin, Broker("1"), ("log.cleaner.io.max.bytes.per.second", "1000000.5"), ("log.cleaner.backoff.ms", "250"), ("log.cleaner.dedupe.buffer.size", "2097152"), ("log.cleaner.threads", "1"));
+        Assert.Equal((1_000_000L, 250L, 2_097_152), (cleaner.Settings.IoMaxBytesPerSecond, cleaner.Settings.BackoffMs, cleaner.Settings.DedupeBufferBytes));
+        var after = await Describe(admin, Broker("1"));
+        Assert.Equal(("250", ConfigSource.DynamicBrokerConfig), (after["log.cleaner.backoff.ms"].Value, after["log.cleaner.backoff.ms"].Source));
+        Assert.Equal(("log.cleaner.backoff.ms", "20000", ConfigSource.StaticBrokerConfig), Tuple(after["log.cleaner.backoff.ms"].Synonyms[1]));
+
+        await AssertRefused(admin, "log.cleaner.threads", "2", "Invalid value 2 for configuration log.cleaner.threads: Value must be no more than 1");
+        await AssertRefused(admin, "log.cleaner.backoff.ms", "soon", "Invalid value soon for configuration log.cleaner.backoff.ms: Not a number of type LONG");
+        await AssertRefused(admin, "log.cleaner.io.max.bytes.per.second", "fast", "Invalid value fast for configuration log.cleaner.io.max.bytes.per.second: Not a number of type DOUBLE");
+        await AssertRefused(admin, "log.cleaner.dedupe.buffer.size", "10", "Invalid value 10 for configuration log.cleaner.dedupe.buffer.size: Value must be at least 65536");
+        Assert.Equal(250L, cleaner.Settings.BackoffMs);
+
+        await broker.RestartAsync();
+        cleaner = broker.Broker.Logs.Cleaner!;
+        Assert.Equal((1_000_000L, 250L, 2_097_152), (cleaner.Settings.IoMaxBytesPerSecond, cleaner.Settings.BackoffMs, cleaner.Settings.DedupeBufferBytes));
+        using var admin2 = Clients.Admin(broker.Bootstrap);
+        await Set(admin2, Broker("1"), ("log.cleaner.backoff.ms", null));
+        Assert.Equal(20_000L, broker.Broker.Logs.Cleaner!.Settings.BackoffMs);
     }
 }

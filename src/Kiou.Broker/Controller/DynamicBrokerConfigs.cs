@@ -19,8 +19,9 @@ public sealed class DynamicBrokerConfigs
     public enum Kind { Int, Long, Bool, Double, String, List }
 
     /// <summary>A dynamic broker config: Kafka's type, validation and default; the topic config it is the broker
-    /// default of, and the factor from its unit to that topic config's (hours and minutes to milliseconds).</summary>
-    public sealed record Definition(string Name, Kind Kind, string? Default, string Topic, long Min = long.MinValue, double Max = double.NaN, string[]? Choices = null, long Factor = 1);
+    /// default of (null for a broker setting of its own), and the factor from its unit to that topic config's (hours
+    /// and minutes to milliseconds).</summary>
+    public sealed record Definition(string Name, Kind Kind, string? Default, string? Topic, long Min = long.MinValue, double Max = double.NaN, string[]? Choices = null, long Factor = 1);
 
     const long Hour = 3_600_000, Minute = 60_000;
     const string LongMax = "9223372036854775807";
@@ -58,18 +59,28 @@ public sealed class DynamicBrokerConfigs
         new("unclean.leader.election.enable", Kind.Bool, "false", "unclean.leader.election.enable"),
         new("min.insync.replicas", Kind.Int, "1", "min.insync.replicas", Min: 1),
         new("log.message.downconversion.enable", Kind.Bool, "true", "message.downconversion.enable"),
+
+        // Kafka's LogCleaner.ReconfigurableConfigs and DynamicConnectionQuota, with KIOU's defaults and the ranges of
+        // their KIOU_* settings: KIOU runs one cleaner thread, and its offset map is indexed by int.
+        new("log.cleaner.threads", Kind.Int, "1", null, Min: 1, Max: 1),
+        new("log.cleaner.dedupe.buffer.size", Kind.Long, "33554432", null, Min: 1 << 16, Max: int.MaxValue),
+        new("log.cleaner.io.max.bytes.per.second", Kind.Double, "33554432", null, Min: 1 << 16),
+        new("log.cleaner.backoff.ms", Kind.Long, "15000", null, Min: 1, Max: int.MaxValue),
+        new("max.connections", Kind.Int, "10000", null, Min: 1),
+        new("max.connections.per.ip", Kind.Int, "2147483647", null, Min: 1),
+        new("max.connections.per.ip.overrides", Kind.String, "", null),
     ];
 
     static readonly FrozenDictionary<string, Definition> ByName = All.ToFrozenDictionary(d => d.Name, StringComparer.Ordinal);
 
     /// <summary>Topic config name -> its broker synonyms in Kafka's order.</summary>
     static readonly FrozenDictionary<string, string[]> TopicSynonyms =
-        All.GroupBy(d => d.Topic).ToFrozenDictionary(g => g.Key, g => g.Select(d => d.Name).ToArray(), StringComparer.Ordinal);
+        All.Where(d => d.Topic is not null).GroupBy(d => d.Topic!).ToFrozenDictionary(g => g.Key, g => g.Select(d => d.Name).ToArray(), StringComparer.Ordinal);
 
     public static Definition? Find(string name) => ByName.GetValueOrDefault(name);
 
     /// <summary>The broker synonyms of a broker config (Kafka's DynamicBrokerConfig.brokerConfigSynonyms).</summary>
-    public static string[] BrokerSynonyms(string name) => ByName.TryGetValue(name, out var d) ? TopicSynonyms[d.Topic] : [name];
+    public static string[] BrokerSynonyms(string name) => ByName.TryGetValue(name, out var d) && d.Topic is not null ? TopicSynonyms[d.Topic] : [name];
 
     /// <summary>The broker synonyms of a topic config; empty when it has none.</summary>
     public static string[] SynonymsOfTopicConfig(string topicConfig) => TopicSynonyms.GetValueOrDefault(topicConfig) ?? [];
@@ -228,12 +239,16 @@ public sealed class DynamicBrokerConfigs
                     return Invalid("Not a number of type INT");
                 if (i < d.Min)
                     return Invalid($"Value must be at least {d.Min}");
+                if (i > d.Max)
+                    return Invalid($"Value must be no more than {d.Max.ToString(CultureInfo.InvariantCulture)}");
                 break;
             case Kind.Long:
                 if (!long.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long l))
                     return Invalid("Not a number of type LONG");
                 if (l < d.Min)
                     return Invalid($"Value must be at least {d.Min}");
+                if (l > d.Max)
+                    return Invalid($"Value must be no more than {d.Max.ToString(CultureInfo.InvariantCulture)}");
                 break;
             case Kind.Double:
                 if (!double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) || double.IsNaN(x))
@@ -246,6 +261,10 @@ public sealed class DynamicBrokerConfigs
             case Kind.Bool:
                 if (!v.Equals("true", StringComparison.OrdinalIgnoreCase) && !v.Equals("false", StringComparison.OrdinalIgnoreCase))
                     return Invalid("Expected value to be either true or false");
+                break;
+            case Kind.String when d.Name == "max.connections.per.ip.overrides":
+                if (ParseOverrides(v) is null)
+                    return Invalid("Expected a comma-separated list of host:count, each count a non-negative INT");
                 break;
             case Kind.String:
                 if (Array.IndexOf(d.Choices!, v) < 0)
@@ -263,6 +282,21 @@ public sealed class DynamicBrokerConfigs
                 break;
         }
         return null;
+    }
+
+    /// <summary>max.connections.per.ip.overrides (Kafka's "host:count,host:count"): host -> count; null when it does
+    /// not parse.</summary>
+    public static Dictionary<string, int>? ParseOverrides(string value)
+    {
+        var result = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        foreach (var item in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            int colon = item.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(item.AsSpan(colon + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int count))
+                return null;
+            result[item[..colon].Trim().Trim('[', ']')] = count;
+        }
+        return result;
     }
 
     /// <summary>
@@ -292,6 +326,7 @@ public sealed class DynamicBrokerConfigs
             TopicDefaults = ComputeTopicDefaults(next);
             // Under the lock, so that concurrent changes reach the partitions in the order they were persisted.
             applyTopicDefaults(TopicDefaults);
+            Reconfigure?.Invoke(this);
             return null;
         }
     }
@@ -340,6 +375,20 @@ public sealed class DynamicBrokerConfigs
             throw;
         }
         FileSync.SyncDirectory(_dir);
+    }
+
+    /// <summary>Hands the broker settings of their own (cleaner, connection limits) to their owners: called after
+    /// every change, under the lock, and once by the host after <see cref="Load"/>.</summary>
+    public Action<DynamicBrokerConfigs>? Reconfigure { get; set; }
+
+    /// <summary>The effective value of a numeric config (validated when set; Kafka's default when unset).</summary>
+    public long EffectiveLong(string name)
+    {
+        string v = (Effective(name) ?? ByName[name].Default!).Trim();
+        if (ByName[name].Kind != Kind.Double)
+            return long.Parse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+        double x = double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture);
+        return x >= long.MaxValue ? long.MaxValue : (long)x;
     }
 
     /// <summary>The value of a broker config from the levels together: per-broker over default over static.</summary>

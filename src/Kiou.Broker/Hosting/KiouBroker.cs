@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Net;
 using Kiou.Broker.Controller;
 using Kiou.Broker.Groups;
@@ -121,6 +122,10 @@ public sealed class KiouBroker : IAsyncDisposable
             var brokerConfigs = new DynamicBrokerConfigs(dataDir, config.NodeId, StaticBrokerConfigs(config));
             brokerConfigs.Load(log.Info, log.Warn);
             logs.ApplyTopicDefaults(brokerConfigs.TopicDefaults);
+            var (brokerL, controllerL, logsL) = (broker, controllerListener, logs);
+            // The cleaner starts below (StartBackgroundWork) with the dynamic values; the listeners take them now.
+            brokerConfigs.Reconfigure = dyn => ApplyBrokerSettings(dyn, logsL, brokerL, controllerL, log);
+            ApplyBrokerSettings(brokerConfigs, logsL, brokerL, controllerL, log);
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             try
             {
@@ -140,7 +145,7 @@ public sealed class KiouBroker : IAsyncDisposable
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
             var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions, BrokerConfigs = brokerConfigs };
             handlers.RegisterAll();
-            logs.StartBackgroundWork();
+            logs.StartBackgroundWork(cleaner => ReconfigureCleaner(brokerConfigs, cleaner));
             groups.StartLoading(config.BeforeGroupLoad);
             LoadTransactions(transactions, txnStore, log);
             readyProbe?.Invoke(groups, transactions);
@@ -223,11 +228,53 @@ public sealed class KiouBroker : IAsyncDisposable
     static Dictionary<string, string> StaticBrokerConfigs(BrokerConfig config)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        string messageMax = config.MessageMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        if (messageMax != DynamicBrokerConfigs.Find("message.max.bytes")!.Default)
-            values["message.max.bytes"] = messageMax;
+        void Add(string name, long value)
+        {
+            string v = value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (v != DynamicBrokerConfigs.Find(name)!.Default)
+                values[name] = v;
+        }
+        Add("message.max.bytes", config.MessageMaxBytes);
+        Add("log.cleaner.dedupe.buffer.size", config.Cleaner.DedupeBufferBytes);
+        Add("log.cleaner.io.max.bytes.per.second", config.Cleaner.IoMaxBytesPerSecond);
+        Add("log.cleaner.backoff.ms", config.Cleaner.BackoffMs);
+        Add("max.connections", config.MaxConnections);
+        Add("max.connections.per.ip", config.MaxConnectionsPerIp);
         return values;
     }
+
+    /// <summary>The broker settings of their own that change at run time, to their owners (the cleaner, the
+    /// listeners' admission), each of which reads its holder on every use.</summary>
+    static void ApplyBrokerSettings(DynamicBrokerConfigs dyn, LogManager logs, Listener broker, Listener controller, Log log)
+    {
+        if (logs.Cleaner is { } cleaner)
+            ReconfigureCleaner(dyn, cleaner);
+        int max = (int)dyn.EffectiveLong("max.connections"), perIp = (int)dyn.EffectiveLong("max.connections.per.ip");
+        var overrides = new Dictionary<System.Net.IPAddress, int>();
+        foreach (var (host, count) in DynamicBrokerConfigs.ParseOverrides(dyn.Effective("max.connections.per.ip.overrides") ?? "") ?? [])
+        {
+            // As Kafka's ConnectionQuotas: a host name is resolved when the value is set.
+            System.Net.IPAddress[] addresses;
+            try
+            {
+                addresses = System.Net.IPAddress.TryParse(host, out var literal) ? [literal] : System.Net.Dns.GetHostAddresses(host);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                log.Warn($"max.connections.per.ip.overrides: host {host} does not resolve ({e.Message}); its connections get max.connections.per.ip ({perIp}). Fix the name and set the value again (bin/configs.sh --entity-type brokers)");
+                continue;
+            }
+            foreach (var a in addresses)
+                overrides[a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a] = count;
+        }
+        var frozen = overrides.ToFrozenDictionary();
+        broker.SetLimits(max, perIp, frozen);
+        controller.SetLimits(max, perIp, frozen);
+    }
+
+    static void ReconfigureCleaner(DynamicBrokerConfigs dyn, Kiou.Storage.Cleaner.LogCleaner cleaner) =>
+        cleaner.Reconfigure(dyn.EffectiveLong("log.cleaner.io.max.bytes.per.second"), dyn.EffectiveLong("log.cleaner.backoff.ms"),
+            (int)dyn.EffectiveLong("log.cleaner.dedupe.buffer.size"));
 
     static string StartFailure(string dataDir, Exception e)
     {

@@ -348,7 +348,8 @@ public sealed class LogManager : IAsyncDisposable
 
     readonly List<Task> _removals = [];
 
-    public void StartBackgroundWork()
+    /// <param name="configureCleaner">Called with the cleaner before its thread starts (dynamic broker configs).</param>
+    public void StartBackgroundWork(Action<Kiou.Storage.Cleaner.LogCleaner>? configureCleaner = null)
     {
         try
         {
@@ -362,6 +363,7 @@ public sealed class LogManager : IAsyncDisposable
         if (_config.Cleaner.Enable)
         {
             _cleaner = new Kiou.Storage.Cleaner.LogCleaner(_config.DataDir, _config.Cleaner, AllPartitions, _time, _log.Info, _log.Warn);
+            configureCleaner?.Invoke(_cleaner);
             _cleaner.Start();
         }
     }

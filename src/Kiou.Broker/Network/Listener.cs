@@ -31,6 +31,10 @@ public sealed class Listener : IAsyncDisposable
     readonly Dictionary<IPAddress, int> _perIp = new();
     int _closingCount;
 
+    // max.connections / max.connections.per.ip: KIOU_* at start, then dynamic broker configs (SetLimits).
+    int _maxConnections, _maxConnectionsPerIp;
+    System.Collections.Frozen.FrozenDictionary<IPAddress, int> _perIpOverrides = System.Collections.Frozen.FrozenDictionary<IPAddress, int>.Empty;
+
     // Rate-limited log lines, one per reason: what was closed since the last line.
     readonly LogGate _idleLog = new(), _slowLog = new(), _evictLog = new(), _perIpLog = new(), _fullLog = new();
 
@@ -41,6 +45,19 @@ public sealed class Listener : IAsyncDisposable
         _config = config;
         _log = log;
         _kind = kind;
+        _maxConnections = config.MaxConnections;
+        _maxConnectionsPerIp = config.MaxConnectionsPerIp;
+    }
+
+    /// <summary>
+    /// New limits from the dynamic broker configs (Kafka's DynamicConnectionQuota): they apply to connections that
+    /// arrive from now on; open connections stay, as in Kafka.
+    /// </summary>
+    public void SetLimits(int maxConnections, int maxConnectionsPerIp, System.Collections.Frozen.FrozenDictionary<IPAddress, int> perIpOverrides)
+    {
+        Volatile.Write(ref _maxConnections, maxConnections);
+        Volatile.Write(ref _maxConnectionsPerIp, maxConnectionsPerIp);
+        Volatile.Write(ref _perIpOverrides, perIpOverrides);
     }
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
@@ -196,15 +213,19 @@ public sealed class Listener : IAsyncDisposable
         while (true)
         {
             Connection? victim = null;
+            int maxConnections = Volatile.Read(ref _maxConnections), maxPerIp = Volatile.Read(ref _maxConnectionsPerIp);
+            var overrides = Volatile.Read(ref _perIpOverrides);
+            if (ip is not null && overrides.Count > 0 && overrides.TryGetValue(ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip, out int own))
+                maxPerIp = own;
             lock (_admission)
             {
-                if (ip is not null && _perIp.GetValueOrDefault(ip) >= _config.MaxConnectionsPerIp)
+                if (ip is not null && _perIp.GetValueOrDefault(ip) >= maxPerIp)
                 {
                     if (_perIpLog.Pass(out int more))
-                        _log.Info($"{Name}: closed a new connection from {client.RemoteEndPoint}: that address has {_config.MaxConnectionsPerIp} connections open already (KIOU_MAX_CONNECTIONS_PER_IP){More(more)}");
+                        _log.Info($"{Name}: closed a new connection from {client.RemoteEndPoint}: that address has {maxPerIp} connections open already (max.connections.per.ip, its overrides, KIOU_MAX_CONNECTIONS_PER_IP){More(more)}");
                     return false;
                 }
-                if (_connections.Count - _closingCount < _config.MaxConnections)
+                if (_connections.Count - _closingCount < maxConnections)
                 {
                     if (ip is not null)
                         _perIp[ip] = _perIp.GetValueOrDefault(ip) + 1;
@@ -222,11 +243,11 @@ public sealed class Listener : IAsyncDisposable
             {
                 victim.Close();
                 if (_evictLog.Pass(out int more))
-                    _log.Info($"{Name}: {_config.MaxConnections} connections are open (KIOU_MAX_CONNECTIONS); closed the least recently active idle one, from {victim.Remote} (idle {Environment.TickCount64 - victim.LastActiveMs} ms), to admit {client.RemoteEndPoint}{More(more)}");
+                    _log.Info($"{Name}: {maxConnections} connections are open (max.connections, KIOU_MAX_CONNECTIONS); closed the least recently active idle one, from {victim.Remote} (idle {Environment.TickCount64 - victim.LastActiveMs} ms), to admit {client.RemoteEndPoint}{More(more)}");
                 return true;
             }
             if (!waited && _fullLog.Pass(out int skipped))
-                _log.Warn($"{Name}: {_config.MaxConnections} connections are open (KIOU_MAX_CONNECTIONS) and every one has a request in flight; {client.RemoteEndPoint} waits until one ends or goes idle{More(skipped)}");
+                _log.Warn($"{Name}: {maxConnections} connections are open (max.connections, KIOU_MAX_CONNECTIONS) and every one has a request in flight; {client.RemoteEndPoint} waits until one ends or goes idle{More(skipped)}");
             waited = true;
             await Task.Delay(AdmitRetryMs, _stop.Token).ConfigureAwait(false);
         }

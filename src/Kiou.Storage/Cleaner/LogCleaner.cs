@@ -78,17 +78,19 @@ public sealed class CleanerStats
 public sealed class LogCleaner : IDisposable
 {
     private readonly string _dataDir;
-    private readonly LogCleanerSettings _settings;
+    private LogCleanerSettings _settings;
     private readonly Func<IEnumerable<PartitionLog>> _partitions;
     private readonly TimeProvider _time;
     private readonly Action<string> _info;
     private readonly Action<string> _warn;
     private OffsetMap? _map;
+    private int _mapBytes;
     private readonly BatchFilter _filter = new();
     private readonly Dictionary<(string, int), long> _checkpoints;
     private readonly ConcurrentDictionary<string, CleanerStats> _stats = new(StringComparer.Ordinal);
     private readonly HashSet<PartitionLog> _uncleanable = new(ReferenceEqualityComparer.Instance);
     private readonly ManualResetEventSlim _stop = new();
+    private readonly AutoResetEvent _reconfigured = new(false);
     private readonly object _passLock = new();
     private Thread? _thread;
     private byte[] _readBuffer;
@@ -105,6 +107,25 @@ public sealed class LogCleaner : IDisposable
         _warn = warn;
         _readBuffer = new byte[Math.Max(settings.IoBufferBytes, RecordBatch.HeaderSize)];
         _checkpoints = CleanerCheckpoint.Read(dataDir, time.GetUtcNow().ToUnixTimeMilliseconds(), warn);
+    }
+
+    /// <summary>The settings in effect (replaced whole by <see cref="Reconfigure"/>).</summary>
+    public LogCleanerSettings Settings => Volatile.Read(ref _settings);
+
+    /// <summary>
+    /// Dynamic broker configs (Kafka's LogCleaner.reconfigure): the throttle applies from the next chunk, the backoff
+    /// at once (a pause under way ends), the dedupe buffer at the next cleaning.
+    /// </summary>
+    public void Reconfigure(long ioMaxBytesPerSecond, long backoffMs, int dedupeBufferBytes)
+    {
+        var current = Volatile.Read(ref _settings);
+        if (current.IoMaxBytesPerSecond == ioMaxBytesPerSecond && current.BackoffMs == backoffMs && current.DedupeBufferBytes == dedupeBufferBytes)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _settings, current with { IoMaxBytesPerSecond = ioMaxBytesPerSecond, BackoffMs = backoffMs, DedupeBufferBytes = dedupeBufferBytes });
+        _reconfigured.Set();
     }
 
     /// <summary>Per partition ("topic-partition") statistics.</summary>
@@ -133,13 +154,14 @@ public sealed class LogCleaner : IDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                _warn($"log cleaner: unexpected error ({ex.GetType().Name}: {ex.Message}); it goes on after {_settings.BackoffMs} ms");
+                _warn($"log cleaner: unexpected error ({ex.GetType().Name}: {ex.Message}); it goes on after {Settings.BackoffMs} ms");
                 cleaned = false;
             }
 
             if (!cleaned)
             {
-                _stop.Wait(TimeSpan.FromMilliseconds(_settings.BackoffMs));
+                // A new backoff ends the pause under way, as Kafka's reconfigure restarts the cleaner threads.
+                WaitHandle.WaitAny([_stop.WaitHandle, _reconfigured], TimeSpan.FromMilliseconds(Settings.BackoffMs));
             }
         }
     }
@@ -295,7 +317,13 @@ public sealed class LogCleaner : IDisposable
 
         // 1. The offset map of the dirty section, up to where it fills (allocated at the first cleaning: a broker
         // without compacted topics does not pay for it).
-        OffsetMap map = _map ??= new OffsetMap(_settings.DedupeBufferBytes);
+        var settings = Settings;
+        if (_map is not null && _mapBytes != settings.DedupeBufferBytes)
+        {
+            _map = null; // log.cleaner.dedupe.buffer.size changed: the next map has the new size
+        }
+
+        OffsetMap map = _map ??= new OffsetMap(_mapBytes = settings.DedupeBufferBytes);
         map.Clear();
         long mapEnd = firstDirty;
         bool full = false;
@@ -383,7 +411,7 @@ public sealed class LogCleaner : IDisposable
 
         if (full && mapEnd <= firstDirty)
         {
-            throw new CleanerCorruptionException($"the dedupe buffer (KIOU_LOG_CLEANER_DEDUPE_BUFFER_SIZE={_settings.DedupeBufferBytes}) cannot hold the keys of one batch at offset {firstDirty}; raise it");
+            throw new CleanerCorruptionException($"the dedupe buffer (log.cleaner.dedupe.buffer.size, KIOU_LOG_CLEANER_DEDUPE_BUFFER_SIZE={_mapBytes}) cannot hold the keys of one batch at offset {firstDirty}; raise it");
         }
 
         if (!full)
@@ -537,7 +565,7 @@ public sealed class LogCleaner : IDisposable
     /// <summary>Sleeps as long as needed to keep reads plus writes under KIOU_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND.</summary>
     private void Throttle(long bytes)
     {
-        long limit = _settings.IoMaxBytesPerSecond;
+        long limit = Settings.IoMaxBytesPerSecond;
         if (bytes <= 0 || limit <= 0 || limit == long.MaxValue)
         {
             return;
