@@ -138,8 +138,9 @@ public sealed class DynamicBrokerConfigs
         State? loaded = null;
         try
         {
-            var bytes = File.ReadAllBytes(_path);
-            if (bytes.Length > MaxFileBytes)
+            // Bounded read: a damaged or hostile file cannot make the broker allocate its size.
+            var bytes = Kiou.Storage.SmallFiles.ReadAllBytes(_path, MaxFileBytes);
+            if (bytes is null)
                 why = $"it is larger than {MaxFileBytes} bytes";
             else
                 (loaded, why) = Parse(bytes);
