@@ -111,6 +111,7 @@ public sealed class PowerLossTests
                     expected[h.BaseOffset] = batch;
                 }
 
+                await device.WhenQuietAsync(TimeSpan.FromSeconds(10)); // the abandoned log starts no more background work
                 await log.WhenBackgroundIdleAsync().WaitAsync(TimeSpan.FromSeconds(10));
                 List<string> report = device.RestoreAfterPowerLoss(rng);
 

@@ -574,6 +574,7 @@ public sealed class TransactionPowerLossTests
 
                 await Task.WhenAll(pending);
                 device.CutPower();
+                await device.WhenQuietAsync(TimeSpan.FromSeconds(10)); // the abandoned log starts no more background work
                 await log.WhenBackgroundIdleAsync().WaitAsync(TimeSpan.FromSeconds(10));
                 device.RestoreAfterPowerLoss(rng);
 

@@ -45,6 +45,7 @@ public sealed class PowerLossLogDevice : ILogDevice
     private readonly object _gate = new();
     private readonly Dictionary<string, FileModel> _files = new(StringComparer.Ordinal);
     private bool _cut;
+    private int _inFlight; // issued to the inner device and not yet through the log's callback
 
     public PowerLossLogDevice(ILogDevice inner) => _inner = inner;
 
@@ -81,6 +82,8 @@ public sealed class PowerLossLogDevice : ILogDevice
                 Swallowed++;
                 return; // never completes: the machine is off
             }
+
+            _inFlight++;
         }
 
         _inner.Write(file, position, data, new WriteDone(this, path, position, data.ToArray(), callback), token);
@@ -98,6 +101,7 @@ public sealed class PowerLossLogDevice : ILogDevice
             }
 
             covers = Model(path).Completed.Count;
+            _inFlight++;
         }
 
         _inner.Flush(file, new FlushDone(this, path, covers, callback), token);
@@ -109,6 +113,36 @@ public sealed class PowerLossLogDevice : ILogDevice
         lock (_gate)
         {
             _cut = true;
+        }
+    }
+
+    /// <summary>
+    /// Waits until every operation issued before the cut has come back through the log's callbacks, so that the
+    /// abandoned log starts nothing more (a crashed process runs no code); then its background work can be awaited.
+    /// </summary>
+    public async Task WhenQuietAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            lock (_gate)
+            {
+                if (_inFlight == 0)
+                {
+                    return;
+                }
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "device operations still in flight after the power cut");
+            await Task.Delay(1);
+        }
+    }
+
+    private void Returned()
+    {
+        lock (_gate)
+        {
+            _inFlight--;
         }
     }
 
@@ -226,20 +260,27 @@ public sealed class PowerLossLogDevice : ILogDevice
     {
         public void OnWriteDone(long token, int result)
         {
-            lock (device._gate)
+            try
             {
-                if (device._cut)
+                lock (device._gate)
                 {
-                    return;
+                    if (device._cut)
+                    {
+                        return;
+                    }
+
+                    if (result == data.Length)
+                    {
+                        device.Model(path).Completed.Add((position, data));
+                    }
                 }
 
-                if (result == data.Length)
-                {
-                    device.Model(path).Completed.Add((position, data));
-                }
+                inner.OnWriteDone(token, result);
             }
-
-            inner.OnWriteDone(token, result);
+            finally
+            {
+                device.Returned();
+            }
         }
 
         public void OnFlushDone(long token, int result) => throw new InvalidOperationException("flush completion on a write");
@@ -251,28 +292,35 @@ public sealed class PowerLossLogDevice : ILogDevice
 
         public void OnFlushDone(long token, int result)
         {
-            lock (device._gate)
+            try
             {
-                if (device._cut)
+                lock (device._gate)
                 {
-                    return; // finished on a machine that was already off: nobody learns of it
-                }
-
-                FileModel model = device.Model(path);
-                if (result == 0 && covers > model.SyncedCount)
-                {
-                    var content = new List<byte>(model.Synced);
-                    for (int i = model.SyncedCount; i < covers; i++)
+                    if (device._cut)
                     {
-                        Apply(content, model.Completed[i].Position, model.Completed[i].Data);
+                        return; // finished on a machine that was already off: nobody learns of it
                     }
 
-                    model.Synced = content.ToArray();
-                    model.SyncedCount = covers;
-                }
-            }
+                    FileModel model = device.Model(path);
+                    if (result == 0 && covers > model.SyncedCount)
+                    {
+                        var content = new List<byte>(model.Synced);
+                        for (int i = model.SyncedCount; i < covers; i++)
+                        {
+                            Apply(content, model.Completed[i].Position, model.Completed[i].Data);
+                        }
 
-            inner.OnFlushDone(token, result);
+                        model.Synced = content.ToArray();
+                        model.SyncedCount = covers;
+                    }
+                }
+
+                inner.OnFlushDone(token, result);
+            }
+            finally
+            {
+                device.Returned();
+            }
         }
     }
 }
