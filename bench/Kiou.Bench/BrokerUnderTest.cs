@@ -129,6 +129,20 @@ sealed class BrokerUnderTest : IDisposable
 
     public double RssMiB() => StatusKb("VmRSS:") / 1024.0;
 
+    public string DataDir => _dataDir;
+
+    /// <summary>Bytes the broker process (all its threads) has caused to be read from the storage device
+    /// (/proc/PID/io read_bytes): page-cache hits do not count.</summary>
+    public long DeviceReadBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/io"))
+        {
+            if (line.StartsWith("read_bytes:", StringComparison.Ordinal))
+                return long.Parse(line["read_bytes:".Length..].Trim(), CultureInfo.InvariantCulture);
+        }
+        return 0;
+    }
+
     long StatusKb(string key)
     {
         foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))

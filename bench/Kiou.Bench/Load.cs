@@ -5,7 +5,7 @@ using Confluent.Kafka.Admin;
 namespace Kiou.Bench;
 
 sealed record RunResult(string Name, long Records, long Bytes, double Seconds, double BrokerCpuSeconds, double BrokerPeakRssMiB,
-    double? P50Ms = null, double? P99Ms = null, double? P999Ms = null, double? MachineIdlePercent = null)
+    double? P50Ms = null, double? P99Ms = null, double? P999Ms = null, double? MachineIdlePercent = null, double? ClientCpuSeconds = null)
 {
     public double RecordsPerSecond => Records / Seconds;
     public double MBps => Bytes / Seconds / 1e6;

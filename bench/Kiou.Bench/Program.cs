@@ -16,12 +16,14 @@ using Kiou.Bench;
 //     validate: compressed 1 KiB produce per codec; --baseline BROKER runs another build (the code before) alongside
 //     compare: produce, consume, durable and latency rows, this build against --baseline BROKER (and latency against sync)
 //     compaction: the log cleaner's throughput and CPU per GB, and produce latency with and without it cleaning
+//     targets: every target of issue 18 with its ratio, driven by bench/perf/kiou-perf.c (--perf PATH) against
+//       librdkafka's mock cluster and the machine's references, disk read included
 
 Kiou.BundledLibrdkafka.Load();
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 string? baseline = null;
-bool quick = false, showThreads = false, modesGiven = false;
+bool quick = false, showThreads = false, modesGiven = false, clientsGiven = false;
 int rounds = 3;
 int ioClients = 2;
 string[] modes = ["uring", "sync"];
@@ -40,10 +42,11 @@ for (int i = 0; i < args.Length; i++)
         case "--only": only = args[++i]; break;
         case "--threads": showThreads = true; break;
         case "--modes": modes = args[++i].Split(','); modesGiven = true; break;
-        case "--clients": ioClients = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--clients": ioClients = int.Parse(args[++i], CultureInfo.InvariantCulture); clientsGiven = true; break;
+        case "--perf": KiouPerf.Binary = args[++i]; break;
         case "--baseline": baseline = args[++i]; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence|targets|...] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER] [--perf KIOU_PERF]");
             return 2;
     }
 }
@@ -64,6 +67,12 @@ var env = new Dictionary<string, object>
 };
 if (suite == "io")
     env["io_producers"] = ioClients;
+if (suite == "targets" && !KiouPerf.Available)
+{
+    Console.Error.WriteLine($"--suite targets needs the C driver at {KiouPerf.Binary} (bench/run.sh builds it from bench/perf/kiou-perf.c with gcc and Debian's librdkafka-dev)");
+    return 2;
+}
+var targetRows = new List<TargetRow>();
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
@@ -441,16 +450,32 @@ else if (suite == "all")
         env["broker_idle_rss_MiB"] = idle.RssMiB();
     }
 }
+else if (suite == "targets")
+{
+    // Issue 18: every target with its ratio in one run. One producer instance per run unless --clients N.
+    env["producers"] = clientsGiven ? ioClients : 1;
+    targetRows = new Targets(broker, dataRoot, quick, rounds, clientsGiven ? ioClients : 1, loopback, env, Report, NewTopic).Run();
+}
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, validate, compare or compaction");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, validate, compare, compaction or targets");
     return 2;
 }
 
 var md = new StringBuilder();
 md.AppendLine(CultureInfo.InvariantCulture, $"Run {env["date"]}, {env["cores"]} cores, kernel {env["kernel"]}, librdkafka {env["librdkafka"]}, suite {suite}{(suite == "io" ? $", {ioClients} producer{(ioClients == 1 ? "" : "s")} per run" : "")}{(quick ? " (quick)" : "")}.");
-md.AppendLine(CultureInfo.InvariantCulture, $"Reference: loopback TCP {loopback:F0} MB/s; disk 1 MiB sequential writes {diskBuffered:F0} MB/s buffered, {diskSynced:F0} MB/s with an fdatasync after each.");
+string diskRead = env.TryGetValue("disk_read_cold_direct_1MiB_qd8_MBps", out var readDirect)
+    ? string.Create(CultureInfo.InvariantCulture, $"; disk cold sequential read {readDirect:F0} MB/s O_DIRECT 1 MiB queue depth 8, {env["disk_read_cold_buffered_64KiB_MBps"]:F0} MB/s buffered 64 KiB")
+    : "";
+md.AppendLine(CultureInfo.InvariantCulture, $"Reference: loopback TCP {loopback:F0} MB/s; disk 1 MiB sequential writes {diskBuffered:F0} MB/s buffered, {diskSynced:F0} MB/s with an fdatasync after each{diskRead}.");
 md.AppendLine();
+if (targetRows.Count > 0)
+{
+    md.AppendLine("| target | figure | reference | ratio | goal | met |").AppendLine("|---|---|---|---:|---|---|");
+    foreach (var t in targetRows)
+        md.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | {t.Figure} | {t.Reference} | {(t.Ratio is double q ? q.ToString("P0", CultureInfo.InvariantCulture) : "")} | {t.Goal} | {(t.Met is null ? "" : t.Met.Value ? "yes" : "**no**")} |");
+    md.AppendLine();
+}
 md.AppendLine("| run | records/s | MB/s | broker CPU-s/GB | broker peak RSS MiB | machine idle % | vs reference | latency p50 / p99 / p99.9 ms |");
 md.AppendLine("|---|---:|---:|---:|---:|---:|---|---|");
 foreach (var (_, r, reference, ratio) in results)
@@ -474,6 +499,7 @@ File.WriteAllText(Path.Combine(outDir, $"{suite}-{stamp}.md"), md.ToString());
 File.WriteAllText(Path.Combine(outDir, $"{suite}-{stamp}.json"), JsonSerializer.Serialize(new
 {
     environment = env,
+    targets = targetRows.Select(t => new { target = t.Target, figure = t.Figure, reference = t.Reference, ratio = t.Ratio, goal = t.Goal, met = t.Met }),
     runs = results.Select(x => new
     {
         x.Result.Name,
@@ -486,6 +512,7 @@ File.WriteAllText(Path.Combine(outDir, $"{suite}-{stamp}.json"), JsonSerializer.
         broker_cpu_seconds_per_GB = x.Result.CpuSecondsPerGB,
         broker_peak_rss_MiB = x.Result.BrokerPeakRssMiB,
         machine_idle_percent = x.Result.MachineIdlePercent,
+        client_cpu_seconds = x.Result.ClientCpuSeconds,
         reference = x.Reference,
         ratio_to_reference = double.IsNaN(x.Ratio) ? (double?)null : x.Ratio,
         p50_ms = x.Result.P50Ms,
