@@ -23,7 +23,8 @@
 #   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU
 #   per thread name after each run, on stderr), --modes LIST (io suite: default uring,sync; uring-inline is
 #   KIOU_IO=uring with KIOU_URING_WRITES=inline), --clients N (io suite: producer instances per run, default 2; one
-#   producer of 100 B records is limited by librdkafka, see BENCHMARKS.md).
+#   producer of 100 B records is limited by librdkafka, see BENCHMARKS.md), --driver c (io, latency, reqpath, all and
+#   compare suites: load from the C driver artifacts/kiou-perf instead of Confluent.Kafka), --perf PATH (the C driver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1

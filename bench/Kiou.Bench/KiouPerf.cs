@@ -57,6 +57,19 @@ static class KiouPerf
         return JsonDocument.Parse(line).RootElement.Clone();
     }
 
+    /// <summary>The librdkafka the driver runs on (Debian's, not the one bundled with Confluent.Kafka).</summary>
+    public static string LibrdkafkaVersion()
+    {
+        try
+        {
+            return Run("version").GetProperty("librdkafka").GetString() ?? "?";
+        }
+        catch (InvalidOperationException)
+        {
+            return "?";
+        }
+    }
+
     static string I(long v) => v.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Produce with the C driver: to <paramref name="broker"/>, or to librdkafka's mock cluster when null.</summary>
@@ -77,11 +90,13 @@ static class KiouPerf
     }
 
     /// <summary>Consumes every record of the topic from the beginning (up to the end offsets seen at the start).</summary>
-    public static RunResult Consume(string name, BrokerUnderTest broker, string topic, int partitions)
+    /// <remarks>With <paramref name="count"/>, that many records instead.</remarks>
+    public static RunResult Consume(string name, BrokerUnderTest broker, string topic, int partitions, long? count = null)
     {
         double cpu0 = broker.CpuSeconds();
         var idle0 = MachineCpu.Read();
-        var r = Run("consume", "-b", broker.Bootstrap, "-t", topic, "-p", I(partitions));
+        string[] args = ["consume", "-b", broker.Bootstrap, "-t", topic, "-p", I(partitions)];
+        var r = Run(count is long c ? [.. args, "-c", I(c)] : args);
         return ToResult(name, r, broker.CpuSeconds() - cpu0, broker.PeakRssMiB(), MachineCpu.IdlePercentSince(idle0));
     }
 

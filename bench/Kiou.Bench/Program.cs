@@ -23,7 +23,7 @@ Kiou.BundledLibrdkafka.Load();
 
 string suite = "io", outDir = "bench/results", dataRoot = Path.GetTempPath(), broker = "artifacts/kiou/kiou";
 string? baseline = null;
-bool quick = false, showThreads = false, modesGiven = false, clientsGiven = false;
+bool quick = false, showThreads = false, modesGiven = false, clientsGiven = false, cDriver = false;
 int rounds = 3;
 int ioClients = 2;
 string[] modes = ["uring", "sync"];
@@ -44,9 +44,10 @@ for (int i = 0; i < args.Length; i++)
         case "--modes": modes = args[++i].Split(','); modesGiven = true; break;
         case "--clients": ioClients = int.Parse(args[++i], CultureInfo.InvariantCulture); clientsGiven = true; break;
         case "--perf": KiouPerf.Binary = args[++i]; break;
+        case "--driver": cDriver = args[++i] == "c"; break;
         case "--baseline": baseline = args[++i]; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence|targets|...] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER] [--perf KIOU_PERF]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence|targets|...] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER] [--perf KIOU_PERF] [--driver c|dotnet]");
             return 2;
     }
 }
@@ -67,12 +68,13 @@ var env = new Dictionary<string, object>
 };
 if (suite == "io")
     env["io_producers"] = ioClients;
-if (suite == "targets" && !KiouPerf.Available)
+if ((suite == "targets" || cDriver) && !KiouPerf.Available)
 {
     Console.Error.WriteLine($"--suite targets needs the C driver at {KiouPerf.Binary} (bench/run.sh builds it from bench/perf/kiou-perf.c with gcc and Debian's librdkafka-dev)");
     return 2;
 }
 var targetRows = new List<TargetRow>();
+env["driver"] = suite == "targets" || cDriver ? "kiou-perf (C, librdkafka " + KiouPerf.LibrdkafkaVersion() + ")" : "Confluent.Kafka";
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
@@ -107,6 +109,16 @@ Dictionary<string, string> Env(string io, string flush = "roll")
         e["KIOU_URING_WRITES"] = io[(io.IndexOf('-') + 1)..];
     return e;
 }
+// The io, latency, reqpath, all and compare suites' load: Confluent.Kafka (Load), or with --driver c the C driver
+// (KiouPerf, bench/perf/kiou-perf.c), which makes no managed call per record.
+RunResult Produce(string name, BrokerUnderTest b, string topic, int partitions, int recordBytes, long count, Acks acks, int batchBytes, int clients = 1) =>
+    cDriver
+        ? KiouPerf.Produce(name, b, topic, partitions, recordBytes, count, acks == Acks.All ? "all" : acks == Acks.None ? "0" : "1", clients, batchBytes)
+        : Load.Produce(name, b, topic, partitions, recordBytes, count, acks, batchBytes, clients: clients);
+RunResult Consume(string name, BrokerUnderTest b, string topic, int partitions, long count) =>
+    cDriver ? KiouPerf.Consume(name, b, topic, partitions, count) : Load.Consume(name, b, topic, partitions, count);
+RunResult Latency(string name, BrokerUnderTest b, string topic, int ratePerSecond, TimeSpan duration) =>
+    cDriver ? KiouPerf.Latency(name, b, topic, ratePerSecond, duration) : Load.Latency(name, b, topic, ratePerSecond, duration);
 int topicSeq = 0;
 string NewTopic(BrokerUnderTest b, int partitions)
 {
@@ -152,7 +164,7 @@ if (suite == "io")
                     var b = brokers[(io, row.Flush)];
                     string t = NewTopic(b, 1);
                     var threads0 = showThreads ? b.ThreadCpuSeconds() : null;
-                    var r = Load.Produce($"{io} {row.Label}", b, t, 1, row.Size, row.Count, row.Acks, row.Batch, clients: ioClients);
+                    var r = Produce($"{io} {row.Label}", b, t, 1, row.Size, row.Count, row.Acks, row.Batch, clients: ioClients);
                     byMode[io].Add(r);
                     string load = File.ReadAllText("/proc/loadavg").Trim();
                     Console.Error.WriteLine($"  round {round + 1} {r.Name}: {r.RecordsPerSecond:F0} rec/s, {r.MBps:F1} MB/s, {r.CpuSecondsPerGB:F2} CPU-s/GB, machine idle {r.MachineIdlePercent:F0} %; load {load}");
@@ -200,7 +212,7 @@ else if (suite == "latency")
         {
             using var b = BrokerUnderTest.Start(broker, dataRoot, Env(io));
             string t = NewTopic(b, 1);
-            Report("latency-" + io, Load.Latency($"{io} round {round + 1}: end-to-end latency at 10,000 rec/s", b, t, 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), "-", 0);
+            Report("latency-" + io, Latency($"{io} round {round + 1}: end-to-end latency at 10,000 rec/s", b, t, 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), "-", 0);
         }
     }
 }
@@ -215,13 +227,13 @@ else if (suite == "reqpath")
         e["KIOU_FETCH_ZERO_COPY"] = zeroCopy;
         using var b = BrokerUnderTest.Start(broker, dataRoot, e);
         string t100 = NewTopic(b, 1);
-        Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 100 B, acks=1", b, t100, 1, 100, (long)(3_000_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
+        Report("reqpath", Produce($"zero-copy={zeroCopy} produce 100 B, acks=1", b, t100, 1, 100, (long)(3_000_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
         string t1k = NewTopic(b, 1);
         long n1k = (long)(1_000_000 * scale);
-        Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 1 KiB, acks=1", b, t1k, 1, 1024, n1k, Acks.Leader, 1048576), "loopback", loopback);
-        Report("reqpath", Load.Consume($"zero-copy={zeroCopy} consume 1 KiB from the beginning", b, t1k, 1, n1k), "loopback", loopback);
+        Report("reqpath", Produce($"zero-copy={zeroCopy} produce 1 KiB, acks=1", b, t1k, 1, 1024, n1k, Acks.Leader, 1048576), "loopback", loopback);
+        Report("reqpath", Consume($"zero-copy={zeroCopy} consume 1 KiB from the beginning", b, t1k, 1, n1k), "loopback", loopback);
         string t16 = NewTopic(b, 1);
-        Report("reqpath", Load.Produce($"zero-copy={zeroCopy} produce 1 KiB, 16 KiB batches, acks=1", b, t16, 1, 1024, n1k / 2, Acks.Leader, 16384), "loopback", loopback);
+        Report("reqpath", Produce($"zero-copy={zeroCopy} produce 1 KiB, 16 KiB batches, acks=1", b, t16, 1, 1024, n1k / 2, Acks.Leader, 16384), "loopback", loopback);
     }
 }
 else if (suite == "idempotence")
@@ -319,16 +331,16 @@ else if (suite == "compare")
     long n100 = (long)(1_500_000 * scale), n1k = (long)(500_000 * scale);
     var rows = new (string Name, string Flush, string[] Contenders, Func<BrokerUnderTest, string, RunResult> Run, bool Latency)[]
     {
-        ("produce 100 B, acks=1", "roll", ["before", "after"], (b, l) => Load.Produce($"{l} produce 100 B, acks=1", b, NewTopic(b, 1), 1, 100, n100, Acks.Leader, 1048576), false),
-        ("produce 1 KiB, acks=1", "roll", ["before", "after"], (b, l) => Load.Produce($"{l} produce 1 KiB, acks=1", b, NewTopic(b, 1), 1, 1024, n1k, Acks.Leader, 1048576), false),
+        ("produce 100 B, acks=1", "roll", ["before", "after"], (b, l) => Produce($"{l} produce 100 B, acks=1", b, NewTopic(b, 1), 1, 100, n100, Acks.Leader, 1048576), false),
+        ("produce 1 KiB, acks=1", "roll", ["before", "after"], (b, l) => Produce($"{l} produce 1 KiB, acks=1", b, NewTopic(b, 1), 1, 1024, n1k, Acks.Leader, 1048576), false),
         ("consume 1 KiB from the beginning", "roll", ["before", "after"], (b, l) =>
         {
             string t = NewTopic(b, 1);
-            Load.Produce($"{l} fill", b, t, 1, 1024, n1k, Acks.Leader, 1048576);
-            return Load.Consume($"{l} consume 1 KiB from the beginning", b, t, 1, n1k);
+            Produce($"{l} fill", b, t, 1, 1024, n1k, Acks.Leader, 1048576);
+            return Consume($"{l} consume 1 KiB from the beginning", b, t, 1, n1k);
         }, false),
-        ("produce 1 KiB, acks=all, KIOU_FLUSH=always", "always", ["before", "after"], (b, l) => Load.Produce($"{l} produce 1 KiB, acks=all, KIOU_FLUSH=always", b, NewTopic(b, 1), 1, 1024, n1k, Acks.All, 1048576), false),
-        ("end-to-end latency at 10,000 rec/s", "roll", ["before", "after", "after-sync"], (b, l) => Load.Latency($"{l} end-to-end latency at 10,000 rec/s", b, NewTopic(b, 1), 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), true),
+        ("produce 1 KiB, acks=all, KIOU_FLUSH=always", "always", ["before", "after"], (b, l) => Produce($"{l} produce 1 KiB, acks=all, KIOU_FLUSH=always", b, NewTopic(b, 1), 1, 1024, n1k, Acks.All, 1048576), false),
+        ("end-to-end latency at 10,000 rec/s", "roll", ["before", "after", "after-sync"], (b, l) => Latency($"{l} end-to-end latency at 10,000 rec/s", b, NewTopic(b, 1), 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), true),
     };
     foreach (var row in rows)
     {
@@ -425,24 +437,24 @@ else if (suite == "all")
     using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
     {
         string t100 = NewTopic(b, 1);
-        Report("throughput", Load.Produce("1. produce 100 B, acks=1", b, t100, 1, 100, (long)(3_000_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
+        Report("throughput", Produce("1. produce 100 B, acks=1", b, t100, 1, 100, (long)(3_000_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
         string t1k = NewTopic(b, 1);
         long n1k = (long)(1_000_000 * scale);
-        var produce1k = Load.Produce("2. produce 1 KiB, acks=1", b, t1k, 1, 1024, n1k, Acks.Leader, 1048576);
+        var produce1k = Produce("2. produce 1 KiB, acks=1", b, t1k, 1, 1024, n1k, Acks.Leader, 1048576);
         Report("throughput", produce1k, "loopback", loopback);
-        Report("throughput", Load.Consume("4. consume run 2 from the beginning", b, t1k, 1, n1k), "loopback", loopback);
+        Report("throughput", Consume("4. consume run 2 from the beginning", b, t1k, 1, n1k), "loopback", loopback);
         string tl = NewTopic(b, 1);
-        Report("latency", Load.Latency("5. end-to-end latency at 10,000 rec/s", b, tl, 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), "-", 0);
+        Report("latency", Latency("5. end-to-end latency at 10,000 rec/s", b, tl, 10_000, TimeSpan.FromSeconds(quick ? 3 : 10)), "-", 0);
         string tp = NewTopic(b, 1000);
-        Report("spread", Load.Produce("6a. produce 1 KiB over 1,000 partitions", b, tp, 1000, 1024, (long)(500_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
+        Report("spread", Produce("6a. produce 1 KiB over 1,000 partitions", b, tp, 1000, 1024, (long)(500_000 * scale), Acks.Leader, 1048576), "loopback", loopback);
         string tc = NewTopic(b, 8);
-        Report("spread", Load.Produce("6b. produce 1 KiB from 200 connections", b, tc, 8, 1024, (long)(400_000 * scale), Acks.Leader, 131072, clients: 200), "loopback", loopback);
+        Report("spread", Produce("6b. produce 1 KiB from 200 connections", b, tc, 8, 1024, (long)(400_000 * scale), Acks.Leader, 131072, clients: 200), "loopback", loopback);
         env["broker_idle_rss_MiB_after"] = b.RssMiB();
     }
     using (var b = BrokerUnderTest.Start(broker, dataRoot, Env("uring", "always")))
     {
         string t = NewTopic(b, 1);
-        Report("durable", Load.Produce("3. produce 1 KiB, acks=all, KIOU_FLUSH=always", b, t, 1, 1024, (long)(1_000_000 * scale), Acks.All, 1048576), "disk fdatasync", diskSynced);
+        Report("durable", Produce("3. produce 1 KiB, acks=all, KIOU_FLUSH=always", b, t, 1, 1024, (long)(1_000_000 * scale), Acks.All, 1048576), "disk fdatasync", diskSynced);
     }
     using (var idle = BrokerUnderTest.Start(broker, dataRoot, Env("uring")))
     {
@@ -463,7 +475,7 @@ else
 }
 
 var md = new StringBuilder();
-md.AppendLine(CultureInfo.InvariantCulture, $"Run {env["date"]}, {env["cores"]} cores, kernel {env["kernel"]}, librdkafka {env["librdkafka"]}, suite {suite}{(suite == "io" ? $", {ioClients} producer{(ioClients == 1 ? "" : "s")} per run" : "")}{(quick ? " (quick)" : "")}.");
+md.AppendLine(CultureInfo.InvariantCulture, $"Run {env["date"]}, {env["cores"]} cores, kernel {env["kernel"]}, librdkafka {env["librdkafka"]}, load from {env["driver"]}, suite {suite}{(suite == "io" ? $", {ioClients} producer{(ioClients == 1 ? "" : "s")} per run" : "")}{(quick ? " (quick)" : "")}.");
 string diskRead = env.TryGetValue("disk_read_cold_direct_1MiB_qd8_MBps", out var readDirect)
     ? string.Create(CultureInfo.InvariantCulture, $"; disk cold sequential read {readDirect:F0} MB/s O_DIRECT 1 MiB queue depth 8, {env["disk_read_cold_buffered_64KiB_MBps"]:F0} MB/s buffered 64 KiB")
     : "";

@@ -193,7 +193,7 @@ sealed class Targets
             var pr = KiouPerf.Finish(producer);
             var cr = KiouPerf.Finish(consumer);
             long deviceReads = b.DeviceReadBytes() - reads1;
-            var consumed = KiouPerf.ToResult($"consume 64 MiB behind a producer at {rate:N0} rec/s of 1 KiB (produced {pr.GetProperty("records").GetInt64():N0}; broker device reads {deviceReads >> 20} MiB)", cr, b.CpuSeconds() - cpu0, b.PeakRssMiB(), null);
+            var consumed = KiouPerf.ToResult($"consume 64 MiB behind a producer at {rate:N0} rec/s of 1 KiB (produced {pr.GetProperty("records").GetInt64():N0} in {pr.GetProperty("seconds").GetDouble():F1} s; broker device reads {deviceReads >> 20} MiB)", cr, b.CpuSeconds() - cpu0, b.PeakRssMiB(), null);
             _report("targets", consumed, "loopback", _loopback);
             double share = (double)deviceReads / consumed.Bytes;
             Row("a consumer 64 MiB behind the producer reads from memory", $"{deviceReads / 1048576.0:F1} MiB read from the device", $"{consumed.Bytes >> 20} MiB consumed", share, "(near) zero: ≤ 1 % of the bytes consumed", share <= 0.01);
