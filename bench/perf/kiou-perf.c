@@ -781,6 +781,9 @@ int main(int argc, char **argv)
 		record_size = 1024;
 	if (!strcmp(mode, "produce"))
 		return run_produce();
+	/* A mock cluster lives in one client instance: a consumer of its own would see another, empty one. */
+	if (mock && (!strcmp(mode, "consume") || !strcmp(mode, "latency")))
+		die("--mock is for produce only");
 	if (!strcmp(mode, "consume"))
 		return run_consume();
 	if (!strcmp(mode, "latency"))
