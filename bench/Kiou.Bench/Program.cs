@@ -466,7 +466,10 @@ else if (suite == "targets")
 {
     // Issue 18: every target with its ratio in one run. One producer instance per run unless --clients N.
     env["producers"] = clientsGiven ? ioClients : 1;
+    // The machine is shared: its load average before and after tells how far to trust the figures.
+    env["loadavg_start"] = File.ReadAllText("/proc/loadavg").Trim();
     targetRows = new Targets(broker, dataRoot, quick, rounds, clientsGiven ? ioClients : 1, loopback, env, Report, NewTopic).Run();
+    env["loadavg_end"] = File.ReadAllText("/proc/loadavg").Trim();
 }
 else
 {
@@ -486,6 +489,7 @@ if (targetRows.Count > 0)
     md.AppendLine("| target | figure | reference | ratio | goal | met |").AppendLine("|---|---|---|---:|---|---|");
     foreach (var t in targetRows)
         md.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | {t.Figure} | {t.Reference} | {(t.Ratio is double q ? q.ToString("P0", CultureInfo.InvariantCulture) : "")} | {t.Goal} | {(t.Met is null ? "" : t.Met.Value ? "yes" : "**no**")} |");
+    md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Load average (/proc/loadavg) at the start: {env["loadavg_start"]}; at the end: {env["loadavg_end"]}.");
     md.AppendLine();
 }
 md.AppendLine("| run | records/s | MB/s | broker CPU-s/GB | broker peak RSS MiB | machine idle % | vs reference | latency p50 / p99 / p99.9 ms |");
