@@ -17,7 +17,8 @@
 #     cluster (the client's ceiling), broker CPU-s/GB, catch-up consume of data not in the page cache against the cold
 #     disk read and warm consume, a consumer 64 MiB behind, warm consume against loopback, RSS, latency, 1,000 partitions;
 #     driven by bench/perf/kiou-perf.c (C, librdkafka's batch API; built here with gcc and Debian's librdkafka-dev).
-#     --rounds N (default 3), --clients N (producer instances per produce run, default 1), --quick (a fifth of the data)
+#     --rounds N (default 3), --clients N (producer instances per produce run, default 1), --quick (a fifth of the data),
+#     --only LIST (comma-separated sections: rss, produce, durable, consume, latency)
 # Options: --quick (a fifth of the records), --out DIR (default bench/results), --data-dir DIR (default /tmp),
 #   --rounds N (io suite: rounds per row, the modes alternating, medians reported; default 3), --only TEXT (io suite:
 #   only rows whose name contains TEXT; reqpath suite: false or true, one fetch mode), --threads (io suite: broker CPU

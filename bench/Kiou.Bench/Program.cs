@@ -468,7 +468,7 @@ else if (suite == "targets")
     env["producers"] = clientsGiven ? ioClients : 1;
     // The machine is shared: its load average before and after tells how far to trust the figures.
     env["loadavg_start"] = File.ReadAllText("/proc/loadavg").Trim();
-    targetRows = new Targets(broker, dataRoot, quick, rounds, clientsGiven ? ioClients : 1, loopback, env, Report, NewTopic).Run();
+    targetRows = new Targets(broker, dataRoot, quick, rounds, clientsGiven ? ioClients : 1, loopback, env, Report, NewTopic, only).Run();
     env["loadavg_end"] = File.ReadAllText("/proc/loadavg").Trim();
 }
 else

@@ -23,10 +23,13 @@ sealed class Targets
     readonly Action<string, RunResult, string, double> _report;
     readonly Func<BrokerUnderTest, int, string> _newTopic;
     readonly List<TargetRow> _rows = [];
+    readonly string[]? _only;
 
+    /// <param name="only">Comma-separated sections to run (rss, produce, durable, consume, latency); null: all.</param>
     public Targets(string broker, string dataRoot, bool quick, int rounds, int clients, double loopback, Dictionary<string, object> env,
-        Action<string, RunResult, string, double> report, Func<BrokerUnderTest, int, string> newTopic)
+        Action<string, RunResult, string, double> report, Func<BrokerUnderTest, int, string> newTopic, string? only = null)
     {
+        _only = only?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         _broker = broker;
         _dataRoot = dataRoot;
         _quick = quick;
@@ -50,6 +53,8 @@ sealed class Targets
         Console.Error.WriteLine($"  target: {target}: {figure}{(reference.Length > 0 ? $" vs {reference}" : "")}{(ratio is double r ? $" = {P(r)}" : "")}; goal {goal}: {(met is null ? "-" : met.Value ? "met" : "MISSED")}");
     }
 
+    bool Want(string section) => _only is null || _only.Contains(section, StringComparer.OrdinalIgnoreCase);
+
     static RunResult Median(List<RunResult> runs, Func<RunResult, double> key) => runs.OrderBy(key).ElementAt(runs.Count / 2);
 
     static string Runs(List<RunResult> runs, Func<RunResult, double> key, string format) =>
@@ -59,30 +64,34 @@ sealed class Targets
     {
         long scale(long full) => _quick ? full / 5 : full;
 
-        // Disk read references: a new file, written, synced and dropped from the page cache, then read cold.
-        long readFile = scale(1L << 30);
-        string path = Path.Combine(_dataRoot, "kiou-bench-read-" + Guid.NewGuid().ToString("N")[..8]);
-        double diskDirect, diskBuffered;
-        try
+        double diskDirect = 0, diskBuffered = 0;
+        if (Want("consume"))
         {
-            string size = readFile.ToString(CultureInfo.InvariantCulture);
-            var direct = KiouPerf.Run("diskread", "--file", path, "--size", size, "--direct", "--qd", "8", "--block", "1048576");
-            var buffered = KiouPerf.Run("diskread", "--file", path, "--size", size, "--block", "65536");
-            diskDirect = direct.GetProperty("MBps").GetDouble();
-            diskBuffered = buffered.GetProperty("MBps").GetDouble();
-            Console.Error.WriteLine($"disk read, cold, {readFile >> 20} MiB: {diskDirect:F0} MB/s O_DIRECT 1 MiB queue depth 8, {diskBuffered:F0} MB/s buffered 64 KiB" +
-                $" (cached before: {direct.GetProperty("cached_before_bytes").GetInt64() >> 20} and {buffered.GetProperty("cached_before_bytes").GetInt64() >> 20} MiB)");
+            // Disk read references: a new file, written, synced and dropped from the page cache, then read cold.
+            long readFile = scale(1L << 30);
+            string path = Path.Combine(_dataRoot, "kiou-bench-read-" + Guid.NewGuid().ToString("N")[..8]);
+            try
+            {
+                string size = readFile.ToString(CultureInfo.InvariantCulture);
+                var direct = KiouPerf.Run("diskread", "--file", path, "--size", size, "--direct", "--qd", "8", "--block", "1048576");
+                var buffered = KiouPerf.Run("diskread", "--file", path, "--size", size, "--block", "65536");
+                diskDirect = direct.GetProperty("MBps").GetDouble();
+                diskBuffered = buffered.GetProperty("MBps").GetDouble();
+                Console.Error.WriteLine($"disk read, cold, {readFile >> 20} MiB: {diskDirect:F0} MB/s O_DIRECT 1 MiB queue depth 8, {diskBuffered:F0} MB/s buffered 64 KiB" +
+                    $" (cached before: {direct.GetProperty("cached_before_bytes").GetInt64() >> 20} and {buffered.GetProperty("cached_before_bytes").GetInt64() >> 20} MiB)");
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+            _env["disk_read_cold_direct_1MiB_qd8_MBps"] = diskDirect;
+            _env["disk_read_cold_buffered_64KiB_MBps"] = diskBuffered;
         }
-        finally
-        {
-            File.Delete(path);
-        }
-        _env["disk_read_cold_direct_1MiB_qd8_MBps"] = diskDirect;
-        _env["disk_read_cold_buffered_64KiB_MBps"] = diskBuffered;
 
         // Idle RSS of a fresh broker, then its peak with two producers of 1 MiB batches.
-        using (var b = BrokerUnderTest.Start(_broker, _dataRoot, Env()))
+        if (Want("rss"))
         {
+            using var b = BrokerUnderTest.Start(_broker, _dataRoot, Env());
             Thread.Sleep(2000);
             double idle = b.RssMiB();
             var r = KiouPerf.Produce("peak RSS: produce 1 KiB, 1 MiB batches, two producers, acks=1", b, _newTopic(b, 1), 1, 1024, scale(1_000_000), "1", producers: 2);
@@ -92,9 +101,9 @@ sealed class Targets
         }
 
         // Produce 100 B and 1 KiB, acks=1: KIOU against the client's ceiling, the order alternating per round.
-        RunResult oneKiB;
-        using (var b = BrokerUnderTest.Start(_broker, _dataRoot, Env()))
+        if (Want("produce"))
         {
+            using var b = BrokerUnderTest.Start(_broker, _dataRoot, Env());
             var rows = new (string Label, int Size, long Count)[] { ("100 B", 100, scale(3_000_000)), ("1 KiB", 1024, scale(1_000_000)) };
             var medians = new Dictionary<string, RunResult>();
             var runsBySize = new Dictionary<string, List<RunResult>>();
@@ -123,7 +132,7 @@ sealed class Targets
                 medians[label] = k;
                 runsBySize[label] = kiou;
             }
-            oneKiB = medians["1 KiB"];
+            var oneKiB = medians["1 KiB"];
             var cpu = Median(runsBySize["1 KiB"], r => r.CpuSecondsPerGB).CpuSecondsPerGB;
             Row("broker CPU, produce 1 KiB, acks=1", $"{cpu:F2} CPU-s/GB (median; runs {Runs(runsBySize["1 KiB"], r => r.CpuSecondsPerGB, "F2")})", "", null, "≤ 0.5 CPU-s/GB", cpu <= 0.5);
 
@@ -135,8 +144,9 @@ sealed class Targets
         }
 
         // Durable produce: KIOU_FLUSH=always, acks=all.
-        using (var b = BrokerUnderTest.Start(_broker, _dataRoot, Env("always")))
+        if (Want("durable"))
         {
+            using var b = BrokerUnderTest.Start(_broker, _dataRoot, Env("always"));
             var runs = new List<RunResult>();
             for (int round = 0; round < _rounds; round++)
                 runs.Add(KiouPerf.Produce($"produce 1 KiB, acks=all, KIOU_FLUSH=always, round {round + 1}", b, _newTopic(b, 1), 1, 1024, scale(1_000_000), "all", producers: _clients));
@@ -147,8 +157,9 @@ sealed class Targets
 
         // Catch-up consume: 1 GB written just before, its files dropped from the page cache, read from the start;
         // then the same consumer over the same data again (warm). Fresh data every round.
-        using (var b = BrokerUnderTest.Start(_broker, _dataRoot, Env()))
+        if (Want("consume"))
         {
+            using var b = BrokerUnderTest.Start(_broker, _dataRoot, Env());
             long records = scale(1_000_000);
             var cold = new List<RunResult>();
             var warm = new List<RunResult>();
@@ -203,8 +214,9 @@ sealed class Targets
         }
 
         // End-to-end latency at 10,000 records/s, a fresh broker.
-        using (var b = BrokerUnderTest.Start(_broker, _dataRoot, Env()))
+        if (Want("latency"))
         {
+            using var b = BrokerUnderTest.Start(_broker, _dataRoot, Env());
             var r = KiouPerf.Latency("end-to-end latency at 10,000 rec/s (C driver)", b, _newTopic(b, 1), 10_000, TimeSpan.FromSeconds(_quick ? 3 : 10));
             _report("targets", r, "-", 0);
             Row("end-to-end latency p50 at 10,000 rec/s", $"{r.P50Ms:F3} ms", "", null, "≤ 0.2 ms", r.P50Ms <= 0.2);
