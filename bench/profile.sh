@@ -25,7 +25,9 @@ if [[ "$broker" == artifacts/kiou/kiou ]]; then
   dotnet build src/Kiou.Broker/Kiou.Broker.csproj -c Release -o artifacts/kiou --nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
 fi
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=""
+# The broker finishes its writes after SIGTERM: wait for it before removing its data dir.
+trap '[[ -n "$pid" ]] && { kill "$pid" 2>/dev/null; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; }; rm -rf "$work"' EXIT
 cat > "$work/prod.c" <<'C'
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>

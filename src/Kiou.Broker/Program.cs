@@ -18,12 +18,6 @@ if (args.Length > 0)
     }
 }
 
-// docs/design/produce-cpu.md: socket completions run on the runtime's socket event thread instead of being handed to
-// the thread pool, one thread hop less per receive. Read before the first socket is created; an operator's own
-// value (0 to turn it off) is kept.
-if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
-    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
-
 Log log;
 try
 {
