@@ -259,6 +259,77 @@ public sealed class RequestMemoryTests
         }
     }
 
+    /// <summary>
+    /// Large produce requests are read into native frames from the listener's pool, not into arrays on the managed
+    /// heap (which kept 2 MiB arrays per 1 MiB batch on the large-object heap), and every frame goes back once its
+    /// request is answered: none stays rented, and the pool keeps no more than its cap.
+    /// </summary>
+    [Fact]
+    public async Task Large_produce_requests_use_native_frames_and_give_every_one_back()
+    {
+        await using var broker = TestBroker.Start();
+        await Clients.CreateTopicAsync(broker.Bootstrap, "frames", 1);
+        byte[] records = TestBatches.Uncompressed(60_000); // just under max.message.bytes (1 MiB)
+        var request = new Kiou.Protocol.Messages.ProduceRequest
+        {
+            Acks = 1,
+            TimeoutMs = 5000,
+            TopicData = [new() { Name = "frames", PartitionData = [new() { Index = 0, Records = records }] }],
+        };
+        var w = new Kiou.Protocol.KafkaWriter();
+        int at = w.ReserveInt32();
+        new Kiou.Protocol.Messages.RequestHeader { RequestApiKey = 0, RequestApiVersion = 7, CorrelationId = 1, ClientId = "frames" }
+            .Write(w, Kiou.Protocol.Messages.ApiMessageTypes.RequestHeaderVersion(0, 7));
+        request.Write(w, 7);
+        w.PatchInt32(at, w.Length - 4);
+        byte[] frame = w.WrittenSpan.ToArray();
+        const int perConnection = 24, pipelined = 4;
+        byte[] burst = [.. Enumerable.Range(0, pipelined).SelectMany(_ => frame)];
+
+        GC.Collect();
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => Task.Run(async () =>
+        {
+            using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            await s.ConnectAsync(broker.Broker.BrokerEndPoint);
+            byte[] mySize = new byte[4], myBody = new byte[1 << 16];
+            for (int i = 0; i < perConnection / pipelined; i++)
+            {
+                await s.SendAsync(burst, System.Net.Sockets.SocketFlags.None);
+                for (int r = 0; r < pipelined; r++)
+                {
+                    await ReceiveExactlyAsync(s, mySize);
+                    int n = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(mySize);
+                    await ReceiveExactlyAsync(s, myBody, n);
+                    var reader = new Kiou.Protocol.KafkaReader(myBody.AsMemory(4, n - 4));
+                    var response = new Kiou.Protocol.Messages.ProduceResponse();
+                    response.Read(ref reader, 7);
+                    Assert.Equal(0, response.Responses[0].PartitionResponses[0].ErrorCode);
+                }
+            }
+        })));
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+
+        Assert.Equal(2L * perConnection * 60_000, broker.Broker.Logs.Get("frames", 0)!.HighWatermark);
+        long produced = 2L * perConnection * frame.Length;
+        Assert.True(allocated < produced / 8, $"{allocated >> 20} MiB allocated on the managed heap for {produced >> 20} MiB of produce requests");
+        var (rented, retained, retainedMax) = broker.Broker.FrameBytes;
+        Assert.Equal(0, rented);
+        Assert.True(retained > 0, "no frame came from the native pool");
+        Assert.True(retained <= retainedMax, $"the pool keeps {retained} bytes, more than its cap {retainedMax}");
+    }
+
+    static async Task ReceiveExactlyAsync(System.Net.Sockets.Socket s, byte[] buffer, int count)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        for (int read = 0; read < count;)
+        {
+            int n = await s.ReceiveAsync(buffer.AsMemory(read, count - read), System.Net.Sockets.SocketFlags.None, cts.Token);
+            Assert.True(n > 0, "the broker closed the connection");
+            read += n;
+        }
+    }
+
     static async Task ReceiveExactlyAsync(System.Net.Sockets.Socket s, byte[] buffer)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));

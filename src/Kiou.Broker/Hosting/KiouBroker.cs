@@ -76,6 +76,7 @@ public sealed class KiouBroker : IAsyncDisposable
     internal long QueuedRequestBytes => _broker.QueuedRequestBytes;
     internal int ConnectionCount => _broker.ConnectionCount;
     internal long PartialRequestBytes => _broker.PartialRequestBytes;
+    internal (long Rented, long Retained, long RetainedMax) FrameBytes => _broker.FrameBytes;
     public string IoMode => _device.Mode;
     public string BootstrapServers => $"{BrokerEndPoint.Address}:{BrokerEndPoint.Port}";
 

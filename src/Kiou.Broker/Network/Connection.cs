@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using System.Runtime.InteropServices;
 using Kiou.Broker.Hosting;
+using Kiou.IoUring;
 using Kiou.IoUring.Interop;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
@@ -48,7 +49,7 @@ public sealed class Connection
     /// them back exactly once, whichever way the request ends (answered, failed, cancelled, or the connection died):
     /// a leak here would hold the listener's shared budget for good.
     /// </summary>
-    sealed class RequestSlot(Connection owner, RequestContext context, ValueTask<IKafkaMessage?> response, byte[] frame)
+    sealed class RequestSlot(Connection owner, RequestContext context, ValueTask<IKafkaMessage?> response, RequestFrame frame)
     {
         int _released;
         long _charged;
@@ -59,7 +60,7 @@ public sealed class Connection
         /// <summary>Counts the frame against both budgets; true when either is now full.</summary>
         public bool Charge()
         {
-            _charged = frame.Length;
+            _charged = frame.Capacity;
             return owner._budget.Add(_charged) | owner._listenerBudget.Add(_charged);
         }
 
@@ -68,7 +69,7 @@ public sealed class Connection
         {
             if (Interlocked.Exchange(ref _released, 1) != 0)
                 return;
-            ArrayPool<byte>.Shared.Return(frame);
+            frame.Return(owner._frames);
             Volatile.Write(ref owner._lastActiveMs, Environment.TickCount64);
             Interlocked.Decrement(ref owner._inFlight);
             if (_charged > 0)
@@ -94,8 +95,9 @@ public sealed class Connection
         }
     }
 
-    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null)
+    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null, NativeFramePool? frames = null)
     {
+        _frames = frames ?? new NativeFramePool(0);
         _budget = new InFlightBudget(config.MaxInFlightBytesPerConnection);
         _listenerBudget = listenerBudget ?? new InFlightBudget(config.QueuedMaxRequestBytes);
         _socket = socket;
@@ -257,7 +259,7 @@ public sealed class Connection
             ReadResult read = await input.ReadAsync(ct).ConfigureAwait(false);
             Volatile.Write(ref _lastActiveMs, Environment.TickCount64);
             ReadOnlySequence<byte> buffer = read.Buffer;
-            byte[]? partial = null;
+            RequestFrame partial = default;
             int partialSize = 0, partialHave = 0;
             try
             {
@@ -275,17 +277,17 @@ public sealed class Connection
                         {
                             // Take what the pipe has; the rest comes straight from the socket below, after AdvanceTo.
                             // The buffer grows as bytes arrive: a declared size alone takes no memory.
-                            partial = ArrayPool<byte>.Shared.Rent(Math.Min(size, Math.Max(FirstDirectBuffer, (int)(buffer.Length - 4))));
-                            Volatile.Write(ref _partialBytes, partial.Length);
+                            partial = RequestFrame.Rent(_frames, Math.Min(size, Math.Max(FirstDirectBuffer, (int)(buffer.Length - 4))));
+                            Volatile.Write(ref _partialBytes, partial.Capacity);
                             partialSize = size;
                             partialHave = (int)(buffer.Length - 4);
-                            buffer.Slice(4).CopyTo(partial);
+                            buffer.Slice(4).CopyTo(partial.Span);
                             buffer = buffer.Slice(buffer.End);
                         }
                         break;
                     }
-                    byte[] frame = ArrayPool<byte>.Shared.Rent(size);
-                    buffer.Slice(4, size).CopyTo(frame);
+                    RequestFrame frame = RequestFrame.Rent(_frames, size);
+                    buffer.Slice(4, size).CopyTo(frame.Span);
                     buffer = buffer.Slice(4 + size);
                     Volatile.Write(ref _frameStartedMs, 0);
                     if (!Dispatch(frame, size))
@@ -294,14 +296,14 @@ public sealed class Connection
                 }
                 // A request has started arriving: the deadline for the rest runs from now (time spent waiting for
                 // budget above is the broker's, not the client's).
-                if ((partial is not null || buffer.Length > 0) && Volatile.Read(ref _frameStartedMs) == 0)
+                if ((!partial.IsEmpty || buffer.Length > 0) && Volatile.Read(ref _frameStartedMs) == 0)
                     Volatile.Write(ref _frameStartedMs, Math.Max(1, Environment.TickCount64));
             }
             finally
             {
                 input.AdvanceTo(buffer.Start, buffer.End);
             }
-            if (partial is not null)
+            if (!partial.IsEmpty)
             {
                 // No pipe read is in flight between ReadAsync calls, so reading the stream here keeps bytes in order.
                 while (partialHave < partialSize)
@@ -309,12 +311,12 @@ public sealed class Connection
                     int n;
                     try
                     {
-                        if (partialHave == partial.Length)
+                        if (partialHave == partial.Capacity)
                         {
                             partial = Grow(partial, partialHave, partialSize);
-                            Volatile.Write(ref _partialBytes, partial.Length);
+                            Volatile.Write(ref _partialBytes, partial.Capacity);
                         }
-                        n = await stream.ReadAsync(partial.AsMemory(partialHave, Math.Min(partialSize, partial.Length) - partialHave), ct).ConfigureAwait(false);
+                        n = await stream.ReadAsync(partial.Memory[partialHave..Math.Min(partialSize, partial.Capacity)], ct).ConfigureAwait(false);
                     }
                     catch
                     {
@@ -341,20 +343,20 @@ public sealed class Connection
         }
     }
 
-    void ReturnPartial(byte[] partial)
+    void ReturnPartial(RequestFrame partial)
     {
-        ArrayPool<byte>.Shared.Return(partial);
+        partial.Return(_frames);
         Volatile.Write(ref _partialBytes, 0);
     }
 
     /// <summary>The first buffer of a request read straight from the socket; common large requests fit it whole.</summary>
     const int FirstDirectBuffer = 2 << 20;
 
-    static byte[] Grow(byte[] buffer, int have, int size)
+    RequestFrame Grow(RequestFrame buffer, int have, int size)
     {
-        byte[] bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(size, 2L * buffer.Length));
-        buffer.AsSpan(0, have).CopyTo(bigger);
-        ArrayPool<byte>.Shared.Return(buffer);
+        RequestFrame bigger = RequestFrame.Rent(_frames, (int)Math.Min(size, 2L * buffer.Capacity));
+        buffer.Span[..have].CopyTo(bigger.Span);
+        buffer.Return(_frames);
         return bigger;
     }
 
@@ -363,6 +365,7 @@ public sealed class Connection
     // Request bytes read but not yet answered (frames still held), per connection and per listener (see InFlightBudget).
     readonly InFlightBudget _budget;
     readonly InFlightBudget _listenerBudget;
+    readonly NativeFramePool _frames;
 
     /// <summary>Charges the request just dispatched and hands it to the write loop; waits while a budget is full.</summary>
     async ValueTask QueueAsync(CancellationToken ct)
@@ -396,23 +399,24 @@ public sealed class Connection
     }
 
     /// <summary>Parses one frame and starts its handler. False: close the connection (already logged).</summary>
-    bool Dispatch(byte[] frame, int size)
+    bool Dispatch(RequestFrame frame, int size)
     {
         if (size < 8)
         {
             _log.Warn($"connection from {_remote}: request of {size} bytes is too short for a request header; closing the connection");
-            ArrayPool<byte>.Shared.Return(frame);
+            frame.Return(_frames);
             return false;
         }
-        short apiKey = BinaryPrimitives.ReadInt16BigEndian(frame);
-        short version = BinaryPrimitives.ReadInt16BigEndian(frame.AsSpan(2));
-        int correlationId = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(4));
+        ReadOnlySpan<byte> head = frame.Span;
+        short apiKey = BinaryPrimitives.ReadInt16BigEndian(head);
+        short version = BinaryPrimitives.ReadInt16BigEndian(head[2..]);
+        int correlationId = BinaryPrimitives.ReadInt32BigEndian(head[4..]);
         var handler = _router.Find(apiKey);
         if (handler is null)
         {
             if (_router.Refusals.ShouldLog(ClientAddress, $"api {apiKey}", out int skipped))
                 _log.Warn($"connection from {_remote}: unknown or unsupported API key {apiKey} (version {version}); closing the connection as Kafka does{RefusalWarnings.Suffix(skipped)}");
-            ArrayPool<byte>.Shared.Return(frame);
+            frame.Return(_frames);
             return false;
         }
         if (!handler.Serves(version))
@@ -428,10 +432,10 @@ public sealed class Connection
             // an answer every client can read); the client learns the ranges from ApiVersions.
             if (_router.Refusals.ShouldLog(ClientAddress, $"api {apiKey} v{version}", out int skipped))
                 _log.Warn($"connection from {_remote}: {ApiMessageTypes.Name(apiKey)} version {version} is not served (we serve {Math.Max(handler.MinVersion, handler.MinServedVersion)}-{handler.MaxVersion}); closing the connection as Kafka does{RefusalWarnings.Suffix(skipped)}");
-            ArrayPool<byte>.Shared.Return(frame);
+            frame.Return(_frames);
             return false;
         }
-        var memory = new ReadOnlyMemory<byte>(frame, 0, size);
+        ReadOnlyMemory<byte> memory = frame.Memory[..size];
         var reader = new KafkaReader(memory);
         var header = new RequestHeader();
         header.Read(ref reader, ApiMessageTypes.RequestHeaderVersion(apiKey, version));
@@ -441,7 +445,7 @@ public sealed class Connection
         if (reader.Failed)
         {
             _log.Warn($"connection from {_remote} (client '{header.ClientId}'): malformed {ApiMessageTypes.Name(apiKey)} v{version} request (correlation id {correlationId}); closing the connection");
-            ArrayPool<byte>.Shared.Return(frame);
+            frame.Return(_frames);
             return false;
         }
         var ctx = NewContext(apiKey, version, correlationId, header.ClientId);

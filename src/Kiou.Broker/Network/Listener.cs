@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Kiou.Broker.Hosting;
+using Kiou.IoUring;
 
 namespace Kiou.Broker.Network;
 
@@ -21,6 +22,8 @@ public sealed class Listener : IAsyncDisposable
     readonly ListenerKind _kind;
     readonly CancellationTokenSource _stop = new();
     InFlightBudget? _budget;
+    // Large request frames (RequestFrame); created with the budget, which bounds what is rented from it.
+    NativeFramePool? _frames;
     readonly ConcurrentDictionary<Connection, Task> _connections = new();
     Task? _accept;
     Task? _sweep;
@@ -67,6 +70,14 @@ public sealed class Listener : IAsyncDisposable
     internal long QueuedRequestBytes => Volatile.Read(ref _budget)?.Bytes ?? 0;
 
     // The scans below enumerate the dictionary itself: lock-free and without the snapshot that Keys copies.
+
+    /// <summary>Native frame memory rented by this listener's connections and kept for reuse; for tests.</summary>
+    internal (long Rented, long Retained, long RetainedMax) FrameBytes =>
+        Volatile.Read(ref _frames) is { } f ? (f.RentedBytes, f.RetainedBytes, f.RetainedBytesMax) : (0, 0, 0);
+
+    /// <summary>Frame memory kept for reuse between requests: enough for the frames in flight of a few producers of
+    /// large batches, so a steady load maps nothing; beyond it a returned frame goes back to the system.</summary>
+    internal const long FramesRetainedBytesMax = 16L << 20;
 
     /// <summary>Open connections; for tests.</summary>
     internal int ConnectionCount => _connections.Count;
@@ -195,7 +206,8 @@ public sealed class Listener : IAsyncDisposable
             }
             _router.Metrics?.Accepted(MetricName);
             _budget ??= new InFlightBudget(_config.QueuedMaxRequestBytes);
-            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget);
+            _frames ??= new NativeFramePool(Math.Min(_config.QueuedMaxRequestBytes, FramesRetainedBytesMax));
+            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget, _frames);
             lock (_admission)
                 _connections[connection] = RunConnectionAsync(connection, ip);
         }
@@ -432,12 +444,16 @@ public sealed class Listener : IAsyncDisposable
         foreach (var c in _connections.Keys)
             c.Close();
         if (await EndedWithinAsync(CloseGrace).ConfigureAwait(false))
+        {
+            _frames?.Dispose(); // frames of connections still open are unmapped as they come back
             return;
+        }
         int stuck = _connections.Count;
         foreach (var c in _connections.Keys)
             c.Abort();
         if (await EndedWithinAsync(AbortGrace).ConfigureAwait(false))
         {
+            _frames?.Dispose();
             _log.Info($"{_kind.ToString().ToLowerInvariant()} listener: closed the sockets of {stuck} connection(s) that did not end within {CloseGrace.TotalSeconds} s of the stop (clients not reading their answers)");
             return;
         }

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Kiou.Protocol.Records;
 
 /// <summary>
@@ -165,7 +167,26 @@ public ref struct RecordCursor
     }
 
     /// <summary>Signed zigzag VARINT, at most 5 bytes (README §2). False if truncated or too long.</summary>
+    /// <remarks>Most fields of a record fit one byte: that case is inlined into the walk, the rest goes out of line.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryReadVarint(ReadOnlySpan<byte> data, ref int position, out int value)
+    {
+        int p = position;
+        if ((uint)p < (uint)data.Length)
+        {
+            uint b = data[p];
+            if (b < 0x80)
+            {
+                position = p + 1;
+                value = (int)(b >> 1) ^ -(int)(b & 1);
+                return true;
+            }
+        }
+
+        return TryReadVarintSlow(data, ref position, out value);
+    }
+
+    private static bool TryReadVarintSlow(ReadOnlySpan<byte> data, ref int position, out int value)
     {
         uint raw = 0;
         int shift = 0;
@@ -194,7 +215,25 @@ public ref struct RecordCursor
     }
 
     /// <summary>Signed zigzag VARLONG, at most 10 bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryReadVarlong(ReadOnlySpan<byte> data, ref int position, out long value)
+    {
+        int p = position;
+        if ((uint)p < (uint)data.Length)
+        {
+            uint b = data[p];
+            if (b < 0x80)
+            {
+                position = p + 1;
+                value = (long)(b >> 1) ^ -(long)(b & 1);
+                return true;
+            }
+        }
+
+        return TryReadVarlongSlow(data, ref position, out value);
+    }
+
+    private static bool TryReadVarlongSlow(ReadOnlySpan<byte> data, ref int position, out long value)
     {
         ulong raw = 0;
         int shift = 0;
