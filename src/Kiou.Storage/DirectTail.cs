@@ -331,7 +331,9 @@ internal sealed class DirectTail : ILogDeviceCallback
 
     /// <summary>
     /// A chunk whose bytes below <see cref="Written"/> are on disk leaves the tail: to the read cache, which keeps those
-    /// bytes for fetches, else back to the pool.
+    /// bytes for fetches, else back to the pool. An idle tail's partial chunk goes there too, and the next append takes
+    /// it back (<see cref="Rebase"/>): so the cache holds the partition's bytes without a gap, and a slow producer reuses
+    /// one chunk.
     /// </summary>
     private void Retire(AlignedBuffer chunk, long chunkStart)
     {
@@ -400,6 +402,16 @@ internal sealed class DirectTail : ILogDeviceCallback
     private void Rebase()
     {
         Debug.Assert(_chunkCount == 0, "rebasing a tail that holds chunks");
+        if (Segment.Reads?.TakeBack(Segment, Staged) is { } taken)
+        {
+            // The chunk this tail (or its predecessor) left in the read cache when it went idle, ending at Staged.
+            _windowStart = taken.Start;
+            _head = 0;
+            _slots[0] = taken.Chunk;
+            _chunkCount = 1;
+            return;
+        }
+
         long windowStart = AlignDown(Staged);
         AlignedBuffer chunk = ChunkPool.Rent();
         int head = (int)(Staged - windowStart);

@@ -158,6 +158,40 @@ public sealed class ReadCache
     }
 
     /// <summary>
+    /// Hands back the chunk of <paramref name="segment"/> whose written bytes end exactly at <paramref name="end"/> with
+    /// room after them (an idle tail's partial chunk), for the tail to append into again (under the partition lock);
+    /// null if none is held. Its bytes are then served from the tail's newest bytes or the file until it comes back.
+    /// </summary>
+    internal (long Start, AlignedBuffer Chunk)? TakeBack(Segment segment, long end)
+    {
+        if (segment.CachedChunks is null)
+        {
+            return null; // read without the lock: a hint; only this partition's lock holder adds its chunks
+        }
+
+        lock (_lock)
+        {
+            if (segment.CachedChunks is not { } chunks)
+            {
+                return null;
+            }
+
+            int i = Floor(chunks, end - 1);
+            if (i < 0 || chunks[i].Start + chunks[i].Length != end || chunks[i].Length >= ChunkSize || chunks[i].Start % DirectTail.PageSize != 0)
+            {
+                return null;
+            }
+
+            Entry entry = chunks[i];
+            AlignedBuffer chunk = entry.Chunk!;
+            entry.Chunk = null; // kept by the tail, not returned to the pool
+            long start = entry.Start;
+            Remove(entry);
+            return (start, chunk);
+        }
+    }
+
+    /// <summary>
     /// Copies the bytes of <paramref name="segment"/> from <paramref name="position"/> into
     /// <paramref name="destination"/> for as long as they are held without a gap; returns how many (0: not held).
     /// </summary>
@@ -231,7 +265,8 @@ public sealed class ReadCache
             for (Entry? e = _oldest; e is not null; e = e.Newer)
             {
                 n++;
-                check(e.Segment!.CachedChunks is { } list && Floor(list, e.Start) is int i && i >= 0 && list[i] == e, "an entry missing from its segment's list");
+                check(!e.Segment!.IsClosed, $"a chunk of {e.Segment.Name}, closed (deleted or replaced), is held");
+                check(e.Segment.CachedChunks is { } list && Floor(list, e.Start) is int i && i >= 0 && list[i] == e, "an entry missing from its segment's list");
             }
 
             check(n == _count, $"list holds {n} chunks, count says {_count}");
@@ -312,13 +347,17 @@ public sealed class ReadCache
             entry.Segment.CachedChunks = null;
         }
 
-        if (free)
+        if (entry.Chunk is null)
         {
-            ((IDisposable)entry.Chunk!).Dispose(); // not to the pool, which would keep it
+            // Taken back by its tail.
+        }
+        else if (free)
+        {
+            ((IDisposable)entry.Chunk).Dispose(); // not to the pool, which would keep it
         }
         else
         {
-            DirectTail.ChunkPool.Return(entry.Chunk!);
+            DirectTail.ChunkPool.Return(entry.Chunk);
         }
 
         _bytes -= ChunkSize;
