@@ -585,8 +585,11 @@ internal sealed class LogReader(PartitionLog owner)
     /// <summary>
     /// The whole batches of [<paramref name="batchPosition"/>, <paramref name="end"/>) that are in memory without a gap
     /// from the start, copied: from the read cache, then the tail's newest bytes (written with O_DIRECT, these are not in
-    /// the page cache: a copy from memory beats a disk read). Null when not even the first batch is held.
+    /// the page cache: a copy from memory beats a disk read), up to <see cref="MemoryReadMaxBytes"/> or the first batch.
+    /// Null when not even the first batch is held.
     /// </summary>
+    private const int MemoryReadMaxBytes = 1 << 20;
+
     private static ReadResult? FromMemory(Segment segment, int batchPosition, int end, BatchHeader first, long hw, long logStart)
     {
         ReadCache? reads = segment.Reads;
@@ -598,11 +601,13 @@ internal sealed class LogReader(PartitionLog owner)
             return null;
         }
 
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
-        int held = cached ? reads!.CopyHeld(segment, batchPosition, buffer.AsSpan(0, length)) : 0;
-        if (held < length && recent is not null && recent.TryRead(batchPosition + held, buffer.AsSpan(held, length - held)))
+        // At most MemoryReadMaxBytes (or the first batch) per read: pooled buffers stay small.
+        int want = Math.Min(length, Math.Max(MemoryReadMaxBytes, first.TotalSize));
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(want);
+        int held = cached ? reads!.CopyHeld(segment, batchPosition, buffer.AsSpan(0, want)) : 0;
+        if (held < want && recent is not null && recent.TryRead(batchPosition + held, buffer.AsSpan(held, want - held)))
         {
-            held = length;
+            held = want;
         }
 
         if (held < length && held >= first.TotalSize)
