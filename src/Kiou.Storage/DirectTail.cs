@@ -33,7 +33,7 @@ namespace Kiou.Storage;
 /// the reservation and released only once a round covering them completes, which needs the copy done first.
 /// Memory: chunks of <see cref="ChunkSize"/> from a shared pool, handed to the broker's <see cref="ReadCache"/> (or
 /// back to the pool when it is off) as soon as their bytes are written; an idle tail keeps only a copy of its partial
-/// page.</para>
+/// page (its partial chunk goes to the read cache too, and the next append takes it back if it is still there).</para>
 /// </remarks>
 internal sealed class DirectTail : ILogDeviceCallback
 {

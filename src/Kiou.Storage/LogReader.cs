@@ -582,14 +582,14 @@ internal sealed class LogReader(PartitionLog owner)
         return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name, first.BaseOffset, endOffset));
     }
 
+    private const int MemoryReadMaxBytes = 1 << 20;
+
     /// <summary>
     /// The whole batches of [<paramref name="batchPosition"/>, <paramref name="end"/>) that are in memory without a gap
     /// from the start, copied: from the read cache, then the tail's newest bytes (written with O_DIRECT, these are not in
     /// the page cache: a copy from memory beats a disk read), up to <see cref="MemoryReadMaxBytes"/> or the first batch.
     /// Null when not even the first batch is held.
     /// </summary>
-    private const int MemoryReadMaxBytes = 1 << 20;
-
     private static ReadResult? FromMemory(Segment segment, int batchPosition, int end, BatchHeader first, long hw, long logStart)
     {
         ReadCache? reads = segment.Reads;
