@@ -242,18 +242,30 @@ public sealed class ReadCache
         return CopyHeld(segment, position, destination) == destination.Length;
     }
 
-    /// <summary>Evicts chunks written longer than <paramref name="ageMs"/> ago (an idle broker gives its memory back).</summary>
-    public void EvictOlderThan(long ageMs)
+    /// <summary>
+    /// Frees chunks written longer than <paramref name="ageMs"/> ago, and then the heap's free pages (an idle broker gives
+    /// its memory back); returns how many.
+    /// </summary>
+    public int EvictOlderThan(long ageMs)
     {
         long before = Environment.TickCount64 - ageMs;
+        int freed = 0;
         lock (_lock)
         {
             while (_oldest is { } oldest && oldest.AdmittedMs < before)
             {
                 Remove(oldest, free: true);
                 _evictedBytes += ChunkSize;
+                freed++;
             }
         }
+
+        if (freed > 0)
+        {
+            Kiou.IoUring.Interop.NativeHeap.Trim(); // freed blocks stay resident in the heap otherwise
+        }
+
+        return freed;
     }
 
     /// <summary>Checks the accounting (tests): the list, the per-segment maps and the byte count agree.</summary>
