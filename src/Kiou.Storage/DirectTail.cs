@@ -31,8 +31,9 @@ namespace Kiou.Storage;
 /// thread, which hands the piece to the log, which takes the lock. The one exception is the copy of a reserved
 /// region (<see cref="StagingRegion"/>), done by its appender without the lock: the chunks it writes are rented before
 /// the reservation and released only once a round covering them completes, which needs the copy done first.
-/// Memory: chunks of <see cref="ChunkSize"/> from a shared pool, released as soon as their bytes are written; an idle
-/// tail keeps only a copy of its partial page.</para>
+/// Memory: chunks of <see cref="ChunkSize"/> from a shared pool, handed to the broker's <see cref="ReadCache"/> (or
+/// back to the pool when it is off) as soon as their bytes are written; an idle tail keeps only a copy of its partial
+/// page (its partial chunk goes to the read cache too, and the next append takes it back if it is still there).</para>
 /// </remarks>
 internal sealed class DirectTail : ILogDeviceCallback
 {
@@ -308,7 +309,7 @@ internal sealed class DirectTail : ILogDeviceCallback
         long keepFrom = AlignDown(Written);
         while (_chunkCount > 0 && _windowStart + ChunkSize <= keepFrom)
         {
-            ChunkPool.Return(_slots[_head]!);
+            Retire(_slots[_head]!, _windowStart);
             _slots[_head] = null;
             _head = (_head + 1) & (_slots.Length - 1);
             _chunkCount--;
@@ -322,10 +323,25 @@ internal sealed class DirectTail : ILogDeviceCallback
             (int index, int offset) = Locate(keepFrom);
             _slots[index]!.GetSpan().Slice(offset, head).CopyTo(_page);
             _pageValid = true;
-            ReleaseChunks();
+            ReleaseChunks(retire: true);
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// A chunk whose bytes below <see cref="Written"/> are on disk leaves the tail: to the read cache, which keeps those
+    /// bytes for fetches, else back to the pool. An idle tail's partial chunk goes there too, and the next append takes
+    /// it back (<see cref="Rebase"/>): so the cache holds the partition's bytes without a gap, and a slow producer reuses
+    /// one chunk.
+    /// </summary>
+    private void Retire(AlignedBuffer chunk, long chunkStart)
+    {
+        int length = (int)Math.Clamp(Written - chunkStart, 0, ChunkSize);
+        if (Segment.Reads is not { } reads || !reads.Admit(Segment, chunkStart, chunk, length))
+        {
+            ChunkPool.Return(chunk);
+        }
     }
 
     /// <summary>True once every staged byte is written and nothing is in flight.</summary>
@@ -386,6 +402,16 @@ internal sealed class DirectTail : ILogDeviceCallback
     private void Rebase()
     {
         Debug.Assert(_chunkCount == 0, "rebasing a tail that holds chunks");
+        if (Segment.Reads?.TakeBack(Segment, Staged) is { } taken)
+        {
+            // The chunk this tail (or its predecessor) left in the read cache when it went idle, ending at Staged.
+            _windowStart = taken.Start;
+            _head = 0;
+            _slots[0] = taken.Chunk;
+            _chunkCount = 1;
+            return;
+        }
+
         long windowStart = AlignDown(Staged);
         AlignedBuffer chunk = ChunkPool.Rent();
         int head = (int)(Staged - windowStart);
@@ -418,12 +444,20 @@ internal sealed class DirectTail : ILogDeviceCallback
         _chunkCount = 1;
     }
 
-    private void ReleaseChunks()
+    private void ReleaseChunks(bool retire = false)
     {
         for (int i = 0; i < _chunkCount; i++)
         {
             int slot = (_head + i) & (_slots.Length - 1);
-            ChunkPool.Return(_slots[slot]!);
+            if (retire)
+            {
+                Retire(_slots[slot]!, _windowStart + ((long)i * ChunkSize));
+            }
+            else
+            {
+                ChunkPool.Return(_slots[slot]!);
+            }
+
             _slots[slot] = null;
         }
 

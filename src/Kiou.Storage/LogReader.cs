@@ -571,20 +571,66 @@ internal sealed class LogReader(PartitionLog owner)
 
         Debug.Assert(end - batchPosition >= first.TotalSize, "first batch not returned whole");
         Debug.Assert(end <= limit, "region past the completed tail");
-        if (segment.Recent is { } recent && recent.Covers(batchPosition, end))
+        if (FromMemory(segment, batchPosition, end, first, hw, logStart) is { } fromMemory)
         {
-            // Just written with O_DIRECT (not in the page cache): one copy from memory beats a disk read.
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(end - batchPosition);
-            if (recent.TryRead(batchPosition, buffer.AsSpan(0, end - batchPosition)))
-            {
-                return new ReadResult(ReadError.None, hw, logStart, buffer, end - batchPosition);
-            }
-
-            ArrayPool<byte>.Shared.Return(buffer);
+            return fromMemory;
         }
 
         using SegmentFileLease lease = segment.AcquireHandle();
+        segment.ReadAhead(lease.Handle, batchPosition, end);
+        segment.Reads?.CountMiss(end - batchPosition);
         return new ReadResult(hw, logStart, new FileRecords(lease.Handle, batchPosition, end - batchPosition, segment.Name, first.BaseOffset, endOffset));
+    }
+
+    private const int MemoryReadMaxBytes = 1 << 20;
+
+    /// <summary>
+    /// The whole batches of [<paramref name="batchPosition"/>, <paramref name="end"/>) that are in memory without a gap
+    /// from the start, copied: from the read cache, then the tail's newest bytes (written with O_DIRECT, these are not in
+    /// the page cache: a copy from memory beats a disk read), up to <see cref="MemoryReadMaxBytes"/> or the first batch.
+    /// Null when not even the first batch is held.
+    /// </summary>
+    private static ReadResult? FromMemory(Segment segment, int batchPosition, int end, BatchHeader first, long hw, long logStart)
+    {
+        ReadCache? reads = segment.Reads;
+        RecentBytes? recent = segment.Recent;
+        int length = end - batchPosition;
+        bool cached = reads is { Enabled: true } && segment.CachedChunks is not null; // a hint: CopyHeld decides
+        if (!cached && (recent is null || !recent.Covers(batchPosition, end)))
+        {
+            return null;
+        }
+
+        // At most MemoryReadMaxBytes (or the first batch) per read: pooled buffers stay small.
+        int want = Math.Min(length, Math.Max(MemoryReadMaxBytes, first.TotalSize));
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(want);
+        int held = cached ? reads!.CopyHeld(segment, batchPosition, buffer.AsSpan(0, want)) : 0;
+        if (held < want && recent is not null && recent.TryRead(batchPosition + held, buffer.AsSpan(held, want - held)))
+        {
+            held = want;
+        }
+
+        if (held < length && held >= first.TotalSize)
+        {
+            // The rest is on disk only: serve the batches held (the next fetch asks for the rest), cut at the last
+            // whole one, found from the copied headers.
+            int p = first.TotalSize;
+            while (held - p >= RecordBatch.HeaderSize && RecordBatch.TryReadHeader(buffer.AsSpan(p, held - p), out BatchHeader h) && h.TotalSize > 0 && h.TotalSize <= held - p)
+            {
+                p += h.TotalSize;
+            }
+
+            held = length = p;
+        }
+
+        if (held < length || held == 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            return null;
+        }
+
+        reads?.CountHit(length);
+        return new ReadResult(ReadError.None, hw, logStart, buffer, length);
     }
 
     /// <summary>Null when <paramref name="skippable"/> and only batches without records follow to the limit (see <see cref="Read"/>).</summary>
@@ -618,7 +664,27 @@ internal sealed class LogReader(PartitionLog owner)
         byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
         try
         {
-            segment.ReadExactly(batchPosition, buffer.AsSpan(0, length));
+            if (segment.Reads is { } reads)
+            {
+                if (reads.TryRead(segment, batchPosition, buffer.AsSpan(0, length)))
+                {
+                    reads.CountHit(length);
+                }
+                else
+                {
+                    using (SegmentFileLease lease = segment.AcquireHandle())
+                    {
+                        segment.ReadAhead(lease.Handle, batchPosition, batchPosition + length);
+                    }
+
+                    reads.CountMiss(length);
+                    segment.ReadExactly(batchPosition, buffer.AsSpan(0, length));
+                }
+            }
+            else
+            {
+                segment.ReadExactly(batchPosition, buffer.AsSpan(0, length));
+            }
 
             // Keep whole batches only, re-checking each header and CRC on the way (data-protecting: in Release too).
             // A bad batch after the first ends the result; the next read starts at it and gets the error.

@@ -106,6 +106,15 @@ internal sealed class Segment
 
     internal LinkedListNode<Segment> CacheNode { get; }
 
+    /// <summary>This segment's chunks in the <see cref="ReadCache"/>, by file position (guarded by the read cache's lock).</summary>
+    internal List<ReadCache.Entry>? CachedChunks { get; set; }
+
+    /// <summary>The read cache this segment's written chunks go to, if any.</summary>
+    public ReadCache? Reads => Files?.Reads;
+
+    /// <summary>Forgets this segment's bytes in the read cache: call before its file's bytes change (truncation).</summary>
+    public void DropCached() => Files?.Reads.Drop(this);
+
     /// <summary>The O_DIRECT write-behind while this segment takes direct appends (see <see cref="DirectTail"/>). Set
     /// under the partition lock; read without it (through <see cref="Recent"/>) by fetches.</summary>
     public DirectTail? Tail
@@ -388,6 +397,7 @@ internal sealed class Segment
         Volatile.Write(ref _closed, true);
         Interlocked.Exchange(ref _pinned, null)?.Dispose();
         Files?.Remove(this);
+        DropCached(); // after closing: a chunk admitted from here on is refused
     }
 
     /// <summary>
@@ -439,10 +449,40 @@ internal sealed class Segment
             : new SegmentFileLease(SegmentFileCache.Open(this), owned: true);
     }
 
+    /// <summary>How far past a read from the file the kernel is asked to read on: a few device requests in flight.</summary>
+    public const int ReadAheadBytes = 8 << 20;
+
+    private long _readAheadEnd; // where the last WILLNEED ended: a hint, any thread
+
+    /// <summary>
+    /// Before [<paramref name="position"/>, <paramref name="end"/>) is read from the file: asks the kernel to read it and
+    /// <see cref="ReadAheadBytes"/> beyond into the page cache in the background (POSIX_FADV_WILLNEED), again only once the
+    /// reads have used half of that, so a consumer catching up keeps the device busy instead of waiting for one
+    /// readahead window at a time. Costs nothing when the pages are cached; an error only loses the hint.
+    /// </summary>
+    public void ReadAhead(SafeFileHandle handle, long position, long end)
+    {
+        long target = end + ReadAheadBytes;
+        long advised = Volatile.Read(ref _readAheadEnd);
+        if (advised >= end + (ReadAheadBytes / 2) && advised - ReadAheadBytes <= end)
+        {
+            return;
+        }
+
+        long from = advised > position && advised < target ? advised : position;
+        Volatile.Write(ref _readAheadEnd, target);
+        FileAdvice.WillNeed(handle, from, target - from);
+    }
+
     /// <summary>Reads exactly <paramref name="destination"/>.Length bytes at <paramref name="position"/>, or throws.</summary>
     public void ReadExactly(long position, Span<byte> destination)
     {
         if (Recent is { } recent && recent.TryRead(position, destination))
+        {
+            return;
+        }
+
+        if (Reads is { } reads && reads.TryRead(this, position, destination))
         {
             return;
         }

@@ -26,13 +26,17 @@ public sealed class SegmentFileCache
     private long _opens;
     private long _evictions;
 
-    public SegmentFileCache(int capacity = DefaultCapacity)
+    public SegmentFileCache(int capacity = DefaultCapacity, ReadCache? reads = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Capacity = capacity;
+        Reads = reads ?? new ReadCache();
     }
 
     public int Capacity { get; }
+
+    /// <summary>The broker-wide cache of recently written bytes (KIOU_READ_CACHE_BYTES), shared like the descriptors.</summary>
+    public ReadCache Reads { get; }
 
     /// <summary>Descriptors the cache holds now (evicted ones still leased are not counted).</summary>
     public int Count

@@ -330,6 +330,7 @@ internal sealed class SegmentSet
         Segment keep = _segments[keepIndex];
         RandomAccess.SetLength(keep.Handle, keep.CompletedSize);
         CloseTailsLocked(trim: false, ref message);
+        keep.DropCached(); // its positions past the cut are written again
         int dropped = keep.Size - keep.CompletedSize;
         for (int i = _segments.Count - 1; i > keepIndex; i--)
         {

@@ -17,7 +17,8 @@ public sealed class SegmentFilesTests
     [Fact]
     public async Task A_sealed_segment_that_cannot_be_opened_fails_that_fetch_with_KAFKA_STORAGE_ERROR_and_the_connection_stays()
     {
-        await using var broker = TestBroker.Start(c => c with { MaxOpenSegmentFiles = 1 });
+        // No read cache: the sealed segments' bytes would be served from memory, not their files.
+        await using var broker = TestBroker.Start(c => c with { MaxOpenSegmentFiles = 1, ReadCacheBytes = 0 });
         const string topic = "cold";
         await Clients.CreateTopicAsync(broker.Bootstrap, topic, 1, new Dictionary<string, string> { ["segment.bytes"] = "16384" });
         using (var producer = Clients.Producer(broker.Bootstrap, Acks.All))

@@ -73,6 +73,8 @@ public sealed record BrokerConfig
     /// <summary>KIOU_MAX_OPEN_SEGMENT_FILES: descriptors of sealed segments kept open for reads, broker-wide; the least
     /// recently read are closed beyond it and reopened on demand (active segments keep their own).</summary>
     public int MaxOpenSegmentFiles { get; init; } = Kiou.Storage.SegmentFileCache.DefaultCapacity;
+    /// <summary>KIOU_READ_CACHE_BYTES: memory for recently written record data, broker-wide (docs/design/read-cache.md); 0: off.</summary>
+    public long ReadCacheBytes { get; init; } = Kiou.Storage.ReadCache.DefaultCapacityBytes;
     /// <summary>The log cleaner (KIOU_LOG_CLEANER_*; docs/design/compaction.md).</summary>
     public Kiou.Storage.Cleaner.LogCleanerSettings Cleaner { get; init; } = new();
     /// <summary>Consumer group coordinator settings (KIOU_GROUP_*, KIOU_OFFSETS_*).</summary>
@@ -123,6 +125,7 @@ public sealed record BrokerConfig
             RetentionCheckIntervalMs = Int(env, "KIOU_RETENTION_CHECK_INTERVAL_MS", (int)c.RetentionCheckIntervalMs, 1, int.MaxValue),
             MaxPartitions = string.IsNullOrEmpty(env("KIOU_MAX_PARTITIONS")) ? null : Int(env, "KIOU_MAX_PARTITIONS", 0, 1, 1_000_000),
             MaxOpenSegmentFiles = Int(env, "KIOU_MAX_OPEN_SEGMENT_FILES", c.MaxOpenSegmentFiles, 1, 1 << 20),
+            ReadCacheBytes = Int(env, "KIOU_READ_CACHE_BYTES", (int)c.ReadCacheBytes, 0, int.MaxValue),
             MaxConnections = Int(env, "KIOU_MAX_CONNECTIONS", c.MaxConnections, 1, int.MaxValue),
             MaxConnectionsPerIp = Int(env, "KIOU_MAX_CONNECTIONS_PER_IP", c.MaxConnectionsPerIp, 1, int.MaxValue),
             ConnectionsMaxIdleMs = IdleMsOf(env),

@@ -207,6 +207,15 @@ public sealed class BrokerMetrics : IDisposable
             Meter.CreateObservableGauge("kiou.io_uring.queued", () => device.Stats?.Queued ?? 0,
                 description: "Writes and fsyncs waiting for the io_uring thread to submit them.");
         }
+        Kiou.Storage.ReadCache reads = logs.SegmentFiles.Reads;
+        Meter.CreateObservableCounter("kiou.read_cache.hits", () => reads.HitBytes, unit: "By",
+            description: "Fetched record bytes served from memory (the read cache of recently written data, KIOU_READ_CACHE_BYTES).");
+        Meter.CreateObservableCounter("kiou.read_cache.misses", () => reads.MissBytes, unit: "By",
+            description: "Fetched record bytes read from the segment files (sendfile or pread; the page cache or the device).");
+        Meter.CreateObservableCounter("kiou.read_cache.evicted", () => reads.EvictedBytes, unit: "By",
+            description: "Bytes the read cache gave up to stay within its budget or because they were written over a minute ago.");
+        Meter.CreateObservableGauge("kiou.read_cache.size", () => reads.SizeBytes, unit: "By",
+            description: "Memory the read cache holds now.");
         Meter.CreateObservableGauge("kiou.log.durable_offset", () => PerPartition(logs, static p => p.DurableOffset),
             description: "Offset below which records are on disk (fsynced), by partition; end_offset - high_watermark - durable_offset are the log's three tails.");
         Meter.CreateObservableGauge("kiou.log.end_offset", () => PerPartition(logs, static p => p.LogEndOffset),

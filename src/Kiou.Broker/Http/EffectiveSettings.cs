@@ -52,6 +52,7 @@ public static class EffectiveSettings
         "KIOU_FETCH_MAX_BYTES" => N(c.FetchMaxBytes),
         "KIOU_FETCH_ZERO_COPY" => B(c.FetchZeroCopy),
         "KIOU_MAX_OPEN_SEGMENT_FILES" => N(c.MaxOpenSegmentFiles),
+        "KIOU_READ_CACHE_BYTES" => N(c.ReadCacheBytes),
         "KIOU_MESSAGE_MAX_BYTES" => N(c.MessageMaxBytes),
         "KIOU_RETENTION_CHECK_INTERVAL_MS" => N(c.RetentionCheckIntervalMs),
         "KIOU_LOG_CLEANER_ENABLE" => B(c.Cleaner.Enable),

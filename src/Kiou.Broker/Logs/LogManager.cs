@@ -42,7 +42,7 @@ public sealed class LogManager : IAsyncDisposable
         _device = device;
         _time = time;
         _log = log;
-        _segmentFiles = new SegmentFileCache(config.MaxOpenSegmentFiles);
+        _segmentFiles = new SegmentFileCache(config.MaxOpenSegmentFiles, new ReadCache(config.ReadCacheBytes));
     }
 
     /// <summary>The broker-wide descriptors of sealed segments (KIOU_MAX_OPEN_SEGMENT_FILES).</summary>
@@ -385,6 +385,7 @@ public sealed class LogManager : IAsyncDisposable
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
             {
                 long now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                _segmentFiles.Reads.EvictOlderThan(ReadCache.MaxAgeMs);
                 foreach (var topic in _topics.Values)
                 {
                     foreach (var p in topic.Partitions)

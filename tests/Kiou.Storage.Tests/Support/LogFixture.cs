@@ -40,8 +40,11 @@ public sealed class LogFixture : IDisposable
 
     public string PartitionDir => Path.Combine(DataDir, Topic + "-0");
 
+    /// <summary>The descriptor and read caches logs open with; null: each log its own, with the default read cache.</summary>
+    public SegmentFileCache? Files { get; set; }
+
     public PartitionLog Open(LogConfig? config = null) =>
-        PartitionLog.Open(DataDir, Topic, 0, config ?? new LogConfig(), Device, Time, Lines.Enqueue, Warn);
+        PartitionLog.Open(DataDir, Topic, 0, config ?? new LogConfig(), Device, Time, Lines.Enqueue, Warn, Files);
 
     private void Warn(string line)
     {
