@@ -149,6 +149,14 @@ public sealed partial class BrokerHandlers
                     pr.ErrorMessage = e.Message;
                     failed = true;
                 }
+                catch (Exception e)
+                {
+                    // Every append is awaited before the request's frame goes back: a later one may still be copying from it.
+                    _log.Warn($"{ctx.Client}: the append to {log.Topic}-{log.Partition} failed unexpectedly ({e.GetType().Name}: {e.Message}); answered UNKNOWN_SERVER_ERROR");
+                    pr.ErrorCode = ErrorCodes.UnknownServerError;
+                    pr.ErrorMessage = "the broker failed to append: " + e.Message;
+                    failed = true;
+                }
             }
         }
         finally
