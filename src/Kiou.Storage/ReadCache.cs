@@ -24,7 +24,7 @@ namespace Kiou.Storage;
 public sealed class ReadCache
 {
     /// <summary>Enough for a consumer 64 MiB behind two producers' partitions, within the broker's RSS targets.</summary>
-    public const long DefaultCapacityBytes = 96L << 20;
+    public const long DefaultCapacityBytes = 80L << 20;
 
     /// <summary>Chunks written longer ago than this are freed (<see cref="EvictOlderThan"/>): an idle broker gives its memory back.</summary>
     public const long MaxAgeMs = 60_000;

@@ -65,7 +65,7 @@ public static class Settings
             "Fetch sends record data from the segment files with sendfile(2); `false` reads it into memory first (docs/design/request-path.md)"),
         new("KIOU_MAX_OPEN_SEGMENT_FILES", "1024",
             "descriptors of sealed segments kept open for reads, broker-wide: a sealed segment closes its descriptor once durable, reads reopen it on demand and the least recently read are closed beyond this number (a read or sendfile in flight keeps its own until done). An active segment keeps its own descriptor (and, with `KIOU_URING_WRITES=direct`, its O_DIRECT one) while it is written; after 10 s without appends, with every write finished and its data fdatasync'ed, both close and its descriptor joins this cache, and the next append reopens them. Opening failing (EMFILE) fails that fetch, or that append, with KAFKA_STORAGE_ERROR"),
-        new("KIOU_READ_CACHE_BYTES", "100663296",
+        new("KIOU_READ_CACHE_BYTES", "83886080",
             "memory for recently written record data, broker-wide, so that consumers a little behind the producers read it from memory: with `KIOU_URING_WRITES=direct` appends skip the page cache, and their written 64 KiB blocks stay here, oldest out first, instead of being freed; taken only as data arrives, and given back once written more than 60 s ago. `0` turns it off. Fetches of data not held read it from the files and ask the kernel to read 8 MiB ahead. Unused with `KIOU_IO=sync` or other write modes, whose appends stay in the page cache (docs/design/read-cache.md)"),
         new("KIOU_MESSAGE_MAX_BYTES", "1048588",
             "broker default for `max.message.bytes`"),
