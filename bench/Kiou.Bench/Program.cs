@@ -47,7 +47,7 @@ for (int i = 0; i < args.Length; i++)
         case "--driver": cDriver = args[++i] == "c"; break;
         case "--baseline": baseline = args[++i]; break;
         default:
-            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence|targets|...] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER] [--perf KIOU_PERF] [--driver c|dotnet]");
+            Console.Error.WriteLine($"unknown argument {args[i]}; usage: bench/run.sh [--suite io|all|reqpath|idempotence|targets|...] [--quick] [--out DIR] [--data-dir DIR] [--rounds N] [--only TEXT] [--threads] [--modes uring,sync] [--clients N] [--baseline BROKER] [--perf PATH] [--driver c|dotnet]");
             return 2;
     }
 }
