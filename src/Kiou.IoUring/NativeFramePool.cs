@@ -7,9 +7,9 @@ namespace Kiou.IoUring;
 /// Page-backed native buffers for large request frames, with a cap on the bytes kept for reuse. A frame of a
 /// megabyte taken from <see cref="ArrayPool{T}"/> is a two-megabyte array on the large-object heap: the shared pool
 /// keeps many of them per core, and those it does not keep stay resident until a full collection. Here a buffer is
-/// an anonymous mapping rounded up to <see cref="Granularity"/>, so only the pages written become resident, it is
-/// reused while the pool holds fewer than <see cref="RetainedBytesMax"/> bytes, and unmapped (given back to the
-/// system at once) beyond that.
+/// an anonymous mapping rounded up to <see cref="Granularity"/>, so only the pages written become resident; returned
+/// buffers are kept for reuse up to <see cref="RetainedBytesMax"/> bytes, the least recently returned unmapped (given
+/// back to the system at once) to make room, so what is kept follows the frame sizes in use.
 /// </summary>
 /// <remarks>
 /// Thread-safe: one lock around the free list, taken once per rent and once per return. The pool bounds only what
@@ -86,8 +86,7 @@ public sealed unsafe class NativeFramePool : IDisposable
             if (best >= 0)
             {
                 Buffer kept = _free[best];
-                _free[best] = _free[^1];
-                _free.RemoveAt(_free.Count - 1);
+                _free.RemoveAt(best); // in return order: the oldest first, for Return's eviction
                 _retainedBytes -= kept.Capacity;
                 _rentedBytes += kept.Capacity;
                 kept.Rented = true;
@@ -112,7 +111,7 @@ public sealed unsafe class NativeFramePool : IDisposable
         return new Buffer(this, (byte*)address, capacity) { Rented = true };
     }
 
-    /// <summary>Gives a rented buffer back: kept for reuse while the pool is under its cap, unmapped otherwise.</summary>
+    /// <summary>Gives a rented buffer back: kept for reuse, the least recently returned kept buffers unmapped to stay under the cap.</summary>
     public void Return(Buffer buffer)
     {
         ArgumentNullException.ThrowIfNull(buffer);
@@ -121,6 +120,8 @@ public sealed unsafe class NativeFramePool : IDisposable
             throw new ArgumentException("the buffer belongs to another pool", nameof(buffer));
         }
 
+        List<Buffer>? evicted = null;
+        bool kept = false;
         lock (_gate)
         {
             if (!buffer.Rented)
@@ -130,15 +131,36 @@ public sealed unsafe class NativeFramePool : IDisposable
 
             buffer.Rented = false;
             _rentedBytes -= buffer.Capacity;
-            if (!_disposed && _retainedBytes + buffer.Capacity <= RetainedBytesMax)
+            if (!_disposed && buffer.Capacity <= RetainedBytesMax)
             {
+                // The kept buffers follow the frames in use: the least recently returned make room. Kept buffers of
+                // sizes no longer asked for would otherwise fill the cap, and every frame be mapped and unmapped.
+                while (_retainedBytes + buffer.Capacity > RetainedBytesMax)
+                {
+                    Buffer oldest = _free[0];
+                    _free.RemoveAt(0);
+                    _retainedBytes -= oldest.Capacity;
+                    (evicted ??= []).Add(oldest);
+                }
+
                 _retainedBytes += buffer.Capacity;
                 _free.Add(buffer);
-                return;
+                kept = true;
             }
         }
 
-        buffer.Unmap();
+        if (evicted is not null)
+        {
+            foreach (Buffer b in evicted)
+            {
+                b.Unmap();
+            }
+        }
+
+        if (!kept)
+        {
+            buffer.Unmap();
+        }
     }
 
     /// <summary>Unmaps the kept buffers; buffers still rented are unmapped when they come back.</summary>

@@ -33,7 +33,30 @@ public class NativeFramePoolTests
             pool.Return(b);
         Assert.Equal(0, pool.RentedBytes);
         Assert.Equal(3L << 20, pool.RetainedBytes);
-        Assert.Throws<ObjectDisposedException>(() => rented[^1].GetSpan()); // unmapped, not kept
+        Assert.Throws<ObjectDisposedException>(() => rented[0].GetSpan()); // the least recently returned are unmapped
+        Assert.Equal(1 << 20, rented[^1].GetSpan().Length); // the newest kept
+    }
+
+    [Fact]
+    public void Kept_buffers_follow_the_sizes_in_use_instead_of_mapping_every_frame()
+    {
+        // Small frames first (as many small produce requests), then larger ones: the kept small buffers must make room,
+        // or every larger frame is mapped and unmapped again (page faults on every request).
+        using var pool = new NativeFramePool(4 << 20);
+        var small = Enumerable.Range(0, 32).Select(_ => pool.Rent(128 << 10)).ToList();
+        foreach (var b in small)
+            pool.Return(b);
+        Assert.Equal(4L << 20, pool.RetainedBytes);
+        long mapped = pool.MappedCount;
+        for (int i = 0; i < 20; i++)
+        {
+            var large = pool.Rent(1 << 20);
+            large.GetSpan()[^1] = 1;
+            pool.Return(large);
+        }
+
+        Assert.Equal(mapped + 1, pool.MappedCount);
+        Assert.True(pool.RetainedBytes <= 4L << 20);
     }
 
     [Fact]
