@@ -135,25 +135,11 @@ public sealed class ReadCache
     {
         lock (_lock)
         {
-            if (segment.CachedChunks is null)
+            // The segment's own list, last first (Remove clears it when it empties).
+            while (segment.CachedChunks is { Count: > 0 } chunks)
             {
-                return;
+                Remove(chunks[^1]);
             }
-
-            // Walks every chunk held (bounded by the budget): truncation and deletion are rare.
-            for (Entry? e = _oldest; e is not null;)
-            {
-                Entry? next = e.Newer;
-                if (e.Segment == segment)
-                {
-                    Remove(e);
-                }
-
-                e = next;
-            }
-
-            Debug.Assert(segment.CachedChunks is null, "chunks of a dropped segment left");
-            segment.CachedChunks = null;
         }
     }
 
