@@ -444,7 +444,7 @@ internal sealed class AppendPipeline : ILogDeviceCallback
     /// </summary>
     private DirectTail? OpenTailLocked(Segment segment, int position, ref string? message)
     {
-        DirectTail? tail = DirectTail.TryOpen(segment, position, _owner.Device, _onTailPiece, out int errno);
+        DirectTail? tail = DirectTail.TryOpen(segment, position, _owner.Device, _onTailPiece, out int errno, _owner.Readers);
         if (tail is not null)
         {
             try

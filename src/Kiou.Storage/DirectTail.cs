@@ -69,9 +69,13 @@ internal sealed class DirectTail : ILogDeviceCallback
 
     private readonly int _directMinRoundBytes;
 
-    private DirectTail(Segment segment, long position, SafeFileHandle handle, int directMinRoundBytes, Action<DirectTail, int> onPiece)
+    // The partition's readers: written chunks go to the read cache only while someone reads the partition.
+    private readonly ReaderInterest? _readers;
+
+    private DirectTail(Segment segment, long position, SafeFileHandle handle, int directMinRoundBytes, Action<DirectTail, int> onPiece, ReaderInterest? readers)
     {
         _directMinRoundBytes = directMinRoundBytes;
+        _readers = readers;
         Segment = segment;
         Handle = handle;
         _onPiece = onPiece;
@@ -116,10 +120,10 @@ internal sealed class DirectTail : ILogDeviceCallback
     /// flight), or null with the errno when the file cannot be opened with O_DIRECT (EINVAL: the file system does
     /// not support it).
     /// </summary>
-    public static DirectTail? TryOpen(Segment segment, long position, ILogDevice device, Action<DirectTail, int> onPiece, out int errno)
+    public static DirectTail? TryOpen(Segment segment, long position, ILogDevice device, Action<DirectTail, int> onPiece, out int errno, ReaderInterest? readers = null)
     {
         SafeFileHandle? handle = device.TryOpenDirect(segment.LogPath, out errno);
-        return handle is null ? null : new DirectTail(segment, position, handle, device.DirectMinRoundBytes, onPiece);
+        return handle is null ? null : new DirectTail(segment, position, handle, device.DirectMinRoundBytes, onPiece, readers);
     }
 
     /// <summary>
@@ -331,14 +335,14 @@ internal sealed class DirectTail : ILogDeviceCallback
 
     /// <summary>
     /// A chunk whose bytes below <see cref="Written"/> are on disk leaves the tail: to the read cache, which keeps those
-    /// bytes for fetches, else back to the pool. An idle tail's partial chunk goes there too, and the next append takes
+    /// bytes for fetches while the partition has readers (<see cref="ReaderInterest"/>), else back to the pool. An idle tail's partial chunk goes there too, and the next append takes
     /// it back (<see cref="Rebase"/>): so the cache holds the partition's bytes without a gap, and a slow producer reuses
     /// one chunk.
     /// </summary>
     private void Retire(AlignedBuffer chunk, long chunkStart)
     {
         int length = (int)Math.Clamp(Written - chunkStart, 0, ChunkSize);
-        if (Segment.Reads is not { } reads || !reads.Admit(Segment, chunkStart, chunk, length))
+        if (_readers is not { Recent: true } || Segment.Reads is not { } reads || !reads.Admit(Segment, chunkStart, chunk, length))
         {
             ChunkPool.Return(chunk);
         }

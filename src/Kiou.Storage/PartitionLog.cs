@@ -38,6 +38,9 @@ public sealed partial class PartitionLog : IAsyncDisposable
     internal LogTails Tails;
     internal readonly SegmentSet Segments;
     private readonly LogReader _reader;
+
+    /// <summary>When this partition was last read: its written bytes are kept in the read cache only while it is.</summary>
+    internal ReaderInterest Readers { get; }
     internal readonly FlushScheduler Flusher;
     internal readonly AppendPipeline Appends;
     private readonly LogCloser _closer;
@@ -61,6 +64,7 @@ public sealed partial class PartitionLog : IAsyncDisposable
         _checkpointedLogStart = logStart;
         Segments = new SegmentSet(this, directory, segments, files);
         _reader = new LogReader(this);
+        Readers = new ReaderInterest(time);
         Flusher = new FlushScheduler(this, segments[^1].CompletedEnd);
         Appends = new AppendPipeline(this, device.DirectWrites);
         _closer = new LogCloser(this);
@@ -292,7 +296,11 @@ public sealed partial class PartitionLog : IAsyncDisposable
     public Task WaitForAppendAsync(long highWatermarkSeen, CancellationToken ct) => Appends.WaitForAppendAsync(highWatermarkSeen, ct);
 
     /// <inheritdoc cref="LogReader.Read"/>
-    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false, long maxOffset = long.MaxValue) => _reader.Read(offset, maxBytes, minOneBatch, zeroCopy, maxOffset);
+    public ReadResult Read(long offset, int maxBytes, bool minOneBatch, bool zeroCopy = false, long maxOffset = long.MaxValue)
+    {
+        Readers.Mark();
+        return _reader.Read(offset, maxBytes, minOneBatch, zeroCopy, maxOffset);
+    }
 
     /// <inheritdoc cref="LogReader.BytesAvailable"/>
     public long BytesAvailable(long offset, long maxOffset = long.MaxValue) => _reader.BytesAvailable(offset, maxOffset);

@@ -29,6 +29,11 @@ public sealed class ReadCache
     /// <summary>Chunks written longer ago than this are freed (<see cref="EvictOlderThan"/>): an idle broker gives its memory back.</summary>
     public const long MaxAgeMs = 60_000;
 
+    /// <summary>A partition read within this long keeps its written bytes here (<see cref="ReaderInterest"/>): long
+    /// enough for a consumer restarted or rebalanced to find them, short enough that a partition read once long ago
+    /// does not keep filling the cache.</summary>
+    public const long ReaderWindowMs = 300_000;
+
     private const int ChunkSize = DirectTail.ChunkSize;
 
     private readonly object _lock = new();
@@ -377,4 +382,28 @@ public sealed class ReadCache
         public Entry? Older;
         public Entry? Newer;
     }
+}
+
+/// <summary>
+/// When a partition was last read. Its write-behind chunks go to the <see cref="ReadCache"/> only while it has been read
+/// within <see cref="ReadCache.ReaderWindowMs"/>: filling the cache touches memory the process has not used before
+/// (the kernel zeroes each new page), a cost per byte produced that buys nothing when nobody reads the partition back
+/// (docs/design/read-cache.md).
+/// </summary>
+/// <remarks>Threads: any. Marked by every read, so the clock is stored at most once a second.</remarks>
+internal sealed class ReaderInterest(TimeProvider time)
+{
+    private long _lastMs = long.MinValue / 2;
+
+    public void Mark()
+    {
+        long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        if (now - Volatile.Read(ref _lastMs) >= 1000)
+        {
+            Volatile.Write(ref _lastMs, now);
+        }
+    }
+
+    /// <summary>Read within the window.</summary>
+    public bool Recent => time.GetUtcNow().ToUnixTimeMilliseconds() - Volatile.Read(ref _lastMs) <= ReadCache.ReaderWindowMs;
 }

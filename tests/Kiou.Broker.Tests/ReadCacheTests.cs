@@ -43,6 +43,9 @@ public sealed class ReadCacheTests
             // A consumer following the producers from the start while they write.
             using var done = new CancellationTokenSource();
             var followed = new List<ConsumeResult<byte[]?, byte[]?>>();
+            // The producers start once the follower has fetched: the broker keeps written bytes in memory only for
+            // partitions being read.
+            var reading = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var follower = Task.Run(() =>
             {
                 using var consumer = Clients.Consumer(broker.Bootstrap, isolation: IsolationLevel.ReadUncommitted);
@@ -50,11 +53,15 @@ public sealed class ReadCacheTests
                 while (followed.Count < producers * perProducer && !done.IsCancellationRequested)
                 {
                     var r = consumer.Consume(TimeSpan.FromMilliseconds(200));
+                    if (r is not null)
+                        reading.TrySetResult();
                     if (r is { IsPartitionEOF: false })
                         followed.Add(r);
                 }
                 consumer.Close();
             });
+            if (await Task.WhenAny(reading.Task, follower, Task.Delay(TimeSpan.FromSeconds(30))) != reading.Task)
+                Assert.Fail("the following consumer did not reach the end of the empty partition");
 
             var acked = new List<(long Offset, byte[] Value)>();
             await Task.WhenAll(Enumerable.Range(0, producers).Select(p => Task.Run(async () =>

@@ -39,6 +39,13 @@ public sealed class ReadCacheTests : IDisposable
         return BatchBuilder.Build(records);
     }
 
+    /// <summary>A read, as a consumer's fetch: the write-behind keeps a partition's chunks in the cache only while it is read.</summary>
+    private static PartitionLog Reading(PartitionLog log)
+    {
+        log.Read(log.HighWatermark, 1, minOneBatch: true).Dispose();
+        return log;
+    }
+
     /// <summary>Appends <paramref name="groups"/> groups of up to six concurrent appends (large rounds, O_DIRECT); returns the batches by offset.</summary>
     private static async Task<List<byte[]>> AppendGroups(PartitionLog log, Random rng, int groups, int[] sizes, Action? afterGroup = null)
     {
@@ -91,7 +98,7 @@ public sealed class ReadCacheTests : IDisposable
         var config = new LogConfig { SegmentBytes = 1_500_000, IndexIntervalBytes = 4096 };
         var rng = new Random(42);
         int[] sizes = [100, 3000, 20_000, 70_000, 200_000, 400_000];
-        PartitionLog log = _f.Open(config);
+        PartitionLog log = Reading(_f.Open(config));
         try
         {
             // A reader that runs while appends land: every region it gets is whole, CRC-valid batches from the offset's on.
@@ -174,7 +181,7 @@ public sealed class ReadCacheTests : IDisposable
     {
         ReadCache reads = UseCache(64 << 20);
         var rng = new Random(7);
-        await using PartitionLog log = _f.Open(new LogConfig { IndexIntervalBytes = 4096 });
+        await using PartitionLog log = Reading(_f.Open(new LogConfig { IndexIntervalBytes = 4096 }));
         List<byte[]> stored = await AppendGroups(log, rng, 20, [100_000, 150_000]);
         Assert.True(stored.Sum(b => b.Length) > 4 << 20);
 
@@ -220,7 +227,7 @@ public sealed class ReadCacheTests : IDisposable
     {
         ReadCache reads = UseCache(4 << 20);
         var rng = new Random(5);
-        await using PartitionLog log = _f.Open();
+        await using PartitionLog log = Reading(_f.Open());
         List<byte[]> stored = await AppendGroups(log, rng, 6, [100_000, 40_000]);
         Assert.True(reads.SizeBytes > 0);
 
@@ -247,7 +254,7 @@ public sealed class ReadCacheTests : IDisposable
         ReadCache reads = UseCache(16 << 20);
         var rng = new Random(9);
         var config = new LogConfig { SegmentBytes = 700_000, RetentionBytes = 1_500_000 };
-        await using PartitionLog log = _f.Open(config);
+        await using PartitionLog log = Reading(_f.Open(config));
         List<byte[]> stored = await AppendGroups(log, rng, 12, [60_000, 150_000]);
         long held = reads.SizeBytes;
         Assert.True(log.SegmentCount > 3);
@@ -271,7 +278,7 @@ public sealed class ReadCacheTests : IDisposable
         ReadCache reads = UseCache(16 << 20);
         var config = new LogConfig { Compact = true, DeleteRetention = false, SegmentBytes = 400_000, IndexIntervalBytes = 4096, MinCleanableDirtyRatio = 0 };
         var rng = new Random(3);
-        await using PartitionLog log = _f.Open(config);
+        await using PartitionLog log = Reading(_f.Open(config));
         for (int round = 0; round < 6; round++)
         {
             var records = Enumerable.Range(0, 4).Select(k =>
@@ -312,7 +319,7 @@ public sealed class ReadCacheTests : IDisposable
         var reads = new ReadCache(8 << 20);
         f.Files = new SegmentFileCache(reads: reads);
         var rng = new Random(1);
-        await using PartitionLog log = f.Open();
+        await using PartitionLog log = Reading(f.Open());
         List<byte[]> stored = await AppendGroups(log, rng, 10, [100_000, 300_000]);
         Assert.Null(log.ActiveTail);
         Assert.Equal(0, reads.SizeBytes);
@@ -323,13 +330,38 @@ public sealed class ReadCacheTests : IDisposable
     public async Task IdleChunks_AreFreedAfterTheirAge()
     {
         ReadCache reads = UseCache(8 << 20);
-        await using PartitionLog log = _f.Open();
+        await using PartitionLog log = Reading(_f.Open());
         await AppendGroups(log, new Random(2), 4, [200_000]);
         Assert.True(reads.SizeBytes > 0);
         reads.EvictOlderThan(60_000);
         Assert.True(reads.SizeBytes > 0);
         reads.EvictOlderThan(-1); // everything is older than "a moment from now"
         Assert.Equal(0, reads.SizeBytes);
+        reads.CheckInvariants((ok, what) => Assert.True(ok, what));
+    }
+
+    [Fact]
+    public async Task A_partition_nobody_reads_keeps_nothing_in_the_cache()
+    {
+        // Filling the cache costs the producer (new memory); it is paid only for partitions with readers.
+        ReadCache reads = UseCache(64 << 20);
+        var rng = new Random(11);
+        await using PartitionLog log = _f.Open();
+        List<byte[]> stored = await AppendGroups(log, rng, 8, [150_000, 250_000]);
+        Assert.True(log.ActiveTail is not null, "the write-behind is not in use");
+        Assert.Equal(0, reads.SizeBytes);
+
+        // A reader arrives: what is written from then on is kept.
+        Reading(log);
+        stored.AddRange(await AppendGroups(log, rng, 8, [150_000, 250_000]));
+        long held = reads.SizeBytes;
+        Assert.True(held > 0, "nothing kept for a partition being read");
+
+        // Nobody has read it for longer than the window: nothing more is kept.
+        _f.Time.Advance(ReadCache.ReaderWindowMs + 1);
+        stored.AddRange(await AppendGroups(log, rng, 8, [150_000, 250_000]));
+        Assert.True(reads.SizeBytes <= held, $"{reads.SizeBytes} bytes held, {held} before the window ended");
+        Assert.Equal(stored, LogFixture.ReadAll(log, 0));
         reads.CheckInvariants((ok, what) => Assert.True(ok, what));
     }
 }
