@@ -95,8 +95,9 @@ public sealed class Connection
         }
     }
 
-    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null, NativeFramePool? frames = null)
+    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null, NativeFramePool? frames = null, Kiou.Broker.Security.SecurityProtocol protocol = Kiou.Broker.Security.SecurityProtocol.Plaintext)
     {
+        Protocol = protocol;
         _frames = frames ?? new NativeFramePool(0);
         _budget = new InFlightBudget(config.MaxInFlightBytesPerConnection);
         _listenerBudget = listenerBudget ?? new InFlightBudget(config.QueuedMaxRequestBytes);
@@ -116,6 +117,12 @@ public sealed class Connection
     }
 
     public EndPoint? Remote => _remote;
+
+    /// <summary>Its listener's security protocol.</summary>
+    internal Kiou.Broker.Security.SecurityProtocol Protocol { get; }
+
+    /// <summary>The connection's principal, set once when it authenticates; every request carries it (RequestContext).</summary>
+    internal Kiou.Broker.Security.KafkaPrincipal Principal { get; set; } = Kiou.Broker.Security.KafkaPrincipal.Anonymous;
 
     /// <summary>No request read and unanswered, no answer unsent, none partly arrived.</summary>
     internal bool IsIdle => Volatile.Read(ref _inFlight) == 0 && Volatile.Read(ref _unsent) == 0 && Volatile.Read(ref _frameStartedMs) == 0;
@@ -473,6 +480,8 @@ public sealed class Connection
         ClientId = clientId,
         Remote = _remote,
         Listener = _listener,
+        Principal = Principal,
+        SecurityProtocol = Protocol,
         StartTimestamp = System.Diagnostics.Stopwatch.GetTimestamp(),
         ConnectionClosed = _closed.Token,
         Stopping = _stopReading.Token,

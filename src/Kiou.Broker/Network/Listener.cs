@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Kiou.Broker.Hosting;
+using Kiou.Broker.Security;
 using Kiou.IoUring;
 
 namespace Kiou.Broker.Network;
@@ -41,8 +42,9 @@ public sealed class Listener : IAsyncDisposable
     // Rate-limited log lines, one per reason: what was closed since the last line.
     readonly LogGate _idleLog = new(), _slowLog = new(), _evictLog = new(), _perIpLog = new(), _fullLog = new();
 
-    Listener(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
+    Listener(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind, SecurityProtocol protocol)
     {
+        Protocol = protocol;
         _socket = socket;
         _router = router;
         _config = config;
@@ -65,6 +67,9 @@ public sealed class Listener : IAsyncDisposable
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
     public ListenerKind Kind => _kind;
+
+    /// <summary>Kafka's security.protocol of this listener: whether its connections use TLS and must authenticate.</summary>
+    public SecurityProtocol Protocol { get; }
 
     /// <summary>Request bytes held by this listener's connections (read, not yet answered); for tests.</summary>
     internal long QueuedRequestBytes => Volatile.Read(ref _budget)?.Bytes ?? 0;
@@ -95,7 +100,7 @@ public sealed class Listener : IAsyncDisposable
     }
 
     /// <summary>Binds and listens; throws <see cref="ConfigException"/> with a sentence for the operator when it can't.</summary>
-    public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind)
+    public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind, SecurityProtocol protocol = SecurityProtocol.Plaintext)
     {
         IPAddress address = ResolveHost(host, kind);
         var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -119,7 +124,7 @@ public sealed class Listener : IAsyncDisposable
             };
             throw new ConfigException($"cannot listen on {host}:{port} ({kind.ToString().ToLowerInvariant()} listener): {why}");
         }
-        return new Listener(socket, router, config, log, kind);
+        return new Listener(socket, router, config, log, kind, protocol);
     }
 
     static IPAddress ResolveHost(string host, ListenerKind kind)
@@ -207,7 +212,7 @@ public sealed class Listener : IAsyncDisposable
             _router.Metrics?.Accepted(MetricName);
             _budget ??= new InFlightBudget(_config.QueuedMaxRequestBytes);
             _frames ??= new NativeFramePool(Math.Min(_config.QueuedMaxRequestBytes, FramesRetainedBytesMax));
-            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget, _frames);
+            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget, _frames, Protocol);
             lock (_admission)
                 _connections[connection] = RunConnectionAsync(connection, ip);
         }

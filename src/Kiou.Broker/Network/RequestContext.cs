@@ -15,6 +15,10 @@ public sealed class RequestContext
     public required string? ClientId { get; init; }
     public required EndPoint? Remote { get; init; }
     public required ListenerKind Listener { get; init; }
+    /// <summary>Who sent it: the connection's authenticated principal (ANONYMOUS before or without authentication).</summary>
+    public Kiou.Broker.Security.KafkaPrincipal Principal { get; init; } = Kiou.Broker.Security.KafkaPrincipal.Anonymous;
+    /// <summary>The security protocol of the listener it came in on.</summary>
+    public Kiou.Broker.Security.SecurityProtocol SecurityProtocol { get; init; }
     /// <summary><see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> when the request was parsed (latency histogram).</summary>
     public long StartTimestamp { get; init; }
     /// <summary>Cancelled when the connection closes (parked fetches and joins stop waiting).</summary>

@@ -57,7 +57,7 @@ public class MessageSemanticsTests
         Assert.Equal("Produce", ApiMessageTypes.Name(0));
         Assert.Equal("OffsetForLeaderEpoch", ApiMessageTypes.Name(23));
         Assert.Equal("Unknown", ApiMessageTypes.Name(1000));
-        Assert.Equal(41, ApiMessageTypes.AllApiKeys.Length);
+        Assert.Equal(46, ApiMessageTypes.AllApiKeys.Length);
 
         Assert.Equal(1, ApiMessageTypes.RequestHeaderVersion(18, 2));
         Assert.Equal(2, ApiMessageTypes.RequestHeaderVersion(18, 3));
