@@ -194,11 +194,21 @@ internal sealed class Segment
             && long.TryParse(stem, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out baseOffset);
     }
 
-    /// <summary>Creates a new, empty segment file (fails if one exists: a stale file would hold other data).</summary>
+    private const int EMFILE = 24;
+
+    /// <summary>Creates a new, empty segment file (fails if one exists: a stale file would hold other data; fails with
+    /// EMFILE within the descriptors kept free for the runtime, <see cref="Kiou.IoUring.Interop.DescriptorLimit.Headroom"/>).</summary>
     public static Segment Create(string directory, long baseOffset, long nowMs)
     {
         string path = Path.Combine(directory, FileName(baseOffset) + ".log");
         var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        if (Kiou.IoUring.Interop.DescriptorLimit.InHeadroom(handle))
+        {
+            handle.Dispose();
+            File.Delete(path);
+            throw new IOException($"Too many open files : '{path}' (the last {Kiou.IoUring.Interop.DescriptorLimit.Headroom} of {Kiou.IoUring.Interop.DescriptorLimit.Soft} descriptors are kept for the broker's threads)", EMFILE);
+        }
+
         return new Segment(directory, baseOffset, handle) { RollBaseMs = nowMs, LastAppendMs = nowMs };
     }
 

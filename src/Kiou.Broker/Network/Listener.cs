@@ -40,7 +40,7 @@ public sealed class Listener : IAsyncDisposable
     System.Collections.Frozen.FrozenDictionary<IPAddress, int> _perIpOverrides = System.Collections.Frozen.FrozenDictionary<IPAddress, int>.Empty;
 
     // Rate-limited log lines, one per reason: what was closed since the last line.
-    readonly LogGate _idleLog = new(), _slowLog = new(), _evictLog = new(), _perIpLog = new(), _fullLog = new();
+    readonly LogGate _idleLog = new(), _slowLog = new(), _evictLog = new(), _perIpLog = new(), _fullLog = new(), _descriptorsLog = new();
 
     Listener(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind, SecurityProtocol protocol)
     {
@@ -193,6 +193,14 @@ public sealed class Listener : IAsyncDisposable
                 backoffMs = 0;
             }
             IPAddress? ip = (client.RemoteEndPoint as IPEndPoint)?.Address;
+            if (Kiou.IoUring.Interop.DescriptorLimit.InHeadroom(client.SafeHandle))
+            {
+                _router.Metrics?.Refused(MetricName);
+                if (_descriptorsLog.Pass(out int held))
+                    _log.Warn($"{Name}: closed a new connection from {ip}: the broker is within {Kiou.IoUring.Interop.DescriptorLimit.Headroom} of its {Kiou.IoUring.Interop.DescriptorLimit.Soft} file descriptors, which it keeps for its threads and files{(held > 0 ? $" ({held} more closed since the last line)" : "")}; raise `ulimit -n`, or lower KIOU_MAX_CONNECTIONS or KIOU_MAX_PARTITIONS");
+                client.Dispose();
+                continue;
+            }
             bool admitted;
             try
             {
