@@ -183,6 +183,8 @@ public sealed record BrokerConfig
                 ConnectionsMaxReauthMs = Int(env, "KIOU_CONNECTIONS_MAX_REAUTH_MS", 0, 0, int.MaxValue),
                 FailedAuthenticationDelayMs = Int(env, "KIOU_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", 100, 0, 60_000),
             },
+            // Test seam until listeners are configurable (replaced by the listener settings).
+            BrokerListenerProtocol = env("KIOU_TEST_BROKER_LISTENER_PROTOCOL") == "SASL_PLAINTEXT" ? Kiou.Broker.Security.SecurityProtocol.SaslPlaintext : c.BrokerListenerProtocol,
         };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
             throw new ConfigException($"KIOU_GROUP_MIN_SESSION_TIMEOUT_MS ({c.Groups.MinSessionTimeoutMs}) is above KIOU_GROUP_MAX_SESSION_TIMEOUT_MS ({c.Groups.MaxSessionTimeoutMs})");

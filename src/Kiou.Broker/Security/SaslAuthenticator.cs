@@ -1,3 +1,4 @@
+using Kiou.Broker.Hosting;
 using Kiou.Broker.Network;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
@@ -105,7 +106,7 @@ public sealed class SaslAuthenticator
             return Fail(ctx, new SaslAuthenticateResponse { ErrorCode = ErrorCodes.IllegalSaslState, ErrorMessage = "SaslAuthenticate without a SaslHandshake v1" }, _mechanism ?? "none", "SaslAuthenticate without a SaslHandshake v1");
         try
         {
-            byte[] challenge = Step(request.AuthBytes);
+            byte[] challenge = Step(ctx, request.AuthBytes);
             return Done(new SaslAuthenticateResponse
             {
                 ErrorCode = ErrorCodes.None,
@@ -127,7 +128,7 @@ public sealed class SaslAuthenticator
     {
         try
         {
-            return Done(new RawSaslToken(Step(token)));
+            return Done(new RawSaslToken(Step(ctx, token)));
         }
         catch (SaslAuthenticationException e)
         {
@@ -139,7 +140,7 @@ public sealed class SaslAuthenticator
         ? $"Authentication failed during {(_reauthenticating ? "re-authentication" : "authentication")} due to invalid credentials with SASL mechanism {_mechanism}"
         : e.Message;
 
-    byte[] Step(ReadOnlySpan<byte> token)
+    byte[] Step(RequestContext ctx, ReadOnlySpan<byte> token)
     {
         byte[] challenge = _exchange!.Evaluate(token);
         if (!_exchange.IsComplete)
@@ -147,6 +148,8 @@ public sealed class SaslAuthenticator
         string user = _exchange.User!;
         if (_reauthenticating && user != _user)
             throw new SaslAuthenticationException($"Cannot change principals during re-authentication from User:{_user} to User:{user}");
+        if (_server.Log is { } log && log.IsEnabled(Log.Level.Debug))
+            log.Debug($"{ctx.Client}: SASL {(_reauthenticating ? "re-authentication" : "authentication")} of User:{user} with {_mechanism} succeeded");
         _user = user;
         _exchange = null;
         _raw = false;

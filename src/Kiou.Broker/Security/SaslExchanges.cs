@@ -118,12 +118,13 @@ sealed class ScramExchange(ScramMechanism mech, SaslServer server) : SaslExchang
         _credential = server.Scram.Find(_user, mech);
         byte[] salt = _credential?.Salt ?? FakeSalt(_user);
         int iterations = _credential?.Iterations ?? ScramMechanism.MinIterations;
-        _nonce = fields[1][2..] + Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));
+        // Letters and digits only, as Kafka's: some clients mishandle other printable characters in the nonce.
+        _nonce = fields[1][2..] + RandomNumberGenerator.GetString("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 32);
         _serverFirst = $"r={_nonce},s={Convert.ToBase64String(salt)},i={iterations}";
         return Encoding.UTF8.GetBytes(_serverFirst);
     }
 
-    byte[] FakeSalt(string user) => HMACSHA256.HashData(server.UnknownUserKey, Encoding.UTF8.GetBytes(mech.Name + "\0" + user));
+    byte[] FakeSalt(string user) => HMACSHA256.HashData(server.UnknownUserKey, Encoding.UTF8.GetBytes(mech.Name + "\0" + user))[..ScramMechanism.SaltBytes];
 
     static string UserOf(string saslName)
     {
@@ -167,7 +168,8 @@ sealed class ScramExchange(ScramMechanism mech, SaslServer server) : SaslExchang
         {
             throw new SaslAuthenticationException("Authentication failed: Invalid SCRAM client final message");
         }
-        if (fields[1][2..] != _nonce)
+        // Kafka checks only that the nonce ends with the server-first one: librdkafka 2.0 repeats the client's part.
+        if (!fields[1].EndsWith(_nonce, StringComparison.Ordinal))
             throw Invalid();
         if (_credential is null || proof.Length != mech.HashBytes || Encoding.UTF8.GetString(binding) != _gs2Header)
             throw Invalid();

@@ -41,6 +41,7 @@ public sealed class SaslServer
     public PlainUsers? PlainUsers { get; }
     public ScramCredentialStore Scram { get; }
     public TimeProvider Time { get; }
+    public Log? Log { get; init; }
 
     /// <summary>Keys fake credentials for unknown SCRAM users, so their salt is stable and looks like a real one.</summary>
     internal byte[] UnknownUserKey { get; } = RandomNumberGenerator.GetBytes(32);
@@ -67,7 +68,7 @@ public sealed class SaslServer
         PlainUsers? plain = settings.PlainUsersFile is { Length: > 0 } p ? new PlainUsers(p, log.Warn) : null;
         if (settings.ScramUsersFile is { Length: > 0 } s)
             ApplyScramUsersFile(s, store, log);
-        return new SaslServer(settings, plain, store, time);
+        return new SaslServer(settings, plain, store, time) { Log = log };
     }
 
     /// <summary>Lines <c>name:mechanism:password</c> (e.g. <c>alice:SCRAM-SHA-256:secret</c>), blank and <c>#</c>
@@ -99,7 +100,7 @@ public sealed class SaslServer
                 throw new ConfigException($"KIOU_SASL_SCRAM_USERS_FILE={path}: line {i + 1} names user '{parts[0]}' with {mech.Name} a second time");
             if (store.Find(parts[0], mech) is not null)
                 continue;
-            byte[] salt = RandomNumberGenerator.GetBytes(32);
+            byte[] salt = RandomNumberGenerator.GetBytes(ScramMechanism.SaltBytes);
             add.Add((parts[0], mech.Type, mech.Credential(salt, mech.SaltedPassword(parts[2], salt, ScramMechanism.MinIterations), ScramMechanism.MinIterations)));
         }
         if (add.Count == 0)

@@ -13,6 +13,9 @@ public sealed class ScramMechanism
     public const int MinIterations = 4096;
     public const int MaxIterations = 16384;
 
+    /// <summary>A multiple of three: its base64 has no padding, which librdkafka 2.0 (Debian's kcat) decodes wrongly.</summary>
+    public const int SaltBytes = 24;
+
     public string Name { get; }
     public sbyte Type { get; }
     public HashAlgorithmName Hash { get; }
