@@ -17,6 +17,12 @@ public sealed record SaslSettings
     public long ConnectionsMaxReauthMs { get; init; }
     public int FailedAuthenticationDelayMs { get; init; } = 100;
 
+    public bool Equals(SaslSettings? other) => other is not null && EnabledMechanisms.SequenceEqual(other.EnabledMechanisms)
+        && PlainUsersFile == other.PlainUsersFile && ScramUsersFile == other.ScramUsersFile
+        && ConnectionsMaxReauthMs == other.ConnectionsMaxReauthMs && FailedAuthenticationDelayMs == other.FailedAuthenticationDelayMs;
+
+    public override int GetHashCode() => HashCode.Combine(string.Join(",", EnabledMechanisms), PlainUsersFile, ScramUsersFile, ConnectionsMaxReauthMs, FailedAuthenticationDelayMs);
+
     public static IReadOnlyList<string> MechanismsOf(string? v)
     {
         if (string.IsNullOrWhiteSpace(v))
