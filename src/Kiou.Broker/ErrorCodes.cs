@@ -28,6 +28,7 @@ public static class ErrorCodes
     public const short TopicAuthorizationFailed = 29;
     public const short InvalidTimestamp = 32;
     public const short UnsupportedSaslMechanism = 33;
+    public const short IllegalSaslState = 34;
     public const short UnsupportedVersion = 35;
     public const short TopicAlreadyExists = 36;
     public const short InvalidPartitions = 37;
@@ -45,6 +46,7 @@ public static class ErrorCodes
     public const short TransactionalIdAuthorizationFailed = 53;
     public const short OperationNotAttempted = 55;
     public const short KafkaStorageError = 56;
+    public const short SaslAuthenticationFailed = 58;
     public const short NonEmptyGroup = 68;
     public const short ElectionNotNeeded = 84;
     public const short GroupIdNotFound = 69;
@@ -59,6 +61,9 @@ public static class ErrorCodes
     public const short GroupSubscribedToTopic = 86;
     public const short InvalidRecord = 87;
     public const short UnstableOffsetCommit = 88;
+    public const short ResourceNotFound = 91;
+    public const short DuplicateResource = 92;
+    public const short UnacceptableCredential = 93;
     public const short UnknownTopicId = 100;
     public const short TransactionalIdNotFound = 105;
     public const short UnsupportedEndpointType = 115;

@@ -78,8 +78,9 @@ public sealed class SettingsTests
     public void EachDefaultInTheTableIsTheDefaultTheBrokerUses()
     {
         var plain = BrokerConfig.FromEnvironment(_ => null);
-        // Defaults that are a rule, not a value: the listener host, and a limit fitted to the descriptor limit.
-        string[] derived = ["KIOU_ADVERTISED_HOST", "KIOU_MAX_PARTITIONS", "KIOU_LOG_LEVEL", "KIOU_LOG_FORMAT"];
+        // Defaults that are a rule, not a value: the listener host, and a limit fitted to the descriptor limit; and
+        // files that are not there unless named.
+        string[] derived = ["KIOU_ADVERTISED_HOST", "KIOU_MAX_PARTITIONS", "KIOU_LOG_LEVEL", "KIOU_LOG_FORMAT", "KIOU_SASL_PLAIN_USERS_FILE", "KIOU_SASL_SCRAM_USERS_FILE"];
         foreach (var s in Settings.All.Where(s => !derived.Contains(s.Name)))
         {
             var withDefault = BrokerConfig.FromEnvironment(n => n == s.Name ? s.Default : null);

@@ -57,6 +57,7 @@ public sealed partial class BrokerHandlers
         Add<DescribeLogDirsRequest>(DescribeLogDirsRequest.ApiKey, 0, 4, DescribeLogDirs);
         Add<ElectLeadersRequest>(ElectLeadersRequest.ApiKey, 0, 2, ElectLeaders);
         Add<DescribeTopicPartitionsRequest>(DescribeTopicPartitionsRequest.ApiKey, 0, 0, DescribeTopicPartitions);
+        RegisterSaslApis();
         RegisterGroupApis();
         RegisterIdempotenceApis();
         RegisterTransactionApis();
@@ -86,7 +87,7 @@ public sealed partial class BrokerHandlers
     long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     ValueTask<IKafkaMessage?> ApiVersions(RequestContext ctx, ApiVersionsRequest request) =>
-        Done(new ApiVersionsResponse { ErrorCode = ErrorCodes.None, ApiKeys = _router.AdvertisedVersions() });
+        Done(new ApiVersionsResponse { ErrorCode = ErrorCodes.None, ApiKeys = WithSaslApis(ctx, _router.AdvertisedVersions()) });
 
     /// <summary>
     /// SASL is not served: a client configured for it gets the handshake's own refusal (no mechanism enabled) and the
@@ -95,6 +96,8 @@ public sealed partial class BrokerHandlers
     /// </summary>
     ValueTask<IKafkaMessage?> SaslHandshake(RequestContext ctx, SaslHandshakeRequest request)
     {
+        if (ctx.Sasl is { } sasl)
+            return sasl.Handshake(ctx, request);
         ctx.CloseConnection = true;
         ctx.CloseReason = $"SASL handshake for mechanism '{request.Mechanism}' refused: this broker serves no SASL "
             + "(plaintext only); closing the connection. Configure the client with security.protocol=PLAINTEXT";

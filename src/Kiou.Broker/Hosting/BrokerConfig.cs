@@ -81,6 +81,10 @@ public sealed record BrokerConfig
     public Kiou.Broker.Groups.GroupSettings Groups { get; init; } = new();
     /// <summary>Transaction coordinator settings (KIOU_TRANSACTION_*).</summary>
     public Kiou.Broker.Transactions.TransactionSettings Transactions { get; init; } = new();
+    /// <summary>SASL on SASL_PLAINTEXT and SASL_SSL listeners (KIOU_SASL_*, docs/design/security-sasl.md).</summary>
+    public Kiou.Broker.Security.SaslSettings Sasl { get; init; } = new();
+    /// <summary>Test seam until listeners are configurable: the security protocol of the broker listener.</summary>
+    internal Kiou.Broker.Security.SecurityProtocol BrokerListenerProtocol { get; init; }
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
     internal Func<Task>? BeforeGroupLoad { get; init; }
     /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>
@@ -168,6 +172,19 @@ public sealed record BrokerConfig
                 StateLogPartitions = Int(env, "KIOU_TRANSACTION_STATE_LOG_NUM_PARTITIONS", tx.StateLogPartitions, 1, 1000),
                 PartitionVerificationEnable = Bool(env, "KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE", tx.PartitionVerificationEnable),
             },
+        };
+        c = c with
+        {
+            Sasl = new Kiou.Broker.Security.SaslSettings
+            {
+                EnabledMechanisms = Kiou.Broker.Security.SaslSettings.MechanismsOf(env("KIOU_SASL_ENABLED_MECHANISMS")),
+                PlainUsersFile = env("KIOU_SASL_PLAIN_USERS_FILE") is { Length: > 0 } plain ? plain : null,
+                ScramUsersFile = env("KIOU_SASL_SCRAM_USERS_FILE") is { Length: > 0 } scram ? scram : null,
+                ConnectionsMaxReauthMs = Int(env, "KIOU_CONNECTIONS_MAX_REAUTH_MS", 0, 0, int.MaxValue),
+                FailedAuthenticationDelayMs = Int(env, "KIOU_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", 100, 0, 60_000),
+            },
+            // Test seam until listeners are configurable (replaced by the listener settings).
+            BrokerListenerProtocol = env("KIOU_TEST_BROKER_LISTENER_PROTOCOL") == "SASL_PLAINTEXT" ? Kiou.Broker.Security.SecurityProtocol.SaslPlaintext : c.BrokerListenerProtocol,
         };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
             throw new ConfigException($"KIOU_GROUP_MIN_SESSION_TIMEOUT_MS ({c.Groups.MinSessionTimeoutMs}) is above KIOU_GROUP_MAX_SESSION_TIMEOUT_MS ({c.Groups.MaxSessionTimeoutMs})");

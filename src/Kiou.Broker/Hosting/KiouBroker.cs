@@ -99,7 +99,8 @@ public sealed class KiouBroker : IAsyncDisposable
         try
         {
             var router = new RequestRouter { Metrics = metrics };
-            broker = Listener.Bind(config.Host, config.Port, router, config, log, ListenerKind.Broker);
+            router.Sasl = Kiou.Broker.Security.SaslServer.Open(config.Sasl, dataDir, time, log);
+            broker = Listener.Bind(config.Host, config.Port, router, config, log, ListenerKind.Broker, config.BrokerListenerProtocol);
             controllerListener = Listener.Bind(config.ControllerHost, config.ControllerPort, router, config, log, ListenerKind.Controller);
             // Port 0 (tests) means "any free port": advertise the one we got.
             config = config with { Port = broker.LocalEndPoint.Port, ControllerPort = controllerListener.LocalEndPoint.Port };

@@ -111,6 +111,16 @@ public static class Settings
             "`debug`, `info`, `warn` or `error`"),
         new("KIOU_LOG_FORMAT", "text",
             "`text` (one line per event) or `json` (one JSON object per line, with `timestamp`, `level` and `message`, for log shippers); both on standard error"),
+        new("KIOU_SASL_ENABLED_MECHANISMS", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "SASL mechanisms served on SASL_PLAINTEXT and SASL_SSL listeners (Kafka's `sasl.enabled.mechanisms`); a client asking for another gets UNSUPPORTED_SASL_MECHANISM with this list"),
+        new("KIOU_SASL_PLAIN_USERS_FILE", "(none)",
+            "file of SASL/PLAIN users, one `name:password` per line (`#` comments and blank lines ignored); read again when it changes. Unset: PLAIN logins all fail. Keep it readable by the broker only"),
+        new("KIOU_SASL_SCRAM_USERS_FILE", "(none)",
+            "SCRAM users created at start, one `name:SCRAM-SHA-256:password` or `name:SCRAM-SHA-512:password` per line (as Kafka's `kafka-storage format --add-scram`); a user that already has a credential for that mechanism keeps it. Credentials live salted in `scram-credentials.json` in the data dir and are managed with AlterUserScramCredentials (`kafka-configs.sh --alter --add-config 'SCRAM-SHA-256=[password=...]' --entity-type users`)"),
+        new("KIOU_CONNECTIONS_MAX_REAUTH_MS", "0",
+            "SASL session lifetime told to clients (Kafka's `connections.max.reauth.ms`): a client re-authenticates on its connection before it ends, and a request after it closes the connection; 0: sessions never expire"),
+        new("KIOU_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", "100",
+            "a failed SASL authentication is answered (SASL_AUTHENTICATION_FAILED) this long after it failed, then the connection closes (Kafka's `connection.failed.authentication.delay.ms`), which slows password guessing"),
     ];
 
     /// <summary>Test-only broker seams (e.g. KIOU_TEST_CLEANER_SWAP_DELAY_MS): accepted, not listed in --help.</summary>

@@ -98,6 +98,8 @@ public sealed class Connection
     public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null, NativeFramePool? frames = null, Kiou.Broker.Security.SecurityProtocol protocol = Kiou.Broker.Security.SecurityProtocol.Plaintext)
     {
         Protocol = protocol;
+        if (protocol is Kiou.Broker.Security.SecurityProtocol.SaslPlaintext or Kiou.Broker.Security.SecurityProtocol.SaslSsl && router.Sasl is { } sasl)
+            _sasl = new Kiou.Broker.Security.SaslAuthenticator(sasl, principal => Principal = principal);
         _frames = frames ?? new NativeFramePool(0);
         _budget = new InFlightBudget(config.MaxInFlightBytesPerConnection);
         _listenerBudget = listenerBudget ?? new InFlightBudget(config.QueuedMaxRequestBytes);
@@ -117,6 +119,9 @@ public sealed class Connection
     }
 
     public EndPoint? Remote => _remote;
+
+    // On a SASL listener: the authentication state; requests pass its gate before anything else.
+    readonly Kiou.Broker.Security.SaslAuthenticator? _sasl;
 
     /// <summary>Its listener's security protocol.</summary>
     internal Kiou.Broker.Security.SecurityProtocol Protocol { get; }
@@ -273,9 +278,10 @@ public sealed class Connection
                 while (buffer.Length >= 4)
                 {
                     int size = ReadSize(buffer);
-                    if (size <= 0 || size > _config.MaxRequestBytes)
+                    int maxSize = _sasl?.MaxFrameBytes(_config.MaxRequestBytes) ?? _config.MaxRequestBytes;
+                    if (size <= 0 || size > maxSize)
                     {
-                        _log.Warn($"connection from {_remote}: request size {size} is outside 1..{_config.MaxRequestBytes} (KIOU_SOCKET_REQUEST_MAX_BYTES); closing the connection");
+                        _log.Warn($"connection from {_remote}: request size {size} is outside 1..{maxSize} (KIOU_SOCKET_REQUEST_MAX_BYTES; before SASL authentication at most {Kiou.Broker.Security.SaslAuthenticator.MaxReceiveBytes}); closing the connection");
                         return;
                     }
                     if (buffer.Length < 4L + size)
@@ -408,6 +414,13 @@ public sealed class Connection
     /// <summary>Parses one frame and starts its handler. False: close the connection (already logged).</summary>
     bool Dispatch(RequestFrame frame, int size)
     {
+        if (_sasl is { ExpectsRawToken: true })
+        {
+            // After a SaslHandshake v0 the client sends its SASL tokens bare, without a request header.
+            var tokenCtx = NewContext(SaslAuthenticateRequest.ApiKey, 0, 0, null);
+            _lastPending = new RequestSlot(this, tokenCtx, _sasl.AuthenticateRaw(tokenCtx, frame.Span[..size]), frame);
+            return true;
+        }
         if (size < 8)
         {
             _log.Warn($"connection from {_remote}: request of {size} bytes is too short for a request header; closing the connection");
@@ -418,6 +431,13 @@ public sealed class Connection
         short apiKey = BinaryPrimitives.ReadInt16BigEndian(head);
         short version = BinaryPrimitives.ReadInt16BigEndian(head[2..]);
         int correlationId = BinaryPrimitives.ReadInt32BigEndian(head[4..]);
+        if (_sasl?.Gate(apiKey) is { } refused)
+        {
+            if (_router.Refusals.ShouldLog(ClientAddress, refused, out int skipped))
+                _log.Warn($"connection from {_remote}: {refused}{RefusalWarnings.Suffix(skipped)}");
+            frame.Return(_frames);
+            return false;
+        }
         var handler = _router.Find(apiKey);
         if (handler is null)
         {
@@ -482,6 +502,7 @@ public sealed class Connection
         Listener = _listener,
         Principal = Principal,
         SecurityProtocol = Protocol,
+        Sasl = _sasl,
         StartTimestamp = System.Diagnostics.Stopwatch.GetTimestamp(),
         ConnectionClosed = _closed.Token,
         Stopping = _stopReading.Token,
@@ -615,7 +636,8 @@ public sealed class Connection
                     writer.Reset();
                     int sizeAt = writer.ReserveInt32();
                     header.CorrelationId = pending.Context.CorrelationId;
-                    header.Write(writer, ApiMessageTypes.ResponseHeaderVersion(pending.Context.ApiKey, pending.Context.ApiVersion));
+                    if (response is not Kiou.Broker.Security.RawSaslToken)
+                        header.Write(writer, ApiMessageTypes.ResponseHeaderVersion(pending.Context.ApiKey, pending.Context.ApiVersion));
                     response.Write(writer, pending.Context.ApiVersion);
                     writer.PatchInt32(sizeAt, checked((int)(writer.Length - 4 + writer.DeferredBytes)));
                     if (writer.Deferred.Count == 0)

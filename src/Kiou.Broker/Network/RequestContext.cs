@@ -19,6 +19,8 @@ public sealed class RequestContext
     public Kiou.Broker.Security.KafkaPrincipal Principal { get; init; } = Kiou.Broker.Security.KafkaPrincipal.Anonymous;
     /// <summary>The security protocol of the listener it came in on.</summary>
     public Kiou.Broker.Security.SecurityProtocol SecurityProtocol { get; init; }
+    /// <summary>The connection's SASL authentication state; null on a listener without SASL.</summary>
+    internal Kiou.Broker.Security.SaslAuthenticator? Sasl { get; init; }
     /// <summary><see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> when the request was parsed (latency histogram).</summary>
     public long StartTimestamp { get; init; }
     /// <summary>Cancelled when the connection closes (parked fetches and joins stop waiting).</summary>

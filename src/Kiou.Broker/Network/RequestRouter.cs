@@ -15,6 +15,9 @@ public sealed class RequestRouter
     /// <summary>The broker's instruments (requests, connections, records in and out); null in tests without them.</summary>
     public Kiou.Broker.Http.BrokerMetrics? Metrics { get; init; }
 
+    /// <summary>SASL credentials and settings for connections on SASL listeners (null: none served).</summary>
+    public Kiou.Broker.Security.SaslServer? Sasl { get; set; }
+
     /// <summary>Shared by every connection, so a client that reconnects after each refusal is still counted once.</summary>
     public RefusalWarnings Refusals { get; } = new();
 
