@@ -60,6 +60,7 @@ public sealed partial class BrokerHandlers
         RegisterGroupApis();
         RegisterIdempotenceApis();
         RegisterTransactionApis();
+        RegisterAclApis();
     }
 
     /// <summary>The group coordinator's APIs (Handlers/Groups*.cs), when built in.</summary>
