@@ -197,7 +197,9 @@ public sealed record BrokerConfig
 
     static string[] SuperUsersOf(string? v)
     {
-        var users = (v ?? "").Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (v is null or "" or "none")
+            return [];
+        var users = v.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         foreach (var u in users)
         {
             if (Kiou.Broker.Security.Acls.ParsePrincipal(u) is null)

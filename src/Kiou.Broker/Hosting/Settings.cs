@@ -113,8 +113,8 @@ public static class Settings
             "`text` (one line per event) or `json` (one JSON object per line, with `timestamp`, `level` and `message`, for log shippers); both on standard error"),
         new("KIOU_AUTHORIZER", "none",
             "`none` (every client may do everything; the ACL APIs answer SECURITY_DISABLED) or `standard` (Kafka's StandardAuthorizer: every request is checked against the ACLs, kept in `__cluster/acls.json` and managed with CreateAcls/DescribeAcls/DeleteAcls, e.g. `kafka-acls.sh`); see docs/design/security-acls.md"),
-        new("KIOU_SUPER_USERS", "(none)",
-            "principals allowed everything whatever the ACLs say, separated by `;` (Kafka's `super.users`, e.g. `User:admin;User:ops`)"),
+        new("KIOU_SUPER_USERS", "none",
+            "principals allowed everything whatever the ACLs say, separated by `;` (Kafka's `super.users`, e.g. `User:admin;User:ops`); `none`: no one"),
         new("KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "false",
             "with `KIOU_AUTHORIZER=standard`: a resource that no ACL names is open to everyone (Kafka's `allow.everyone.if.no.acl.found`); `false` refuses it to all but super users"),
     ];

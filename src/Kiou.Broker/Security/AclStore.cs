@@ -59,7 +59,7 @@ public sealed class AclStore
                 "without its ACLs: restore the file from a backup, or move it away to start with no ACLs, then create them again");
         }
         throw new ConfigException($"the ACL file {_path} cannot be used: {why}. It was moved aside to {aside}; the broker does not start without its ACLs. " +
-            $"Restore a good copy to {_path}, or start again to run with no ACLs and create them again (bin/acls.sh or an admin client)");
+            $"Restore a good copy to {_path}, or start again to run with no ACLs and create them again (kafka-acls.sh or an admin client)");
     }
 
     static (List<AclBinding>?, string?) Parse(byte[] bytes)
