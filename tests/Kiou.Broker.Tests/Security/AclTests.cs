@@ -204,6 +204,40 @@ public sealed class AclTests
     }
 
     [Fact]
+    public async Task A_transactional_producer_needs_write_on_its_transactional_id()
+    {
+        await using var broker = TestBroker.Start(c => Secured(c));
+        using (var admin = AdminAs(broker.Bootstrap, Admin))
+        {
+            await CreateTopics(admin, "alice-tx-topic");
+            await admin.CreateAclsAsync([Allow(ResourceType.Topic, "alice-", ResourcePatternType.Prefixed, "User:alice", AclOperation.Write)]);
+        }
+        IProducer<string, string> Transactional() => new ProducerBuilder<string, string>(new ProducerConfig
+        {
+            BootstrapServers = broker.Bootstrap,
+            ClientId = "User:alice",
+            TransactionalId = "alice-tx",
+            MessageTimeoutMs = 15000,
+        }).Build();
+        using (var refused = Transactional())
+        {
+            var e = Assert.Throws<KafkaException>(() => refused.InitTransactions(TimeSpan.FromSeconds(20)));
+            Assert.Equal(ErrorCode.TransactionalIdAuthorizationFailed, e.Error.Code);
+        }
+        using (var admin = AdminAs(broker.Bootstrap, Admin))
+            await admin.CreateAclsAsync([Allow((ResourceType)5 /* TRANSACTIONAL_ID: librdkafka knows it, Confluent.Kafka names it not */, "alice-tx", ResourcePatternType.Literal, "User:alice", AclOperation.Write)]);
+        using var producer = Transactional();
+        producer.InitTransactions(TimeSpan.FromSeconds(20));
+        producer.BeginTransaction();
+        await producer.ProduceAsync("alice-tx-topic", new Message<string, string> { Key = "k", Value = "in a transaction" });
+        producer.CommitTransaction(TimeSpan.FromSeconds(20));
+        using var reader = ConsumerAs(broker.Bootstrap, Admin, "admin-group");
+        reader.Assign(new TopicPartitionOffset("alice-tx-topic", 0, Offset.Beginning));
+        var read = reader.Consume(TimeSpan.FromSeconds(30)); // read_committed: only a committed transaction shows
+        Assert.Equal("in a transaction", read?.Message.Value);
+    }
+
+    [Fact]
     public async Task A_damaged_acl_file_is_set_aside_and_the_broker_refuses_to_start()
     {
         var broker = TestBroker.Start(c => Secured(c));
