@@ -26,6 +26,8 @@ public static class ErrorCodes
     public const short InvalidSessionTimeout = 26;
     public const short RebalanceInProgress = 27;
     public const short TopicAuthorizationFailed = 29;
+    public const short GroupAuthorizationFailed = 30;
+    public const short ClusterAuthorizationFailed = 31;
     public const short InvalidTimestamp = 32;
     public const short UnsupportedSaslMechanism = 33;
     public const short IllegalSaslState = 34;
@@ -44,6 +46,7 @@ public static class ErrorCodes
     public const short InvalidTransactionTimeout = 50;
     public const short ConcurrentTransactions = 51;
     public const short TransactionalIdAuthorizationFailed = 53;
+    public const short SecurityDisabled = 54;
     public const short OperationNotAttempted = 55;
     public const short KafkaStorageError = 56;
     public const short SaslAuthenticationFailed = 58;

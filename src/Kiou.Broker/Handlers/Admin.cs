@@ -1,5 +1,6 @@
 using Kiou.Broker.Controller;
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 
@@ -28,6 +29,7 @@ public sealed partial class BrokerHandlers
         var names = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var t in request.Topics)
             names[t.Name] = names.GetValueOrDefault(t.Name) + 1;
+        bool clusterCreate = AllowedOnCluster(ctx, AclOperation.Create);
         foreach (var t in request.Topics)
         {
             var result = new CreateTopicsResponse.CreatableTopicResult { Name = t.Name, NumPartitions = -1, ReplicationFactor = -1 };
@@ -35,6 +37,12 @@ public sealed partial class BrokerHandlers
             if (names[t.Name] > 1)
             {
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic '{t.Name}' appears more than once in the request");
+                continue;
+            }
+            // Kafka: CREATE on the cluster, or on the topic.
+            if (!clusterCreate && !Allowed(ctx, AclOperation.Create, ResourceType.Topic, t.Name))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.TopicAuthorizationFailed, "Authorization failed.");
                 continue;
             }
             if (IsInternalTopic(t.Name))
@@ -157,6 +165,11 @@ public sealed partial class BrokerHandlers
                 target = byId.Name;
                 result.Name = target;
             }
+            if (!Allowed(ctx, AclOperation.Delete, ResourceType.Topic, target))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.TopicAuthorizationFailed, "Topic authorization failed.");
+                continue;
+            }
             if (IsInternalTopic(target))
             {
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic {target} is an internal topic and cannot be deleted.");
@@ -191,6 +204,11 @@ public sealed partial class BrokerHandlers
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidReplicaAssignment, $"Replica assignments may only name this broker ({_config.NodeId})");
                 continue;
             }
+            if (!Allowed(ctx, AclOperation.Alter, ResourceType.Topic, t.Name))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.TopicAuthorizationFailed, "The topic authorization is failed.");
+                continue;
+            }
             if (IsInternalTopic(t.Name))
             {
                 (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.InvalidRequest, $"Topic {t.Name} is an internal topic; its partition count is fixed.");
@@ -219,6 +237,16 @@ public sealed partial class BrokerHandlers
             var result = new DescribeConfigsResponse.DescribeConfigsResult { ResourceType = resource.ResourceType, ResourceName = resource.ResourceName };
             response.Results.Add(result);
             bool Wanted(string name) => resource.ConfigurationKeys is null || resource.ConfigurationKeys.Contains(name);
+            if (resource.ResourceType == ResourceTopic && !Allowed(ctx, AclOperation.DescribeConfigs, ResourceType.Topic, resource.ResourceName))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.TopicAuthorizationFailed, "Topic authorization failed.");
+                continue;
+            }
+            if (resource.ResourceType != ResourceTopic && !AllowedOnCluster(ctx, AclOperation.DescribeConfigs))
+            {
+                (result.ErrorCode, result.ErrorMessage) = (ErrorCodes.ClusterAuthorizationFailed, "Cluster authorization failed.");
+                continue;
+            }
             if (resource.ResourceType == ResourceTopic)
             {
                 var topic = _controller.Find(resource.ResourceName);
@@ -493,6 +521,11 @@ public sealed partial class BrokerHandlers
 
     (short, string?) AlterResource(RequestContext ctx, sbyte type, string name, Dictionary<string, string?> changes, bool incremental, bool validateOnly)
     {
+        // Kafka: ALTER_CONFIGS on the topic, or on the cluster for a broker.
+        if (type == ResourceBroker && !AllowedOnCluster(ctx, AclOperation.AlterConfigs))
+            return (ErrorCodes.ClusterAuthorizationFailed, "Cluster authorization failed.");
+        if (type == ResourceTopic && !Allowed(ctx, AclOperation.AlterConfigs, ResourceType.Topic, name))
+            return (ErrorCodes.TopicAuthorizationFailed, "Topic authorization failed.");
         if (type == ResourceBroker)
             return AlterBroker(ctx, name, changes, incremental, validateOnly);
         if (type != ResourceTopic)

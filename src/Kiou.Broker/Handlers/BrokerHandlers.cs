@@ -61,6 +61,7 @@ public sealed partial class BrokerHandlers
         RegisterGroupApis();
         RegisterIdempotenceApis();
         RegisterTransactionApis();
+        RegisterAclApis();
     }
 
     /// <summary>The group coordinator's APIs (Handlers/Groups*.cs), when built in.</summary>

@@ -1,5 +1,6 @@
 using Kiou.Broker.Controller;
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 
@@ -31,6 +32,8 @@ public sealed partial class BrokerHandlers
         string dir = Path.GetFullPath(_config.DataDir);
         var result = new DescribeLogDirsResponse.DescribeLogDirsResult { LogDir = dir };
         var response = new DescribeLogDirsResponse { Results = [result] };
+        if (!AllowedOnCluster(ctx, AclOperation.Describe))
+            return Done(new DescribeLogDirsResponse { ErrorCode = ErrorCodes.ClusterAuthorizationFailed });
         if (ctx.ApiVersion >= 4)
         {
             try
@@ -73,6 +76,9 @@ public sealed partial class BrokerHandlers
             response.ErrorCode = ErrorCodes.InvalidRequest;
             return Done(response);
         }
+        bool denied = !AllowedOnCluster(ctx, AclOperation.Alter);
+        if (denied && ctx.ApiVersion >= 1)
+            response.ErrorCode = ErrorCodes.ClusterAuthorizationFailed;
         if (request.TopicPartitions is null)
             return Done(response);
         foreach (var t in request.TopicPartitions)
@@ -83,7 +89,9 @@ public sealed partial class BrokerHandlers
             foreach (int p in t.Partitions)
             {
                 var pr = new ElectLeadersResponse.PartitionResult { PartitionId = p };
-                if (topic is null)
+                if (denied)
+                    (pr.ErrorCode, pr.ErrorMessage) = (ErrorCodes.ClusterAuthorizationFailed, null);
+                else if (topic is null)
                     (pr.ErrorCode, pr.ErrorMessage) = (ErrorCodes.UnknownTopicOrPartition, $"No such topic as {t.Topic}");
                 else if (p < 0 || p >= topic.Partitions)
                     (pr.ErrorCode, pr.ErrorMessage) = (ErrorCodes.UnknownTopicOrPartition, $"No such partition as {t.Topic}-{p}");
@@ -134,6 +142,13 @@ public sealed partial class BrokerHandlers
                 response.NextCursor = new DescribeTopicPartitionsResponse.Cursor { TopicName = name, PartitionIndex = 0 };
                 break;
             }
+            if (!Allowed(ctx, AclOperation.Describe, ResourceType.Topic, name))
+            {
+                // As Kafka: left out of "all topics", TOPIC_AUTHORIZATION_FAILED when named.
+                if (!all)
+                    response.Topics.Add(new DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic { Name = name, ErrorCode = ErrorCodes.TopicAuthorizationFailed });
+                continue;
+            }
             var topic = _controller.Find(name);
             int start = cursor is not null && name == cursor.TopicName ? cursor.PartitionIndex : 0;
             if (topic is null || start >= topic.Partitions)
@@ -155,7 +170,7 @@ public sealed partial class BrokerHandlers
                 Name = name,
                 TopicId = topic.Id,
                 IsInternal = IsInternalTopic(name),
-                TopicAuthorizedOperations = TopicOperations,
+                TopicAuthorizedOperations = AuthorizedOperations(ctx, ResourceType.Topic, name, TopicOperations),
             };
             int end = (int)Math.Min(topic.Partitions, (long)start + remaining);
             for (int p = start; p < end; p++)

@@ -1,4 +1,5 @@
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 using Kiou.Storage;
@@ -21,10 +22,16 @@ public sealed partial class BrokerHandlers
         {
             var topicResult = new DeleteRecordsResponse.DeleteRecordsTopicResult { Name = topic.Name };
             response.Topics.Add(topicResult);
+            bool topicDenied = !Allowed(ctx, AclOperation.Delete, ResourceType.Topic, topic.Name);
             foreach (var p in topic.Partitions)
             {
                 var result = new DeleteRecordsResponse.DeleteRecordsPartitionResult { PartitionIndex = p.PartitionIndex, LowWatermark = -1 };
                 topicResult.Partitions.Add(result);
+                if (topicDenied)
+                {
+                    result.ErrorCode = ErrorCodes.TopicAuthorizationFailed;
+                    continue;
+                }
                 var log = _logs.Get(topic.Name, p.PartitionIndex);
                 if (log is null)
                 {

@@ -1,4 +1,5 @@
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Compression;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
@@ -48,15 +49,33 @@ public sealed partial class BrokerHandlers
             foreach (var topic in request.Topics)
                 topic.Topic = _controller.Find(topic.TopicId)?.Name ?? "";
         }
+        var denied = DeniedFetchTopics(ctx, request);
         if (request.MaxWaitMs <= 0)
-            return Done(Counted(BuildFetchResponse(ctx.ApiVersion, request, out _, out _, out _, seen: null)));
+            return Done(Counted(BuildFetchResponse(ctx.ApiVersion, request, out _, out _, out _, seen: null, denied: denied)));
         bool readCommitted = request.IsolationLevel == 1;
         var seen = new List<(PartitionLog Log, long HighWatermark)>();
         var wants = new List<(long FetchOffset, int MaxBytes)>();
-        var response = BuildFetchResponse(ctx.ApiVersion, request, out long bytes, out bool anyError, out _, seen, wants);
+        var response = BuildFetchResponse(ctx.ApiVersion, request, out long bytes, out bool anyError, out _, seen, wants, denied);
         if (bytes >= Math.Max(1, request.MinBytes) || anyError)
             return Done(Counted(response));
         return LongPollAsync(ctx, request, response, seen, wants, readCommitted);
+    }
+
+    /// <summary>Topics this fetch may not read (Kafka: READ on the topic for a consumer, CLUSTER_ACTION on the cluster
+    /// for a follower); null when it may read them all, the usual case, which costs one check per topic.</summary>
+    HashSet<string>? DeniedFetchTopics(RequestContext ctx, FetchRequest request)
+    {
+        if (!Authorizer.Enabled)
+            return null;
+        bool follower = request.ReplicaId >= 0 || request.ReplicaState.ReplicaId >= 0;
+        bool clusterAction = follower && AllowedOnCluster(ctx, AclOperation.ClusterAction);
+        HashSet<string>? denied = null;
+        foreach (var topic in request.Topics)
+        {
+            if (follower ? !clusterAction : topic.Topic.Length > 0 && !Allowed(ctx, AclOperation.Read, ResourceType.Topic, topic.Topic))
+                (denied ??= new HashSet<string>(StringComparer.Ordinal)).Add(topic.Topic);
+        }
+        return denied;
     }
 
     // The fetch parks (FetchPurgatory) with the high watermarks that the reads which built the response saw, not
@@ -145,8 +164,10 @@ public sealed partial class BrokerHandlers
 
     /// <param name="seen">When given, receives each partition read without error with the high watermark that read
     /// saw (what a long poll waits to pass).</param>
+    /// <param name="denied">Topics answered TOPIC_AUTHORIZATION_FAILED; a denied topic is an error, so such a fetch
+    /// never parks and is never rebuilt.</param>
     FetchResponse BuildFetchResponse(short version, FetchRequest request, out long bytes, out bool anyError, out int partitions,
-        List<(PartitionLog Log, long HighWatermark)>? seen, List<(long FetchOffset, int MaxBytes)>? wants = null)
+        List<(PartitionLog Log, long HighWatermark)>? seen, List<(long FetchOffset, int MaxBytes)>? wants = null, HashSet<string>? denied = null)
     {
         var response = new FetchResponse { ErrorCode = ErrorCodes.None, SessionId = 0 };
         long budget = Math.Min(request.MaxBytes, _config.FetchMaxBytes);
@@ -161,6 +182,7 @@ public sealed partial class BrokerHandlers
             var topicResponse = new FetchResponse.FetchableTopicResponse { Topic = topic.Topic, TopicId = topic.TopicId };
             response.Responses.Add(topicResponse);
             var topicLogs = _logs.Get(topic.Topic);
+            bool topicDenied = denied is not null && denied.Contains(topic.Topic);
             foreach (var p in topic.Partitions)
             {
                 partitions++;
@@ -173,6 +195,12 @@ public sealed partial class BrokerHandlers
                     Records = ReadOnlyMemory<byte>.Empty,
                 };
                 topicResponse.Partitions.Add(pd);
+                if (topicDenied)
+                {
+                    pd.ErrorCode = ErrorCodes.TopicAuthorizationFailed;
+                    anyError = true;
+                    continue;
+                }
                 if (topicLogs is null || (uint)p.Partition >= (uint)topicLogs.Partitions.Length)
                 {
                     pd.ErrorCode = topic.Topic.Length == 0 && topic.TopicId != Guid.Empty ? ErrorCodes.UnknownTopicId : ErrorCodes.UnknownTopicOrPartition;

@@ -1,5 +1,6 @@
 using Kiou.Broker.Groups;
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 
@@ -63,7 +64,14 @@ public sealed partial class BrokerHandlers
         var response = new FindCoordinatorResponse();
         if (ctx.ApiVersion < 4)
         {
-            if (knownType)
+            if (knownType && CoordinatorKeyDenied(ctx, request.KeyType, request.Key) is var denied and not ErrorCodes.None)
+            {
+                response.ErrorCode = denied;
+                response.NodeId = -1;
+                response.Host = "";
+                response.Port = -1;
+            }
+            else if (knownType)
             {
                 response.NodeId = _config.NodeId;
                 response.Host = _config.EffectiveAdvertisedHost;
@@ -81,6 +89,11 @@ public sealed partial class BrokerHandlers
         }
         foreach (string key in request.CoordinatorKeys)
         {
+            if (knownType && CoordinatorKeyDenied(ctx, request.KeyType, key) is var keyDenied and not ErrorCodes.None)
+            {
+                response.Coordinators.Add(new FindCoordinatorResponse.Coordinator { Key = key, NodeId = -1, Host = "", Port = -1, ErrorCode = keyDenied });
+                continue;
+            }
             response.Coordinators.Add(knownType
                 ? new FindCoordinatorResponse.Coordinator { Key = key, NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }
                 : new FindCoordinatorResponse.Coordinator
@@ -96,19 +109,88 @@ public sealed partial class BrokerHandlers
         return Done(response);
     }
 
-    ValueTask<IKafkaMessage?> JoinGroup(RequestContext ctx, JoinGroupRequest request) =>
-        Parked(Groups.JoinGroup(request, ctx.ApiVersion, ctx.ClientId, ctx.Remote), ctx.Stopping);
+    /// <summary>FindCoordinator: Kafka asks DESCRIBE on the group or the transactional id.</summary>
+    short CoordinatorKeyDenied(RequestContext ctx, sbyte keyType, string key) => keyType == 0
+        ? Allowed(ctx, AclOperation.Describe, ResourceType.Group, key) ? ErrorCodes.None : ErrorCodes.GroupAuthorizationFailed
+        : Allowed(ctx, AclOperation.Describe, ResourceType.TransactionalId, key) ? ErrorCodes.None : ErrorCodes.TransactionalIdAuthorizationFailed;
 
-    ValueTask<IKafkaMessage?> SyncGroup(RequestContext ctx, SyncGroupRequest request) => Parked(Groups.SyncGroup(request, ctx.ApiVersion), ctx.Stopping);
+    bool GroupAllowed(RequestContext ctx, AclOperation op, string groupId) => Allowed(ctx, op, ResourceType.Group, groupId);
+
+    ValueTask<IKafkaMessage?> JoinGroup(RequestContext ctx, JoinGroupRequest request) =>
+        !GroupAllowed(ctx, AclOperation.Read, request.GroupId)
+            ? Done(new JoinGroupResponse { ErrorCode = ErrorCodes.GroupAuthorizationFailed, GenerationId = -1, ProtocolName = ctx.ApiVersion >= 7 ? null : "", MemberId = request.MemberId })
+            : Parked(Groups.JoinGroup(request, ctx.ApiVersion, ctx.ClientId, ctx.Remote), ctx.Stopping);
+
+    ValueTask<IKafkaMessage?> SyncGroup(RequestContext ctx, SyncGroupRequest request) =>
+        !GroupAllowed(ctx, AclOperation.Read, request.GroupId)
+            ? Done(new SyncGroupResponse { ErrorCode = ErrorCodes.GroupAuthorizationFailed })
+            : Parked(Groups.SyncGroup(request, ctx.ApiVersion), ctx.Stopping);
 
     ValueTask<IKafkaMessage?> Heartbeat(RequestContext ctx, HeartbeatRequest request) =>
-        Done(new HeartbeatResponse { ErrorCode = Groups.Heartbeat(request, ctx.ApiVersion) });
+        Done(new HeartbeatResponse
+        {
+            ErrorCode = !GroupAllowed(ctx, AclOperation.Read, request.GroupId) ? ErrorCodes.GroupAuthorizationFailed : Groups.Heartbeat(request, ctx.ApiVersion),
+        });
 
-    ValueTask<IKafkaMessage?> LeaveGroup(RequestContext ctx, LeaveGroupRequest request) => Done(Groups.LeaveGroup(request, ctx.ApiVersion));
+    ValueTask<IKafkaMessage?> LeaveGroup(RequestContext ctx, LeaveGroupRequest request) =>
+        Done(!GroupAllowed(ctx, AclOperation.Read, request.GroupId)
+            ? new LeaveGroupResponse { ErrorCode = ErrorCodes.GroupAuthorizationFailed }
+            : Groups.LeaveGroup(request, ctx.ApiVersion));
 
-    ValueTask<IKafkaMessage?> OffsetCommit(RequestContext ctx, OffsetCommitRequest request) => Later(Groups.CommitOffsets(request, ctx.ApiVersion));
+    ValueTask<IKafkaMessage?> OffsetCommit(RequestContext ctx, OffsetCommitRequest request)
+    {
+        // Kafka: READ on the group for all of it, READ on each topic for its partitions; the others are committed.
+        bool groupDenied = !GroupAllowed(ctx, AclOperation.Read, request.GroupId);
+        List<OffsetCommitRequest.OffsetCommitRequestTopic>? denied = null;
+        foreach (var t in request.Topics)
+        {
+            if (groupDenied || !Allowed(ctx, AclOperation.Read, ResourceType.Topic, t.Name))
+                (denied ??= []).Add(t);
+        }
+        if (denied is null)
+            return Later(Groups.CommitOffsets(request, ctx.ApiVersion));
+        short error = groupDenied ? ErrorCodes.GroupAuthorizationFailed : ErrorCodes.TopicAuthorizationFailed;
+        request.Topics.RemoveAll(denied.Contains);
+        return CommitAllowed();
 
-    ValueTask<IKafkaMessage?> OffsetDelete(RequestContext ctx, OffsetDeleteRequest request) => Later(Groups.DeleteOffsets(request));
+        async ValueTask<IKafkaMessage?> CommitAllowed()
+        {
+            var response = request.Topics.Count > 0 ? await Groups.CommitOffsets(request, ctx.ApiVersion).ConfigureAwait(false) : new OffsetCommitResponse();
+            foreach (var t in denied)
+            {
+                var rt = new OffsetCommitResponse.OffsetCommitResponseTopic { Name = t.Name };
+                foreach (var p in t.Partitions)
+                    rt.Partitions.Add(new OffsetCommitResponse.OffsetCommitResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = error });
+                response.Topics.Add(rt);
+            }
+            return response;
+        }
+    }
+
+    ValueTask<IKafkaMessage?> OffsetDelete(RequestContext ctx, OffsetDeleteRequest request)
+    {
+        // Kafka: DELETE on the group, READ on each topic.
+        if (!GroupAllowed(ctx, AclOperation.Delete, request.GroupId))
+            return Done(new OffsetDeleteResponse { ErrorCode = ErrorCodes.GroupAuthorizationFailed });
+        var denied = request.Topics.Where(t => !Allowed(ctx, AclOperation.Read, ResourceType.Topic, t.Name)).ToList();
+        if (denied.Count == 0)
+            return Later(Groups.DeleteOffsets(request));
+        request.Topics.RemoveAll(denied.Contains);
+        return DeleteAllowed();
+
+        async ValueTask<IKafkaMessage?> DeleteAllowed()
+        {
+            var response = request.Topics.Count > 0 ? await Groups.DeleteOffsets(request).ConfigureAwait(false) : new OffsetDeleteResponse();
+            foreach (var t in denied)
+            {
+                var rt = new OffsetDeleteResponse.OffsetDeleteResponseTopic { Name = t.Name };
+                foreach (var p in t.Partitions)
+                    rt.Partitions.Add(new OffsetDeleteResponse.OffsetDeleteResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = ErrorCodes.TopicAuthorizationFailed });
+                response.Topics.Add(rt);
+            }
+            return response;
+        }
+    }
 
     ValueTask<IKafkaMessage?> OffsetFetch(RequestContext ctx, OffsetFetchRequest request)
     {
@@ -118,6 +200,12 @@ public sealed partial class BrokerHandlers
         {
             foreach (var g in request.Groups)
             {
+                // Kafka: DESCRIBE on the group; topics the principal may not DESCRIBE are left out (or refused when named).
+                if (!GroupAllowed(ctx, AclOperation.Describe, g.GroupId))
+                {
+                    response.Groups.Add(new OffsetFetchResponse.OffsetFetchResponseGroup { GroupId = g.GroupId, ErrorCode = ErrorCodes.GroupAuthorizationFailed });
+                    continue;
+                }
                 List<(string, List<int>)>? wanted = null;
                 if (g.Topics is not null)
                 {
@@ -130,10 +218,18 @@ public sealed partial class BrokerHandlers
                 response.Groups.Add(answer);
                 foreach (var (topic, partitions) in topics)
                 {
+                    bool topicDenied = !Allowed(ctx, AclOperation.Describe, ResourceType.Topic, topic);
+                    if (topicDenied && wanted is null)
+                        continue;
                     var t = new OffsetFetchResponse.OffsetFetchResponseTopics { Name = topic };
                     answer.Topics.Add(t);
                     foreach (var (partition, offset) in partitions)
                     {
+                        if (topicDenied)
+                        {
+                            t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartitions { PartitionIndex = partition, CommittedOffset = -1, ErrorCode = ErrorCodes.TopicAuthorizationFailed });
+                            continue;
+                        }
                         // Kafka: RequireStable and offsets of an open transaction: UNSTABLE_OFFSET_COMMIT, retried.
                         bool unstable = request.RequireStable && Groups.HasPendingTxnOffset(g.GroupId, topic, partition);
                         t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartitions
@@ -156,6 +252,19 @@ public sealed partial class BrokerHandlers
             foreach (var t in request.Topics)
                 single.Add((t.Name, t.PartitionIndexes));
         }
+        if (!GroupAllowed(ctx, AclOperation.Describe, request.GroupId))
+        {
+            if (v >= 2)
+                return Done(new OffsetFetchResponse { ErrorCode = ErrorCodes.GroupAuthorizationFailed });
+            foreach (var (topic, partitions) in single ?? [])
+            {
+                var t = new OffsetFetchResponse.OffsetFetchResponseTopic { Name = topic };
+                foreach (int p in partitions)
+                    t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartition { PartitionIndex = p, CommittedOffset = -1, ErrorCode = ErrorCodes.GroupAuthorizationFailed });
+                response.Topics.Add(t);
+            }
+            return Done(response);
+        }
         var (groupError, found) = Groups.FetchOffsets(request.GroupId, single);
         if (v >= 2)
             response.ErrorCode = groupError;
@@ -173,10 +282,18 @@ public sealed partial class BrokerHandlers
         }
         foreach (var (topic, partitions) in found)
         {
+            bool topicDenied = !Allowed(ctx, AclOperation.Describe, ResourceType.Topic, topic);
+            if (topicDenied && single is null)
+                continue;
             var t = new OffsetFetchResponse.OffsetFetchResponseTopic { Name = topic };
             response.Topics.Add(t);
             foreach (var (partition, offset) in partitions)
             {
+                if (topicDenied)
+                {
+                    t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartition { PartitionIndex = partition, CommittedOffset = -1, ErrorCode = ErrorCodes.TopicAuthorizationFailed });
+                    continue;
+                }
                 bool unstable = v >= 7 && request.RequireStable && groupError == ErrorCodes.None && Groups.HasPendingTxnOffset(request.GroupId, topic, partition);
                 t.Partitions.Add(new OffsetFetchResponse.OffsetFetchResponsePartition
                 {
@@ -196,23 +313,34 @@ public sealed partial class BrokerHandlers
         var response = new DescribeGroupsResponse();
         foreach (string id in request.Groups)
         {
+            if (!GroupAllowed(ctx, AclOperation.Describe, id))
+            {
+                response.Groups.Add(new DescribeGroupsResponse.DescribedGroup { GroupId = id, ErrorCode = ErrorCodes.GroupAuthorizationFailed });
+                continue;
+            }
             var described = Groups.Describe(id);
             if (ctx.ApiVersion >= 3 && request.IncludeAuthorizedOperations)
-                described.AuthorizedOperations = GroupOperations;
+                described.AuthorizedOperations = AuthorizedOperations(ctx, ResourceType.Group, id, GroupOperations);
             response.Groups.Add(described);
         }
         return Done(response);
     }
 
-    ValueTask<IKafkaMessage?> ListGroups(RequestContext ctx, ListGroupsRequest request) =>
-        Done(Groups.ListGroups(ctx.ApiVersion >= 4 ? request.StatesFilter : null, ctx.ApiVersion >= 5 ? request.TypesFilter : null));
+    ValueTask<IKafkaMessage?> ListGroups(RequestContext ctx, ListGroupsRequest request)
+    {
+        var response = Groups.ListGroups(ctx.ApiVersion >= 4 ? request.StatesFilter : null, ctx.ApiVersion >= 5 ? request.TypesFilter : null);
+        // Kafka: every group with DESCRIBE on the cluster, else those the principal may DESCRIBE.
+        if (Authorizer.Enabled && !AllowedOnCluster(ctx, AclOperation.Describe))
+            response.Groups.RemoveAll(g => !GroupAllowed(ctx, AclOperation.Describe, g.GroupId));
+        return Done(response);
+    }
 
     async ValueTask<IKafkaMessage?> DeleteGroups(RequestContext ctx, DeleteGroupsRequest request)
     {
         var response = new DeleteGroupsResponse();
         foreach (string id in request.GroupsNames)
         {
-            short error = await Groups.DeleteGroup(id).ConfigureAwait(false);
+            short error = GroupAllowed(ctx, AclOperation.Delete, id) ? await Groups.DeleteGroup(id).ConfigureAwait(false) : ErrorCodes.GroupAuthorizationFailed;
             response.Results.Add(new DeleteGroupsResponse.DeletableGroupResult { GroupId = id, ErrorCode = error });
         }
         return response;

@@ -1,4 +1,5 @@
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 
@@ -27,10 +28,16 @@ public sealed partial class BrokerHandlers
             var topicResponse = new ListOffsetsResponse.ListOffsetsTopicResponse { Name = topic.Name };
             response.Topics.Add(topicResponse);
             var seen = new HashSet<int>();
+            bool topicDenied = !Allowed(ctx, AclOperation.Describe, ResourceType.Topic, topic.Name);
             foreach (var p in topic.Partitions)
             {
                 var pr = new ListOffsetsResponse.ListOffsetsPartitionResponse { PartitionIndex = p.PartitionIndex, Timestamp = -1, Offset = -1, LeaderEpoch = -1 };
                 topicResponse.Partitions.Add(pr);
+                if (topicDenied)
+                {
+                    pr.ErrorCode = ErrorCodes.TopicAuthorizationFailed;
+                    continue;
+                }
                 if (!seen.Add(p.PartitionIndex))
                 {
                     pr.ErrorCode = ErrorCodes.InvalidRequest;
@@ -128,10 +135,16 @@ public sealed partial class BrokerHandlers
         {
             var topicResponse = new OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult { Topic = topic.Topic };
             response.Topics.Add(topicResponse);
+            bool topicDenied = !Allowed(ctx, AclOperation.Describe, ResourceType.Topic, topic.Topic);
             foreach (var p in topic.Partitions)
             {
                 var pr = new OffsetForLeaderEpochResponse.EpochEndOffset { Partition = p.Partition, LeaderEpoch = -1, EndOffset = -1 };
                 topicResponse.Partitions.Add(pr);
+                if (topicDenied)
+                {
+                    pr.ErrorCode = ErrorCodes.TopicAuthorizationFailed;
+                    continue;
+                }
                 var log = _logs.Get(topic.Topic, p.Partition);
                 if (log is null)
                 {

@@ -1,5 +1,6 @@
 using Kiou.Broker.Controller;
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 
@@ -11,8 +12,11 @@ namespace Kiou.Broker.Handlers;
 // for an "all topics" request. v12 may name topics by id only. __consumer_offsets and __transaction_state are internal:
 // listed with is_internal (as Kafka lists its internal topics); no "__" name is ever auto-created by a Metadata request.
 //
-// Authorized operations (Metadata v8+ topics, v8-10 cluster; DescribeCluster): every operation of the resource type, as
-// Kafka answers without an authorizer (Handlers/ClusterAdmin.cs).
+// Authorized operations (Metadata v8+ topics, v8-10 cluster; DescribeCluster): from the authorizer; without one every
+// operation of the resource type, as Kafka answers (Handlers/ClusterAdmin.cs). With the authorizer on, topics the
+// principal may not DESCRIBE are left out of "all topics" and named ones get TOPIC_AUTHORIZATION_FAILED; auto-creation
+// needs CREATE on the cluster or the topic. DescribeCluster is open to all, as in Kafka (its authorized operations are
+// empty without DESCRIBE on the cluster).
 //
 // DescribeCluster v0-1: the same node as broker and controller; EndpointType 2 (controllers) is refused with
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
@@ -27,13 +31,13 @@ public sealed partial class BrokerHandlers
             Brokers = [new MetadataResponse.MetadataResponseBroker { NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }],
         };
         if (ctx.ApiVersion is >= 8 and <= 10 && request.IncludeClusterAuthorizedOperations)
-            response.ClusterAuthorizedOperations = ClusterOperations;
+            response.ClusterAuthorizedOperations = ClusterAuthorizedOperations(ctx);
         await FillTopics(ctx, request, response).ConfigureAwait(false);
         if (ctx.ApiVersion >= 8 && request.IncludeTopicAuthorizedOperations)
         {
             foreach (var t in response.Topics)
                 if (t.ErrorCode == ErrorCodes.None)
-                    t.TopicAuthorizedOperations = TopicOperations;
+                    t.TopicAuthorizedOperations = AuthorizedOperations(ctx, ResourceType.Topic, t.Name!, TopicOperations);
         }
         return response;
     }
@@ -45,14 +49,21 @@ public sealed partial class BrokerHandlers
         {
             // As Kafka: internal topics are listed too, flagged is_internal (clients leave them out of regex
             // subscriptions, tools out of --exclude-internal listings).
+            // Topics the principal may not DESCRIBE are left out, as Kafka does.
             foreach (var topic in _controller.Topics.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
-                response.Topics.Add(DescribeTopic(topic));
+                if (Allowed(ctx, AclOperation.Describe, ResourceType.Topic, topic.Name))
+                    response.Topics.Add(DescribeTopic(topic));
             return;
         }
         bool allowAutoCreate = (ctx.ApiVersion < 4 || request.AllowAutoTopicCreation) && _config.AutoCreateTopics;
         foreach (var wanted in request.Topics!)
         {
             TopicInfo? topic = wanted.Name is null ? _controller.Find(wanted.TopicId) : _controller.Find(wanted.Name);
+            if ((topic?.Name ?? wanted.Name) is { } named && !Allowed(ctx, AclOperation.Describe, ResourceType.Topic, named))
+            {
+                response.Topics.Add(new MetadataResponse.MetadataResponseTopic { Name = wanted.Name, TopicId = wanted.TopicId, ErrorCode = ErrorCodes.TopicAuthorizationFailed });
+                continue;
+            }
             if (topic is not null)
             {
                 response.Topics.Add(DescribeTopic(topic));
@@ -73,6 +84,11 @@ public sealed partial class BrokerHandlers
             if (!allowAutoCreate || InternalTopics.IsReserved(wanted.Name))
             {
                 missing.ErrorCode = ErrorCodes.UnknownTopicOrPartition;
+                continue;
+            }
+            if (!AllowedOnCluster(ctx, AclOperation.Create) && !Allowed(ctx, AclOperation.Create, ResourceType.Topic, wanted.Name))
+            {
+                missing.ErrorCode = ErrorCodes.TopicAuthorizationFailed;
                 continue;
             }
             AdminResult created;
@@ -118,6 +134,10 @@ public sealed partial class BrokerHandlers
         return t;
     }
 
+    /// <summary>Kafka: the cluster's authorized operations only for a principal that may DESCRIBE it, else none.</summary>
+    int ClusterAuthorizedOperations(RequestContext ctx) =>
+        AllowedOnCluster(ctx, AclOperation.Describe) ? AuthorizedOperations(ctx, ResourceType.Cluster, Acls.ClusterName, ClusterOperations) : 0;
+
     static bool IsInternalTopic(string name) => InternalTopics.IsInternal(name);
 
     ValueTask<IKafkaMessage?> DescribeCluster(RequestContext ctx, DescribeClusterRequest request)
@@ -129,7 +149,7 @@ public sealed partial class BrokerHandlers
             ControllerId = _config.NodeId,
         };
         if (request.IncludeClusterAuthorizedOperations)
-            response.ClusterAuthorizedOperations = ClusterOperations;
+            response.ClusterAuthorizedOperations = ClusterAuthorizedOperations(ctx);
         if (request.EndpointType != 1)
         {
             response.ErrorCode = ErrorCodes.UnsupportedEndpointType;

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Compression;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
@@ -36,11 +37,14 @@ public sealed partial class BrokerHandlers
         var response = new ProduceResponse();
         List<(ProduceResponse.PartitionProduceResponse Partition, ValueTask<AppendResult> Append, PartitionLog Log, ReadOnlyMemory<byte> Records)>? appends = null;
         bool failed = false;
+        // Kafka's KafkaApis: WRITE on the transactional id fails the whole request, WRITE on each topic its partitions.
+        bool transactionDenied = request.TransactionalId is { } txnId && !Allowed(ctx, AclOperation.Write, ResourceType.TransactionalId, txnId);
         foreach (var topic in request.TopicData)
         {
             var topicResponse = new ProduceResponse.TopicProduceResponse { Name = topic.Name };
             response.Responses.Add(topicResponse);
             var topicLogs = _logs.Get(topic.Name);
+            bool topicDenied = !transactionDenied && !Allowed(ctx, AclOperation.Write, ResourceType.Topic, topic.Name);
             foreach (var data in topic.PartitionData)
             {
                 var pr = new ProduceResponse.PartitionProduceResponse { Index = data.Index, BaseOffset = -1, LogAppendTimeMs = -1, LogStartOffset = -1 };
@@ -51,6 +55,10 @@ public sealed partial class BrokerHandlers
                 ReadOnlyMemory<byte>? records = data.Records;
                 if (acks is not (0 or 1 or -1))
                     error = ErrorCodes.InvalidRequiredAcks;
+                else if (transactionDenied)
+                    error = ErrorCodes.TransactionalIdAuthorizationFailed;
+                else if (topicDenied)
+                    error = ErrorCodes.TopicAuthorizationFailed;
                 else if (request.TransactionalId is not null && Transactions is null)
                     error = ErrorCodes.TransactionalIdAuthorizationFailed; // transactions are not served
                 else if (Controller.InternalTopics.IsInternal(topic.Name))
@@ -266,7 +274,8 @@ public sealed partial class BrokerHandlers
     {
         ErrorCodes.None => null,
         ErrorCodes.InvalidRequiredAcks => "acks must be 0, 1 or -1 (all)",
-        ErrorCodes.TransactionalIdAuthorizationFailed => "transactions are not served by this broker",
+        ErrorCodes.TransactionalIdAuthorizationFailed => "Transactional Id authorization failed.",
+        ErrorCodes.TopicAuthorizationFailed => "Topic authorization failed.",
         ErrorCodes.InvalidTopicException => "Cannot append to internal topic",
         ErrorCodes.UnknownTopicOrPartition => "This server does not host this topic-partition.",
         ErrorCodes.CorruptMessage => "the record batch is corrupt (CRC-32C mismatch, truncated, or inconsistent lengths)",

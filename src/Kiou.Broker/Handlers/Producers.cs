@@ -1,4 +1,5 @@
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
 using Kiou.Storage.Producers;
@@ -37,12 +38,19 @@ public sealed partial class BrokerHandlers
                 response.ErrorCode = ErrorCodes.InvalidRequest;
                 return Done(response);
             }
-            if (Transactions is null)
+            if (Transactions is null || !Allowed(ctx, AclOperation.Write, ResourceType.TransactionalId, request.TransactionalId))
             {
                 response.ErrorCode = ErrorCodes.TransactionalIdAuthorizationFailed;
                 return Done(response);
             }
             return InitTransactionalProducerId(ctx, request, response);
+        }
+        // Kafka: an idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+        if (Authorizer.Enabled && !AllowedOnCluster(ctx, AclOperation.IdempotentWrite)
+            && !Authorizer.AuthorizeAny(ctx.Principal, ClientAddress(ctx), AclOperation.Write, ResourceType.Topic))
+        {
+            response.ErrorCode = ErrorCodes.ClusterAuthorizationFailed;
+            return Done(response);
         }
         try
         {
@@ -77,10 +85,16 @@ public sealed partial class BrokerHandlers
         {
             var tr = new DescribeProducersResponse.TopicResponse { Name = topic.Name };
             response.Topics.Add(tr);
+            bool topicDenied = !Allowed(ctx, AclOperation.Read, ResourceType.Topic, topic.Name);
             foreach (int index in topic.PartitionIndexes)
             {
                 var pr = new DescribeProducersResponse.PartitionResponse { PartitionIndex = index };
                 tr.Partitions.Add(pr);
+                if (topicDenied)
+                {
+                    pr.ErrorCode = ErrorCodes.TopicAuthorizationFailed;
+                    continue;
+                }
                 var log = _logs.Get(topic.Name, index);
                 if (log is null)
                 {

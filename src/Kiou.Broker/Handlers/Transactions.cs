@@ -1,4 +1,5 @@
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Broker.Transactions;
 using Kiou.Protocol;
 using Kiou.Protocol.Messages;
@@ -35,6 +36,26 @@ public sealed partial class BrokerHandlers
     /// partition (AddOffsetsToTxn), so no pending offsets are left behind by a producer without a transaction.</summary>
     async ValueTask<IKafkaMessage?> TxnOffsetCommit(RequestContext ctx, TxnOffsetCommitRequest request)
     {
+        // Kafka: WRITE on the transactional id and READ on the group for all of it, READ on each topic for its partitions.
+        short authError = !Allowed(ctx, AclOperation.Write, ResourceType.TransactionalId, request.TransactionalId) ? ErrorCodes.TransactionalIdAuthorizationFailed
+            : !Allowed(ctx, AclOperation.Read, ResourceType.Group, request.GroupId) ? ErrorCodes.GroupAuthorizationFailed
+            : ErrorCodes.None;
+        var deniedTopics = request.Topics.Where(t => authError != ErrorCodes.None || !Allowed(ctx, AclOperation.Read, ResourceType.Topic, t.Name)).ToList();
+        if (deniedTopics.Count > 0)
+        {
+            short topicError = authError != ErrorCodes.None ? authError : ErrorCodes.TopicAuthorizationFailed;
+            request.Topics.RemoveAll(deniedTopics.Contains);
+            var partial = request.Topics.Count > 0 ? (TxnOffsetCommitResponse)(await TxnOffsetCommit(ctx, request).ConfigureAwait(false))! : new TxnOffsetCommitResponse();
+            foreach (var topic in deniedTopics)
+            {
+                partial.Topics.Add(new TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
+                {
+                    Name = topic.Name,
+                    Partitions = topic.Partitions.Select(p => new TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition { PartitionIndex = p.PartitionIndex, ErrorCode = topicError }).ToList(),
+                });
+            }
+            return partial;
+        }
         var (error, perPartition) = Transactions!.Verify(request.TransactionalId, request.ProducerId, request.ProducerEpoch);
         if (error == ErrorCodes.None)
             error = perPartition!(new TopicPartition(TransactionCoordinator.OffsetsTopic, Groups.OffsetsPartitionFor(request.GroupId)));
@@ -61,8 +82,15 @@ public sealed partial class BrokerHandlers
         var response = new AddPartitionsToTxnResponse();
         if (ctx.ApiVersion < 4)
         {
-            response.ResultsByTopicV3AndBelow = await AddPartitionsOne(request.V3AndBelowTransactionalId, request.V3AndBelowProducerId,
-                request.V3AndBelowProducerEpoch, request.V3AndBelowTopics, verifyOnly: false, ctx.ApiVersion).ConfigureAwait(false);
+            response.ResultsByTopicV3AndBelow = AddPartitionsDenied(ctx, request.V3AndBelowTransactionalId, request.V3AndBelowTopics)
+                ?? await AddPartitionsOne(request.V3AndBelowTransactionalId, request.V3AndBelowProducerId,
+                    request.V3AndBelowProducerEpoch, request.V3AndBelowTopics, verifyOnly: false, ctx.ApiVersion).ConfigureAwait(false);
+            return response;
+        }
+        // Kafka: a broker's batch of verifications (v4+) needs CLUSTER_ACTION on the cluster.
+        if (!AllowedOnCluster(ctx, AclOperation.ClusterAction))
+        {
+            response.ErrorCode = ErrorCodes.ClusterAuthorizationFailed;
             return response;
         }
         foreach (var txn in request.Transactions)
@@ -70,10 +98,36 @@ public sealed partial class BrokerHandlers
             response.ResultsByTransaction.Add(new AddPartitionsToTxnResponse.AddPartitionsToTxnResult
             {
                 TransactionalId = txn.TransactionalId,
-                TopicResults = await AddPartitionsOne(txn.TransactionalId, txn.ProducerId, txn.ProducerEpoch, txn.Topics, txn.VerifyOnly, ctx.ApiVersion).ConfigureAwait(false),
+                TopicResults = AddPartitionsDenied(ctx, txn.TransactionalId, txn.Topics)
+                    ?? await AddPartitionsOne(txn.TransactionalId, txn.ProducerId, txn.ProducerEpoch, txn.Topics, txn.VerifyOnly, ctx.ApiVersion).ConfigureAwait(false),
             });
         }
         return response;
+    }
+
+    /// <summary>Kafka's checks of AddPartitionsToTxn: WRITE on the transactional id (else every partition
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED), WRITE on each topic (else TOPIC_AUTHORIZATION_FAILED, the others
+    /// OPERATION_NOT_ATTEMPTED); null when all are allowed.</summary>
+    List<AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult>? AddPartitionsDenied(RequestContext ctx, string transactionalId,
+        List<AddPartitionsToTxnRequest.AddPartitionsToTxnTopic> topics)
+    {
+        if (!Authorizer.Enabled)
+            return null;
+        bool txnDenied = !Allowed(ctx, AclOperation.Write, ResourceType.TransactionalId, transactionalId);
+        var deniedTopics = topics.Where(t => !Allowed(ctx, AclOperation.Write, ResourceType.Topic, t.Name)).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        if (!txnDenied && deniedTopics.Count == 0)
+            return null;
+        var results = new List<AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult>();
+        foreach (var t in topics)
+        {
+            short error = txnDenied ? ErrorCodes.TransactionalIdAuthorizationFailed
+                : deniedTopics.Contains(t.Name) ? ErrorCodes.TopicAuthorizationFailed : ErrorCodes.OperationNotAttempted;
+            var tr = new AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult { Name = t.Name };
+            foreach (int p in t.Partitions)
+                tr.ResultsByPartition.Add(new AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult { PartitionIndex = p, PartitionErrorCode = error });
+            results.Add(tr);
+        }
+        return results;
     }
 
     /// <summary>Kafka's handleAddPartitionsToTxnRequest for one transaction: unknown partitions get
@@ -118,6 +172,10 @@ public sealed partial class BrokerHandlers
 
     async ValueTask<IKafkaMessage?> AddOffsetsToTxn(RequestContext ctx, AddOffsetsToTxnRequest request)
     {
+        if (!Allowed(ctx, AclOperation.Write, ResourceType.TransactionalId, request.TransactionalId))
+            return new AddOffsetsToTxnResponse { ErrorCode = ErrorCodes.TransactionalIdAuthorizationFailed };
+        if (!Allowed(ctx, AclOperation.Read, ResourceType.Group, request.GroupId))
+            return new AddOffsetsToTxnResponse { ErrorCode = ErrorCodes.GroupAuthorizationFailed };
         // Kafka adds the group's partition of __consumer_offsets to the transaction; its marker goes there.
         if (Coordinator is { } groups && await groups.EnsureOffsetsTopicAsync().ConfigureAwait(false) is var topicError && topicError != ErrorCodes.None)
             return new AddOffsetsToTxnResponse { ErrorCode = topicError };
@@ -129,6 +187,8 @@ public sealed partial class BrokerHandlers
 
     async ValueTask<IKafkaMessage?> EndTxn(RequestContext ctx, EndTxnRequest request)
     {
+        if (!Allowed(ctx, AclOperation.Write, ResourceType.TransactionalId, request.TransactionalId))
+            return new EndTxnResponse { ErrorCode = ErrorCodes.TransactionalIdAuthorizationFailed };
         short error = await Transactions!.EndTxnAsync(request.TransactionalId, request.ProducerId, request.ProducerEpoch, request.Committed).ConfigureAwait(false);
         return new EndTxnResponse { ErrorCode = Fenced(error, ctx.ApiVersion, 2) };
     }
@@ -136,6 +196,7 @@ public sealed partial class BrokerHandlers
     async ValueTask<IKafkaMessage?> WriteTxnMarkers(RequestContext ctx, WriteTxnMarkersRequest request)
     {
         var response = new WriteTxnMarkersResponse();
+        bool denied = !AllowedOnCluster(ctx, AclOperation.ClusterAction);
         var store = new TransactionStateStore(_controller, _logs, Transactions!.Settings, _log, Coordinator);
         foreach (var marker in request.Markers)
         {
@@ -148,6 +209,11 @@ public sealed partial class BrokerHandlers
                 foreach (int p in topic.PartitionIndexes)
                 {
                     short error;
+                    if (denied)
+                    {
+                        tr.Partitions.Add(new WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult { PartitionIndex = p, ErrorCode = ErrorCodes.ClusterAuthorizationFailed });
+                        continue;
+                    }
                     try
                     {
                         var batch = TransactionLog.MarkerBatch(marker.ProducerId, marker.ProducerEpoch, marker.TransactionResult, marker.CoordinatorEpoch, NowMs);
@@ -194,6 +260,8 @@ public sealed partial class BrokerHandlers
                 continue;
             if (pids.Count > 0 && !pids.Contains(cur.ProducerId))
                 continue;
+            if (!Allowed(ctx, AclOperation.Describe, ResourceType.TransactionalId, md.Id))
+                continue;
             // v1 DurationFilter: transactions running longer than this (Ongoing ones, by their start time).
             if (request.DurationFilter >= 0 && (cur.State != TxnState.Ongoing || now - cur.StartTimestampMs <= request.DurationFilter))
                 continue;
@@ -210,6 +278,11 @@ public sealed partial class BrokerHandlers
         {
             var ts = new DescribeTransactionsResponse.TransactionStateData { TransactionalId = id, TransactionStartTimeMs = -1, ProducerId = -1, ProducerEpoch = -1 };
             response.TransactionStates.Add(ts);
+            if (!Allowed(ctx, AclOperation.Describe, ResourceType.TransactionalId, id))
+            {
+                ts.ErrorCode = ErrorCodes.TransactionalIdAuthorizationFailed;
+                continue;
+            }
             var md = ready == ErrorCodes.None ? Transactions.Find(id) : null;
             if (md is null)
             {
@@ -224,7 +297,7 @@ public sealed partial class BrokerHandlers
             ts.TransactionStartTimeMs = cur.StartTimestampMs;
             ts.ProducerId = cur.ProducerId;
             ts.ProducerEpoch = cur.ProducerEpoch;
-            foreach (var group in cur.Partitions.GroupBy(p => p.Topic, StringComparer.Ordinal))
+            foreach (var group in cur.Partitions.Where(p => Allowed(ctx, AclOperation.Describe, ResourceType.Topic, p.Topic)).GroupBy(p => p.Topic, StringComparer.Ordinal))
                 ts.Topics.Add(new DescribeTransactionsResponse.TopicData { Topic = group.Key, Partitions = group.Select(p => p.Partition).ToList() });
         }
         return Done(response);

@@ -85,6 +85,11 @@ public sealed record BrokerConfig
     public Kiou.Broker.Security.SaslSettings Sasl { get; init; } = new();
     /// <summary>Test seam until listeners are configurable: the security protocol of the broker listener.</summary>
     internal Kiou.Broker.Security.SecurityProtocol BrokerListenerProtocol { get; init; }
+    /// <summary>The authorizer (KIOU_AUTHORIZER, KIOU_SUPER_USERS, KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND; docs/design/security-acls.md).</summary>
+    public Kiou.Broker.Security.AclSettings Acls { get; init; } = new();
+    /// <summary>Test seam until authentication is merged: the principal of a still ANONYMOUS connection from the
+    /// client id of its request (null: stays ANONYMOUS). Not an operator setting.</summary>
+    internal Func<string?, Kiou.Broker.Security.KafkaPrincipal?>? TestPrincipalOfClientId { get; init; }
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
     internal Func<Task>? BeforeGroupLoad { get; init; }
     /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>
@@ -185,10 +190,36 @@ public sealed record BrokerConfig
             },
             // Test seam until listeners are configurable (replaced by the listener settings).
             BrokerListenerProtocol = env("KIOU_TEST_BROKER_LISTENER_PROTOCOL") == "SASL_PLAINTEXT" ? Kiou.Broker.Security.SecurityProtocol.SaslPlaintext : c.BrokerListenerProtocol,
+            Acls = new Kiou.Broker.Security.AclSettings
+            {
+                Enabled = AuthorizerOf(env("KIOU_AUTHORIZER")),
+                SuperUsers = SuperUsersOf(env("KIOU_SUPER_USERS")),
+                AllowEveryoneIfNoAclFound = Bool(env, "KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND", false),
+            },
         };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
             throw new ConfigException($"KIOU_GROUP_MIN_SESSION_TIMEOUT_MS ({c.Groups.MinSessionTimeoutMs}) is above KIOU_GROUP_MAX_SESSION_TIMEOUT_MS ({c.Groups.MaxSessionTimeoutMs})");
         return c;
+    }
+
+    static bool AuthorizerOf(string? v) => v switch
+    {
+        null or "" or "none" => false,
+        "standard" or "org.apache.kafka.metadata.authorizer.StandardAuthorizer" => true,
+        _ => throw new ConfigException($"KIOU_AUTHORIZER={v} is not valid: use none (no ACL checks) or standard (Kafka's StandardAuthorizer)"),
+    };
+
+    static string[] SuperUsersOf(string? v)
+    {
+        if (v is null or "" or "none")
+            return [];
+        var users = v.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        foreach (var u in users)
+        {
+            if (Kiou.Broker.Security.Acls.ParsePrincipal(u) is null)
+                throw new ConfigException($"KIOU_SUPER_USERS={v} is not valid: '{u}' is not a principal; use Type:Name entries separated by ';', e.g. User:admin;User:ops");
+        }
+        return users;
     }
 
     static long IdleMsOf(Func<string, string?> env)

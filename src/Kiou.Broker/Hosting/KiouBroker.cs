@@ -6,6 +6,7 @@ using Kiou.Broker.Handlers;
 using Kiou.Broker.Http;
 using Kiou.Broker.Logs;
 using Kiou.Broker.Network;
+using Kiou.Broker.Security;
 using Kiou.Broker.Transactions;
 using Kiou.Storage.Devices;
 
@@ -128,6 +129,10 @@ public sealed class KiouBroker : IAsyncDisposable
             // The cleaner starts below (StartBackgroundWork) with the dynamic values; the listeners take them now.
             brokerConfigs.Reconfigure = dyn => ApplyBrokerSettings(dyn, logsL, brokerL, controllerL, log);
             ApplyBrokerSettings(brokerConfigs, logsL, brokerL, controllerL, log);
+            var authorizer = new Authorizer(config.Acls, new AclStore(dataDir));
+            int aclCount = authorizer.Load();
+            if (config.Acls.Enabled)
+                log.Info($"authorizer: standard, {aclCount} ACLs from {Path.Combine(dataDir, "__cluster", AclStore.FileName)}, super users: {(config.Acls.SuperUsers.Count == 0 ? "none" : string.Join(", ", config.Acls.SuperUsers))}, allow everyone if no ACL found: {config.Acls.AllowEveryoneIfNoAclFound}");
             var controller = new ClusterController(config, new MetadataStore(dataDir), logs, log);
             try
             {
@@ -145,7 +150,7 @@ public sealed class KiouBroker : IAsyncDisposable
             metrics.ObserveGroups(groups, logs);
             var txnStore = new TransactionStateStore(controller, logs, config.Transactions, log, groups);
             transactions = new TransactionCoordinator(config.Transactions, txnStore, time, log);
-            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions, BrokerConfigs = brokerConfigs };
+            var handlers = new BrokerHandlers(config, controller, logs, router, time, log) { Coordinator = groups, Transactions = transactions, BrokerConfigs = brokerConfigs, Authorizer = authorizer };
             handlers.RegisterAll();
             logs.StartBackgroundWork(cleaner => ReconfigureCleaner(brokerConfigs, cleaner));
             groups.StartLoading(config.BeforeGroupLoad);

@@ -121,6 +121,12 @@ public static class Settings
             "SASL session lifetime told to clients (Kafka's `connections.max.reauth.ms`): a client re-authenticates on its connection before it ends, and a request after it closes the connection; 0: sessions never expire"),
         new("KIOU_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", "100",
             "a failed SASL authentication is answered (SASL_AUTHENTICATION_FAILED) this long after it failed, then the connection closes (Kafka's `connection.failed.authentication.delay.ms`), which slows password guessing"),
+        new("KIOU_AUTHORIZER", "none",
+            "`none` (every client may do everything; the ACL APIs answer SECURITY_DISABLED) or `standard` (Kafka's StandardAuthorizer: every request is checked against the ACLs, kept in `__cluster/acls.json` and managed with CreateAcls/DescribeAcls/DeleteAcls, e.g. `kafka-acls.sh`); see docs/design/security-acls.md"),
+        new("KIOU_SUPER_USERS", "none",
+            "principals allowed everything whatever the ACLs say, separated by `;` (Kafka's `super.users`, e.g. `User:admin;User:ops`); `none`: no one"),
+        new("KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "false",
+            "with `KIOU_AUTHORIZER=standard`: a resource that no ACL names is open to everyone (Kafka's `allow.everyone.if.no.acl.found`); `false` refuses it to all but super users"),
     ];
 
     /// <summary>Test-only broker seams (e.g. KIOU_TEST_CLEANER_SWAP_DELAY_MS): accepted, not listed in --help.</summary>

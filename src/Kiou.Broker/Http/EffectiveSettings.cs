@@ -73,6 +73,9 @@ public static class EffectiveSettings
         "KIOU_TRANSACTION_ABORT_TIMED_OUT_CLEANUP_INTERVAL_MS" => N(c.Transactions.AbortTimedOutIntervalMs),
         "KIOU_TRANSACTION_STATE_LOG_NUM_PARTITIONS" => N(c.Transactions.StateLogPartitions),
         "KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE" => B(c.Transactions.PartitionVerificationEnable),
+        "KIOU_AUTHORIZER" => c.Acls.Enabled ? "standard" : "none",
+        "KIOU_SUPER_USERS" => c.Acls.SuperUsers.Count == 0 ? "none" : string.Join(';', c.Acls.SuperUsers),
+        "KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND" => B(c.Acls.AllowEveryoneIfNoAclFound),
         _ => null,
     };
 
