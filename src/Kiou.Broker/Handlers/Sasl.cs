@@ -43,6 +43,9 @@ public sealed partial class BrokerHandlers
 
     ValueTask<IKafkaMessage?> DescribeUserScramCredentials(RequestContext ctx, DescribeUserScramCredentialsRequest request)
     {
+        // Kafka: DESCRIBE on the cluster, else the whole answer is refused.
+        if (!AuthorizeClusterOperation(ctx, Kiou.Broker.Security.AclOperation.Describe))
+            return Done(new DescribeUserScramCredentialsResponse { ErrorCode = ErrorCodes.ClusterAuthorizationFailed, ErrorMessage = "Cluster authorization failed." });
         var all = Sasl.Scram.All;
         var response = new DescribeUserScramCredentialsResponse { ErrorCode = ErrorCodes.None, ErrorMessage = null };
         IEnumerable<(string User, bool Duplicate)> users;
@@ -96,6 +99,14 @@ public sealed partial class BrokerHandlers
     /// upsertion, any mechanism) fails with DUPLICATE_RESOURCE; the valid changes are applied together.</summary>
     ValueTask<IKafkaMessage?> AlterUserScramCredentials(RequestContext ctx, AlterUserScramCredentialsRequest request)
     {
+        // Kafka: ALTER on the cluster, else every user named is answered CLUSTER_AUTHORIZATION_FAILED.
+        if (!AuthorizeClusterOperation(ctx, Kiou.Broker.Security.AclOperation.Alter))
+        {
+            var refused = new AlterUserScramCredentialsResponse();
+            foreach (string user in request.Deletions.Select(d => d.Name).Concat(request.Upsertions.Select(u => u.Name)).Distinct(StringComparer.Ordinal))
+                refused.Results.Add(new AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult { User = user, ErrorCode = ErrorCodes.ClusterAuthorizationFailed, ErrorMessage = "Cluster authorization failed." });
+            return Done(refused);
+        }
         var store = Sasl.Scram;
         var deletions = new Dictionary<string, AlterUserScramCredentialsRequest.ScramCredentialDeletion>(StringComparer.Ordinal);
         var upsertions = new Dictionary<string, AlterUserScramCredentialsRequest.ScramCredentialUpsertion>(StringComparer.Ordinal);
