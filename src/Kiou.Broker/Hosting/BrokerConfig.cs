@@ -87,9 +87,6 @@ public sealed record BrokerConfig
     internal Kiou.Broker.Security.SecurityProtocol BrokerListenerProtocol { get; init; }
     /// <summary>The authorizer (KIOU_AUTHORIZER, KIOU_SUPER_USERS, KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND; docs/design/security-acls.md).</summary>
     public Kiou.Broker.Security.AclSettings Acls { get; init; } = new();
-    /// <summary>Test seam until authentication is merged: the principal of a still ANONYMOUS connection from the
-    /// client id of its request (null: stays ANONYMOUS). Not an operator setting.</summary>
-    internal Func<string?, Kiou.Broker.Security.KafkaPrincipal?>? TestPrincipalOfClientId { get; init; }
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
     internal Func<Task>? BeforeGroupLoad { get; init; }
     /// <summary>Test seam: wraps the chosen log device (fault injection). Not an operator setting.</summary>

@@ -492,12 +492,6 @@ public sealed class Connection
     /// <summary>The client's address without the port: a client reconnecting after a refusal is the same client.</summary>
     string ClientAddress => (_remote as System.Net.IPEndPoint)?.Address.ToString() ?? _remote?.ToString() ?? "";
 
-    /// <summary>The connection's principal; with the test seam, an ANONYMOUS connection's is taken from the client id.</summary>
-    Kiou.Broker.Security.KafkaPrincipal PrincipalFor(string? clientId) =>
-        _config.TestPrincipalOfClientId is { } of && ReferenceEquals(Principal, Kiou.Broker.Security.KafkaPrincipal.Anonymous)
-            ? of(clientId) ?? Principal
-            : Principal;
-
     RequestContext NewContext(short apiKey, short version, int correlationId, string? clientId) => new()
     {
         ApiKey = apiKey,
@@ -506,7 +500,7 @@ public sealed class Connection
         ClientId = clientId,
         Remote = _remote,
         Listener = _listener,
-        Principal = PrincipalFor(clientId),
+        Principal = Principal,
         SecurityProtocol = Protocol,
         Sasl = _sasl,
         StartTimestamp = System.Diagnostics.Stopwatch.GetTimestamp(),

@@ -2,49 +2,68 @@ using System.Text;
 using Confluent.Kafka;
 using Confluent.Kafka.Admin;
 using Kiou.Broker.Hosting;
-using KafkaPrincipal = Kiou.Broker.Security.KafkaPrincipal;
 
 namespace Kiou.Broker.Tests;
 
 /// <summary>
 /// ACLs through librdkafka (Confluent.Kafka): managed with the admin API, enforced on produce, consume, groups and
-/// admin requests, kept across a restart. Until authentication is merged, the principal comes from the client id
-/// through a test seam (client.id "User:alice" is User:alice).
+/// admin requests, kept across a restart. Every client authenticates with SASL/SCRAM-SHA-256 on a SASL_PLAINTEXT
+/// listener, so the principals the ACLs name are the ones authentication gives.
 /// </summary>
 public sealed class AclTests
 {
     const string Admin = "User:admin";
 
+    // SCRAM users created at start: each "User:name" logs in as name with the password name-secret.
+    static readonly Lazy<string> ScramUsers = new(() =>
+    {
+        string file = Path.Combine(Path.GetTempPath(), "kiou-acl-scram-users-" + Guid.NewGuid().ToString("N"));
+        File.WriteAllText(file, string.Concat(new[] { "admin", "alice", "bob" }.Select(u => $"{u}:SCRAM-SHA-256:{u}-secret\n")));
+        return file;
+    });
+
     static BrokerConfig Secured(BrokerConfig c, bool allowEveryone = false) => c with
     {
         Acls = new Kiou.Broker.Security.AclSettings { Enabled = true, SuperUsers = [Admin], AllowEveryoneIfNoAclFound = allowEveryone },
-        TestPrincipalOfClientId = id => id is not null && id.StartsWith("User:", StringComparison.Ordinal) ? KafkaPrincipal.User(id[5..]) : null,
+        BrokerListenerProtocol = Kiou.Broker.Security.SecurityProtocol.SaslPlaintext,
+        Sasl = new Kiou.Broker.Security.SaslSettings { ScramUsersFile = ScramUsers.Value },
     };
 
+    /// <summary>Logs in as <paramref name="principal"/> ("User:alice").</summary>
+    static T As<T>(T config, string principal)
+        where T : ClientConfig
+    {
+        string user = principal["User:".Length..];
+        config.ClientId = principal;
+        config.SecurityProtocol = SecurityProtocol.SaslPlaintext;
+        config.SaslMechanism = SaslMechanism.ScramSha256;
+        config.SaslUsername = user;
+        config.SaslPassword = user + "-secret";
+        return config;
+    }
+
     static IAdminClient AdminAs(string bootstrap, string principal) =>
-        new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap, ClientId = principal, SocketTimeoutMs = 10000 }).Build();
+        new AdminClientBuilder(As(new AdminClientConfig { BootstrapServers = bootstrap, SocketTimeoutMs = 10000 }, principal)).Build();
 
     static IProducer<string, string> ProducerAs(string bootstrap, string principal) =>
-        new ProducerBuilder<string, string>(new ProducerConfig
+        new ProducerBuilder<string, string>(As(new ProducerConfig
         {
             BootstrapServers = bootstrap,
-            ClientId = principal,
             Acks = Acks.All,
             EnableIdempotence = true,
             MessageTimeoutMs = 15000,
             LingerMs = 1,
-        }).Build();
+        }, principal)).Build();
 
     static IConsumer<string, string> ConsumerAs(string bootstrap, string principal, string group) =>
-        new ConsumerBuilder<string, string>(new ConsumerConfig
+        new ConsumerBuilder<string, string>(As(new ConsumerConfig
         {
             BootstrapServers = bootstrap,
-            ClientId = principal,
             GroupId = group,
             EnableAutoCommit = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
             SessionTimeoutMs = 10000,
-        }).Build();
+        }, principal)).Build();
 
     static AclBinding Allow(ResourceType type, string name, ResourcePatternType pattern, string principal, AclOperation op, AclPermissionType permission = AclPermissionType.Allow) => new()
     {
@@ -212,13 +231,12 @@ public sealed class AclTests
             await CreateTopics(admin, "alice-tx-topic");
             await admin.CreateAclsAsync([Allow(ResourceType.Topic, "alice-", ResourcePatternType.Prefixed, "User:alice", AclOperation.Write)]);
         }
-        IProducer<string, string> Transactional() => new ProducerBuilder<string, string>(new ProducerConfig
+        IProducer<string, string> Transactional() => new ProducerBuilder<string, string>(As(new ProducerConfig
         {
             BootstrapServers = broker.Bootstrap,
-            ClientId = "User:alice",
             TransactionalId = "alice-tx",
             MessageTimeoutMs = 15000,
-        }).Build();
+        }, "User:alice")).Build();
         using (var refused = Transactional())
         {
             var e = Assert.Throws<KafkaException>(() => refused.InitTransactions(TimeSpan.FromSeconds(20)));
