@@ -94,6 +94,16 @@ public sealed record BrokerConfig
     public string EffectiveAdvertisedHost =>
         AdvertisedHost ?? (Host is "0.0.0.0" or "::" or "" ? "127.0.0.1" : Host);
 
+    /// <summary>KIOU_LISTENERS (with KIOU_LISTENER_SECURITY_PROTOCOL_MAP and KIOU_ADVERTISED_LISTENERS): the broker
+    /// listeners; null: one PLAINTEXT listener on <see cref="Host"/>:<see cref="Port"/>. Once started, the bound ports.</summary>
+    public IReadOnlyList<Kiou.Broker.Security.BrokerListener>? Listeners { get; init; }
+    /// <summary>TLS of the SSL and SASL_SSL listeners (KIOU_SSL_*).</summary>
+    public Kiou.Broker.Security.TlsSettings Tls { get; init; } = new();
+
+    /// <summary>The broker listeners: <see cref="Listeners"/>, or the one PLAINTEXT listener of KIOU_HOST/KIOU_PORT.</summary>
+    public IReadOnlyList<Kiou.Broker.Security.BrokerListener> EffectiveListeners =>
+        Listeners ?? [new("PLAINTEXT", Kiou.Broker.Security.SecurityProtocol.Plaintext, Host, Port, AdvertisedHost)];
+
     /// <summary>Reads the KIOU_* variables; throws <see cref="ConfigException"/> with a sentence naming the variable.</summary>
     public static BrokerConfig FromEnvironment(Func<string, string?> env)
     {
@@ -169,10 +179,28 @@ public sealed record BrokerConfig
                 PartitionVerificationEnable = Bool(env, "KIOU_TRANSACTION_PARTITION_VERIFICATION_ENABLE", tx.PartitionVerificationEnable),
             },
         };
+        string? listeners = env("KIOU_LISTENERS");
+        if (!string.IsNullOrWhiteSpace(listeners))
+            c = c with { Listeners = Kiou.Broker.Security.BrokerListener.Parse(listeners, env("KIOU_LISTENER_SECURITY_PROTOCOL_MAP"), env("KIOU_ADVERTISED_LISTENERS"), c.AdvertisedHost) };
+        else if (!string.IsNullOrWhiteSpace(env("KIOU_ADVERTISED_LISTENERS")) || !string.IsNullOrWhiteSpace(env("KIOU_LISTENER_SECURITY_PROTOCOL_MAP")))
+            throw new ConfigException("KIOU_ADVERTISED_LISTENERS and KIOU_LISTENER_SECURITY_PROTOCOL_MAP need KIOU_LISTENERS; set it (e.g. PLAINTEXT://127.0.0.1:9092) or unset them");
+        c = c with
+        {
+            Tls = new Kiou.Broker.Security.TlsSettings
+            {
+                CertificateLocation = NullIfEmpty(env("KIOU_SSL_CERTIFICATE_LOCATION")),
+                KeyLocation = NullIfEmpty(env("KIOU_SSL_KEY_LOCATION")),
+                KeyPassword = NullIfEmpty(env("KIOU_SSL_KEY_PASSWORD")),
+                CaLocation = NullIfEmpty(env("KIOU_SSL_CA_LOCATION")),
+                ClientAuth = Kiou.Broker.Security.TlsSettings.ClientAuthOf(env("KIOU_SSL_CLIENT_AUTH")),
+            },
+        };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
             throw new ConfigException($"KIOU_GROUP_MIN_SESSION_TIMEOUT_MS ({c.Groups.MinSessionTimeoutMs}) is above KIOU_GROUP_MAX_SESSION_TIMEOUT_MS ({c.Groups.MaxSessionTimeoutMs})");
         return c;
     }
+
+    static string? NullIfEmpty(string? v) => string.IsNullOrEmpty(v) ? null : v;
 
     static long IdleMsOf(Func<string, string?> env)
     {

@@ -29,6 +29,10 @@ public static class EffectiveSettings
         "KIOU_HTTP_HOST" => c.HttpHost,
         "KIOU_HTTP_PORT" => N(c.HttpPort),
         "KIOU_ADVERTISED_HOST" => c.EffectiveAdvertisedHost,
+        "KIOU_LISTENERS" => c.Listeners is { } ls ? string.Join(",", ls) : null,
+        "KIOU_ADVERTISED_LISTENERS" => c.Listeners is { } ads ? string.Join(",", ads.Select(l => $"{l.Name}://{l.EffectiveAdvertisedHost}:{l.EffectiveAdvertisedPort}")) : null,
+        // A secret: the console shows only whether it is set.
+        "KIOU_SSL_KEY_PASSWORD" => c.Tls.KeyPassword is null ? "unset" : "(set)",
         "KIOU_DATA_DIR" => c.DataDir,
         "KIOU_NODE_ID" => N(c.NodeId),
         "KIOU_AUTO_CREATE_TOPICS" => B(c.AutoCreateTopics),
