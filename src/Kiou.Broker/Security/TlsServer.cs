@@ -202,10 +202,10 @@ public sealed class TlsServer
 
     internal static string Rfc2253(X500DistinguishedName name)
     {
-        var rdns = name.EnumerateRelativeDistinguishedNames().ToList();
+        // RFC 2253 writes the most specific name first: the reverse of the encoded order (the enumeration's default).
+        var rdns = name.EnumerateRelativeDistinguishedNames(reversed: true).ToList();
         var sb = new StringBuilder();
-        // RFC 2253 writes the most specific name first: the reverse of the encoded order.
-        for (int i = rdns.Count - 1; i >= 0; i--)
+        for (int i = 0; i < rdns.Count; i++)
         {
             if (sb.Length > 0)
                 sb.Append(',');
