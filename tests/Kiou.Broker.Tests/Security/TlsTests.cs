@@ -50,6 +50,14 @@ public sealed class TlsTests : IDisposable
         EnableIdempotence = false,
     };
 
+    /// <summary>A producer expected to fail: short timeouts keep the test short.</summary>
+    IProducer<byte[]?, byte[]?> RefusedProducer(TestBroker b, string? ca = null, (string Cert, string Key)? client = null)
+    {
+        var config = SslProducer(b, ca, client);
+        config.MessageTimeoutMs = 1500;
+        return new ProducerBuilder<byte[]?, byte[]?>(config).SetLogHandler((_, _) => { }).Build();
+    }
+
     static async Task ProducePlaintextAsync(TestBroker b, string topic)
     {
         using var p = Clients.Producer(b.Bootstrap, Acks.All);
@@ -145,7 +153,7 @@ public sealed class TlsTests : IDisposable
         var stranger = _pki.Issue("stranger", "CN=mallory,O=Elsewhere", server: false, issuer: _pki.OtherCa);
         foreach (var bad in new (string, string)?[] { expired, stranger, null })
         {
-            using var p = new ProducerBuilder<byte[]?, byte[]?>(SslProducer(broker, client: bad)).Build();
+            using var p = RefusedProducer(broker, client: bad);
             await Assert.ThrowsAsync<ProduceException<byte[]?, byte[]?>>(() => p.ProduceAsync("mtls", new Message<byte[]?, byte[]?> { Value = "x"u8.ToArray() }));
         }
         Assert.Contains("TLS handshake failed on listener SSL", broker.LogText.ToString());
@@ -157,7 +165,7 @@ public sealed class TlsTests : IDisposable
     {
         await using (var broker = StartBroker())
         {
-            using (var p = new ProducerBuilder<byte[]?, byte[]?>(SslProducer(broker, ca: _pki.OtherCaPem)).Build())
+            using (var p = RefusedProducer(broker, ca: _pki.OtherCaPem))
                 await Assert.ThrowsAsync<ProduceException<byte[]?, byte[]?>>(() => p.ProduceAsync("t", new Message<byte[]?, byte[]?> { Value = "x"u8.ToArray() }));
             using (var p = new ProducerBuilder<byte[]?, byte[]?>(SslProducer(broker)).Build())
                 Assert.Equal(PersistenceStatus.Persisted, (await p.ProduceAsync("t", new Message<byte[]?, byte[]?> { Value = "x"u8.ToArray() })).Status);
@@ -165,7 +173,7 @@ public sealed class TlsTests : IDisposable
         var expired = _pki.Issue("expired-server", "CN=localhost,O=KIOU", server: true, expired: true);
         await using (var broker = StartBroker(server: expired))
         {
-            using (var p = new ProducerBuilder<byte[]?, byte[]?>(SslProducer(broker)).Build())
+            using (var p = RefusedProducer(broker))
                 await Assert.ThrowsAsync<ProduceException<byte[]?, byte[]?>>(() => p.ProduceAsync("t", new Message<byte[]?, byte[]?> { Value = "x"u8.ToArray() }));
             await ProducePlaintextAsync(broker, "t");
         }
