@@ -34,7 +34,7 @@ public sealed class TestCertificates : IDisposable
     }
 
     /// <summary>Writes name.pem (certificate) and name.key (PKCS#8 key) signed by <paramref name="issuer"/>; returns the paths.</summary>
-    public (string Cert, string Key) Issue(string name, string subject, bool server, X509Certificate2? issuer = null, bool expired = false)
+    public (string Cert, string Key) Issue(string name, string subject, bool server, X509Certificate2? issuer = null, bool expired = false, string? password = null)
     {
         issuer ??= Ca;
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -56,7 +56,9 @@ public sealed class TestCertificates : IDisposable
         using var cert = req.Create(issuer, from, to, serial);
         string certPath = Path.Combine(Dir, name + ".pem"), keyPath = Path.Combine(Dir, name + ".key");
         WriteAtomically(certPath, cert.ExportCertificatePem() + "\n");
-        WriteAtomically(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n");
+        WriteAtomically(keyPath, (password is null
+            ? key.ExportPkcs8PrivateKeyPem()
+            : key.ExportEncryptedPkcs8PrivateKeyPem(password, new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, 10_000))) + "\n");
         return (certPath, keyPath);
     }
 

@@ -261,6 +261,40 @@ public sealed class TlsTests : IDisposable
     }
 
     [Fact]
+    public async Task An_encrypted_key_loads_with_its_password_and_each_listener_advertises_its_own_endpoint()
+    {
+        var (cert, key) = _pki.Issue("encrypted", "CN=localhost,O=KIOU", server: true, password: "s3cret");
+        await using var broker = TestBroker.Start(c => c with
+        {
+            Listeners = [new("PLAINTEXT", SecurityProtocol.Plaintext, "127.0.0.1", 0, "kiou.example.com", 29092), new("SSL", SecurityProtocol.Ssl, "127.0.0.1", 0)],
+            Tls = new TlsSettings { CertificateLocation = cert, KeyLocation = key, KeyPassword = "s3cret" },
+        });
+        int sslPort = broker.Broker.EndPointOf("SSL").Port;
+        using (var plain = await SegmentFilesTests.Wire.ConnectAsync(broker.Broker.BrokerEndPoint))
+        {
+            var md = await plain.SendAsync<MetadataResponse>(MetadataRequest.ApiKey, 12, new MetadataRequest());
+            Assert.Equal(("kiou.example.com", 29092), (md.Brokers[0].Host, md.Brokers[0].Port));
+            var fc = await plain.SendAsync<FindCoordinatorResponse>(FindCoordinatorRequest.ApiKey, 4, new FindCoordinatorRequest { KeyType = 0, CoordinatorKeys = ["g"] });
+            Assert.Equal(("kiou.example.com", 29092), (fc.Coordinators[0].Host, fc.Coordinators[0].Port));
+        }
+        using (var tls = await TlsWire.ConnectAsync(broker.Broker.EndPointOf("SSL"), _pki))
+        {
+            var md = await tls.SendAsync<MetadataResponse>(MetadataRequest.ApiKey, 12, new MetadataRequest());
+            Assert.Equal(("127.0.0.1", sslPort), (md.Brokers[0].Host, md.Brokers[0].Port));
+            var fc = await tls.SendAsync<FindCoordinatorResponse>(FindCoordinatorRequest.ApiKey, 4, new FindCoordinatorRequest { KeyType = 0, CoordinatorKeys = ["g"] });
+            Assert.Equal(("127.0.0.1", sslPort), (fc.Coordinators[0].Host, fc.Coordinators[0].Port));
+            var dc = await tls.SendAsync<DescribeClusterResponse>(DescribeClusterRequest.ApiKey, 1, new DescribeClusterRequest());
+            Assert.Equal(("127.0.0.1", sslPort), (dc.Brokers[0].Host, dc.Brokers[0].Port));
+        }
+        // DescribeConfigs names both listeners (asked over SSL: the PLAINTEXT listener advertises a host not reachable here).
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = SslBootstrap(broker), SecurityProtocol = Confluent.Kafka.SecurityProtocol.Ssl, SslCaLocation = _pki.CaPem }).Build();
+        var configs = await admin.DescribeConfigsAsync([new Confluent.Kafka.Admin.ConfigResource { Type = Confluent.Kafka.Admin.ResourceType.Broker, Name = "1" }]);
+        string listeners = configs[0].Entries["listeners"].Value;
+        Assert.Contains($"SSL://127.0.0.1:{sslPort}", listeners);
+        Assert.Contains("PLAINTEXT://kiou.example.com:29092", configs[0].Entries["advertised.listeners"].Value);
+    }
+
+    [Fact]
     public async Task A_listener_open_to_the_network_without_authentication_is_named_in_a_warning()
     {
         await using var broker = TestBroker.Start(c => c with
