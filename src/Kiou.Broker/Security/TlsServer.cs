@@ -98,7 +98,20 @@ public sealed class TlsServer
         {
             log.Warn("KIOU_SSL_CLIENT_AUTH asks for client certificates but KIOU_SSL_CA_LOCATION is unset: client certificates are checked against the system's CAs; set KIOU_SSL_CA_LOCATION to the CA that signs your clients' certificates");
         }
+        WarnIfExpiring(context.TargetCertificate, settings, log);
         return new TlsServer(settings, log, context, trusted);
+    }
+
+    /// <summary>Clients refuse an expired certificate; the operator hears of it at load, not from every client.</summary>
+    static void WarnIfExpiring(X509Certificate2 cert, TlsSettings settings, Log log)
+    {
+        var now = DateTime.UtcNow;
+        if (cert.NotAfter.ToUniversalTime() < now)
+            log.Warn($"TLS certificate {settings.CertificateLocation} (subject {cert.Subject}) expired at {cert.NotAfter.ToUniversalTime():u}: clients will refuse the SSL listeners; replace the file (it is reloaded without a restart)");
+        else if (cert.NotBefore.ToUniversalTime() > now)
+            log.Warn($"TLS certificate {settings.CertificateLocation} (subject {cert.Subject}) is not valid before {cert.NotBefore.ToUniversalTime():u}: clients will refuse it until then; check the clock or the certificate");
+        else if (cert.NotAfter.ToUniversalTime() < now.AddDays(14))
+            log.Warn($"TLS certificate {settings.CertificateLocation} (subject {cert.Subject}) expires at {cert.NotAfter.ToUniversalTime():u}; replace the file before then (it is reloaded without a restart)");
     }
 
     static SslStreamCertificateContext Load(TlsSettings s)
@@ -144,6 +157,7 @@ public sealed class TlsServer
                     try
                     {
                         Volatile.Write(ref _context, Load(_settings));
+                        WarnIfExpiring(_context.TargetCertificate, _settings, _log);
                         _log.Info($"TLS certificate reloaded from {_settings.CertificateLocation} (subject {_context.TargetCertificate.Subject}, valid until {_context.TargetCertificate.NotAfter:u}); new connections use it");
                     }
                     catch (Exception e) when (e is IOException or CryptographicException or UnauthorizedAccessException or ArgumentException)

@@ -176,6 +176,7 @@ public sealed class TlsTests : IDisposable
             using (var p = RefusedProducer(broker))
                 await Assert.ThrowsAsync<ProduceException<byte[]?, byte[]?>>(() => p.ProduceAsync("t", new Message<byte[]?, byte[]?> { Value = "x"u8.ToArray() }));
             await ProducePlaintextAsync(broker, "t");
+            Assert.Contains("expired at", broker.LogText.ToString());
         }
     }
 
