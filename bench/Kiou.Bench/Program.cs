@@ -75,7 +75,7 @@ if ((suite == "targets" || cDriver) && !KiouPerf.Available)
     return 2;
 }
 var targetRows = new List<TargetRow>();
-env["driver"] = suite == "targets" || cDriver ? "kiou-perf (C, librdkafka " + KiouPerf.LibrdkafkaVersion() + ")" : "Confluent.Kafka";
+env["driver"] = suite is "targets" or "tls" || cDriver ? "kiou-perf (C, librdkafka " + KiouPerf.LibrdkafkaVersion() + ")" : "Confluent.Kafka";
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
