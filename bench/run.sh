@@ -5,6 +5,7 @@
 #   bench/run.sh --suite all    the six scenarios of BENCHMARKS.md
 #   bench/run.sh --suite latency  end-to-end latency at 10,000 rec/s per write mode (uring, uring-ring, sync)
 #   bench/run.sh --suite reqpath  produce and consume with KIOU_FETCH_ZERO_COPY=false and true (request path)
+#   bench/run.sh --suite tls  produce and consume 1 KiB over PLAINTEXT and SSL listeners of one broker (C driver, openssl)
 #   bench/run.sh --suite idempotence  plain vs idempotent produce, 1 KiB and 100 B, acks=all: librdkafka, a raw-protocol
 #     driver (the broker's own cost) and librdkafka's mock cluster (the client's ceiling); --only raw|mock|"1 KiB"
 #   bench/run.sh --suite validate [--baseline BROKER]  compressed 1 KiB produce per codec (produce-time validation);

@@ -53,8 +53,9 @@ sealed class BrokerUnderTest : IDisposable
         psi.Environment["KIOU_HTTP_PORT"] = "0";
         psi.Environment["KIOU_DATA_DIR"] = dataDir;
         psi.Environment["KIOU_LOG_LEVEL"] = "warn";
+        // "{port}" in a value (KIOU_LISTENERS) is the port Bootstrap names.
         foreach (var (k, v) in env)
-            psi.Environment[k] = v;
+            psi.Environment[k] = v.Replace("{port}", port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
         var p = Process.Start(psi)!;
         var started = new TaskCompletionSource<string>();
         var lines = new List<string>();

@@ -74,10 +74,12 @@ static class KiouPerf
 
     /// <summary>Produce with the C driver: to <paramref name="broker"/>, or to librdkafka's mock cluster when null.</summary>
     public static RunResult Produce(string name, BrokerUnderTest? broker, string topic, int partitions, int recordBytes, long count,
-        string acks, int producers = 1, int batchBytes = 1 << 20, int lingerMs = 5, bool idempotent = false)
+        string acks, int producers = 1, int batchBytes = 1 << 20, int lingerMs = 5, bool idempotent = false, string? bootstrap = null, string[]? properties = null)
     {
         var args = new List<string> { "produce" };
-        args.AddRange(broker is null ? ["--mock"] : ["-b", broker.Bootstrap]);
+        args.AddRange(broker is null ? ["--mock"] : ["-b", bootstrap ?? broker.Bootstrap]);
+        foreach (string p in properties ?? [])
+            args.AddRange(["-X", p]);
         args.AddRange(["-t", topic, "-p", I(partitions), "-s", I(recordBytes), "-c", I(count), "-a", acks, "-l", I(lingerMs),
             "--batch", I(batchBytes), "-P", I(producers)]);
         if (idempotent)
@@ -91,11 +93,11 @@ static class KiouPerf
 
     /// <summary>Consumes every record of the topic from the beginning (up to the end offsets seen at the start).</summary>
     /// <remarks>With <paramref name="count"/>, that many records instead.</remarks>
-    public static RunResult Consume(string name, BrokerUnderTest broker, string topic, int partitions, long? count = null)
+    public static RunResult Consume(string name, BrokerUnderTest broker, string topic, int partitions, long? count = null, string? bootstrap = null, string[]? properties = null)
     {
         double cpu0 = broker.CpuSeconds();
         var idle0 = MachineCpu.Read();
-        string[] args = ["consume", "-b", broker.Bootstrap, "-t", topic, "-p", I(partitions)];
+        string[] args = ["consume", "-b", bootstrap ?? broker.Bootstrap, "-t", topic, "-p", I(partitions), .. (properties ?? []).SelectMany(p => new[] { "-X", p })];
         var r = Run(count is long c ? [.. args, "-c", I(c)] : args);
         return ToResult(name, r, broker.CpuSeconds() - cpu0, broker.PeakRssMiB(), MachineCpu.IdlePercentSince(idle0));
     }

@@ -13,6 +13,7 @@ using Kiou.Bench;
 //     all: the six scenarios of BENCHMARKS.md (throughput, durable acks, consume, latency, 1,000 partitions, 200 connections)
 //     latency: scenario 5 (end-to-end latency at 10,000 records/s) per write mode (--modes, default uring,uring-ring,sync)
 //     reqpath: produce 100 B / 1 KiB and consume, with KIOU_FETCH_ZERO_COPY=false and true (docs/design/request-path.md)
+//     tls: produce and consume 1 KiB over a PLAINTEXT and an SSL listener of one broker (C driver; docs/design/security-tls.md)
 //     validate: compressed 1 KiB produce per codec; --baseline BROKER runs another build (the code before) alongside
 //     compare: produce, consume, durable and latency rows, this build against --baseline BROKER (and latency against sync)
 //     compaction: the log cleaner's throughput and CPU per GB, and produce latency with and without it cleaning
@@ -74,7 +75,7 @@ if ((suite == "targets" || cDriver) && !KiouPerf.Available)
     return 2;
 }
 var targetRows = new List<TargetRow>();
-env["driver"] = suite == "targets" || cDriver ? "kiou-perf (C, librdkafka " + KiouPerf.LibrdkafkaVersion() + ")" : "Confluent.Kafka";
+env["driver"] = suite is "targets" or "tls" || cDriver ? "kiou-perf (C, librdkafka " + KiouPerf.LibrdkafkaVersion() + ")" : "Confluent.Kafka";
 
 Console.Error.WriteLine("measuring the machine's reference figures...");
 double loopback = Reference.LoopbackMBps(TimeSpan.FromSeconds(3));
@@ -235,6 +236,47 @@ else if (suite == "reqpath")
         string t16 = NewTopic(b, 1);
         Report("reqpath", Produce($"zero-copy={zeroCopy} produce 1 KiB, 16 KiB batches, acks=1", b, t16, 1, 1024, n1k / 2, Acks.Leader, 16384), "loopback", loopback);
     }
+}
+else if (suite == "tls")
+{
+    // Produce and consume 1 KiB records over a PLAINTEXT and an SSL listener of one broker, alternating, with the C
+    // driver (librdkafka's security.protocol=ssl): the cost of TLS, and of losing sendfile on the fetch path. The
+    // certificate is a throw-away self-signed one made with openssl.
+    if (!KiouPerf.Available)
+    {
+        Console.Error.WriteLine("--suite tls needs the C driver (artifacts/kiou-perf: gcc and librdkafka-dev)");
+        return 2;
+    }
+    string certDir = Directory.CreateTempSubdirectory("kiou-bench-tls").FullName;
+    string cert = Path.Combine(certDir, "cert.pem"), key = Path.Combine(certDir, "key.pem");
+    using (var openssl = System.Diagnostics.Process.Start("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])!)
+    {
+        openssl.WaitForExit();
+        if (openssl.ExitCode != 0)
+            throw new InvalidOperationException("openssl could not make the bench certificate");
+    }
+    int sslPort = BrokerUnderTest.FreePort();
+    var e = Env("uring");
+    e["KIOU_LISTENERS"] = $"PLAINTEXT://127.0.0.1:{{port}},SSL://127.0.0.1:{sslPort}";
+    e["KIOU_SSL_CERTIFICATE_LOCATION"] = cert;
+    e["KIOU_SSL_KEY_LOCATION"] = key;
+    using var b = BrokerUnderTest.Start(broker, dataRoot, e);
+    string[] ssl = ["security.protocol=ssl", $"ssl.ca.location={cert}"];
+    long n = (long)(1_000_000 * scale);
+    for (int round = 0; round < rounds; round++)
+    {
+        foreach (bool tls in round % 2 == 0 ? new[] { false, true } : [true, false])
+        {
+            string label = tls ? "SSL" : "PLAINTEXT";
+            string bootstrap = tls ? $"127.0.0.1:{sslPort}" : b.Bootstrap;
+            string[]? props = tls ? ssl : null;
+            string t = NewTopic(b, 1);
+            Report("tls", KiouPerf.Produce($"{label} round {round + 1}: produce 1 KiB, acks=1", b, t, 1, 1024, n, "1", bootstrap: bootstrap, properties: props), "loopback", loopback);
+            Report("tls", KiouPerf.Consume($"{label} round {round + 1}: consume 1 KiB from the beginning", b, t, 1, n, bootstrap, props), "loopback", loopback);
+        }
+    }
+    Directory.Delete(certDir, true);
 }
 else if (suite == "idempotence")
 {
@@ -473,7 +515,7 @@ else if (suite == "targets")
 }
 else
 {
-    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, validate, compare, compaction or targets");
+    Console.Error.WriteLine($"unknown suite {suite}: use io, all, latency, reqpath, tls, validate, compare, compaction or targets");
     return 2;
 }
 

@@ -46,7 +46,7 @@ catch (ConfigException e)
     return 1;
 }
 
-log.Info($"KIOU started: broker listener {broker.BrokerEndPoint}, controller listener {broker.ControllerEndPoint}, " +
+log.Info($"KIOU started: " + (broker.Config.Listeners is null ? $"broker listener {broker.BrokerEndPoint}" : $"broker listeners {string.Join(", ", broker.Listeners)}") + $", controller listener {broker.ControllerEndPoint}, " +
     (broker.Http is { } http ? $"HTTP listener {http.LocalEndPoint} (console at /, /metrics, /healthz, /readyz), " : "HTTP listener off, ") +
     $"data dir {broker.Config.DataDir}, I/O {broker.IoMode}, flush {FlushName(broker.Config)}, cluster {broker.Controller.ClusterId}");
 

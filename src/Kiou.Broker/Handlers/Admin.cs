@@ -370,8 +370,10 @@ public sealed partial class BrokerHandlers
         yield return ("broker.id", I(_config.NodeId), 3);
         yield return ("node.id", I(_config.NodeId), 3);
         yield return ("log.dirs", _config.DataDir, 2);
-        yield return ("listeners", $"PLAINTEXT://{_config.Host}:{_config.Port},CONTROLLER://{_config.ControllerHost}:{_config.ControllerPort}", 7);
-        yield return ("advertised.listeners", $"PLAINTEXT://{_config.EffectiveAdvertisedHost}:{_config.Port}", 7);
+        var listeners = _config.EffectiveListeners;
+        yield return ("listeners", $"{string.Join(",", listeners)},CONTROLLER://{_config.ControllerHost}:{_config.ControllerPort}", 7);
+        yield return ("advertised.listeners", string.Join(",", listeners.Select(l => $"{l.Name}://{l.EffectiveAdvertisedHost}:{l.EffectiveAdvertisedPort}")), 7);
+        yield return ("listener.security.protocol.map", string.Join(",", listeners.Select(l => $"{l.Name}:{Kiou.Broker.Security.BrokerListener.ProtocolName(l.Protocol)}").Append("CONTROLLER:PLAINTEXT")), 2);
         yield return ("num.partitions", I(_config.DefaultPartitions), 3);
         yield return ("default.replication.factor", "1", 3);
         yield return ("auto.create.topics.enable", _config.AutoCreateTopics ? "true" : "false", 1);

@@ -74,8 +74,8 @@ public sealed partial class BrokerHandlers
             else if (knownType)
             {
                 response.NodeId = _config.NodeId;
-                response.Host = _config.EffectiveAdvertisedHost;
-                response.Port = _config.Port;
+                response.Host = AdvertisedHost(ctx);
+                response.Port = AdvertisedPort(ctx);
             }
             else
             {
@@ -95,7 +95,7 @@ public sealed partial class BrokerHandlers
                 continue;
             }
             response.Coordinators.Add(knownType
-                ? new FindCoordinatorResponse.Coordinator { Key = key, NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }
+                ? new FindCoordinatorResponse.Coordinator { Key = key, NodeId = _config.NodeId, Host = AdvertisedHost(ctx), Port = AdvertisedPort(ctx) }
                 : new FindCoordinatorResponse.Coordinator
                 {
                     Key = key,

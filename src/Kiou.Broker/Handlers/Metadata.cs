@@ -22,13 +22,21 @@ namespace Kiou.Broker.Handlers;
 // UNSUPPORTED_ENDPOINT_TYPE as a broker does.
 public sealed partial class BrokerHandlers
 {
+    /// <summary>The endpoint of the listener the request came in on, as Kafka answers by listener name (the first
+    /// broker listener's for a request on the controller listener).</summary>
+    Kiou.Broker.Security.BrokerListener AdvertisedListener(RequestContext ctx) => ctx.Endpoint ?? _config.EffectiveListeners[0];
+
+    string AdvertisedHost(RequestContext ctx) => AdvertisedListener(ctx).EffectiveAdvertisedHost;
+
+    int AdvertisedPort(RequestContext ctx) => AdvertisedListener(ctx).EffectiveAdvertisedPort;
+
     async ValueTask<IKafkaMessage?> Metadata(RequestContext ctx, MetadataRequest request)
     {
         var response = new MetadataResponse
         {
             ClusterId = _controller.ClusterId,
             ControllerId = _config.NodeId,
-            Brokers = [new MetadataResponse.MetadataResponseBroker { NodeId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port }],
+            Brokers = [new MetadataResponse.MetadataResponseBroker { NodeId = _config.NodeId, Host = AdvertisedHost(ctx), Port = AdvertisedPort(ctx) }],
         };
         if (ctx.ApiVersion is >= 8 and <= 10 && request.IncludeClusterAuthorizedOperations)
             response.ClusterAuthorizedOperations = ClusterAuthorizedOperations(ctx);
@@ -156,7 +164,7 @@ public sealed partial class BrokerHandlers
             response.ErrorMessage = "this listener answers only for brokers (EndpointType 1)";
             return Done(response);
         }
-        response.Brokers.Add(new DescribeClusterResponse.DescribeClusterBroker { BrokerId = _config.NodeId, Host = _config.EffectiveAdvertisedHost, Port = _config.Port });
+        response.Brokers.Add(new DescribeClusterResponse.DescribeClusterBroker { BrokerId = _config.NodeId, Host = AdvertisedHost(ctx), Port = AdvertisedPort(ctx) });
         return Done(response);
     }
 }

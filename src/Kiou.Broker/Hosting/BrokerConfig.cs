@@ -83,8 +83,6 @@ public sealed record BrokerConfig
     public Kiou.Broker.Transactions.TransactionSettings Transactions { get; init; } = new();
     /// <summary>SASL on SASL_PLAINTEXT and SASL_SSL listeners (KIOU_SASL_*, docs/design/security-sasl.md).</summary>
     public Kiou.Broker.Security.SaslSettings Sasl { get; init; } = new();
-    /// <summary>Test seam until listeners are configurable: the security protocol of the broker listener.</summary>
-    internal Kiou.Broker.Security.SecurityProtocol BrokerListenerProtocol { get; init; }
     /// <summary>The authorizer (KIOU_AUTHORIZER, KIOU_SUPER_USERS, KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND; docs/design/security-acls.md).</summary>
     public Kiou.Broker.Security.AclSettings Acls { get; init; } = new();
     /// <summary>Test seam: awaited before the group coordinator loads its log (COORDINATOR_LOAD_IN_PROGRESS meanwhile).</summary>
@@ -99,6 +97,16 @@ public sealed record BrokerConfig
 
     public string EffectiveAdvertisedHost =>
         AdvertisedHost ?? (Host is "0.0.0.0" or "::" or "" ? "127.0.0.1" : Host);
+
+    /// <summary>KIOU_LISTENERS (with KIOU_LISTENER_SECURITY_PROTOCOL_MAP and KIOU_ADVERTISED_LISTENERS): the broker
+    /// listeners; null: one PLAINTEXT listener on <see cref="Host"/>:<see cref="Port"/>. Once started, the bound ports.</summary>
+    public IReadOnlyList<Kiou.Broker.Security.BrokerListener>? Listeners { get; init; }
+    /// <summary>TLS of the SSL and SASL_SSL listeners (KIOU_SSL_*).</summary>
+    public Kiou.Broker.Security.TlsSettings Tls { get; init; } = new();
+
+    /// <summary>The broker listeners: <see cref="Listeners"/>, or the one PLAINTEXT listener of KIOU_HOST/KIOU_PORT.</summary>
+    public IReadOnlyList<Kiou.Broker.Security.BrokerListener> EffectiveListeners =>
+        Listeners ?? [new("PLAINTEXT", Kiou.Broker.Security.SecurityProtocol.Plaintext, Host, Port, AdvertisedHost)];
 
     /// <summary>Reads the KIOU_* variables; throws <see cref="ConfigException"/> with a sentence naming the variable.</summary>
     public static BrokerConfig FromEnvironment(Func<string, string?> env)
@@ -185,13 +193,27 @@ public sealed record BrokerConfig
                 ConnectionsMaxReauthMs = Int(env, "KIOU_CONNECTIONS_MAX_REAUTH_MS", 0, 0, int.MaxValue),
                 FailedAuthenticationDelayMs = Int(env, "KIOU_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", 100, 0, 60_000),
             },
-            // Test seam until listeners are configurable (replaced by the listener settings).
-            BrokerListenerProtocol = env("KIOU_TEST_BROKER_LISTENER_PROTOCOL") == "SASL_PLAINTEXT" ? Kiou.Broker.Security.SecurityProtocol.SaslPlaintext : c.BrokerListenerProtocol,
             Acls = new Kiou.Broker.Security.AclSettings
             {
                 Enabled = AuthorizerOf(env("KIOU_AUTHORIZER")),
                 SuperUsers = SuperUsersOf(env("KIOU_SUPER_USERS")),
                 AllowEveryoneIfNoAclFound = Bool(env, "KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND", false),
+            },
+        };
+        string? listeners = env("KIOU_LISTENERS");
+        if (!string.IsNullOrWhiteSpace(listeners))
+            c = c with { Listeners = Kiou.Broker.Security.BrokerListener.Parse(listeners, env("KIOU_LISTENER_SECURITY_PROTOCOL_MAP"), env("KIOU_ADVERTISED_LISTENERS"), c.AdvertisedHost) };
+        else if (!string.IsNullOrWhiteSpace(env("KIOU_ADVERTISED_LISTENERS")) || !string.IsNullOrWhiteSpace(env("KIOU_LISTENER_SECURITY_PROTOCOL_MAP")))
+            throw new ConfigException("KIOU_ADVERTISED_LISTENERS and KIOU_LISTENER_SECURITY_PROTOCOL_MAP need KIOU_LISTENERS; set it (e.g. PLAINTEXT://127.0.0.1:9092) or unset them");
+        c = c with
+        {
+            Tls = new Kiou.Broker.Security.TlsSettings
+            {
+                CertificateLocation = NullIfEmpty(env("KIOU_SSL_CERTIFICATE_LOCATION")),
+                KeyLocation = NullIfEmpty(env("KIOU_SSL_KEY_LOCATION")),
+                KeyPassword = NullIfEmpty(env("KIOU_SSL_KEY_PASSWORD")),
+                CaLocation = NullIfEmpty(env("KIOU_SSL_CA_LOCATION")),
+                ClientAuth = Kiou.Broker.Security.TlsSettings.ClientAuthOf(env("KIOU_SSL_CLIENT_AUTH")),
             },
         };
         if (c.Groups.MinSessionTimeoutMs > c.Groups.MaxSessionTimeoutMs)
@@ -218,6 +240,7 @@ public sealed record BrokerConfig
         }
         return users;
     }
+    static string? NullIfEmpty(string? v) => string.IsNullOrEmpty(v) ? null : v;
 
     static long IdleMsOf(Func<string, string?> env)
     {

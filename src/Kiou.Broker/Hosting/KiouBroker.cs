@@ -25,12 +25,14 @@ public sealed class KiouBroker : IAsyncDisposable
     readonly ILogDevice _device;
     readonly LogManager _logs;
     readonly Listener _broker;
+    // Every broker listener (KIOU_LISTENERS), _broker first.
+    readonly IReadOnlyList<Listener> _brokers;
     readonly Listener _controllerListener;
     readonly BrokerMetrics _metrics;
     int _disposed;
 
     KiouBroker(BrokerConfig config, Log log, FileStream dirLock, ILogDevice device, LogManager logs, ClusterController controller,
-        Listener broker, Listener controllerListener, GroupCoordinator groups, TransactionCoordinator transactions,
+        IReadOnlyList<Listener> brokers, Listener controllerListener, GroupCoordinator groups, TransactionCoordinator transactions,
         BrokerMetrics metrics, BrokerHttpListener? http)
     {
         _metrics = metrics;
@@ -43,7 +45,8 @@ public sealed class KiouBroker : IAsyncDisposable
         _device = device;
         _logs = logs;
         Controller = controller;
-        _broker = broker;
+        _brokers = brokers;
+        _broker = brokers[0];
         _controllerListener = controllerListener;
     }
 
@@ -71,11 +74,17 @@ public sealed class KiouBroker : IAsyncDisposable
         return null;
     }
     public IPEndPoint BrokerEndPoint => _broker.LocalEndPoint;
+
+    /// <summary>The bound address of the broker listener of that name (KIOU_LISTENERS).</summary>
+    public IPEndPoint EndPointOf(string listenerName) => _brokers.First(l => l.Endpoint?.Name == listenerName).LocalEndPoint;
+
+    /// <summary>The broker listeners with their bound ports.</summary>
+    public IReadOnlyList<Kiou.Broker.Security.BrokerListener> Listeners => _brokers.Select(l => l.Endpoint!).ToList();
     public IPEndPoint ControllerEndPoint => _controllerListener.LocalEndPoint;
 
     /// <summary>Request bytes the broker listener holds now (read, not yet answered); for tests.</summary>
     internal long QueuedRequestBytes => _broker.QueuedRequestBytes;
-    internal int ConnectionCount => _broker.ConnectionCount;
+    internal int ConnectionCount => _brokers.Sum(l => l.ConnectionCount);
     internal long PartialRequestBytes => _broker.PartialRequestBytes;
     internal (long Rented, long Retained, long RetainedMax) FrameBytes => _broker.FrameBytes;
     public string IoMode => _device.Mode;
@@ -92,6 +101,7 @@ public sealed class KiouBroker : IAsyncDisposable
         ILogDevice? device = null;
         LogManager? logs = null;
         Listener? broker = null, controllerListener = null;
+        var brokers = new List<Listener>();
         GroupCoordinator? groups = null;
         TransactionCoordinator? transactions = null;
         BrokerHttpListener? http = null;
@@ -101,18 +111,35 @@ public sealed class KiouBroker : IAsyncDisposable
         {
             var router = new RequestRouter { Metrics = metrics };
             router.Sasl = Kiou.Broker.Security.SaslServer.Open(config.Sasl, dataDir, time, log);
-            broker = Listener.Bind(config.Host, config.Port, router, config, log, ListenerKind.Broker, config.BrokerListenerProtocol);
+            var specs = config.EffectiveListeners;
+            var tls = specs.Any(l => l.UsesTls) ? Kiou.Broker.Security.TlsServer.Create(config.Tls, log) : null;
+            var bound = new List<Kiou.Broker.Security.BrokerListener>();
+            foreach (var spec in specs)
+            {
+                var l = Listener.Bind(spec.Host, spec.Port, router, config, log, ListenerKind.Broker, spec.Protocol, config.Listeners is null ? null : "KIOU_LISTENERS");
+                brokers.Add(l);
+                // Port 0 (tests) means "any free port": advertise the one we got.
+                l.Endpoint = spec with { Port = l.LocalEndPoint.Port };
+                l.Tls = spec.UsesTls ? tls : null;
+                bound.Add(l.Endpoint);
+            }
+            broker = brokers[0];
             controllerListener = Listener.Bind(config.ControllerHost, config.ControllerPort, router, config, log, ListenerKind.Controller);
-            // Port 0 (tests) means "any free port": advertise the one we got.
-            config = config with { Port = broker.LocalEndPoint.Port, ControllerPort = controllerListener.LocalEndPoint.Port };
+            config = config with
+            {
+                Port = broker.LocalEndPoint.Port,
+                ControllerPort = controllerListener.LocalEndPoint.Port,
+                Listeners = config.Listeners is null ? null : bound,
+            };
+            WarnExposed(brokers, controllerListener, config, log);
             device = OpenDevice(config, log);
             if (config.WrapDevice is not null)
                 device = config.WrapDevice(device);
             device = new MeteredLogDevice(device, metrics);
             logs = new LogManager(config, device, time, log);
-            var brokerListener = broker;
+            var brokerListeners = brokers;
             var controllerConnections = controllerListener;
-            metrics.Observe(logs, () => brokerListener.ConnectionCount, () => controllerConnections.ConnectionCount, device);
+            metrics.Observe(logs, () => brokerListeners.Sum(l => l.ConnectionCount), () => controllerConnections.ConnectionCount, device);
             if (config.HttpPort >= 0)
             {
                 // Up before the partitions open, so /healthz answers and /readyz says what start-up waits for.
@@ -125,7 +152,7 @@ public sealed class KiouBroker : IAsyncDisposable
             var brokerConfigs = new DynamicBrokerConfigs(dataDir, config.NodeId, StaticBrokerConfigs(config));
             brokerConfigs.Load(log.Info, log.Warn);
             logs.ApplyTopicDefaults(brokerConfigs.TopicDefaults);
-            var (brokerL, controllerL, logsL) = (broker, controllerListener, logs);
+            var (brokerL, controllerL, logsL) = (brokers, controllerListener, logs);
             // The cleaner starts below (StartBackgroundWork) with the dynamic values; the listeners take them now.
             brokerConfigs.Reconfigure = dyn => ApplyBrokerSettings(dyn, logsL, brokerL, controllerL, log);
             ApplyBrokerSettings(brokerConfigs, logsL, brokerL, controllerL, log);
@@ -157,15 +184,17 @@ public sealed class KiouBroker : IAsyncDisposable
             LoadTransactions(transactions, txnStore, log);
             readyProbe?.Invoke(groups, transactions);
             http?.WebConsole.Attach(new ConsoleSources(config, logs, groups, controller, device.Mode, broker.LocalEndPoint, controllerListener.LocalEndPoint, time));
-            broker.Start();
+            foreach (var l in brokers)
+                l.Start();
             controllerListener.Start();
-            return new KiouBroker(config, log, dirLock, device, logs, controller, broker, controllerListener, groups, transactions, metrics, http);
+            return new KiouBroker(config, log, dirLock, device, logs, controller, brokers, controllerListener, groups, transactions, metrics, http);
         }
         catch
         {
             http?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             metrics.Dispose();
-            broker?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            foreach (var l in brokers)
+                l.DisposeAsync().AsTask().GetAwaiter().GetResult();
             controllerListener?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             groups?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             transactions?.DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -173,6 +202,28 @@ public sealed class KiouBroker : IAsyncDisposable
             device?.Dispose();
             dirLock.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// One WARN per listener that anyone who can reach its address may use without authenticating: bound to an
+    /// address other than loopback with PLAINTEXT, or SSL without required client certificates. Every API is open
+    /// there, DeleteTopics included; the line says how to close it.
+    /// </summary>
+    static void WarnExposed(List<Listener> brokers, Listener controllerListener, BrokerConfig config, Log log)
+    {
+        foreach (var l in brokers.Append(controllerListener))
+        {
+            if (IPAddress.IsLoopback(l.LocalEndPoint.Address))
+                continue;
+            string name = l.Endpoint is { } e ? $"listener {e.Name} ({Kiou.Broker.Security.BrokerListener.ProtocolName(e.Protocol)})" : "controller listener (PLAINTEXT, KIOU_CONTROLLER_HOST)";
+            string how = l.Endpoint is null
+                ? "bind it to 127.0.0.1 with KIOU_CONTROLLER_HOST (clients need only the broker listeners)"
+                : "bind it to 127.0.0.1, or use an SSL listener with KIOU_SSL_CLIENT_AUTH=required or a SASL_SSL listener in KIOU_LISTENERS, or firewall the port";
+            if (l.Protocol == Kiou.Broker.Security.SecurityProtocol.Plaintext)
+                log.Warn($"{name} on {l.LocalEndPoint} authenticates nobody and is not encrypted: anyone who reaches this address can use every API, produce, consume, delete topics (DeleteTopics), records and groups; {how}");
+            else if (l.Protocol == Kiou.Broker.Security.SecurityProtocol.Ssl && config.Tls.ClientAuth != Kiou.Broker.Security.ClientAuth.Required)
+                log.Warn($"{name} on {l.LocalEndPoint} is encrypted but authenticates nobody (KIOU_SSL_CLIENT_AUTH={config.Tls.ClientAuth.ToString().ToLowerInvariant()}): anyone who reaches this address can use every API, produce, consume, delete topics (DeleteTopics), records and groups; {how}");
         }
     }
 
@@ -252,7 +303,7 @@ public sealed class KiouBroker : IAsyncDisposable
 
     /// <summary>The broker settings of their own that change at run time, to their owners (the cleaner, the
     /// listeners' admission), each of which reads its holder on every use.</summary>
-    static void ApplyBrokerSettings(DynamicBrokerConfigs dyn, LogManager logs, Listener broker, Listener controller, Log log)
+    static void ApplyBrokerSettings(DynamicBrokerConfigs dyn, LogManager logs, IReadOnlyList<Listener> brokers, Listener controller, Log log)
     {
         if (logs.Cleaner is { } cleaner)
             ReconfigureCleaner(dyn, cleaner);
@@ -275,7 +326,8 @@ public sealed class KiouBroker : IAsyncDisposable
                 overrides[a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a] = count;
         }
         var frozen = overrides.ToFrozenDictionary();
-        broker.SetLimits(max, perIp, frozen);
+        foreach (var broker in brokers)
+            broker.SetLimits(max, perIp, frozen);
         controller.SetLimits(max, perIp, frozen);
     }
 
@@ -335,12 +387,13 @@ public sealed class KiouBroker : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        await _broker.StopAcceptingAsync().ConfigureAwait(false);
+        foreach (var l in _brokers)
+            await l.StopAcceptingAsync().ConfigureAwait(false);
         await _controllerListener.StopAcceptingAsync().ConfigureAwait(false);
         if (Http is not null)
             await Http.DisposeAsync().ConfigureAwait(false);
         // Both at once: each waits a bounded grace for its connections, and SIGTERM has one bound for the whole stop.
-        await Task.WhenAll(_broker.DisposeAsync().AsTask(), _controllerListener.DisposeAsync().AsTask()).ConfigureAwait(false);
+        await Task.WhenAll(_brokers.Select(l => l.DisposeAsync().AsTask()).Append(_controllerListener.DisposeAsync().AsTask())).ConfigureAwait(false);
         // Transactions first: a marker in flight may still complete a group's transactional offsets.
         await Transactions.DisposeAsync().ConfigureAwait(false);
         await Groups.DisposeAsync().ConfigureAwait(false);

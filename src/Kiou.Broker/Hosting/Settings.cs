@@ -127,6 +127,22 @@ public static class Settings
             "principals allowed everything whatever the ACLs say, separated by `;` (Kafka's `super.users`, e.g. `User:admin;User:ops`); `none`: no one"),
         new("KIOU_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "false",
             "with `KIOU_AUTHORIZER=standard`: a resource that no ACL names is open to everyone (Kafka's `allow.everyone.if.no.acl.found`); `false` refuses it to all but super users"),
+        new("KIOU_LISTENERS", "",
+            "broker listeners as Kafka's `listeners`: `NAME://host:port`, comma separated (e.g. `PLAINTEXT://127.0.0.1:9092,SSL://0.0.0.0:9094`); each name maps to a protocol through `KIOU_LISTENER_SECURITY_PROTOCOL_MAP`. Unset: one PLAINTEXT listener on `KIOU_HOST`:`KIOU_PORT`. A listener on a non-loopback address that authenticates nobody (PLAINTEXT, or SSL without `KIOU_SSL_CLIENT_AUTH=required`) starts with a WARN: every API, DeleteTopics included, is open to whoever reaches it (docs/design/security-tls.md)"),
+        new("KIOU_LISTENER_SECURITY_PROTOCOL_MAP", "",
+            "Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL`, comma separated, PROTOCOL one of `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`. Unset: each of those four names maps to itself"),
+        new("KIOU_ADVERTISED_LISTENERS", "",
+            "Kafka's `advertised.listeners`: `NAME://host:port` per listener, what Metadata, FindCoordinator and DescribeCluster tell a client that came in on that listener. A listener not named here advertises `KIOU_ADVERTISED_HOST` (or its bind address) and its bound port"),
+        new("KIOU_SSL_CERTIFICATE_LOCATION", "",
+            "PEM file of the SSL and SASL_SSL listeners' certificate, then its intermediates. Reloaded when the file changes (checked at most once a second, on new connections; a reload that fails keeps the previous certificate, with a WARN)"),
+        new("KIOU_SSL_KEY_LOCATION", "",
+            "PEM file of that certificate's private key; reloaded with it"),
+        new("KIOU_SSL_KEY_PASSWORD", "",
+            "password of an encrypted (PKCS#8) key"),
+        new("KIOU_SSL_CA_LOCATION", "",
+            "PEM file of the CAs trusted for client certificates (unset: the system's CAs)"),
+        new("KIOU_SSL_CLIENT_AUTH", "none",
+            "Kafka's `ssl.client.auth`: `none`, `requested` (a certificate is asked for; one presented must be valid) or `required` (a connection without a valid client certificate fails its handshake). A client certificate makes the connection's principal `User:` and its subject (`User:CN=alice,O=Example`), as Kafka's default principal builder"),
     ];
 
     /// <summary>Test-only broker seams (e.g. KIOU_TEST_CLEANER_SWAP_DELAY_MS): accepted, not listed in --help.</summary>
@@ -165,7 +181,7 @@ public static class Settings
         var sb = new StringBuilder();
         sb.Append("| Variable | Default | Meaning |\n|---|---|---|\n");
         foreach (var s in All)
-            sb.Append($"| `{s.Name}` | `{s.Default}` | {s.Meaning} |\n");
+            sb.Append($"| `{s.Name}` | {(s.Default.Length == 0 ? "unset" : $"`{s.Default}`")} | {s.Meaning} |\n");
         return sb.ToString();
     }
 

@@ -95,11 +95,13 @@ public sealed class Connection
         }
     }
 
-    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null, NativeFramePool? frames = null, Kiou.Broker.Security.SecurityProtocol protocol = Kiou.Broker.Security.SecurityProtocol.Plaintext)
+    public Connection(Socket socket, RequestRouter router, BrokerConfig config, Log log, ListenerKind listener, CancellationToken shutdown, InFlightBudget? listenerBudget = null, NativeFramePool? frames = null, Kiou.Broker.Security.SecurityProtocol protocol = Kiou.Broker.Security.SecurityProtocol.Plaintext, Kiou.Broker.Security.BrokerListener? endpoint = null, Kiou.Broker.Security.TlsServer? tls = null)
     {
         Protocol = protocol;
         if (protocol is Kiou.Broker.Security.SecurityProtocol.SaslPlaintext or Kiou.Broker.Security.SecurityProtocol.SaslSsl && router.Sasl is { } sasl)
             _sasl = new Kiou.Broker.Security.SaslAuthenticator(sasl, principal => Principal = principal);
+        _endpoint = endpoint;
+        _tls = tls;
         _frames = frames ?? new NativeFramePool(0);
         _budget = new InFlightBudget(config.MaxInFlightBytesPerConnection);
         _listenerBudget = listenerBudget ?? new InFlightBudget(config.QueuedMaxRequestBytes);
@@ -122,6 +124,10 @@ public sealed class Connection
 
     // On a SASL listener: the authentication state; requests pass its gate before anything else.
     readonly Kiou.Broker.Security.SaslAuthenticator? _sasl;
+    readonly Kiou.Broker.Security.BrokerListener? _endpoint;
+    // Set for SSL and SASL_SSL listeners: the connection's bytes go through an SslStream, records included.
+    readonly Kiou.Broker.Security.TlsServer? _tls;
+    System.Net.Security.SslStream? _ssl;
 
     /// <summary>Its listener's security protocol.</summary>
     internal Kiou.Broker.Security.SecurityProtocol Protocol { get; }
@@ -174,7 +180,19 @@ public sealed class Connection
     public async Task RunAsync()
     {
         _socket.NoDelay = true;
-        var stream = new NetworkStream(_socket, ownsSocket: true);
+        Stream stream = new NetworkStream(_socket, ownsSocket: true);
+        if (_tls is not null)
+        {
+            var ssl = await HandshakeAsync(stream).ConfigureAwait(false);
+            if (ssl is null)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+                _stopReading.Dispose();
+                _closed.Dispose();
+                return;
+            }
+            stream = _ssl = ssl;
+        }
         // Zero-byte reads: an idle connection waits for data without holding a buffer (as Kestrel does), so many
         // idle connections cost no read buffers.
         var input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true, useZeroByteReads: true));
@@ -217,6 +235,47 @@ public sealed class Connection
         await CompletePipesAsync(input, output).ConfigureAwait(false);
         _stopReading.Dispose();
         _closed.Dispose();
+    }
+
+    /// <summary>
+    /// The server side of the TLS handshake, bounded: a client that stalls or sends something other than a TLS
+    /// handshake is closed within the handshake deadline (at most KIOU_REQUEST_ARRIVAL_TIMEOUT_MS), with one
+    /// rate-limited line. SslStream reads the handshake in records of bounded size, so nothing grows with what the
+    /// client sends. Null: the handshake failed (logged); the caller closes the socket.
+    /// </summary>
+    async Task<System.Net.Security.SslStream?> HandshakeAsync(Stream inner)
+    {
+        var ssl = new System.Net.Security.SslStream(inner, leaveInnerStreamOpen: false);
+        long deadlineMs = Math.Min(_config.RequestArrivalTimeoutMs, _tls!.Settings.HandshakeTimeoutMs);
+        Volatile.Write(ref _frameStartedMs, Math.Max(1, Environment.TickCount64)); // the sweep's bound applies too
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopReading.Token);
+        deadline.CancelAfter(TimeSpan.FromMilliseconds(deadlineMs));
+        try
+        {
+            await ssl.AuthenticateAsServerAsync(_tls.Options(), deadline.Token).ConfigureAwait(false);
+            Volatile.Write(ref _frameStartedMs, 0);
+            Volatile.Write(ref _lastActiveMs, Environment.TickCount64);
+            if (ssl.RemoteCertificate is { } cert)
+            {
+                Principal = Kiou.Broker.Security.TlsServer.PrincipalOf(cert);
+                if (_log.IsEnabled(Log.Level.Debug))
+                    _log.Debug($"connection from {_remote}: TLS {ssl.SslProtocol} with client certificate; principal {Principal}");
+            }
+            return ssl;
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or InvalidOperationException)
+        {
+            Volatile.Write(ref _frameStartedMs, 0);
+            string why = e is OperationCanceledException
+                ? (_stopReading.IsCancellationRequested ? "the broker is stopping or closed it" : $"no complete handshake within {deadlineMs} ms (a client stalled, or not speaking TLS)")
+                : e is System.Security.Authentication.AuthenticationException
+                    ? $"{e.Message}{(e.InnerException is { } inner2 ? " (" + inner2.Message + ")" : "")} (a client not speaking TLS, not trusting this certificate, or whose certificate is expired, untrusted or missing while KIOU_SSL_CLIENT_AUTH requires one)"
+                    : $"{e.Message} (the client went away)";
+            if (_router.Refusals.ShouldLog(ClientAddress, "tls handshake", out int skipped))
+                _log.Warn($"connection from {_remote}: TLS handshake failed on listener {_endpoint?.Name}: {why}; closing the connection{RefusalWarnings.Suffix(skipped)}");
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            return null;
+        }
     }
 
     /// <summary>Forces the connection to end: closes the socket, so a send blocked on a client that does not read
@@ -500,6 +559,7 @@ public sealed class Connection
         ClientId = clientId,
         Remote = _remote,
         Listener = _listener,
+        Endpoint = _endpoint,
         Principal = Principal,
         SecurityProtocol = Protocol,
         Sasl = _sasl,
@@ -525,7 +585,9 @@ public sealed class Connection
             output.Write(writer.WrittenSpan[at..position]);
             at = position;
             await output.FlushAsync(ct).ConfigureAwait(false);
-            if (MemoryMarshal.TryGetMemoryManager(bytes, out FileRecords? file))
+            if (_ssl is not null)
+                await SendThroughTlsAsync(_ssl, bytes, ct).ConfigureAwait(false);
+            else if (MemoryMarshal.TryGetMemoryManager(bytes, out FileRecords? file))
                 await SendFileAsync(file, ct).ConfigureAwait(false);
             else
                 await SendAllAsync(bytes, ct).ConfigureAwait(false);
@@ -539,6 +601,40 @@ public sealed class Connection
         {
             int n = await _socket.SendAsync(bytes, SocketFlags.None, ct).ConfigureAwait(false);
             bytes = bytes[n..];
+        }
+    }
+
+    /// <summary>Bytes read from a segment file per TLS write: sendfile cannot encrypt, so a file region is read in
+    /// pieces of this size into a pooled buffer and written through the SslStream.</summary>
+    internal const int TlsFileChunk = 256 * 1024;
+
+    async Task SendThroughTlsAsync(System.Net.Security.SslStream ssl, ReadOnlyMemory<byte> bytes, CancellationToken ct)
+    {
+        if (!MemoryMarshal.TryGetMemoryManager(bytes, out FileRecords? file))
+        {
+            await ssl.WriteAsync(bytes, ct).ConfigureAwait(false);
+            return;
+        }
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Min(TlsFileChunk, file.Length));
+        try
+        {
+            long sent = 0;
+            while (sent < file.Length)
+            {
+                int want = (int)Math.Min(buffer.Length, file.Length - sent);
+                int n = RandomAccess.Read(file.File, buffer.AsSpan(0, want), file.Position + sent);
+                if (n <= 0)
+                {
+                    _log.Warn($"connection from {_remote}: {file.SegmentName} ended at position {file.Position + sent} while a fetch was sending it (truncated); closing the connection so the client fetches again");
+                    throw new IOException("segment truncated during a TLS fetch");
+                }
+                await ssl.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                sent += n;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -71,6 +71,13 @@ public sealed class Listener : IAsyncDisposable
     /// <summary>Kafka's security.protocol of this listener: whether its connections use TLS and must authenticate.</summary>
     public SecurityProtocol Protocol { get; }
 
+    /// <summary>The broker listener's settings (name, advertised endpoint; the bound port); null for the controller
+    /// listener. Set before <see cref="Start"/>.</summary>
+    public BrokerListener? Endpoint { get; set; }
+
+    /// <summary>TLS for an SSL or SASL_SSL listener; set before <see cref="Start"/>.</summary>
+    public TlsServer? Tls { get; set; }
+
     /// <summary>Request bytes held by this listener's connections (read, not yet answered); for tests.</summary>
     internal long QueuedRequestBytes => Volatile.Read(ref _budget)?.Bytes ?? 0;
 
@@ -100,7 +107,7 @@ public sealed class Listener : IAsyncDisposable
     }
 
     /// <summary>Binds and listens; throws <see cref="ConfigException"/> with a sentence for the operator when it can't.</summary>
-    public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind, SecurityProtocol protocol = SecurityProtocol.Plaintext)
+    public static Listener Bind(string host, int port, RequestRouter router, BrokerConfig config, Log log, ListenerKind kind, SecurityProtocol protocol = SecurityProtocol.Plaintext, string? variable = null)
     {
         IPAddress address = ResolveHost(host, kind);
         var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -114,12 +121,12 @@ public sealed class Listener : IAsyncDisposable
         catch (SocketException e)
         {
             socket.Dispose();
-            string variable = kind == ListenerKind.Broker ? "KIOU_PORT" : "KIOU_CONTROLLER_PORT";
+            variable ??= kind == ListenerKind.Broker ? "KIOU_PORT" : "KIOU_CONTROLLER_PORT";
             string why = e.SocketErrorCode switch
             {
                 SocketError.AddressAlreadyInUse => "the address is already in use (is another broker running?); stop the other process or choose another port with " + variable,
                 SocketError.AccessDenied => "permission denied; choose a port above 1023 with " + variable,
-                SocketError.AddressNotAvailable => "that address is not on this machine; check " + (kind == ListenerKind.Broker ? "KIOU_HOST" : "KIOU_CONTROLLER_HOST"),
+                SocketError.AddressNotAvailable => "that address is not on this machine; check " + (variable == "KIOU_LISTENERS" ? variable : kind == ListenerKind.Broker ? "KIOU_HOST" : "KIOU_CONTROLLER_HOST"),
                 _ => e.Message,
             };
             throw new ConfigException($"cannot listen on {host}:{port} ({kind.ToString().ToLowerInvariant()} listener): {why}");
@@ -150,7 +157,7 @@ public sealed class Listener : IAsyncDisposable
         _sweep = SweepLoopAsync();
     }
 
-    string Name => _kind == ListenerKind.Broker ? "broker listener" : "controller listener";
+    string Name => _kind == ListenerKind.Broker ? (Endpoint is { } e ? $"broker listener {e.Name}" : "broker listener") : "controller listener";
 
     string MetricName => _kind == ListenerKind.Broker ? "broker" : "controller";
 
@@ -220,7 +227,7 @@ public sealed class Listener : IAsyncDisposable
             _router.Metrics?.Accepted(MetricName);
             _budget ??= new InFlightBudget(_config.QueuedMaxRequestBytes);
             _frames ??= new NativeFramePool(Math.Min(_config.QueuedMaxRequestBytes, FramesRetainedBytesMax));
-            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget, _frames, Protocol);
+            var connection = new Connection(client, _router, _config, _log, _kind, _stop.Token, _budget, _frames, Protocol, Endpoint, Tls);
             lock (_admission)
                 _connections[connection] = RunConnectionAsync(connection, ip);
         }

@@ -21,6 +21,9 @@ public sealed class RequestContext
     public Kiou.Broker.Security.SecurityProtocol SecurityProtocol { get; init; }
     /// <summary>The connection's SASL authentication state; null on a listener without SASL.</summary>
     internal Kiou.Broker.Security.SaslAuthenticator? Sasl { get; init; }
+    /// <summary>The broker listener it came in on, whose advertised endpoint Metadata, FindCoordinator and
+    /// DescribeCluster answer with (Kafka answers by listener name); null on the controller listener.</summary>
+    public Kiou.Broker.Security.BrokerListener? Endpoint { get; init; }
     /// <summary><see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> when the request was parsed (latency histogram).</summary>
     public long StartTimestamp { get; init; }
     /// <summary>Cancelled when the connection closes (parked fetches and joins stop waiting).</summary>

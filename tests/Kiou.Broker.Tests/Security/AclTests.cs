@@ -25,7 +25,7 @@ public sealed class AclTests
     static BrokerConfig Secured(BrokerConfig c, bool allowEveryone = false) => c with
     {
         Acls = new Kiou.Broker.Security.AclSettings { Enabled = true, SuperUsers = [Admin], AllowEveryoneIfNoAclFound = allowEveryone },
-        BrokerListenerProtocol = Kiou.Broker.Security.SecurityProtocol.SaslPlaintext,
+        Listeners = [new Kiou.Broker.Security.BrokerListener("SASL_PLAINTEXT", Kiou.Broker.Security.SecurityProtocol.SaslPlaintext, "127.0.0.1", 0)],
         Sasl = new Kiou.Broker.Security.SaslSettings { ScramUsersFile = ScramUsers.Value },
     };
 

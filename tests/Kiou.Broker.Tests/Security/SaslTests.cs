@@ -47,7 +47,7 @@ public sealed class SaslTests : IDisposable
 
     TestBroker StartSasl(long reauthMs = 0, int delayMs = 100, string? dataDir = null) => TestBroker.Start(c => c with
     {
-        BrokerListenerProtocol = Kiou.Broker.Security.SecurityProtocol.SaslPlaintext,
+        Listeners = [new Kiou.Broker.Security.BrokerListener("SASL_PLAINTEXT", Kiou.Broker.Security.SecurityProtocol.SaslPlaintext, "127.0.0.1", 0)],
         Sasl = new SaslSettings { PlainUsersFile = PlainFile, ScramUsersFile = ScramFile, ConnectionsMaxReauthMs = reauthMs, FailedAuthenticationDelayMs = delayMs },
         Groups = c.Groups with { InitialRebalanceDelayMs = 0 },
     }, dataDir);
