@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""kafka-python 2.0.2 over SASL_PLAINTEXT: it sends SaslHandshake v0 and then bare SASL tokens (no request header).
+"""kafka-python 2.0.2 over SASL_PLAINTEXT or SASL_SSL: it sends SaslHandshake v0 and then bare SASL tokens (no request
+header).
 
-Usage: kafka_python_sasl_auth.py BOOTSTRAP MECHANISM USER PASSWORD TOPIC
+Usage: kafka_python_sasl_auth.py BOOTSTRAP MECHANISM USER PASSWORD TOPIC [CA_FILE]
+With CA_FILE it connects with SASL_SSL, trusting that CA and checking the broker's name against its certificate.
 Produces 20 records as USER, reads them back, then checks a wrong password is refused. Prints "ok: ..." lines and
 exits 0; any failure exits 1. Run by tests/Kiou.Broker.Tests/Security/SaslTests.cs.
 """
@@ -12,12 +14,15 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 bootstrap, mechanism, user, password, topic = sys.argv[1:6]
+ca = sys.argv[6] if len(sys.argv) > 6 else None
 N = 20
 
 
 def sasl(password):
-    return dict(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
-                sasl_plain_username=user, sasl_plain_password=password, api_version=(2, 0))
+    tls = dict(security_protocol="SASL_SSL", ssl_cafile=ca, ssl_check_hostname=True) if ca else \
+        dict(security_protocol="SASL_PLAINTEXT")
+    return dict(bootstrap_servers=bootstrap, sasl_mechanism=mechanism, sasl_plain_username=user,
+                sasl_plain_password=password, api_version=(2, 0), **tls)
 
 
 producer = KafkaProducer(acks="all", **sasl(password))

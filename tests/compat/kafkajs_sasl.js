@@ -1,14 +1,18 @@
-// KafkaJS over SASL_PLAINTEXT with SCRAM: produce, read back, and a wrong password refused.
-// Usage: node kafkajs_sasl.js BOOTSTRAP MECHANISM USER PASSWORD TOPIC  (MECHANISM: scram-sha-256 or scram-sha-512)
+// KafkaJS over SASL_PLAINTEXT or SASL_SSL with SCRAM: produce, read back, and a wrong password refused.
+// Usage: node kafkajs_sasl.js BOOTSTRAP MECHANISM USER PASSWORD TOPIC [CA_FILE]
+// (MECHANISM: scram-sha-256 or scram-sha-512; with CA_FILE it connects with SASL_SSL, trusting that CA and checking
+// the broker's address against its certificate.)
 // Prints "ok: ..." lines and exits 0; any failure exits 1. Run by tests/Kiou.Broker.Tests/Security/SaslTests.cs.
 'use strict';
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const { Kafka, logLevel } = require('kafkajs');
 
-const [bootstrap, mechanism, username, password, topic] = process.argv.slice(2);
+const [bootstrap, mechanism, username, password, topic, ca] = process.argv.slice(2);
 const N = 20;
+const ssl = ca ? { ssl: { ca: [fs.readFileSync(ca)], rejectUnauthorized: true } } : {};
 const client = (pw) => new Kafka({ clientId: 'compat-kafkajs-sasl', brokers: [bootstrap], logLevel: logLevel.NOTHING,
-  sasl: { mechanism, username, password: pw }, retry: { retries: 2 } });
+  sasl: { mechanism, username, password: pw }, retry: { retries: 2 }, ...ssl });
 
 async function main() {
   const kafka = client(password);

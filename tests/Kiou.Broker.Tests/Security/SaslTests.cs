@@ -14,15 +14,20 @@ using SecurityProtocol = Confluent.Kafka.SecurityProtocol;
 namespace Kiou.Broker.Tests;
 
 /// <summary>
-/// SASL on a SASL_PLAINTEXT broker listener (the controller listener stays plaintext, for setup) with real clients:
-/// librdkafka (Confluent.Kafka, kcat), kafka-python 2.0.2 and KafkaJS; PLAIN users from a file, SCRAM users from the
-/// start-up file and the admin API.
+/// SASL on a SASL_PLAINTEXT or SASL_SSL broker listener (the controller listener stays plaintext, for setup) with real
+/// clients: librdkafka (Confluent.Kafka, kcat), kafka-python 2.0.2 and KafkaJS; PLAIN users from a file, SCRAM users
+/// from the start-up file and the admin API.
 /// </summary>
 public sealed class SaslTests : IDisposable
 {
     const string AlicePassword = "alice-secret";
     const string CarolPassword = "carol-secret";
     readonly string _dir = Path.Combine(Path.GetTempPath(), "kiou-sasl-" + Guid.NewGuid().ToString("N"));
+    TestCertificates? _pki;
+
+    /// <summary>The CA file the clients trust when the broker was started with a SASL_SSL listener, else null: the
+    /// clients of a test speak the protocol of the broker it started.</summary>
+    string? _ca;
 
     public SaslTests()
     {
@@ -33,6 +38,7 @@ public sealed class SaslTests : IDisposable
 
     public void Dispose()
     {
+        _pki?.Dispose();
         try
         {
             Directory.Delete(_dir, recursive: true);
@@ -45,17 +51,33 @@ public sealed class SaslTests : IDisposable
     string PlainFile => Path.Combine(_dir, "plain-users");
     string ScramFile => Path.Combine(_dir, "scram-users");
 
-    TestBroker StartSasl(long reauthMs = 0, int delayMs = 100, string? dataDir = null) => TestBroker.Start(c => c with
+    TestBroker StartSasl(long reauthMs = 0, int delayMs = 100, string? dataDir = null, string protocol = "SASL_PLAINTEXT")
     {
-        Listeners = [new Kiou.Broker.Security.BrokerListener("SASL_PLAINTEXT", Kiou.Broker.Security.SecurityProtocol.SaslPlaintext, "127.0.0.1", 0)],
-        Sasl = new SaslSettings { PlainUsersFile = PlainFile, ScramUsersFile = ScramFile, ConnectionsMaxReauthMs = reauthMs, FailedAuthenticationDelayMs = delayMs },
-        Groups = c.Groups with { InitialRebalanceDelayMs = 0 },
-    }, dataDir);
+        TlsSettings? tls = null;
+        if (protocol == "SASL_SSL")
+        {
+            _pki ??= new TestCertificates();
+            var (cert, key) = _pki.Issue("server", "CN=localhost,O=KIOU", server: true);
+            tls = new TlsSettings { CertificateLocation = cert, KeyLocation = key };
+            _ca = _pki.CaPem;
+        }
+        var listener = protocol == "SASL_SSL"
+            ? new Kiou.Broker.Security.BrokerListener("SASL_SSL", Kiou.Broker.Security.SecurityProtocol.SaslSsl, "127.0.0.1", 0)
+            : new Kiou.Broker.Security.BrokerListener("SASL_PLAINTEXT", Kiou.Broker.Security.SecurityProtocol.SaslPlaintext, "127.0.0.1", 0);
+        return TestBroker.Start(c => c with
+        {
+            Listeners = [listener],
+            Tls = tls ?? c.Tls,
+            Sasl = new SaslSettings { PlainUsersFile = PlainFile, ScramUsersFile = ScramFile, ConnectionsMaxReauthMs = reauthMs, FailedAuthenticationDelayMs = delayMs },
+            Groups = c.Groups with { InitialRebalanceDelayMs = 0 },
+        }, dataDir);
+    }
 
-    static T WithSasl<T>(T config, string bootstrap, string mechanism, string user, string password) where T : ClientConfig
+    T WithSasl<T>(T config, string bootstrap, string mechanism, string user, string password) where T : ClientConfig
     {
         config.BootstrapServers = bootstrap;
-        config.SecurityProtocol = SecurityProtocol.SaslPlaintext;
+        config.SecurityProtocol = _ca is null ? SecurityProtocol.SaslPlaintext : SecurityProtocol.SaslSsl;
+        config.SslCaLocation = _ca;
         config.SaslMechanism = mechanism switch
         {
             "PLAIN" => SaslMechanism.Plain,
@@ -70,7 +92,7 @@ public sealed class SaslTests : IDisposable
     static (string User, string Password) UserFor(string mechanism) => mechanism == "PLAIN" ? ("alice", AlicePassword) : ("carol", CarolPassword);
 
     /// <summary>Produces <paramref name="count"/> records as the user and reads them back as the user.</summary>
-    static async Task ProduceAndConsumeAsync(string bootstrap, string mechanism, string user, string password, string topic, int count = 20)
+    async Task ProduceAndConsumeAsync(string bootstrap, string mechanism, string user, string password, string topic, int count = 20)
     {
         using (var producer = new ProducerBuilder<string, string>(WithSasl(new ProducerConfig { Acks = Acks.All }, bootstrap, mechanism, user, password)).Build())
         {
@@ -90,28 +112,35 @@ public sealed class SaslTests : IDisposable
         Assert.Equal(Enumerable.Range(0, count).Select(i => $"{topic} {i}"), got);
     }
 
-    [Theory]
-    [InlineData("PLAIN")]
-    [InlineData("SCRAM-SHA-256")]
-    [InlineData("SCRAM-SHA-512")]
-    public async Task Librdkafka_authenticates_and_produces_and_consumes(string mechanism)
+    public static TheoryData<string, string> ProtocolsAndMechanisms => new()
     {
-        await using var broker = StartSasl();
+        { "SASL_PLAINTEXT", "PLAIN" },
+        { "SASL_PLAINTEXT", "SCRAM-SHA-256" },
+        { "SASL_PLAINTEXT", "SCRAM-SHA-512" },
+        { "SASL_SSL", "PLAIN" },
+        { "SASL_SSL", "SCRAM-SHA-256" },
+        { "SASL_SSL", "SCRAM-SHA-512" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ProtocolsAndMechanisms))]
+    public async Task Librdkafka_authenticates_and_produces_and_consumes(string protocol, string mechanism)
+    {
+        await using var broker = StartSasl(protocol: protocol);
         var (user, password) = UserFor(mechanism);
         await ProduceAndConsumeAsync(broker.Bootstrap, mechanism, user, password, "t-" + mechanism.ToLowerInvariant());
         Assert.Contains($"SASL authentication of User:{user} with {mechanism} succeeded", broker.LogText.ToString());
     }
 
     [Theory]
-    [InlineData("PLAIN")]
-    [InlineData("SCRAM-SHA-256")]
-    [InlineData("SCRAM-SHA-512")]
-    public async Task Kcat_authenticates_and_produces_and_consumes(string mechanism)
+    [MemberData(nameof(ProtocolsAndMechanisms))]
+    public async Task Kcat_authenticates_and_produces_and_consumes(string protocol, string mechanism)
     {
-        await using var broker = StartSasl();
+        await using var broker = StartSasl(protocol: protocol);
         var (user, password) = UserFor(mechanism);
         string topic = "kc-" + mechanism.ToLowerInvariant();
-        string sasl = $"-X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms={mechanism} -X sasl.username={user} -X sasl.password={password}";
+        string security = $"-X security.protocol={protocol}" + (_ca is null ? "" : $" -X ssl.ca.location={_ca}");
+        string sasl = $"{security} -X sasl.mechanisms={mechanism} -X sasl.username={user} -X sasl.password={password}";
         var lines = Enumerable.Range(0, 50).Select(i => $"value {i}").ToList();
         var produce = Kcat($"-b {broker.Bootstrap} {sasl} -P -t {topic}", string.Join("\n", lines) + "\n");
         Assert.True(produce.ExitCode == 0, produce.Stderr);
@@ -119,7 +148,7 @@ public sealed class SaslTests : IDisposable
         Assert.True(consume.ExitCode == 0, consume.Stderr);
         Assert.Equal(lines, consume.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 
-        var wrong = Kcat($"-b {broker.Bootstrap} -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms={mechanism} -X sasl.username={user} -X sasl.password=nope -L -m 5");
+        var wrong = Kcat($"-b {broker.Bootstrap} {security} -X sasl.mechanisms={mechanism} -X sasl.username={user} -X sasl.password=nope -L -m 5");
         Assert.NotEqual(0, wrong.ExitCode);
         Assert.Contains("Authentication failed", wrong.Stderr + wrong.Stdout);
     }
@@ -132,12 +161,13 @@ public sealed class SaslTests : IDisposable
         ChildProcess.Run("kcat", args.Split(' ', StringSplitOptions.RemoveEmptyEntries), stdin);
 
     [Theory]
-    [InlineData("PLAIN", "Authentication failed: Invalid username or password")]
-    [InlineData("SCRAM-SHA-256", "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256")]
-    [InlineData("SCRAM-SHA-512", "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512")]
-    public async Task A_wrong_password_and_an_unknown_user_get_the_same_refusal_and_other_clients_are_unharmed(string mechanism, string expected)
+    [InlineData("SASL_PLAINTEXT", "PLAIN", "Authentication failed: Invalid username or password")]
+    [InlineData("SASL_PLAINTEXT", "SCRAM-SHA-256", "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256")]
+    [InlineData("SASL_PLAINTEXT", "SCRAM-SHA-512", "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512")]
+    [InlineData("SASL_SSL", "SCRAM-SHA-256", "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256")]
+    public async Task A_wrong_password_and_an_unknown_user_get_the_same_refusal_and_other_clients_are_unharmed(string protocol, string mechanism, string expected)
     {
-        await using var broker = StartSasl();
+        await using var broker = StartSasl(protocol: protocol);
         var (user, _) = UserFor(mechanism);
         foreach (var (name, password) in new[] { (user, "wrong-password"), ("mallory", "whatever") })
         {
@@ -383,26 +413,29 @@ public sealed class SaslTests : IDisposable
     }
 
     [Theory]
-    [InlineData("PLAIN")]
-    [InlineData("SCRAM-SHA-256")]
-    [InlineData("SCRAM-SHA-512")]
-    public async Task Kafka_python_authenticates_with_bare_tokens_after_handshake_v0(string mechanism)
+    [MemberData(nameof(ProtocolsAndMechanisms))]
+    public async Task Kafka_python_authenticates_with_bare_tokens_after_handshake_v0(string protocol, string mechanism)
     {
-        await using var broker = StartSasl();
+        await using var broker = StartSasl(protocol: protocol);
         var (user, password) = UserFor(mechanism);
-        var run = ChildProcess.Run("/usr/bin/python3", [Path.Combine(CompatTests.CompatDir, "kafka_python_sasl_auth.py"), broker.Bootstrap, mechanism, user, password, "kp-" + mechanism.ToLowerInvariant()], timeoutMs: 60_000);
+        var run = ChildProcess.Run("/usr/bin/python3", [Path.Combine(CompatTests.CompatDir, "kafka_python_sasl_auth.py"), broker.Bootstrap, mechanism, user, password, "kp-" + mechanism.ToLowerInvariant(), .. CaArgument], timeoutMs: 60_000);
         Assert.True(run.ExitCode == 0, $"exit code {run.ExitCode}\nstdout:\n{run.Stdout}\nstderr:\n{run.Stderr}\n{broker.LogText}");
         Assert.Contains("ok: consumed", run.Stdout);
         Assert.Contains("ok: wrong password refused", run.Stdout);
     }
 
+    /// <summary>The compat scripts' optional last argument: the CA file, which makes them connect with SASL_SSL.</summary>
+    string[] CaArgument => _ca is null ? [] : [_ca];
+
     [Theory]
-    [InlineData("scram-sha-256")]
-    [InlineData("scram-sha-512")]
-    public async Task KafkaJS_authenticates_with_scram(string mechanism)
+    [InlineData("SASL_PLAINTEXT", "scram-sha-256")]
+    [InlineData("SASL_PLAINTEXT", "scram-sha-512")]
+    [InlineData("SASL_SSL", "scram-sha-256")]
+    [InlineData("SASL_SSL", "scram-sha-512")]
+    public async Task KafkaJS_authenticates_with_scram(string protocol, string mechanism)
     {
-        await using var broker = StartSasl();
-        var run = ChildProcess.Run("node", [Path.Combine(CompatTests.CompatDir, "kafkajs_sasl.js"), broker.Bootstrap, mechanism, "carol", CarolPassword, "kjs-" + mechanism], timeoutMs: 90_000);
+        await using var broker = StartSasl(protocol: protocol);
+        var run = ChildProcess.Run("node", [Path.Combine(CompatTests.CompatDir, "kafkajs_sasl.js"), broker.Bootstrap, mechanism, "carol", CarolPassword, "kjs-" + mechanism, .. CaArgument], timeoutMs: 90_000);
         Assert.True(run.ExitCode == 0, $"exit code {run.ExitCode}\nstdout:\n{run.Stdout}\nstderr:\n{run.Stderr}");
         Assert.Contains("ok: consumed", run.Stdout);
         Assert.Contains("ok: wrong password refused", run.Stdout);
