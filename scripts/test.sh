@@ -3,7 +3,8 @@
 # (Confluent.Kafka/librdkafka from NuGet, kcat, kafka-python and confluent-kafka-python from Debian, KafkaJS from npm). The broker tests
 # run twice: with the io_uring append path (KIOU_IO=auto: io_uring where the kernel allows it) and with the
 # synchronous pwrite path (KIOU_IO=sync), the second time also with the copying fetch path
-# (KIOU_FETCH_ZERO_COPY=false). Prints one closing line "N passed, N failed".
+# (KIOU_FETCH_ZERO_COPY=false); the SASL client matrix (SaslTests: authentication, no I/O path of its own) runs once.
+# Prints one closing line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -23,7 +24,7 @@ echo "== all tests, KIOU_IO=${KIOU_IO:-auto}"
 dotnet test Kiou.sln -c Release --no-build --nologo 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 echo "== broker tests again, KIOU_IO=sync KIOU_FETCH_ZERO_COPY=false"
-KIOU_IO=sync KIOU_FETCH_ZERO_COPY=false dotnet test tests/Kiou.Broker.Tests -c Release --no-build --nologo 2>&1 | tee -a "$log"
+KIOU_IO=sync KIOU_FETCH_ZERO_COPY=false dotnet test tests/Kiou.Broker.Tests -c Release --no-build --nologo --filter "FullyQualifiedName!~Kiou.Broker.Tests.SaslTests" 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
