@@ -352,30 +352,7 @@ public sealed class DynamicBrokerConfigs
             w.WriteEndObject();
             w.WriteEndObject();
         }
-        string tmp = _path + ".tmp";
-        try
-        {
-            using (var handle = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-            {
-                RandomAccess.Write(handle, buffer.ToArray(), 0);
-                int rc = FileSync.DataSync(handle);
-                if (rc < 0)
-                    throw new IOException($"fdatasync of {tmp} failed (errno {-rc})", -rc);
-            }
-            File.Move(tmp, _path, overwrite: true);
-        }
-        catch (IOException)
-        {
-            try
-            {
-                File.Delete(tmp);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-            }
-            throw;
-        }
-        FileSync.SyncDirectory(_dir);
+        FileSync.ReplaceDurably(_path, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     }
 
     /// <summary>Hands the broker settings of their own (cleaner, connection limits) to their owners: called after

@@ -16,14 +16,12 @@ public sealed class ScramCredentialStore
     const int FormatVersion = 1;
     const int MaxFileBytes = 64 << 20;
 
-    readonly string _dir;
     readonly string _path;
     readonly Lock _write = new();
     FrozenDictionary<(string User, sbyte Mechanism), ScramCredential> _all = FrozenDictionary<(string, sbyte), ScramCredential>.Empty;
 
     public ScramCredentialStore(string dataDir)
     {
-        _dir = dataDir;
         _path = Path.Combine(dataDir, FileName);
     }
 
@@ -162,32 +160,14 @@ public sealed class ScramCredentialStore
             w.WriteEndArray();
             w.WriteEndObject();
         }
-        string tmp = _path + ".tmp";
         try
         {
-            using (var handle = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
-            {
-                // Salted keys are not passwords, but they still let an attacker guess passwords offline.
-                if (!OperatingSystem.IsWindows())
-                    File.SetUnixFileMode(handle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-                RandomAccess.Write(handle, buffer.ToArray(), 0);
-                int rc = FileSync.DataSync(handle);
-                if (rc < 0)
-                    throw new IOException($"fdatasync of {tmp} failed (errno {-rc})", -rc);
-            }
-            File.Move(tmp, _path, overwrite: true);
+            // Salted keys are not passwords, but they still let an attacker guess passwords offline.
+            FileSync.ReplaceDurably(_path, buffer.GetBuffer().AsSpan(0, (int)buffer.Length), UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (UnauthorizedAccessException e)
         {
-            try
-            {
-                File.Delete(tmp);
-            }
-            catch (Exception e2) when (e2 is IOException or UnauthorizedAccessException)
-            {
-            }
-            throw e as IOException ?? new IOException(e.Message, e);
+            throw new IOException(e.Message, e);
         }
-        FileSync.SyncDirectory(_dir);
     }
 }

@@ -71,6 +71,50 @@ public static partial class FileSync
         return result;
     }
 
+    /// <summary>
+    /// Replaces <paramref name="path"/> with <paramref name="bytes"/> so that a crash leaves the old file or the new one,
+    /// never a mix: a temporary file beside it, written and fdatasync'ed, renamed over it, then the directory synced.
+    /// <paramref name="mode"/>: the temporary file's permissions before anything is written (secrets). On failure the
+    /// temporary file is removed and the exception (IOException or UnauthorizedAccessException) goes to the caller.
+    /// </summary>
+    public static void ReplaceDurably(string path, ReadOnlySpan<byte> bytes, UnixFileMode? mode = null)
+    {
+        string tmp = path + ".tmp";
+        try
+        {
+            using (var handle = File.OpenHandle(tmp, FileMode.Create, FileAccess.Write))
+            {
+                if (mode is { } m && !OperatingSystem.IsWindows())
+                {
+                    File.SetUnixFileMode(handle, m);
+                }
+
+                RandomAccess.Write(handle, bytes, 0);
+                int rc = DataSync(handle);
+                if (rc < 0)
+                {
+                    throw new IOException($"fdatasync of {tmp} failed (errno {-rc})", -rc);
+                }
+            }
+
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try
+            {
+                File.Delete(tmp);
+            }
+            catch (Exception e2) when (e2 is IOException or UnauthorizedAccessException)
+            {
+            }
+
+            throw;
+        }
+
+        SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fdatasync(int fd);
 
